@@ -1,0 +1,218 @@
+//! `warren bench`: a load generator for a running warren. A benchmark, not a
+//! test: it prints figures, it asserts nothing.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchOptions {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub mode: BenchMode,
+    /// Base URL of the warren to load.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Seconds to run (enqueue and batch modes).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Tasks per batch (batch mode) or in all (e2e mode).
+    #[arg(long, default_value_t = 1000)]
+    pub tasks: usize,
+    #[arg(long, env = "WARREN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchMode {
+    /// Single-task enqueue: requests/s and latency percentiles.
+    Enqueue,
+    /// Batch enqueue of `--tasks` per request: tasks/s.
+    Batch,
+    /// Enqueue `--tasks` echo tasks in batches and wait until all completed: tasks/s.
+    E2e,
+}
+
+pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency)
+        .build()?;
+    match opts.mode {
+        BenchMode::Enqueue => enqueue(&client, &opts).await,
+        BenchMode::Batch => batch(&client, &opts).await,
+        BenchMode::E2e => e2e(&client, &opts).await,
+    }
+}
+
+fn post(
+    client: &reqwest::Client,
+    opts: &BenchOptions,
+    path: &str,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    let mut r = client
+        .post(format!("{}{path}", opts.url))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(k) = &opts.api_key {
+        r = r.header("x-api-key", k);
+    }
+    r
+}
+
+async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(opts.duration);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..opts.concurrency {
+        let client = client.clone();
+        let opts = opts.clone();
+        set.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let body = json!({"task_name": "echo", "queue_name": "bench", "args": [c, i]});
+                let t = Instant::now();
+                match post(&client, &opts, "/api/v1/enqueue", &body).send().await {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        latencies.push(t.elapsed().as_micros() as u64)
+                    }
+                    _ => errors += 1,
+                }
+                i += 1;
+            }
+            (latencies, errors)
+        });
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = set.join_next().await {
+        let (l, e) = r?;
+        all.extend(l);
+        errors += e;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "enqueue: {} ok, {errors} errors in {secs:.1} s = {:.0} req/s at {} clients; latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+        all.len(),
+        all.len() as f64 / secs,
+        opts.concurrency,
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        all.last().copied().unwrap_or(0) as f64 / 1000.0
+    );
+    Ok(())
+}
+
+fn echo_batch(n: usize, tag: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"task_name": "echo", "queue_name": "bench", "args": [tag, i]}))
+            .collect(),
+    )
+}
+
+async fn batch(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(opts.duration);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..opts.concurrency {
+        let client = client.clone();
+        let opts = opts.clone();
+        set.spawn(async move {
+            let body = echo_batch(opts.tasks, c);
+            let mut done = 0usize;
+            while Instant::now() < deadline {
+                let r = post(&client, &opts, "/api/v1/enqueue/batch", &body)
+                    .send()
+                    .await?;
+                if r.status().as_u16() != 201 {
+                    bail!("batch enqueue answered {}", r.status());
+                }
+                done += opts.tasks;
+            }
+            Ok(done)
+        });
+    }
+    let mut total = 0;
+    while let Some(r) = set.join_next().await {
+        total += r??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "batch enqueue: {total} tasks in {secs:.1} s = {:.0} tasks/s ({} per request, {} clients)",
+        total as f64 / secs,
+        opts.tasks,
+        opts.concurrency
+    );
+    Ok(())
+}
+
+async fn completed_in_bench(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<i64> {
+    let mut r = client.get(format!("{}/api/v1/queues", opts.url));
+    if let Some(k) = &opts.api_key {
+        r = r.header("x-api-key", k);
+    }
+    let bytes = r.send().await?.bytes().await?;
+    let queues: Vec<Value> = serde_json::from_slice(&bytes).context("GET /api/v1/queues")?;
+    Ok(queues
+        .iter()
+        .find(|q| q["queue_name"] == "bench")
+        .and_then(|q| q["completed"].as_i64())
+        .unwrap_or(0))
+}
+
+async fn e2e(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
+    let before = completed_in_bench(client, opts).await?;
+    let per_batch = 1000.min(opts.tasks);
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < opts.tasks {
+        let n = per_batch.min(opts.tasks - sent);
+        let r = post(client, opts, "/api/v1/enqueue/batch", &echo_batch(n, sent))
+            .send()
+            .await?;
+        if r.status().as_u16() != 201 {
+            bail!("batch enqueue answered {}", r.status());
+        }
+        sent += n;
+    }
+    let enqueued = started.elapsed().as_secs_f64();
+    let target = before + opts.tasks as i64;
+    loop {
+        let done = completed_in_bench(client, opts).await?;
+        if done >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "only {} of {} tasks completed in 10 minutes",
+                done - before,
+                opts.tasks
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "end to end: {} echo tasks enqueued in {enqueued:.2} s and all completed in {secs:.2} s = {:.0} tasks/s",
+        opts.tasks,
+        opts.tasks as f64 / secs
+    );
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! `warren dev`: the local runtime. One process serves every endpoint, runs
+//! the worker on an in-process queue and ticks the scheduler, on an embedded
+//! redb store that survives restarts.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+use warren::adapters::clock::SystemClock;
+use warren::adapters::embedded::{Durability, EmbeddedStore, MemoryQueue};
+use warren::adapters::http::{GuardedHttpClient, parse_allow_list};
+use warren::handlers::Registry;
+use warren::http::ApiKey;
+use warren::service::webhook;
+use warren::{Config, Deps};
+
+#[derive(Args, Debug, Clone)]
+pub struct DevOptions {
+    /// Address to listen on. Anything but loopback requires WARREN_API_KEY.
+    #[arg(long, default_value = "127.0.0.1", env = "WARREN_HOST")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8000, env = "WARREN_PORT")]
+    pub port: u16,
+    /// Where the embedded store lives.
+    #[arg(long, default_value = ".warren", env = "WARREN_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// `sync`: a 2xx means the write is on disk. `relaxed`: flushed within
+    /// ~100 ms (faster on slow disks; a crash may lose the last writes).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync, env = "WARREN_DURABILITY")]
+    pub durability: DurabilityArg,
+    /// Tasks run at once by the in-process worker.
+    #[arg(long, default_value_t = 16, env = "WARREN_WORKER_CONCURRENCY")]
+    pub worker_concurrency: usize,
+    /// Timeout of tasks that set no `timeout_seconds`.
+    #[arg(long, default_value_t = 300, env = "WARREN_TASK_TIMEOUT")]
+    pub task_timeout: u64,
+    /// Seconds between scheduler ticks.
+    #[arg(long, default_value_t = 1.0, env = "WARREN_SCHEDULER_INTERVAL")]
+    pub scheduler_interval: f64,
+    /// Seconds an `expired` task stays readable before it is deleted.
+    #[arg(long, default_value_t = 3600, env = "WARREN_EXPIRED_RETENTION")]
+    pub expired_retention: u64,
+    /// Seconds after which a pending task not yet started is re-sent.
+    #[arg(long, default_value_t = 600, env = "WARREN_REDISPATCH_AFTER")]
+    pub redispatch_after: u64,
+    /// Private networks outgoing calls (http tasks, webhooks) may reach,
+    /// e.g. `127.0.0.1/32,10.0.0.0/8`. Everything private is refused otherwise.
+    #[arg(long, default_value = "", env = "WARREN_OUTBOUND_ALLOW")]
+    pub outbound_allow: String,
+    /// Secret that signs webhooks (`whsec_...`). Default: one generated and
+    /// kept in `<data-dir>/webhook-secret`.
+    #[arg(long, env = "WARREN_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// The API key every /api route requires (X-API-Key).
+    #[arg(long, env = "WARREN_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Serve the API only: no worker.
+    #[arg(long)]
+    pub no_worker: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DurabilityArg {
+    Sync,
+    Relaxed,
+}
+
+pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let ip = resolve_host(&opts.host)?;
+    let api_key = ApiKey::new(opts.api_key.as_deref());
+    if !api_key.is_enabled() {
+        if !ip.is_loopback() {
+            bail!(
+                "refusing to serve an open API on {ip}: set WARREN_API_KEY (or --api-key), or bind a loopback address"
+            );
+        }
+        tracing::warn!(
+            "no WARREN_API_KEY set: the API is open to anyone on this machine (loopback only)"
+        );
+    }
+
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
+    let durability = match opts.durability {
+        DurabilityArg::Sync => Durability::Sync,
+        DurabilityArg::Relaxed => Durability::Relaxed,
+    };
+    let store = Arc::new(
+        EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let allow = parse_allow_list(&opts.outbound_allow)
+        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
+    let http = GuardedHttpClient::new(allow).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret = webhook_secret(opts.webhook_secret.as_deref(), &opts.data_dir)?;
+
+    let config = Config {
+        default_timeout: Duration::from_secs(opts.task_timeout),
+        expired_retention: chrono::Duration::seconds(opts.expired_retention as i64),
+        redispatch_after: Duration::from_secs(opts.redispatch_after),
+        webhook_secret: secret,
+        api_key,
+        ..Config::default()
+    };
+    let deps = Deps {
+        store: store.clone(),
+        queue: Arc::new(MemoryQueue::new()),
+        clock: Arc::new(SystemClock),
+        http: Arc::new(http),
+        handlers: Arc::new(Registry::standard()),
+        metrics: Default::default(),
+        config: Arc::new(config),
+    };
+
+    // The in-process queue starts empty: refill it from the store.
+    let (resent, rescued) = scheduler::recover_exclusive(&deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("recovering tasks: {e}"))?;
+    if resent + rescued > 0 {
+        tracing::info!(resent, rescued, "recovered tasks from the store");
+    }
+
+    let (stop_tx, stop) = watch::channel(false);
+    let worker = (!opts.no_worker).then(|| {
+        tokio::spawn(worker::poll(
+            deps.clone(),
+            opts.worker_concurrency,
+            stop.clone(),
+        ))
+    });
+    let interval = Duration::from_secs_f64(opts.scheduler_interval.max(0.05));
+    let ticker = tokio::spawn(scheduler::run_every(deps.clone(), interval, stop.clone()));
+
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, opts.port))
+        .await
+        .with_context(|| format!("binding {}:{}", ip, opts.port))?;
+    let addr = listener.local_addr()?;
+    let app = warren_cli_app(deps.clone());
+    println!("warren listening on http://{addr}");
+    tracing::info!(
+        %addr,
+        data_dir = %opts.data_dir.display(),
+        durability = ?opts.durability,
+        ready_ms = started.elapsed().as_millis() as u64,
+        "warren dev is ready"
+    );
+
+    let mut shutdown = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = shutdown.changed() => {}
+            }
+        })
+        .await?;
+    tracing::info!("shutting down: finishing running tasks");
+    let _ = stop_tx.send(true);
+    if let Some(w) = worker {
+        let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+    }
+    let _ = ticker.await;
+    store
+        .flush()
+        .await
+        .map_err(|e| anyhow::anyhow!("final flush: {e}"))?;
+    Ok(())
+}
+
+fn warren_cli_app(deps: Deps) -> axum::Router {
+    crate::app(deps).layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+fn resolve_host(host: &str) -> anyhow::Result<IpAddr> {
+    if host == "localhost" {
+        return Ok(IpAddr::from([127, 0, 0, 1]));
+    }
+    host.parse()
+        .with_context(|| format!("--host must be an IP address (or localhost), got `{host}`"))
+}
+
+/// The webhook signing key: given, or generated once and kept beside the data.
+fn webhook_secret(given: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = given {
+        return webhook::decode_secret(s).map_err(|e| anyhow::anyhow!(e));
+    }
+    let path = data_dir.join("webhook-secret");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) => s,
+        Err(_) => {
+            let s = webhook::generate_secret();
+            write_private(&path, &s)?;
+            tracing::info!(path = %path.display(), "generated a webhook signing secret");
+            s
+        }
+    };
+    webhook::decode_secret(secret.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,21 @@
+//! The `warren` command line: the local gateway and its helpers.
+
+pub mod bench;
+pub mod dev;
+
+use axum::Router;
+use warren::Deps;
+
+/// Every HTTP function's router merged into one app: the local gateway
+/// serves exactly what the Lambda functions serve.
+pub fn app(deps: Deps) -> Router {
+    let routers = [
+        enqueue::router(deps.clone()),
+        enqueue_batch::router(deps.clone()),
+        task_query::router(deps.clone()),
+        task_control::router(deps.clone()),
+        ops::router(deps),
+    ];
+    let app = routers.into_iter().fold(Router::new(), Router::merge);
+    warren::http::with_fallbacks(app)
+}

@@ -1,0 +1,29 @@
+use clap::{Parser, Subcommand};
+
+/// warren: a serverless task queue and event-pipeline engine.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run warren locally: every endpoint, the worker and the scheduler in
+    /// one process, with an embedded durable store.
+    Dev(warren_cli::dev::DevOptions),
+    /// Load-test a running warren (enqueue, batch enqueue, end-to-end).
+    Bench(warren_cli::bench::BenchOptions),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Dev(opts) => runtime.block_on(warren_cli::dev::run(opts)),
+        Command::Bench(opts) => runtime.block_on(warren_cli::bench::run(opts)),
+    }
+}

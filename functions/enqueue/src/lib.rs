@@ -1,0 +1,48 @@
+//! `POST /api/v1/enqueue`: store one task and queue it.
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use warren::Deps;
+use warren::http::dto::EnqueueRequest;
+use warren::http::{ApiError, JsonBody};
+use warren::ports::MAX_MESSAGE_BYTES;
+use warren::service::enqueue::{Enqueued, NewTask, enqueue};
+
+pub fn router(deps: Deps) -> Router {
+    let routes = Router::new()
+        .route("/api/v1/enqueue", post(enqueue_one))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
+    warren::http::api(&deps, routes)
+}
+
+/// 201 `{"task_id"}`; 200 with the first task's id for a repeated
+/// idempotency key (body field or `Idempotency-Key` header); 201
+/// `{"task_id": null, "ttl_seconds": 0}` for a task that is not kept.
+async fn enqueue_one(
+    State(deps): State<Deps>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<EnqueueRequest>,
+) -> Result<Response, ApiError> {
+    let mut new = NewTask::from(request);
+    if new.idempotency_key.is_none() {
+        new.idempotency_key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+    }
+    Ok(match enqueue(&deps, new).await? {
+        Enqueued::Created(id) => {
+            (StatusCode::CREATED, Json(json!({ "task_id": id }))).into_response()
+        }
+        Enqueued::Existing(id) => (StatusCode::OK, Json(json!({ "task_id": id }))).into_response(),
+        Enqueued::Ephemeral => (
+            StatusCode::CREATED,
+            Json(json!({ "task_id": null, "ttl_seconds": 0 })),
+        )
+            .into_response(),
+    })
+}

@@ -1,0 +1,132 @@
+//! Changing tasks: progress reports, cancel, requeue, bulk delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, patch, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use warren::Deps;
+use warren::ServiceError;
+use warren::domain::TaskStatus;
+use warren::http::dto::{TaskResponse, task_id};
+use warren::http::{ApiError, JsonBody, Params};
+use warren::service::control;
+use warren::service::tasks::TaskFilter;
+
+pub fn router(deps: Deps) -> Router {
+    let routes = Router::new()
+        .route("/api/v1/tasks/{id}/progress", patch(progress))
+        .route("/api/v1/tasks/{id}", delete(cancel))
+        .route("/api/v1/tasks/{id}/requeue", post(requeue))
+        .route("/api/v1/tasks", delete(delete_many));
+    warren::http::api(&deps, routes)
+}
+
+#[derive(Deserialize)]
+struct ProgressRequest {
+    progress: u8,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// 200 with the task; 409 unless it is running.
+async fn progress(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<ProgressRequest>,
+) -> Result<Json<TaskResponse>, ApiError> {
+    let id = task_id(&id)?;
+    if body.progress > 100 {
+        return Err(ApiError::unprocessable("progress must be 0 to 100").with("field", "progress"));
+    }
+    let task = control::progress(&deps, id, body.progress, body.message)
+        .await
+        .map_err(|e| match e {
+            ServiceError::Conflict {
+                code: "invalid_transition",
+                ..
+            } => ApiError::new(
+                StatusCode::CONFLICT,
+                "task_not_running",
+                "progress can only be reported for a running task",
+            ),
+            other => other.into(),
+        })?;
+    Ok(Json(task.into()))
+}
+
+/// Cancel a pending task: 200 with the task; 404 if there is no pending task
+/// with that id (as the lapinq API answers), with a code saying which.
+async fn cancel(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskResponse>, ApiError> {
+    let id = task_id(&id)?;
+    let task = control::cancel(&deps, id).await.map_err(|e| {
+        not_in_state(
+            e,
+            "task_not_pending",
+            "only a pending task can be cancelled",
+        )
+    })?;
+    Ok(Json(task.into()))
+}
+
+/// Requeue a failed task: 200 with the task; 404 unless it is failed.
+async fn requeue(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskResponse>, ApiError> {
+    let id = task_id(&id)?;
+    let task = control::requeue(&deps, id)
+        .await
+        .map_err(|e| not_in_state(e, "task_not_failed", "only a failed task can be requeued"))?;
+    Ok(Json(task.into()))
+}
+
+fn not_in_state(e: ServiceError, code: &'static str, message: &str) -> ApiError {
+    match e {
+        ServiceError::Conflict {
+            code: "invalid_transition",
+            message: detail,
+        } => ApiError::new(StatusCode::NOT_FOUND, code, format!("{message} ({detail})")),
+        other => other.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeleteParams {
+    queue: Option<String>,
+    status: Option<String>,
+    task_name: Option<String>,
+    args: Option<String>,
+    result: Option<String>,
+    error: Option<String>,
+}
+
+/// Delete every task matching the filters: `{"deleted": n}`.
+async fn delete_many(
+    State(deps): State<Deps>,
+    Params(p): Params<DeleteParams>,
+) -> Result<Json<Value>, ApiError> {
+    let nonempty = |s: Option<String>| s.filter(|v| !v.is_empty());
+    let status = match nonempty(p.status) {
+        Some(s) => Some(
+            s.parse::<TaskStatus>()
+                .map_err(|e| ApiError::bad_request("invalid_query", e))?,
+        ),
+        None => None,
+    };
+    let filter = TaskFilter {
+        queue: nonempty(p.queue),
+        status,
+        task_name: nonempty(p.task_name),
+        args: nonempty(p.args),
+        result: nonempty(p.result),
+        error: nonempty(p.error),
+        before: None,
+    };
+    let deleted = control::delete_matching(&deps, &filter).await?;
+    Ok(Json(json!({ "deleted": deleted })))
+}

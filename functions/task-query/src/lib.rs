@@ -1,0 +1,154 @@
+//! Reading tasks: one task, its result, lists (filtered, newest first, with a
+//! cursor), the failed list (dead letters), and per-queue counts.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use warren::Deps;
+use warren::domain::TaskStatus;
+use warren::http::dto::{TaskResponse, TaskResultResponse, task_id};
+use warren::http::{ApiError, Params, decode_cursor, encode_cursor};
+use warren::service::control::is_finished;
+use warren::service::tasks::TaskFilter;
+
+/// Page size when the client names none, and the most one page holds.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 1000;
+
+pub fn router(deps: Deps) -> Router {
+    let routes = Router::new()
+        .route("/api/v1/tasks", get(list))
+        .route("/api/v1/tasks/failed", get(list_failed))
+        .route("/api/v1/tasks/{id}", get(one))
+        .route("/api/v1/tasks/{id}/result", get(result))
+        .route("/api/v1/queues", get(queues));
+    warren::http::api(&deps, routes)
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    queue: Option<String>,
+    status: Option<String>,
+    task_name: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(deps): State<Deps>,
+    uri: Uri,
+    Params(p): Params<ListParams>,
+) -> Result<Response, ApiError> {
+    let status = match p.status.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<TaskStatus>()
+                .map_err(|e| ApiError::bad_request("invalid_query", e))?,
+        ),
+        None => None,
+    };
+    let filter = TaskFilter {
+        queue: p.queue.filter(|q| !q.is_empty()),
+        status,
+        task_name: p.task_name.filter(|n| !n.is_empty()),
+        ..TaskFilter::default()
+    };
+    page(&deps, uri, filter, p.limit, p.cursor).await
+}
+
+#[derive(Deserialize)]
+struct FailedParams {
+    queue: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn list_failed(
+    State(deps): State<Deps>,
+    uri: Uri,
+    Params(p): Params<FailedParams>,
+) -> Result<Response, ApiError> {
+    let filter = TaskFilter {
+        queue: p.queue.filter(|q| !q.is_empty()),
+        status: Some(TaskStatus::Failed),
+        ..TaskFilter::default()
+    };
+    page(&deps, uri, filter, p.limit, p.cursor).await
+}
+
+/// A JSON array of tasks; when more follow, `X-Next-Cursor` and a `Link`
+/// header (rel="next") say where.
+async fn page(
+    deps: &Deps,
+    uri: Uri,
+    mut filter: TaskFilter,
+    limit: Option<usize>,
+    cursor: Option<String>,
+) -> Result<Response, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+        filter.before = Some(decode_cursor(&c)?);
+    }
+    let page = deps.list_tasks(&filter, limit).await?;
+    let body: Vec<TaskResponse> = page.tasks.into_iter().map(TaskResponse::from).collect();
+    let mut headers = HeaderMap::new();
+    if let Some(next) = page.next {
+        let cursor = encode_cursor(&next);
+        let query: Vec<String> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
+            .map(str::to_string)
+            .chain([format!("cursor={cursor}")])
+            .collect();
+        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"));
+        if let (Ok(c), Ok(l)) = (HeaderValue::from_str(&cursor), HeaderValue::from_str(&link)) {
+            headers.insert("x-next-cursor", c);
+            headers.insert(axum::http::header::LINK, l);
+        }
+    }
+    Ok((headers, Json(body)).into_response())
+}
+
+async fn one(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+) -> Result<Json<TaskResponse>, ApiError> {
+    let id = task_id(&id)?;
+    let task = deps
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task not found"))?;
+    Ok(Json(task.into()))
+}
+
+/// The result of a finished task; `{"error": "task not finished", "status"}`
+/// (200, as the lapinq API answers) while it is not.
+async fn result(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = task_id(&id)?;
+    let task = deps
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task not found"))?;
+    if !is_finished(task.status) {
+        let body = json!({ "error": "task not finished", "code": "task_not_finished", "status": task.status });
+        return Ok(Json(body).into_response());
+    }
+    Ok(Json(TaskResultResponse {
+        id: task.id,
+        status: task.status,
+        result: task.result,
+        error: task.error,
+        completed_at: task.completed_at,
+    })
+    .into_response())
+}
+
+/// One object per queue: `queue_name` and a count per status.
+async fn queues(State(deps): State<Deps>) -> Result<Response, ApiError> {
+    Ok(Json(deps.queue_stats().await?).into_response())
+}

@@ -1,0 +1,116 @@
+//! The task worker. [`process`] handles one queue message (the same code in
+//! every runtime); [`poll`] is the local stand-in for the Lambda event source
+//! mapping: it receives in batches, runs messages concurrently and
+//! acknowledges the ones that succeeded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use warren::Deps;
+use warren::ports::MAX_RECEIVE;
+
+pub use warren::service::worker::{TaskMessage, process};
+
+/// How long one receive waits for a message (long polling).
+const RECEIVE_WAIT: Duration = Duration::from_secs(1);
+/// Back-off after a failed receive, so a broken queue is not hammered.
+const RECEIVE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Run up to `concurrency` messages at a time until `stop` turns true, then
+/// let the running ones finish.
+pub async fn poll(deps: Deps, concurrency: usize, stop: watch::Receiver<bool>) {
+    let concurrency = concurrency.max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<String>();
+    let acker = tokio::spawn(acknowledge(deps.clone(), ack_rx));
+    // One receiver per ten slots keeps every slot fed when receives are slow (SQS).
+    let receivers = concurrency.div_ceil(MAX_RECEIVE).clamp(1, 8);
+    let mut set = JoinSet::new();
+    for _ in 0..receivers {
+        set.spawn(receive(
+            deps.clone(),
+            permits.clone(),
+            ack_tx.clone(),
+            stop.clone(),
+        ));
+    }
+    drop(ack_tx);
+    while set.join_next().await.is_some() {}
+    let _ = permits.acquire_many(concurrency as u32).await;
+    let _ = acker.await;
+}
+
+async fn receive(
+    deps: Deps,
+    permits: Arc<Semaphore>,
+    ack: mpsc::UnboundedSender<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let queue = deps.config.task_queue.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        // Hold free slots before receiving: a received message's visibility
+        // clock is running, so it must not wait for a slot.
+        let first = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => return,
+        };
+        let mut slots = vec![first];
+        while slots.len() < MAX_RECEIVE {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => slots.push(p),
+                Err(_) => break,
+            }
+        }
+        let received = tokio::select! {
+            r = deps.queue.receive(&queue, slots.len(), deps.config.visibility, RECEIVE_WAIT) => r,
+            _ = stop.changed() => return,
+        };
+        let deliveries = match received {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed");
+                tokio::time::sleep(RECEIVE_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        for (delivery, slot) in deliveries.into_iter().zip(slots.drain(..)) {
+            let deps = deps.clone();
+            let ack = ack.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                match process(&deps, &delivery.body).await {
+                    Ok(()) => {
+                        let _ = ack.send(delivery.receipt);
+                    }
+                    // Left unacknowledged: the queue delivers it again.
+                    Err(e) => {
+                        tracing::warn!(error = %e, message_id = %delivery.message_id, "message failed; it will be redelivered")
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Delete acknowledged messages in batches of up to ten (one request each).
+async fn acknowledge(deps: Deps, mut receipts: mpsc::UnboundedReceiver<String>) {
+    let queue = deps.config.task_queue.clone();
+    while let Some(first) = receipts.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_RECEIVE {
+            match receipts.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = deps.queue.delete_batch(&queue, batch).await {
+            // Undeleted messages come back and are dropped as duplicates.
+            tracing::warn!(error = %e, "acknowledging messages failed");
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! `MemoryQueue`: the in-process [`Queue`] with SQS semantics (delays,
+//! visibility timeouts, redelivery, receive counts, long polling).
+//!
+//! It lives in memory only and does not survive the process. That is by
+//! design: the store is the source of truth, and at start the core re-sends
+//! every pending task from the store (outbox), so losing the queue loses no
+//! task.
+//!
+//! Each named queue is one mutex over:
+//! - a map of its messages by internal key;
+//! - a binary heap of the visible ones, ordered by priority then send order,
+//!   so a receive pops in O(log n) instead of scanning;
+//! - an ordered set of timers `(due, key)` for the hidden ones (delayed or in
+//!   flight), so the messages that became visible are found at its front and
+//!   a timer can be removed exactly when the message is deleted or re-hidden
+//!   (no stale timers piling up under a high delete rate).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::ports::{
+    Delivery, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_RECEIVE, OutgoingMessage, Queue, QueueError,
+};
+
+/// How many messages of one queue are in each state, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Ready to be received now.
+    pub visible: usize,
+    /// Received and not yet deleted, hidden until their visibility timeout.
+    pub in_flight: usize,
+    /// Sent with a delay that has not passed yet (never received).
+    pub delayed: usize,
+}
+
+/// The in-process queue backend: named queues created on first use, SQS
+/// semantics, nothing persisted (see the module documentation).
+#[derive(Default)]
+pub struct MemoryQueue {
+    // Queues are created once and then only looked up, so a read lock keeps
+    // lookups from different queues from contending.
+    queues: RwLock<HashMap<String, Arc<Shared>>>,
+}
+
+/// One named queue: its state and the notifier its long pollers wait on.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Woken on every change that may make a message visible sooner than a
+    /// waiting receiver expects (send, change of visibility, new timer).
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Next internal key; also the send order, as keys only grow.
+    next_key: u64,
+    messages: HashMap<u64, Message>,
+    /// Visible messages. Entries of deleted messages are left in place and
+    /// skipped when popped (cheaper than removing from the middle of a heap).
+    ready: BinaryHeap<Ready>,
+    /// Hidden messages by the instant they become visible again.
+    timers: BTreeSet<(Instant, u64)>,
+    /// Hidden messages never received yet.
+    delayed: usize,
+    /// Hidden messages received at least once.
+    in_flight: usize,
+}
+
+struct Message {
+    id: String,
+    body: String,
+    priority: i32,
+    receive_count: u32,
+    /// Bumped on every receive: only a receipt carrying the latest value is
+    /// honoured, so an earlier receiver cannot delete or extend a message
+    /// someone else holds now.
+    receipt_gen: u64,
+    /// `Some(due)` while hidden (delayed or in flight), with its timer entry
+    /// `(due, key)`; `None` while visible, with its entry in `ready`.
+    hidden_until: Option<Instant>,
+}
+
+/// A visible message in the ready heap: higher priority first, then the
+/// oldest send (lowest key) first. Redelivered messages keep their key, hence
+/// their place among their peers.
+#[derive(PartialEq, Eq)]
+struct Ready {
+    priority: i32,
+    key: u64,
+}
+
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.key.cmp(&self.key))
+    }
+}
+
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Receipts are `key.generation`: cheap to make and parse, and unique per
+/// receive of a message.
+fn receipt(key: u64, generation: u64) -> String {
+    format!("{key}.{generation}")
+}
+
+fn parse_receipt(receipt: &str) -> Option<(u64, u64)> {
+    let (key, generation) = receipt.split_once('.')?;
+    Some((key.parse().ok()?, generation.parse().ok()?))
+}
+
+/// `now + d`, saturating far in the future instead of panicking on an absurd
+/// duration (a caller-supplied visibility or wait must never crash the queue).
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+impl State {
+    /// Makes visible every hidden message whose time has come. Done lazily by
+    /// each operation rather than by a background task, so an idle queue
+    /// costs nothing.
+    fn promote_due(&mut self, now: Instant) {
+        while let Some(&(due, key)) = self.timers.first() {
+            if due > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(msg) = self.messages.get_mut(&key) {
+                msg.hidden_until = None;
+                if msg.receive_count == 0 {
+                    self.delayed -= 1;
+                } else {
+                    self.in_flight -= 1;
+                }
+                self.ready.push(Ready {
+                    priority: msg.priority,
+                    key,
+                });
+            }
+        }
+    }
+
+    /// The message a receipt designates, if the receipt is still the latest
+    /// one for it.
+    fn by_receipt(&mut self, receipt: &str) -> Option<(u64, &mut Message)> {
+        let (key, generation) = parse_receipt(receipt)?;
+        let msg = self.messages.get_mut(&key)?;
+        (msg.receive_count > 0 && msg.receipt_gen == generation).then_some((key, msg))
+    }
+
+    fn counts(&self) -> QueueCounts {
+        QueueCounts {
+            visible: self.messages.len() - self.delayed - self.in_flight,
+            in_flight: self.in_flight,
+            delayed: self.delayed,
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every mutation keeps the state consistent before anything can
+        // panic, so a poisoned lock still guards valid data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl MemoryQueue {
+    /// An empty backend; queues appear when first used.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many messages of `queue` are visible, in flight and delayed now.
+    /// An unknown queue counts as empty (and is not created).
+    pub fn counts(&self, queue: &str) -> QueueCounts {
+        let shared = {
+            let queues = self.queues.read().unwrap_or_else(|e| e.into_inner());
+            match queues.get(queue) {
+                Some(shared) => shared.clone(),
+                None => return QueueCounts::default(),
+            }
+        };
+        let mut state = shared.lock();
+        state.promote_due(Instant::now());
+        state.counts()
+    }
+
+    fn queue(&self, name: &str) -> Arc<Shared> {
+        if let Some(shared) = self
+            .queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return shared.clone();
+        }
+        self.queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), QueueError> {
+        // Validate the whole batch first: a bad message must not leave its
+        // valid neighbours half sent.
+        for (i, m) in messages.iter().enumerate() {
+            if m.body.len() > MAX_MESSAGE_BYTES {
+                return Err(QueueError::Invalid(format!(
+                    "message {i}: body of {} bytes exceeds {MAX_MESSAGE_BYTES}",
+                    m.body.len()
+                )));
+            }
+            if m.delay > MAX_DELAY {
+                return Err(QueueError::Invalid(format!(
+                    "message {i}: delay of {:?} exceeds {:?}",
+                    m.delay, MAX_DELAY
+                )));
+            }
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let shared = self.queue(queue);
+        {
+            let mut state = shared.lock();
+            let now = Instant::now();
+            for m in messages {
+                let key = state.next_key;
+                state.next_key += 1;
+                let hidden_until = (!m.delay.is_zero()).then(|| now + m.delay);
+                match hidden_until {
+                    Some(due) => {
+                        state.timers.insert((due, key));
+                        state.delayed += 1;
+                    }
+                    None => state.ready.push(Ready {
+                        priority: m.priority,
+                        key,
+                    }),
+                }
+                state.messages.insert(
+                    key,
+                    Message {
+                        id: uuid::Uuid::now_v7().to_string(),
+                        body: m.body,
+                        priority: m.priority,
+                        receive_count: 0,
+                        receipt_gen: 0,
+                        hidden_until,
+                    },
+                );
+            }
+        }
+        // Wake long pollers: a visible message is there, or a delayed one may
+        // be due sooner than the time they sleep until.
+        shared.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        if !(1..=MAX_RECEIVE).contains(&max) {
+            return Err(QueueError::Invalid(format!(
+                "receive of {max} messages: must be 1..={MAX_RECEIVE}"
+            )));
+        }
+        let shared = self.queue(queue);
+        let deadline = after(Instant::now(), wait);
+        loop {
+            // Register for wake-ups before looking, so a send between the
+            // look and the sleep is not missed.
+            let notified = shared.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let next_due = {
+                let mut state = shared.lock();
+                let now = Instant::now();
+                state.promote_due(now);
+                let hidden_until = after(now, visibility);
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let Some(Ready { key, .. }) = state.ready.pop() else {
+                        break;
+                    };
+                    let Some(msg) = state.messages.get_mut(&key) else {
+                        continue; // deleted while visible
+                    };
+                    if msg.hidden_until.is_some() {
+                        continue; // defensive: never hand out a hidden message
+                    }
+                    msg.receive_count += 1;
+                    msg.receipt_gen += 1;
+                    msg.hidden_until = Some(hidden_until);
+                    out.push(Delivery {
+                        message_id: msg.id.clone(),
+                        receipt: receipt(key, msg.receipt_gen),
+                        body: msg.body.clone(),
+                        receive_count: msg.receive_count,
+                    });
+                    state.timers.insert((hidden_until, key));
+                    state.in_flight += 1;
+                }
+                if !out.is_empty() {
+                    drop(state);
+                    if visibility.is_zero() {
+                        // Visible again at once: others may be waiting.
+                        shared.notify.notify_waiters();
+                    }
+                    return Ok(out);
+                }
+                state.timers.first().map(|&(due, _)| due)
+            };
+
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            // Sleep until the wait ends or the next hidden message is due,
+            // whichever is first, unless a change wakes us earlier.
+            let until = next_due.map_or(deadline, |due| due.min(deadline));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn delete_batch(&self, queue: &str, receipts: Vec<String>) -> Result<(), QueueError> {
+        let shared = self.queue(queue);
+        let mut state = shared.lock();
+        for r in &receipts {
+            let Some((key, msg)) = state.by_receipt(r) else {
+                continue;
+            };
+            if let Some(due) = msg.hidden_until {
+                state.timers.remove(&(due, key));
+                state.in_flight -= 1;
+            }
+            // A visible message's heap entry is skipped when popped.
+            state.messages.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        let shared = self.queue(queue);
+        {
+            let mut state = shared.lock();
+            let now = Instant::now();
+            // Bring the timers up to date so a message whose timeout already
+            // passed counts as visible (not in flight) below.
+            state.promote_due(now);
+            let Some((key, msg)) = state.by_receipt(receipt) else {
+                return Ok(());
+            };
+            // SQS refuses to re-hide a message that is no longer in flight
+            // (its timeout passed): ignore, as for a stale receipt.
+            let Some(due) = msg.hidden_until else {
+                return Ok(());
+            };
+            let priority = msg.priority;
+            if visibility.is_zero() {
+                msg.hidden_until = None;
+                state.timers.remove(&(due, key));
+                state.in_flight -= 1;
+                state.ready.push(Ready { priority, key });
+            } else {
+                let new_due = after(now, visibility);
+                msg.hidden_until = Some(new_due);
+                state.timers.remove(&(due, key));
+                state.timers.insert((new_due, key));
+            }
+        }
+        // Either a message became visible, or a timer may now be earlier than
+        // what a long poller sleeps until.
+        shared.notify.notify_waiters();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(body: &str, priority: i32) -> OutgoingMessage {
+        OutgoingMessage {
+            body: body.into(),
+            delay: Duration::ZERO,
+            priority,
+        }
+    }
+
+    const LONG: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn higher_priority_first_then_fifo_among_equals() {
+        let q = MemoryQueue::new();
+        q.send_batch(
+            "q",
+            vec![msg("low-1", 0), msg("high-1", 5), msg("low-2", 0)],
+        )
+        .await
+        .unwrap();
+        q.send_batch("q", vec![msg("high-2", 5), msg("mid", 1), msg("neg", -3)])
+            .await
+            .unwrap();
+        let got = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
+        let bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["high-1", "high-2", "mid", "low-1", "low-2", "neg"]);
+    }
+
+    #[tokio::test]
+    async fn redelivered_message_keeps_its_place() {
+        let q = MemoryQueue::new();
+        q.send_batch("q", vec![msg("a", 0), msg("b", 0), msg("c", 0)])
+            .await
+            .unwrap();
+        let a = q.receive("q", 1, LONG, Duration::ZERO).await.unwrap();
+        assert_eq!(a[0].body, "a");
+        q.change_visibility("q", &a[0].receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        let all = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
+        let bodies: Vec<_> = all.iter().map(|d| d.body.as_str()).collect();
+        assert_eq!(bodies, ["a", "b", "c"]);
+        assert_eq!(all[0].receive_count, 2);
+    }
+
+    #[tokio::test]
+    async fn stale_receipt_is_ignored() {
+        let q = MemoryQueue::new();
+        q.send_batch("q", vec![msg("m", 0)]).await.unwrap();
+        let first = q.receive("q", 1, LONG, Duration::ZERO).await.unwrap();
+        q.change_visibility("q", &first[0].receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        let second = q.receive("q", 1, LONG, Duration::ZERO).await.unwrap();
+        assert_eq!(second[0].message_id, first[0].message_id);
+        assert_ne!(second[0].receipt, first[0].receipt);
+
+        // The first receiver's receipt no longer touches the message.
+        q.delete_batch("q", vec![first[0].receipt.clone()])
+            .await
+            .unwrap();
+        q.change_visibility("q", &first[0].receipt, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            q.counts("q"),
+            QueueCounts {
+                visible: 0,
+                in_flight: 1,
+                delayed: 0
+            }
+        );
+        // Garbage receipts are ignored too.
+        q.delete_batch("q", vec!["nonsense".into(), "1.x".into()])
+            .await
+            .unwrap();
+        // The current receipt still works.
+        q.delete_batch("q", vec![second[0].receipt.clone()])
+            .await
+            .unwrap();
+        assert_eq!(q.counts("q"), QueueCounts::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_follow_delays_and_visibility() {
+        let q = MemoryQueue::new();
+        let delayed = OutgoingMessage {
+            delay: Duration::from_secs(5),
+            ..msg("later", 0)
+        };
+        q.send_batch("q", vec![msg("now", 0), delayed])
+            .await
+            .unwrap();
+        assert_eq!(
+            q.counts("q"),
+            QueueCounts {
+                visible: 1,
+                in_flight: 0,
+                delayed: 1
+            }
+        );
+        let got = q
+            .receive("q", 10, Duration::from_secs(2), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            q.counts("q"),
+            QueueCounts {
+                visible: 0,
+                in_flight: 1,
+                delayed: 1
+            }
+        );
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            q.counts("q"),
+            QueueCounts {
+                visible: 1,
+                in_flight: 0,
+                delayed: 1
+            }
+        );
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(
+            q.counts("q"),
+            QueueCounts {
+                visible: 2,
+                in_flight: 0,
+                delayed: 0
+            }
+        );
+        assert_eq!(q.counts("unknown"), QueueCounts::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_poll_wakes_when_a_delay_passes() {
+        let q = MemoryQueue::new();
+        let start = Instant::now();
+        let delayed = OutgoingMessage {
+            delay: Duration::from_secs(3),
+            ..msg("later", 0)
+        };
+        q.send_batch("q", vec![delayed]).await.unwrap();
+        let got = q
+            .receive("q", 1, LONG, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn passes_the_conformance_suite() {
+        crate::testing::queue::run_all(|| async { Arc::new(MemoryQueue::new()) as Arc<dyn Queue> })
+            .await;
+    }
+}

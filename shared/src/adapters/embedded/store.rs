@@ -1,0 +1,1544 @@
+//! The embedded [`Store`]: one redb database (a file, or memory for tests)
+//! holding the single table and its indexes.
+//!
+//! All writes go through one writer thread that applies every queued request
+//! in ONE redb transaction and commits once (group commit): a disk that does a
+//! few dozen fsyncs a second still serves thousands of conditional writes a
+//! second. Requests in a group are applied in order, each all or nothing, so
+//! none observes another half-applied. Reads open redb read transactions
+//! straight from the caller: a reply to a write is sent after its commit, so
+//! any read begun after it sees the write.
+//!
+//! Layout (all keys compare as UTF-8 bytes, as DynamoDB sorts strings):
+//! - `items`: `(pk, sk)` → record: a format byte, the TTL, the index keys,
+//!   then the attributes as a JSON object. The binary header lets a write
+//!   find the old index keys without parsing the attributes.
+//! - `gsi1` … `gsi6`: `(index pk, index sk, pk, sk)` → `()`, one table per
+//!   index. The item key in the tuple orders equal index sort keys and points
+//!   back into `items`.
+//! - `meta`: `"format"` → the layout version, so a future layout can refuse
+//!   or migrate an old file instead of misreading it.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use crate::ports::{
+    Condition, Index, Item, Key, MAX_ITEM_BYTES, MAX_TRANSACT_OPS, Query, Store, StoreError,
+    WriteOp,
+};
+
+/// How soon an acknowledged write is on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A write is fsynced before it is acknowledged.
+    Sync,
+    /// A write is acknowledged once visible and reaches disk at most ~100 ms
+    /// later (PostgreSQL's `synchronous_commit = off`): a crash may lose that
+    /// window, never consistency. A clean shutdown loses nothing.
+    Relaxed,
+}
+
+/// The embedded [`Store`] backed by redb.
+///
+/// Cheap to clone: clones share the database and its writer thread, which
+/// stops (after making pending writes durable) when the last clone drops.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<redb::Database>,
+    /// Taken on drop, so the writer sees the channel close and winds down.
+    jobs: Option<mpsc::Sender<Job>>,
+    /// Joined on drop, so the file lock is released when the store is gone
+    /// (a reopen right after a drop must succeed).
+    writer: Option<JoinHandle<()>>,
+    path: Option<PathBuf>,
+    durability: Durability,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the store writer thread panicked");
+        }
+    }
+}
+
+impl fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .field("durability", &self.inner.durability)
+            .finish()
+    }
+}
+
+const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
+type IndexTable =
+    TableDefinition<'static, (&'static str, &'static str, &'static str, &'static str), ()>;
+const INDEXES: [IndexTable; 6] = [
+    TableDefinition::new("gsi1"),
+    TableDefinition::new("gsi2"),
+    TableDefinition::new("gsi3"),
+    TableDefinition::new("gsi4"),
+    TableDefinition::new("gsi5"),
+    TableDefinition::new("gsi6"),
+];
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const LAYOUT_VERSION: u64 = 1;
+
+/// Longest relaxed window: a non-durable commit is followed by a durable one
+/// at most this much later.
+const FLUSH_DELAY: Duration = Duration::from_millis(100);
+/// Operations per group commit (soft: a group closes once it reaches this),
+/// so one commit stays short and replies keep flowing under heavy load.
+const GROUP_OPS: usize = 10_000;
+/// Items per writer request of a `put_batch`, so a huge batch interleaves
+/// with other writers instead of holding the writer for its whole length.
+const BATCH_CHUNK: usize = 5_000;
+/// Longest wait for more requests before a group commits (see `writer_loop`).
+const MAX_GATHER: Duration = Duration::from_millis(2);
+/// DynamoDB's key limits, enforced here so no caller relies on more.
+const MAX_PK_BYTES: usize = 2048;
+const MAX_SK_BYTES: usize = 1024;
+
+impl EmbeddedStore {
+    /// Opens (creating it and its parent directories if needed) the store
+    /// file at `path`. Fails if another process has it open.
+    pub fn open(path: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| unavailable(format!("creating directory {}", parent.display()), e))?;
+        }
+        let db = redb::Builder::new().create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => unavailable(
+                format!(
+                    "store file {} is locked: another warren process (or another store in this one) has it open",
+                    path.display()
+                ),
+                e,
+            ),
+            e => unavailable(format!("opening store file {}", path.display()), e),
+        })?;
+        Self::start(db, durability, Some(path.to_path_buf()))
+    }
+
+    /// A fresh store in memory (for tests), on the same code path as a file.
+    ///
+    /// # Panics
+    /// If the process cannot start a thread or allocate the empty database.
+    pub fn in_memory() -> EmbeddedStore {
+        let db = redb::Builder::new()
+            .set_cache_size(16 << 20)
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("an empty in-memory redb database opens");
+        Self::start(db, Durability::Sync, None).expect("the in-memory store starts")
+    }
+
+    /// Makes every acknowledged write durable before returning (for shutdown
+    /// in [`Durability::Relaxed`]; a no-op round trip under `Sync`).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.submit(Work::Flush).await
+    }
+
+    fn start(
+        db: redb::Database,
+        durability: Durability,
+        path: Option<PathBuf>,
+    ) -> Result<EmbeddedStore, StoreError> {
+        init_tables(&db)?;
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("warren-store-writer".into())
+            .spawn(move || writer_loop(&writer_db, &queue, durability))
+            .map_err(|e| unavailable("starting the store writer thread", e))?;
+        Ok(EmbeddedStore {
+            inner: Arc::new(Inner {
+                db,
+                jobs: Some(jobs),
+                writer: Some(writer),
+                path,
+                durability,
+            }),
+        })
+    }
+
+    fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let jobs = self.inner.jobs.as_ref().ok_or_else(writer_gone)?;
+        jobs.send(Job { work, reply }).map_err(|_| writer_gone())?;
+        Ok(answer)
+    }
+
+    async fn submit(&self, work: Work) -> Result<(), StoreError> {
+        self.send(work)?.await.map_err(|_| writer_gone())?
+    }
+
+    fn read(&self) -> Result<Reader, StoreError> {
+        let txn = self
+            .inner
+            .db
+            .begin_read()
+            .map_err(|e| unavailable("beginning a read", e))?;
+        let items = txn
+            .open_table(ITEMS)
+            .map_err(|e| unavailable("opening the items table", e))?;
+        Ok(Reader { txn, items })
+    }
+}
+
+/// Creates every table up front, so read transactions always find them.
+fn init_tables(db: &redb::Database) -> Result<(), StoreError> {
+    let txn = db
+        .begin_write()
+        .map_err(|e| unavailable("initialising the store", e))?;
+    {
+        let init = |e: redb::TableError| unavailable("creating the store tables", e);
+        txn.open_table(ITEMS).map_err(init)?;
+        for def in INDEXES {
+            txn.open_table(def).map_err(init)?;
+        }
+        let mut meta = txn.open_table(META).map_err(init)?;
+        let found = meta
+            .get("format")
+            .map_err(|e| unavailable("reading the store format", e))?
+            .map(|v| v.value());
+        match found {
+            Some(LAYOUT_VERSION) => {}
+            None => {
+                meta.insert("format", LAYOUT_VERSION)
+                    .map_err(|e| unavailable("writing the store format", e))?;
+            }
+            Some(other) => {
+                return Err(StoreError::Unavailable(
+                    format!("store file has layout version {other}; this warren reads version {LAYOUT_VERSION}").into(),
+                ));
+            }
+        }
+    }
+    txn.commit()
+        .map_err(|e| unavailable("initialising the store", e))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        check_key(key).map_err(StoreError::Invalid)?;
+        let reader = self.read()?;
+        reader.item(key.clone())
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let ops = prepare_transact(ops)?;
+        self.submit(Work::Transact(ops)).await
+    }
+
+    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut seen = HashSet::with_capacity(items.len());
+        for item in &items {
+            if !seen.insert(&item.key) {
+                return Err(StoreError::Invalid(format!(
+                    "key ({}, {}) appears twice in one put_batch",
+                    item.key.pk, item.key.sk
+                )));
+            }
+        }
+        drop(seen);
+        let mut puts = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            puts.push(
+                prepare_put(item).map_err(|m| StoreError::Invalid(format!("item {i}: {m}")))?,
+            );
+        }
+        // Send every chunk before awaiting any, so they share group commits.
+        let mut answers = Vec::with_capacity(puts.len().div_ceil(BATCH_CHUNK));
+        let mut puts = puts.into_iter();
+        loop {
+            let chunk: Vec<PreparedPut> = puts.by_ref().take(BATCH_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            answers.push(self.send(Work::Puts(chunk))?);
+        }
+        for answer in answers {
+            answer.await.map_err(|_| writer_gone())??;
+        }
+        Ok(())
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        if query.limit == 0 {
+            return Err(StoreError::Invalid("query limit must be at least 1".into()));
+        }
+        if query.pk.is_empty() {
+            return Err(StoreError::Invalid("query partition key is empty".into()));
+        }
+        let reader = self.read()?;
+        match query.index {
+            None => reader.table_query(query),
+            Some(index) => reader.index_query(index, query),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+
+struct Reader {
+    txn: redb::ReadTransaction,
+    items: redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+}
+
+impl Reader {
+    fn item(&self, key: Key) -> Result<Option<Item>, StoreError> {
+        let found = self
+            .items
+            .get((key.pk.as_str(), key.sk.as_str()))
+            .map_err(|e| unavailable("reading an item", e))?;
+        match found {
+            None => Ok(None),
+            Some(record) => decode_item(key, record.value()).map(Some),
+        }
+    }
+
+    fn table_query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        let pk = query.pk.as_str();
+        let (lower, upper) = (lower_bound(query.after.as_deref()), upper_bound(pk));
+        if query.before.as_deref().is_some_and(|b| lower.as_str() >= b) {
+            return Ok(Vec::new());
+        }
+        let end = match query.before.as_deref() {
+            Some(b) => Bound::Excluded((pk, b)),
+            None => Bound::Excluded((upper.as_str(), "")),
+        };
+        let range = self
+            .items
+            .range::<(&str, &str)>((Bound::Included((pk, lower.as_str())), end))
+            .map_err(|e| unavailable("reading a partition", e))?;
+        let mut out = Vec::with_capacity(query.limit.min(256));
+        for entry in ordered(range, query.descending).take(query.limit) {
+            let (key, record) = entry.map_err(|e| unavailable("reading a partition", e))?;
+            let (pk, sk) = key.value();
+            out.push(decode_item(Key::new(pk, sk), record.value())?);
+        }
+        Ok(out)
+    }
+
+    fn index_query(&self, index: Index, query: &Query) -> Result<Vec<Item>, StoreError> {
+        let table = self
+            .txn
+            .open_table(INDEXES[slot(index)])
+            .map_err(|e| unavailable("opening an index table", e))?;
+        let ipk = query.pk.as_str();
+        let (lower, upper) = (lower_bound(query.after.as_deref()), upper_bound(ipk));
+        if query.before.as_deref().is_some_and(|b| lower.as_str() >= b) {
+            return Ok(Vec::new());
+        }
+        let end = match query.before.as_deref() {
+            Some(b) => Bound::Excluded((ipk, b, "", "")),
+            None => Bound::Excluded((upper.as_str(), "", "", "")),
+        };
+        let range = table
+            .range::<(&str, &str, &str, &str)>((
+                Bound::Included((ipk, lower.as_str(), "", "")),
+                end,
+            ))
+            .map_err(|e| unavailable("reading an index", e))?;
+        let mut out = Vec::with_capacity(query.limit.min(256));
+        for entry in ordered(range, query.descending) {
+            if out.len() == query.limit {
+                break;
+            }
+            let (key, _) = entry.map_err(|e| unavailable("reading an index", e))?;
+            let (_, _, pk, sk) = key.value();
+            // Index and items are written in the same transaction, so a miss
+            // means a damaged file; skipping keeps the rest readable.
+            if let Some(item) = self.item(Key::new(pk, sk))? {
+                out.push(item);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The smallest sort key a query reads: just past `after` (appending NUL
+/// gives the next string in byte order), or the very first.
+fn lower_bound(after: Option<&str>) -> String {
+    match after {
+        Some(a) => {
+            let mut s = String::with_capacity(a.len() + 1);
+            s.push_str(a);
+            s.push('\0');
+            s
+        }
+        None => String::new(),
+    }
+}
+
+/// The first partition key after `pk`: every key of `pk`'s partition sorts below it.
+fn upper_bound(pk: &str) -> String {
+    lower_bound(Some(pk))
+}
+
+fn ordered<'a, I>(range: I, descending: bool) -> Box<dyn Iterator<Item = I::Item> + 'a>
+where
+    I: DoubleEndedIterator + 'a,
+{
+    if descending {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation and encoding, done by the caller so the single writer only writes
+
+struct PreparedPut {
+    key: Key,
+    /// Sorted by index, unique.
+    indexes: Vec<(Index, Key)>,
+    record: Vec<u8>,
+}
+
+enum Prepared {
+    Put {
+        put: PreparedPut,
+        cond: Condition,
+    },
+    Delete {
+        key: Key,
+        cond: Condition,
+    },
+    Add {
+        key: Key,
+        deltas: Vec<(String, i64)>,
+    },
+}
+
+fn prepare_transact(ops: Vec<WriteOp>) -> Result<Vec<Prepared>, StoreError> {
+    if ops.is_empty() {
+        return Err(StoreError::Invalid(
+            "a transaction needs at least one operation".into(),
+        ));
+    }
+    if ops.len() > MAX_TRANSACT_OPS {
+        return Err(StoreError::Invalid(format!(
+            "{} operations in one transaction; at most {MAX_TRANSACT_OPS}",
+            ops.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(ops.len());
+    for op in &ops {
+        if !seen.insert(op.key()) {
+            return Err(StoreError::Invalid(format!(
+                "two operations on key ({}, {}) in one transaction",
+                op.key().pk,
+                op.key().sk
+            )));
+        }
+    }
+    drop(seen);
+    let mut prepared = Vec::with_capacity(ops.len());
+    for (i, op) in ops.into_iter().enumerate() {
+        let op = match op {
+            WriteOp::Put { item, cond } => check_condition(&cond)
+                .and_then(|()| prepare_put(item))
+                .map(|put| Prepared::Put { put, cond }),
+            WriteOp::Delete { key, cond } => check_key(&key)
+                .and_then(|()| check_condition(&cond))
+                .map(|()| Prepared::Delete { key, cond }),
+            WriteOp::Add { key, deltas } => check_key(&key)
+                .and_then(|()| check_deltas(&deltas))
+                .map(|()| Prepared::Add { key, deltas }),
+        };
+        prepared.push(op.map_err(|m| StoreError::Invalid(format!("operation {i}: {m}")))?);
+    }
+    Ok(prepared)
+}
+
+fn check_key(key: &Key) -> Result<(), String> {
+    check_key_parts(&key.pk, &key.sk).map_err(|m| format!("key ({}, {}): {m}", key.pk, key.sk))
+}
+
+fn check_key_parts(pk: &str, sk: &str) -> Result<(), String> {
+    if pk.is_empty() || sk.is_empty() {
+        return Err("partition and sort keys must not be empty".into());
+    }
+    if pk.len() > MAX_PK_BYTES {
+        return Err(format!(
+            "partition key is {} bytes; at most {MAX_PK_BYTES}",
+            pk.len()
+        ));
+    }
+    if sk.len() > MAX_SK_BYTES {
+        return Err(format!(
+            "sort key is {} bytes; at most {MAX_SK_BYTES}",
+            sk.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_attr_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("attribute names must not be empty".into())
+    } else if matches!(name, "pk" | "sk" | "ttl") || name.starts_with("gsi") {
+        Err(format!(
+            "attribute name {name:?} is reserved (pk, sk, ttl, gsi*)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_condition(cond: &Condition) -> Result<(), String> {
+    match cond {
+        Condition::Equals { attr, .. } => check_attr_name(attr),
+        Condition::None | Condition::Absent { .. } | Condition::Exists => Ok(()),
+    }
+}
+
+fn check_deltas(deltas: &[(String, i64)]) -> Result<(), String> {
+    if deltas.is_empty() {
+        return Err("an add needs at least one delta".into());
+    }
+    let mut seen = HashSet::with_capacity(deltas.len());
+    for (name, _) in deltas {
+        check_attr_name(name)?;
+        if !seen.insert(name.as_str()) {
+            return Err(format!("attribute {name:?} appears twice in one add"));
+        }
+    }
+    Ok(())
+}
+
+fn prepare_put(item: Item) -> Result<PreparedPut, String> {
+    check_key(&item.key)?;
+    let mut indexes = item.indexes;
+    indexes.sort_by_key(|(index, _)| *index);
+    if indexes.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(format!(
+            "item ({}, {}) has two keys for one index",
+            item.key.pk, item.key.sk
+        ));
+    }
+    for (index, key) in &indexes {
+        check_key_parts(&key.pk, &key.sk)
+            .map_err(|m| format!("{} key ({}, {}): {m}", index.name(), key.pk, key.sk))?;
+    }
+    for name in item.attrs.keys() {
+        check_attr_name(name)?;
+    }
+    let record = encode_record(&item.key, item.ttl, &indexes, &item.attrs)?;
+    Ok(PreparedPut {
+        key: item.key,
+        indexes,
+        record,
+    })
+}
+
+/// Record format: version byte, flags (bit 0: has TTL), TTL (i64 LE), index
+/// count, then per index its number and both keys (u32 LE length + UTF-8),
+/// then the attributes as a JSON object.
+const RECORD_FORMAT: u8 = 1;
+const HAS_TTL: u8 = 1;
+
+/// Encodes a record, refusing items over [`MAX_ITEM_BYTES`] in their JSON form.
+fn encode_record(
+    key: &Key,
+    ttl: Option<i64>,
+    indexes: &[(Index, Key)],
+    attrs: &Map<String, Value>,
+) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::with_capacity(256);
+    buf.push(RECORD_FORMAT);
+    buf.push(if ttl.is_some() { HAS_TTL } else { 0 });
+    if let Some(t) = ttl {
+        buf.extend_from_slice(&t.to_le_bytes());
+    }
+    // At most one key per index: fewer than 256 always.
+    buf.push(indexes.len() as u8);
+    for (index, k) in indexes {
+        buf.push(slot(*index) as u8 + 1);
+        for part in [&k.pk, &k.sk] {
+            buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            buf.extend_from_slice(part.as_bytes());
+        }
+    }
+    let header = buf.len();
+    serde_json::to_writer(&mut buf, attrs).map_err(|e| format!("attributes do not encode: {e}"))?;
+    let size = item_json_bytes(key, ttl, indexes, buf.len() - header);
+    if size > MAX_ITEM_BYTES {
+        return Err(format!(
+            "item ({}, {}) is {size} bytes as JSON; at most {MAX_ITEM_BYTES}",
+            key.pk, key.sk
+        ));
+    }
+    Ok(buf)
+}
+
+/// The size of the item as one flat JSON object (keys, index keys and TTL
+/// as attributes beside the others), the form the limit is stated in.
+fn item_json_bytes(
+    key: &Key,
+    ttl: Option<i64>,
+    indexes: &[(Index, Key)],
+    attrs_json: usize,
+) -> usize {
+    // `"name":"value",` costs 6 bytes of punctuation around name and value.
+    let string_attr = |name: usize, value: &str| name + value.len() + 6;
+    let mut size = attrs_json + string_attr(2, &key.pk) + string_attr(2, &key.sk);
+    for (_, k) in indexes {
+        size += string_attr(6, &k.pk) + string_attr(6, &k.sk);
+    }
+    if let Some(t) = ttl {
+        size += 3 + 4 + t.to_string().len();
+    }
+    size
+}
+
+/// A record's header decoded, its attributes left as JSON.
+struct RecordView<'a> {
+    ttl: Option<i64>,
+    indexes: Vec<(Index, Key)>,
+    attrs: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    fn parse(bytes: &'a [u8]) -> Result<Self, &'static str> {
+        let mut r = Cursor { bytes };
+        if r.take(1)?[0] != RECORD_FORMAT {
+            return Err("unknown record format");
+        }
+        let flags = r.take(1)?[0];
+        let ttl = if flags & HAS_TTL != 0 {
+            let raw: [u8; 8] = r.take(8)?.try_into().map_err(|_| "truncated record")?;
+            Some(i64::from_le_bytes(raw))
+        } else {
+            None
+        };
+        let count = r.take(1)?[0];
+        let mut indexes = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let number = r.take(1)?[0] as usize;
+            let index = *number
+                .checked_sub(1)
+                .and_then(|n| Index::ALL.get(n))
+                .ok_or("unknown index in record")?;
+            let pk = r.string()?;
+            let sk = r.string()?;
+            indexes.push((index, Key::new(pk, sk)));
+        }
+        Ok(RecordView {
+            ttl,
+            indexes,
+            attrs: r.bytes,
+        })
+    }
+
+    fn attrs(&self) -> Result<Map<String, Value>, &'static str> {
+        serde_json::from_slice(self.attrs).map_err(|_| "attributes are not a JSON object")
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if self.bytes.len() < n {
+            return Err("truncated record");
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn string(&mut self) -> Result<&'a str, &'static str> {
+        let raw: [u8; 4] = self.take(4)?.try_into().map_err(|_| "truncated record")?;
+        let len = u32::from_le_bytes(raw) as usize;
+        std::str::from_utf8(self.take(len)?).map_err(|_| "index key is not UTF-8")
+    }
+}
+
+fn decode_item(key: Key, bytes: &[u8]) -> Result<Item, StoreError> {
+    let view = RecordView::parse(bytes).map_err(|e| corrupt(&key, e))?;
+    let attrs = view.attrs().map_err(|e| corrupt(&key, e))?;
+    Ok(Item {
+        key,
+        indexes: view.indexes,
+        ttl: view.ttl,
+        attrs,
+    })
+}
+
+fn slot(index: Index) -> usize {
+    match index {
+        Index::Gsi1 => 0,
+        Index::Gsi2 => 1,
+        Index::Gsi3 => 2,
+        Index::Gsi4 => 3,
+        Index::Gsi5 => 4,
+        Index::Gsi6 => 5,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The writer
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+enum Work {
+    Transact(Vec<Prepared>),
+    Puts(Vec<PreparedPut>),
+    /// Forces the group's commit to be durable.
+    Flush,
+}
+
+impl Work {
+    fn ops(&self) -> usize {
+        match self {
+            Work::Transact(ops) => ops.len(),
+            Work::Puts(puts) => puts.len(),
+            Work::Flush => 1,
+        }
+    }
+}
+
+/// Owns every write: drains the queue into a group, applies it in one redb
+/// transaction, commits once, replies to all.
+fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Durability) {
+    // Since when a non-durable commit has been waiting for a durable one.
+    let mut unflushed: Option<Instant> = None;
+    // Size of the last group, and how long it took to apply and commit.
+    let mut returning = 1;
+    let mut last_commit = Duration::ZERO;
+    loop {
+        let first = match unflushed {
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(mpsc::RecvError) => break,
+            },
+            Some(since) => match queue
+                .recv_timeout((since + FLUSH_DELAY).saturating_duration_since(Instant::now()))
+            {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    unflushed = match durable_commit(db) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "store flush failed; retrying");
+                            Some(Instant::now())
+                        }
+                    };
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        let mut ops = first.work.ops();
+        let mut group = vec![first];
+        while ops < GROUP_OPS {
+            match queue.try_recv() {
+                Ok(job) => {
+                    ops += job.work.ops();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        // The callers released by the last commit are usually about to send
+        // their next request: waiting a moment for them (at most half a
+        // commit) puts them all in this group instead of splitting them
+        // over two commits, which would double every caller's latency.
+        let gather_start = Instant::now(); // PROBE
+        if group.len() < returning && ops < GROUP_OPS {
+            let deadline = Instant::now() + (last_commit / 2).min(MAX_GATHER);
+            while group.len() < returning && ops < GROUP_OPS {
+                match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(job) => {
+                        ops += job.work.ops();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        PROBE_GATHER_US.fetch_add(
+            gather_start.elapsed().as_micros() as usize,
+            std::sync::atomic::Ordering::Relaxed,
+        ); // PROBE
+        returning = group.len();
+        let durable = match durability {
+            Durability::Sync => true,
+            Durability::Relaxed => {
+                unflushed.is_some_and(|since| since.elapsed() >= FLUSH_DELAY)
+                    || group.iter().any(|job| matches!(job.work, Work::Flush))
+            }
+        };
+        let (works, replies): (Vec<Work>, Vec<_>) =
+            group.into_iter().map(|job| (job.work, job.reply)).unzip();
+        let started = Instant::now();
+        let committed = commit_group(db, works, durable);
+        last_commit = started.elapsed();
+        PROBE_COMMIT_US.fetch_add(
+            last_commit.as_micros() as usize,
+            std::sync::atomic::Ordering::Relaxed,
+        ); // PROBE
+        match committed {
+            Ok(outcomes) => {
+                if durable {
+                    unflushed = None;
+                } else if unflushed.is_none() {
+                    unflushed = Some(Instant::now());
+                }
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    // The caller may have stopped waiting; the write stands.
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store group commit failed");
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Unavailable(Box::new(e.clone()))));
+                }
+            }
+        }
+    }
+    // Clean shutdown: nothing acknowledged is left only in memory.
+    if unflushed.is_some()
+        && let Err(e) = durable_commit(db)
+    {
+        tracing::error!(error = %e, "store flush at shutdown failed");
+    }
+}
+
+/// An empty durable commit: makes every earlier non-durable commit durable.
+fn durable_commit(db: &redb::Database) -> Result<(), BackendError> {
+    let txn = db
+        .begin_write()
+        .map_err(|e| BackendError::new("beginning a flush", e))?;
+    txn.commit()
+        .map_err(|e| BackendError::new("committing a flush", e))
+}
+
+/// Applies a group; `Err` means the whole group failed (nothing committed).
+fn commit_group(
+    db: &redb::Database,
+    works: Vec<Work>,
+    durable: bool,
+) -> Result<Vec<Result<(), StoreError>>, BackendError> {
+    let mut txn = db
+        .begin_write()
+        .map_err(|e| BackendError::new("beginning a write", e))?;
+    let level = if durable {
+        redb::Durability::Immediate
+    } else {
+        redb::Durability::None
+    };
+    txn.set_durability(level)
+        .map_err(|e| BackendError::new("setting durability", e))?;
+    let mut outcomes = Vec::with_capacity(works.len());
+    {
+        let mut tables = Tables::open(&txn)?;
+        for work in works {
+            let outcome = match work {
+                Work::Transact(ops) => tables.transact(ops),
+                Work::Puts(puts) => tables.put_all(puts),
+                Work::Flush => Ok(()),
+            };
+            outcomes.push(match outcome {
+                Ok(()) => Ok(()),
+                Err(Failure::Request(e)) => Err(e),
+                // Dropping the transaction aborts it: the group fails whole.
+                Err(Failure::Backend(e)) => return Err(BackendError::new("writing", e)),
+            });
+        }
+    }
+    txn.commit()
+        .map_err(|e| BackendError::new("committing", e))?;
+    PROBE_COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // PROBE
+    Ok(outcomes)
+}
+
+pub(crate) static PROBE_COMMITS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0); // PROBE
+pub(crate) static PROBE_GATHER_US: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0); // PROBE
+pub(crate) static PROBE_COMMIT_US: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0); // PROBE
+pub(crate) static PROBE_SYNCS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0); // PROBE
+
+/// Why a request was not applied: its own fault (only it fails) or the
+/// backend's (the whole group fails).
+enum Failure {
+    Request(StoreError),
+    Backend(redb::StorageError),
+}
+
+impl From<redb::StorageError> for Failure {
+    fn from(e: redb::StorageError) -> Self {
+        Failure::Backend(e)
+    }
+}
+
+/// The current version of an item, as far as a write needs it.
+struct Current {
+    ttl: Option<i64>,
+    indexes: Vec<(Index, Key)>,
+    /// Parsed only for conditions and adds that look at attributes.
+    attrs: Option<Map<String, Value>>,
+}
+
+/// A checked operation, ready to apply.
+enum Plan {
+    Put {
+        put: PreparedPut,
+        old: Vec<(Index, Key)>,
+    },
+    Delete {
+        key: Key,
+        old: Vec<(Index, Key)>,
+    },
+    Record {
+        key: Key,
+        record: Vec<u8>,
+    },
+}
+
+struct Tables<'t> {
+    items: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
+    indexes: Vec<redb::Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self, BackendError> {
+        let err = |e| BackendError::new("opening tables", e);
+        let items = txn.open_table(ITEMS).map_err(err)?;
+        let mut indexes = Vec::with_capacity(INDEXES.len());
+        for def in INDEXES {
+            indexes.push(txn.open_table(def).map_err(err)?);
+        }
+        Ok(Tables { items, indexes })
+    }
+
+    fn current(&self, key: &Key, with_attrs: bool) -> Result<Option<Current>, Failure> {
+        let Some(record) = self.items.get((key.pk.as_str(), key.sk.as_str()))? else {
+            return Ok(None);
+        };
+        let bytes = record.value();
+        let view = RecordView::parse(bytes).map_err(|e| Failure::Request(corrupt(key, e)))?;
+        let attrs = if with_attrs {
+            Some(
+                view.attrs()
+                    .map_err(|e| Failure::Request(corrupt(key, e)))?,
+            )
+        } else {
+            None
+        };
+        Ok(Some(Current {
+            ttl: view.ttl,
+            indexes: view.indexes,
+            attrs,
+        }))
+    }
+
+    /// Checks every condition first, then applies every operation: all or nothing.
+    fn transact(&mut self, ops: Vec<Prepared>) -> Result<(), Failure> {
+        let mut plans = Vec::with_capacity(ops.len());
+        for (i, op) in ops.into_iter().enumerate() {
+            let conflict = || Failure::Request(StoreError::Conflict { op: i });
+            match op {
+                Prepared::Put { put, cond } => {
+                    let current = self.current(&put.key, needs_attrs(&cond))?;
+                    if !holds(&cond, current.as_ref()) {
+                        return Err(conflict());
+                    }
+                    plans.push(Plan::Put {
+                        put,
+                        old: current.map(|c| c.indexes).unwrap_or_default(),
+                    });
+                }
+                Prepared::Delete { key, cond } => {
+                    let current = self.current(&key, needs_attrs(&cond))?;
+                    if !holds(&cond, current.as_ref()) {
+                        return Err(conflict());
+                    }
+                    if let Some(current) = current {
+                        plans.push(Plan::Delete {
+                            key,
+                            old: current.indexes,
+                        });
+                    }
+                }
+                Prepared::Add { key, deltas } => {
+                    let current = self.current(&key, true)?;
+                    let record = added(&key, current, &deltas).map_err(|m| {
+                        Failure::Request(StoreError::Invalid(format!("operation {i}: {m}")))
+                    })?;
+                    plans.push(Plan::Record { key, record });
+                }
+            }
+        }
+        for plan in plans {
+            match plan {
+                Plan::Put { put, old } => self.put(&put, &old)?,
+                Plan::Delete { key, old } => self.delete(&key, &old)?,
+                Plan::Record { key, record } => {
+                    self.items
+                        .insert((key.pk.as_str(), key.sk.as_str()), record.as_slice())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn put_all(&mut self, puts: Vec<PreparedPut>) -> Result<(), Failure> {
+        for put in puts {
+            let old = self
+                .current(&put.key, false)?
+                .map(|c| c.indexes)
+                .unwrap_or_default();
+            self.put(&put, &old)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the record and moves its index entries from `old` to the new keys.
+    fn put(&mut self, put: &PreparedPut, old: &[(Index, Key)]) -> Result<(), redb::StorageError> {
+        let (pk, sk) = (put.key.pk.as_str(), put.key.sk.as_str());
+        for entry in old {
+            if !put.indexes.contains(entry) {
+                let (index, k) = entry;
+                self.indexes[slot(*index)].remove((k.pk.as_str(), k.sk.as_str(), pk, sk))?;
+            }
+        }
+        for entry in &put.indexes {
+            if !old.contains(entry) {
+                let (index, k) = entry;
+                self.indexes[slot(*index)].insert((k.pk.as_str(), k.sk.as_str(), pk, sk), ())?;
+            }
+        }
+        self.items.insert((pk, sk), put.record.as_slice())?;
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &Key, old: &[(Index, Key)]) -> Result<(), redb::StorageError> {
+        let (pk, sk) = (key.pk.as_str(), key.sk.as_str());
+        for (index, k) in old {
+            self.indexes[slot(*index)].remove((k.pk.as_str(), k.sk.as_str(), pk, sk))?;
+        }
+        self.items.remove((pk, sk))?;
+        Ok(())
+    }
+}
+
+fn needs_attrs(cond: &Condition) -> bool {
+    matches!(cond, Condition::Equals { .. })
+}
+
+fn holds(cond: &Condition, current: Option<&Current>) -> bool {
+    match cond {
+        Condition::None => true,
+        Condition::Absent { now } => current.is_none_or(|c| c.ttl.is_some_and(|t| t <= *now)),
+        Condition::Exists => current.is_some(),
+        // serde_json compares integers by value whatever their Rust type.
+        Condition::Equals { attr, value } => current
+            .and_then(|c| c.attrs.as_ref())
+            .and_then(|attrs| attrs.get(attr))
+            .is_some_and(|v| v == value),
+    }
+}
+
+/// The record after adding `deltas`: the item is created bare if missing;
+/// an existing one keeps its other attributes, indexes and TTL.
+fn added(key: &Key, current: Option<Current>, deltas: &[(String, i64)]) -> Result<Vec<u8>, String> {
+    let (ttl, indexes, mut attrs) = match current {
+        Some(c) => (c.ttl, c.indexes, c.attrs.unwrap_or_default()),
+        None => (None, Vec::new(), Map::new()),
+    };
+    for (name, delta) in deltas {
+        let base = match attrs.get(name) {
+            None => 0,
+            Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i128::from(i),
+                (None, Some(u)) => i128::from(u),
+                _ => {
+                    return Err(format!(
+                        "attribute {name:?} of ({}, {}) is not an integer",
+                        key.pk, key.sk
+                    ));
+                }
+            },
+            Some(_) => {
+                return Err(format!(
+                    "attribute {name:?} of ({}, {}) is not an integer",
+                    key.pk, key.sk
+                ));
+            }
+        };
+        let sum = base + i128::from(*delta);
+        let value = match (i64::try_from(sum), u64::try_from(sum)) {
+            (Ok(i), _) => Value::from(i),
+            (_, Ok(u)) => Value::from(u),
+            _ => {
+                return Err(format!(
+                    "attribute {name:?} of ({}, {}) would overflow",
+                    key.pk, key.sk
+                ));
+            }
+        };
+        attrs.insert(name.clone(), value);
+    }
+    encode_record(key, ttl, &indexes, &attrs)
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// A redb failure with what the store was doing, keeping redb's error as source.
+#[derive(Debug)]
+struct BackendError {
+    context: String,
+    source: redb::Error,
+}
+
+impl BackendError {
+    fn new(context: impl Into<String>, source: impl Into<redb::Error>) -> Self {
+        BackendError {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.source)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+fn unavailable(context: impl Into<String>, source: impl Into<redb::Error>) -> StoreError {
+    StoreError::Unavailable(Box::new(BackendError::new(context, source)))
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the store writer has stopped".into())
+}
+
+fn corrupt(key: &Key, what: &str) -> StoreError {
+    StoreError::Unavailable(
+        format!("stored item ({}, {}) is damaged: {what}", key.pk, key.sk).into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// A unique path under the temp dir, removed (with its directory) on drop.
+    struct TempPath(PathBuf);
+
+    impl TempPath {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "warren-store-test-{}",
+                uuid::Uuid::now_v7().simple()
+            ));
+            TempPath(dir.join(name))
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn item(pk: &str, sk: &str, n: i64) -> Item {
+        let mut it = Item::new(
+            Key::new(pk, sk),
+            json!({"n": n}).as_object().cloned().unwrap_or_default(),
+        );
+        it.indexes = vec![(Index::Gsi1, Key::new("idx", sk))];
+        it
+    }
+
+    async fn run_on_files(durability: Durability) {
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let made = paths.clone();
+        crate::testing::store::run_all(move || {
+            let made = made.clone();
+            async move {
+                let path = TempPath::new("store.redb");
+                let store =
+                    EmbeddedStore::open(&path.0, durability).expect("a fresh store file opens");
+                made.lock().expect("paths lock").push(path);
+                Arc::new(store) as Arc<dyn Store>
+            }
+        })
+        .await;
+        let created = paths.lock().expect("paths lock").len();
+        assert!(created > 0, "the suite made stores");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_store_conforms() {
+        crate::testing::store::run_all(|| async {
+            Arc::new(EmbeddedStore::in_memory()) as Arc<dyn Store>
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_file_store_conforms() {
+        run_on_files(Durability::Sync).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relaxed_file_store_conforms() {
+        run_on_files(Durability::Relaxed).await;
+    }
+
+    #[tokio::test]
+    async fn sync_writes_survive_reopen() {
+        let path = TempPath::new("nested/dir/store.redb");
+        {
+            let store = EmbeddedStore::open(&path.0, Durability::Sync).expect("open");
+            store
+                .put_batch(vec![item("p", "a", 1), item("p", "b", 2)])
+                .await
+                .expect("put_batch");
+            store
+                .transact(vec![WriteOp::Add {
+                    key: Key::new("p", "a"),
+                    deltas: vec![("n".into(), 10)],
+                }])
+                .await
+                .expect("add");
+        }
+        let store = EmbeddedStore::open(&path.0, Durability::Sync).expect("reopen after drop");
+        let a = store
+            .get(&Key::new("p", "a"))
+            .await
+            .expect("get")
+            .expect("a survives");
+        assert_eq!(a.attrs.get("n"), Some(&json!(11)));
+        let indexed = store
+            .query(&Query::index(Index::Gsi1, "idx", 10))
+            .await
+            .expect("query");
+        assert_eq!(indexed.len(), 2, "index entries survive too");
+    }
+
+    #[tokio::test]
+    async fn relaxed_writes_survive_flush_and_reopen() {
+        let path = TempPath::new("store.redb");
+        let store = EmbeddedStore::open(&path.0, Durability::Relaxed).expect("open");
+        store
+            .put_batch(vec![item("p", "a", 1)])
+            .await
+            .expect("put_batch");
+        store.flush().await.expect("flush");
+        drop(store);
+        let store = EmbeddedStore::open(&path.0, Durability::Relaxed).expect("reopen after drop");
+        assert!(
+            store.get(&Key::new("p", "a")).await.expect("get").is_some(),
+            "flushed data survives"
+        );
+        // A clean drop without flush also persists: the writer flushes on its way out.
+        store
+            .transact(vec![WriteOp::Put {
+                item: item("p", "b", 2),
+                cond: Condition::None,
+            }])
+            .await
+            .expect("put");
+        drop(store);
+        let store = EmbeddedStore::open(&path.0, Durability::Relaxed).expect("second reopen");
+        assert!(
+            store.get(&Key::new("p", "b")).await.expect("get").is_some(),
+            "data survives a clean drop"
+        );
+    }
+
+    #[tokio::test]
+    async fn locked_file_error_names_the_path() {
+        let path = TempPath::new("store.redb");
+        let _first = EmbeddedStore::open(&path.0, Durability::Sync).expect("open");
+        let err = EmbeddedStore::open(&path.0, Durability::Sync)
+            .expect_err("second open of a locked file");
+        let message = err.to_string();
+        assert!(
+            message.contains(&path.0.display().to_string()),
+            "message names the path: {message}"
+        );
+        assert!(message.contains("locked"), "message says why: {message}");
+    }
+
+    #[tokio::test]
+    async fn clones_share_one_database() {
+        let store = EmbeddedStore::in_memory();
+        let other = store.clone();
+        store
+            .put_batch(vec![item("p", "a", 1)])
+            .await
+            .expect("put_batch");
+        assert!(other.get(&Key::new("p", "a")).await.expect("get").is_some());
+    }
+
+    // PERF-PROBE-BEGIN (temporary)
+    fn perf_item(pk: &str, i: usize) -> Item {
+        let mut it = Item::new(
+            Key::new(pk, format!("item-{i:08}")),
+            json!({"name": format!("task-{i}"), "state": "pending", "version": 1, "payload": "x".repeat(180), "attempt": 0})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        it.indexes = vec![(
+            Index::Gsi1,
+            Key::new(format!("due#{}", i % 60), format!("{i:08}")),
+        )];
+        it.ttl = Some(2_000_000_000);
+        it
+    }
+
+    async fn perf_run(label: &str, store: EmbeddedStore) {
+        let n = 100_000;
+        let items: Vec<Item> = (0..n).map(|i| perf_item("batch", i)).collect();
+        let bytes = serde_json::to_vec(&items[0].attrs).unwrap().len();
+        let t = Instant::now();
+        for chunk in items.chunks(1000) {
+            store.put_batch(chunk.to_vec()).await.unwrap();
+        }
+        let e = t.elapsed().as_secs_f64();
+        println!(
+            "{label}: put_batch {n} items (~{bytes}B attrs) in chunks of 1000: {:.0} items/s",
+            n as f64 / e
+        );
+        let t = Instant::now();
+        store
+            .put_batch((0..n).map(|i| perf_item("batch2", i)).collect())
+            .await
+            .unwrap();
+        let e = t.elapsed().as_secs_f64();
+        println!(
+            "{label}: put_batch {n} items in one call (incl. item building): {:.0} items/s",
+            n as f64 / e
+        );
+
+        for conc in [1usize, 64] {
+            let per = if conc == 1 { 300 } else { 40_000 / conc };
+            let t = Instant::now();
+            let mut set = tokio::task::JoinSet::new();
+            for c in 0..conc {
+                let store = store.clone();
+                set.spawn(async move {
+                    for j in 0..per {
+                        let it = perf_item(&format!("conc{conc}-{c}"), j);
+                        store
+                            .transact(vec![WriteOp::Put {
+                                item: it,
+                                cond: Condition::Absent { now: 0 },
+                            }])
+                            .await
+                            .unwrap();
+                    }
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                r.unwrap();
+            }
+            let e = t.elapsed().as_secs_f64();
+            println!(
+                "{label}: {conc} concurrent single-put transacts: {:.0}/s ({} total)",
+                (conc * per) as f64 / e,
+                conc * per
+            );
+        }
+        // CAS on distinct items, get then transact with version
+        let t = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for c in 0..64usize {
+            let store = store.clone();
+            set.spawn(async move {
+                for j in 0..100 {
+                    let key = Key::new(format!("conc64-{c}"), format!("item-{j:08}"));
+                    let mut it = store.get(&key).await.unwrap().unwrap();
+                    it.attrs.insert("version".into(), json!(2));
+                    store
+                        .transact(vec![WriteOp::Put {
+                            item: it,
+                            cond: Condition::version(1),
+                        }])
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        let e = t.elapsed().as_secs_f64();
+        println!("{label}: 64 concurrent get+CAS: {:.0}/s", 6400.0 / e);
+        let t = Instant::now();
+        let mut total = 0;
+        for k in 0..60 {
+            total += store
+                .query(&Query::index(Index::Gsi1, format!("due#{k}"), 10_000))
+                .await
+                .unwrap()
+                .len();
+        }
+        let e = t.elapsed().as_secs_f64();
+        println!(
+            "{label}: index query read {total} items: {:.0} items/s",
+            total as f64 / e
+        );
+        store.flush().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn perf_probe() {
+        let p1 = TempPath::new("sync.redb");
+        perf_run(
+            "file Sync",
+            EmbeddedStore::open(&p1.0, Durability::Sync).unwrap(),
+        )
+        .await;
+        let p2 = TempPath::new("relaxed.redb");
+        perf_run(
+            "file Relaxed",
+            EmbeddedStore::open(&p2.0, Durability::Relaxed).unwrap(),
+        )
+        .await;
+        perf_run("memory", EmbeddedStore::in_memory()).await;
+    }
+
+    #[derive(Debug)]
+    struct SlowSync(redb::backends::InMemoryBackend, Duration);
+    impl redb::StorageBackend for SlowSync {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.0.len()
+        }
+        fn read(&self, o: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.0.read(o, out)
+        }
+        fn set_len(&self, l: u64) -> Result<(), std::io::Error> {
+            self.0.set_len(l)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            PROBE_SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(self.1);
+            Ok(())
+        }
+        fn write(&self, o: u64, d: &[u8]) -> Result<(), std::io::Error> {
+            self.0.write(o, d)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn perf_probe_slow_fsync() {
+        for fsync_ms in [11u64, 100] {
+            for durability in [Durability::Sync, Durability::Relaxed] {
+                let db = redb::Builder::new()
+                    .create_with_backend(SlowSync(
+                        redb::backends::InMemoryBackend::new(),
+                        Duration::from_millis(fsync_ms),
+                    ))
+                    .unwrap();
+                let store = EmbeddedStore::start(db, durability, None).unwrap();
+                let conc = 64usize;
+                let per = 100;
+                PROBE_COMMITS.swap(0, std::sync::atomic::Ordering::Relaxed);
+                PROBE_SYNCS.swap(0, std::sync::atomic::Ordering::Relaxed);
+                PROBE_GATHER_US.swap(0, std::sync::atomic::Ordering::Relaxed);
+                PROBE_COMMIT_US.swap(0, std::sync::atomic::Ordering::Relaxed);
+                let t = Instant::now();
+                let mut set = tokio::task::JoinSet::new();
+                for c in 0..conc {
+                    let store = store.clone();
+                    set.spawn(async move {
+                        for j in 0..per {
+                            let it = perf_item(&format!("c{c}"), j);
+                            store
+                                .transact(vec![WriteOp::Put {
+                                    item: it,
+                                    cond: Condition::Absent { now: 0 },
+                                }])
+                                .await
+                                .unwrap();
+                        }
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    r.unwrap();
+                }
+                let e = t.elapsed().as_secs_f64();
+                println!(
+                    "fsync {fsync_ms} ms, {durability:?}: 64 concurrent single-put transacts: {:.0}/s commits {} syncs {}",
+                    (conc * per) as f64 / e,
+                    PROBE_COMMITS.swap(0, std::sync::atomic::Ordering::Relaxed),
+                    PROBE_SYNCS.swap(0, std::sync::atomic::Ordering::Relaxed)
+                );
+                println!(
+                    "  gather {} ms, commit {} ms",
+                    PROBE_GATHER_US.swap(0, std::sync::atomic::Ordering::Relaxed) / 1000,
+                    PROBE_COMMIT_US.swap(0, std::sync::atomic::Ordering::Relaxed) / 1000
+                );
+                let t = Instant::now();
+                store
+                    .put_batch((0..50_000).map(|i| perf_item("b", i)).collect())
+                    .await
+                    .unwrap();
+                println!(
+                    "fsync {fsync_ms} ms, {durability:?}: put_batch 50k: {:.0} items/s",
+                    50_000.0 / t.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    // PERF-PROBE-END
+}

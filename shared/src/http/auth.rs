@@ -1,0 +1,82 @@
+//! API authentication: an `X-API-Key` header (or `Authorization: Bearer`)
+//! checked against the SHA-256 of the configured key in constant time, so
+//! the key itself is never kept in memory longer than start-up.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+
+/// The accepted API key, as its hash; `None` leaves the API open (only for
+/// loopback development, which the CLI enforces).
+#[derive(Clone, Debug, Default)]
+pub struct ApiKey(Option<[u8; 32]>);
+
+impl ApiKey {
+    pub fn new(key: Option<&str>) -> Self {
+        ApiKey(key.filter(|k| !k.is_empty()).map(hash))
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `presented` is the key.
+    pub fn accepts(&self, presented: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(expected) => bool::from(hash(presented).ct_eq(expected)),
+        }
+    }
+}
+
+fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Middleware: 401 unless the request carries the key (OPTIONS passes, for CORS preflight).
+pub async fn require_api_key(State(key): State<ApiKey>, req: Request, next: Next) -> Response {
+    if !key.is_enabled() || req.method() == axum::http::Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    match presented {
+        Some(k) if key.accepts(k.trim()) => next.run(req).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key")
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing API key: send it in the X-API-Key header",
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_configured_key_is_accepted() {
+        let key = ApiKey::new(Some("s3cret"));
+        assert!(key.accepts("s3cret"));
+        assert!(!key.accepts("s3cre"));
+        assert!(!key.accepts(""));
+        assert!(ApiKey::new(None).accepts("anything"));
+        assert!(!ApiKey::new(Some("")).is_enabled());
+    }
+}

@@ -1,0 +1,204 @@
+//! Wire shapes of the task API (compatible with the lapinq REST API): what
+//! clients send and what they get back. Never the stored structs.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::domain::{Task, TaskStatus, WebhookOutcome};
+use crate::service::enqueue::NewTask;
+
+/// The body of `POST /api/v1/enqueue` and of each batch item. Every field but
+/// `task_name` may be omitted or null.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EnqueueRequest {
+    pub task_name: String,
+    #[serde(default)]
+    pub queue_name: Option<String>,
+    #[serde(default)]
+    pub module_path: Option<String>,
+    #[serde(default)]
+    pub args: Option<Vec<Value>>,
+    #[serde(default)]
+    pub kwargs: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "timestamp")]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    #[serde(default)]
+    pub priority: Option<i32>,
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    #[serde(default)]
+    pub metadata: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub retry_delay: Option<u64>,
+    #[serde(default)]
+    pub retry_backoff: Option<bool>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Defaults of the task API.
+pub const DEFAULT_QUEUE: &str = "default";
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+impl From<EnqueueRequest> for NewTask {
+    fn from(r: EnqueueRequest) -> Self {
+        NewTask {
+            task_name: r.task_name,
+            queue_name: r.queue_name.unwrap_or_else(|| DEFAULT_QUEUE.into()),
+            module_path: r.module_path,
+            args: r.args.unwrap_or_default(),
+            kwargs: r.kwargs.unwrap_or_default(),
+            scheduled_at: r.scheduled_at,
+            max_retries: r.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            priority: r.priority.unwrap_or(0),
+            ttl_seconds: r.ttl_seconds,
+            metadata: r.metadata.unwrap_or_default(),
+            retry_delay: r.retry_delay,
+            retry_backoff: r.retry_backoff.unwrap_or(true),
+            webhook_url: r.webhook_url,
+            timeout_seconds: r.timeout_seconds,
+            idempotency_key: r.idempotency_key,
+        }
+    }
+}
+
+/// ISO 8601 with an offset, or without one (read as UTC, as lapinq writes them).
+fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    parse_timestamp(&s)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an ISO 8601 date-time")))
+}
+
+/// Parse an ISO 8601 date-time, with or without offset.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|n| n.and_utc())
+}
+
+/// A task as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskResponse {
+    pub id: Uuid,
+    pub task_name: String,
+    pub queue_name: String,
+    pub module_path: Option<String>,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+    pub status: TaskStatus,
+    pub priority: i32,
+    pub max_retries: u32,
+    pub attempts: u32,
+    pub retry_delay: Option<u64>,
+    pub retry_backoff: bool,
+    pub timeout_seconds: u64,
+    pub ttl_seconds: Option<u64>,
+    pub metadata: Map<String, Value>,
+    pub webhook_url: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub progress: Option<u8>,
+    pub progress_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub webhook: Option<WebhookOutcome>,
+}
+
+impl From<Task> for TaskResponse {
+    fn from(t: Task) -> Self {
+        TaskResponse {
+            id: t.id,
+            task_name: t.task_name,
+            queue_name: t.queue_name,
+            module_path: t.module_path,
+            args: t.args,
+            kwargs: t.kwargs,
+            status: t.status,
+            priority: t.priority,
+            max_retries: t.max_retries,
+            attempts: t.attempts,
+            retry_delay: t.retry_delay,
+            retry_backoff: t.retry_backoff,
+            timeout_seconds: t.timeout_seconds,
+            ttl_seconds: t.ttl_seconds,
+            metadata: t.metadata,
+            webhook_url: t.webhook_url,
+            idempotency_key: t.idempotency_key,
+            result: t.result,
+            error: t.error,
+            progress: t.progress,
+            progress_message: t.progress_message,
+            created_at: t.created_at,
+            scheduled_at: t.scheduled_at,
+            started_at: t.started_at,
+            completed_at: t.completed_at,
+            webhook: t.webhook,
+        }
+    }
+}
+
+/// `GET /api/v1/tasks/{id}/result` of a finished task.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskResultResponse {
+    pub id: Uuid,
+    pub status: TaskStatus,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// Parse a task id from a path, answering 400 for anything but a UUID.
+pub fn task_id(raw: &str) -> Result<Uuid, super::ApiError> {
+    raw.parse().map_err(|_| {
+        super::ApiError::bad_request("invalid_id", format!("`{raw}` is not a task id (a UUID)"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_with_and_without_offset_are_utc() {
+        let z = parse_timestamp("2026-06-15T12:00:00Z").unwrap();
+        assert_eq!(parse_timestamp("2026-06-15T12:00:00").unwrap(), z);
+        assert_eq!(parse_timestamp("2026-06-15T14:00:00+02:00").unwrap(), z);
+        assert_eq!(parse_timestamp("2026-06-15 12:00:00.000").unwrap(), z);
+        assert!(parse_timestamp("tomorrow").is_none());
+        assert!(parse_timestamp("2026-13-01T00:00:00Z").is_none());
+    }
+
+    #[test]
+    fn omitted_and_null_fields_take_the_defaults() {
+        let r: EnqueueRequest =
+            serde_json::from_str(r#"{"task_name": "echo", "queue_name": null, "args": null}"#)
+                .unwrap();
+        let t = NewTask::from(r);
+        assert_eq!(t.queue_name, "default");
+        assert_eq!(t.max_retries, 3);
+        assert!(t.retry_backoff);
+        assert!(t.args.is_empty());
+    }
+}

@@ -1,0 +1,223 @@
+//! What every HTTP function shares: the one error type, the JSON and query
+//! extractors that turn bad input into clear 4xx answers, authentication,
+//! and the task DTOs of the wire API.
+
+pub mod auth;
+pub mod dto;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::ports::StoreError;
+use crate::service::ServiceError;
+
+pub use auth::{ApiKey, require_api_key};
+
+/// An error answer: `{"error": "...", "code": "..."}` plus optional fields.
+/// Server faults answer a fixed 500 body; their cause goes to the log only.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub extra: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            extra: Map::new(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extra;
+        body.insert("error".into(), Value::from(self.message));
+        body.insert("code".into(), Value::from(self.code));
+        (self.status, axum::Json(Value::Object(body))).into_response()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::Conflict { message, code } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            ServiceError::Invalid {
+                message,
+                code: "payload_too_large",
+            } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
+            ServiceError::Invalid { message, code } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+            }
+            ServiceError::Store(StoreError::Conflict { .. }) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the resource changed concurrently; retry",
+            ),
+            ServiceError::Store(StoreError::Invalid(m)) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+            }
+            ServiceError::Store(e) => {
+                tracing::error!(error = ?e, "store failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "storage is unavailable; retry later",
+                )
+            }
+            ServiceError::Queue(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Parse JSON, answering 400 for malformed text and 422 (naming the field)
+/// for well-formed JSON of the wrong shape.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::bad_request("invalid_json", format!("malformed JSON: {inner}"))
+        } else if path == "." || path.is_empty() {
+            ApiError::unprocessable(format!("invalid body: {inner}"))
+        } else {
+            ApiError::unprocessable(format!("invalid `{path}`: {inner}")).with("field", path)
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+/// A JSON body, whatever its content type (clients of the task API do not
+/// all send one). Over the route's body limit answers 413.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body is too large",
+                )
+            } else {
+                ApiError::bad_request("invalid_body", e.body_text())
+            }
+        })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "request body is empty; JSON expected",
+            ));
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Query parameters, answering 400 with the reason when they do not parse.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// JSON 404 and 405 answers for paths and methods no route serves.
+pub fn with_fallbacks(router: Router) -> Router {
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+}
+
+/// The body of a 200 `{"status": ...}`-style answer.
+pub fn ok_json(value: Value) -> Response {
+    (StatusCode::OK, axum::Json(value)).into_response()
+}
+
+/// `json!` re-export for handlers.
+pub fn message(text: &str) -> Value {
+    json!({ "message": text })
+}
+
+/// Finish an `/api` router: every route requires the API key (when one is
+/// configured) and gets the shared dependencies as state.
+pub fn api(deps: &crate::Deps, routes: Router<crate::Deps>) -> Router {
+    routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            deps.config.api_key.clone(),
+            require_api_key,
+        ))
+        .with_state(deps.clone())
+}
+
+/// Decode a list cursor from a query parameter.
+pub fn decode_cursor(raw: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this API issued"))
+}
+
+/// Encode a list cursor for a response header.
+pub fn encode_cursor(sort_key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sort_key)
+}

@@ -1,0 +1,118 @@
+//! Operator actions on tasks: cancel, requeue, report progress, bulk delete.
+//! Each is a compare-and-set; a lost race re-reads and tries again.
+
+use uuid::Uuid;
+
+use super::enqueue::Dispatch;
+use super::tasks::TaskFilter;
+use super::{Deps, ServiceError};
+use crate::domain::{Task, TaskStatus, TransitionError};
+
+/// Races lost before giving up (each needs a concurrent writer of the same task).
+const CAS_TRIES: usize = 8;
+
+/// Apply `change` to the current task until it sticks. The closure's error
+/// ends the attempt (the transition is not allowed from the current state).
+async fn update<F>(deps: &Deps, id: Uuid, change: F) -> Result<Task, ServiceError>
+where
+    F: Fn(&Task) -> Result<(Task, Option<chrono::DateTime<chrono::Utc>>), TransitionError>,
+{
+    for _ in 0..CAS_TRIES {
+        let task = deps
+            .get_task(id)
+            .await?
+            .ok_or(ServiceError::NotFound("task not found"))?;
+        let (next, timer) = change(&task).map_err(|e| ServiceError::Conflict {
+            message: e.to_string(),
+            code: "invalid_transition",
+        })?;
+        match deps.save_task(&task, &next, timer).await {
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e),
+            Ok(()) => return Ok(next),
+        }
+    }
+    Err(ServiceError::Conflict {
+        message: "the task kept changing; try again".into(),
+        code: "contention",
+    })
+}
+
+/// pending → cancelled. Its message, when it arrives, is dropped.
+pub async fn cancel(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
+    let now = deps.now();
+    update(deps, id, |t| t.cancel(now).map(|t| (t, None))).await
+}
+
+/// failed → pending, due now, with a fresh attempt budget.
+pub async fn requeue(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
+    let now = deps.now();
+    let task = update(deps, id, |t| {
+        let next = t.requeue(now)?;
+        let plan = deps.dispatch_plan(&next, now);
+        Ok((next, Some(Deps::pending_timer(&plan))))
+    })
+    .await?;
+    if let Dispatch::Send { delay, .. } = deps.dispatch_plan(&task, now)
+        && let Err(e) = deps
+            .queue
+            .send_batch(
+                &deps.config.task_queue,
+                vec![deps.task_message(&task, delay)],
+            )
+            .await
+    {
+        tracing::warn!(task_id = %id, error = %e, "requeued but not sent; the scheduler will re-send");
+    }
+    Ok(task)
+}
+
+/// Record progress (0-100) of a running task.
+pub async fn progress(
+    deps: &Deps,
+    id: Uuid,
+    progress: u8,
+    message: Option<String>,
+) -> Result<Task, ServiceError> {
+    if progress > 100 {
+        return Err(ServiceError::invalid(
+            "invalid_field",
+            "progress must be 0 to 100",
+        ));
+    }
+    update(deps, id, |t| {
+        let next = t.report_progress(progress, message.clone())?;
+        Ok((next, t.lease_until))
+    })
+    .await
+}
+
+/// Delete every task matching `filter`; returns how many went.
+pub async fn delete_matching(deps: &Deps, filter: &TaskFilter) -> Result<u64, ServiceError> {
+    let mut filter = filter.clone();
+    let mut deleted = 0;
+    loop {
+        let page = deps.list_tasks(&filter, 200).await?;
+        for task in &page.tasks {
+            match deps.delete_task(task).await {
+                Ok(()) => deleted += 1,
+                // Changed since we read it: it is re-read on the next pass only
+                // if it still matches; skip it here.
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match page.next {
+            Some(cursor) => filter.before = Some(cursor),
+            None => return Ok(deleted),
+        }
+    }
+}
+
+/// Whether a status answers a "not finished" result.
+pub fn is_finished(status: TaskStatus) -> bool {
+    matches!(
+        status,
+        TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Expired
+    )
+}

@@ -1,0 +1,420 @@
+//! Enqueue: write the task, then send its message. The write comes first so a
+//! message never names a task that does not exist; a message lost after the
+//! write is re-sent by the scheduler (the task's timer is its outbox entry).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::worker::TaskMessage;
+use super::{Deps, ServiceError};
+use crate::domain::{Task, TaskStatus};
+use crate::ports::{
+    Condition, Index, Item, Key, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_TRANSACT_OPS, OutgoingMessage,
+    StoreError, WriteOp,
+};
+
+/// How long an idempotency key keeps answering with its first task.
+pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+/// Longest accepted task timeout.
+pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+
+/// A task as a client asks for it, before it exists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    pub task_name: String,
+    pub queue_name: String,
+    pub module_path: Option<String>,
+    pub args: Vec<Value>,
+    pub kwargs: Map<String, Value>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub max_retries: u32,
+    pub priority: i32,
+    pub ttl_seconds: Option<u64>,
+    pub metadata: Map<String, Value>,
+    pub retry_delay: Option<u64>,
+    pub retry_backoff: bool,
+    pub webhook_url: Option<String>,
+    pub timeout_seconds: Option<u64>,
+    pub idempotency_key: Option<String>,
+}
+
+/// What an enqueue did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    Created(Uuid),
+    /// The idempotency key was seen within the window: its first task.
+    Existing(Uuid),
+    /// `ttl_seconds: 0`: the task runs but is not kept.
+    Ephemeral,
+}
+
+impl NewTask {
+    /// Check the fields a type cannot: names, ranges, URLs, size.
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        let bad = |m: String| Err(ServiceError::invalid("invalid_field", m));
+        if self.task_name.trim().is_empty() || self.task_name.len() > 200 {
+            return bad("task_name must be 1 to 200 characters".into());
+        }
+        if !valid_queue_name(&self.queue_name) {
+            return bad(
+                "queue_name must be 1 to 100 characters of letters, digits, `_`, `-`, `.`, `:`"
+                    .into(),
+            );
+        }
+        if self.max_retries > 1000 {
+            return bad("max_retries must be at most 1000".into());
+        }
+        if self.retry_delay.is_some_and(|d| d > 7 * 86_400) {
+            return bad("retry_delay must be at most 604800 seconds".into());
+        }
+        if let Some(t) = self.timeout_seconds
+            && !(1..=MAX_TIMEOUT_SECONDS).contains(&t)
+        {
+            return bad(format!(
+                "timeout_seconds must be 1 to {MAX_TIMEOUT_SECONDS}"
+            ));
+        }
+        if self.ttl_seconds.is_some_and(|t| t > 10 * 365 * 86_400) {
+            return bad("ttl_seconds is too large".into());
+        }
+        if let Some(url) = &self.webhook_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return bad("webhook_url must be an absolute http(s) URL".into()),
+            }
+        }
+        if let Some(k) = &self.idempotency_key
+            && (k.is_empty() || k.len() > 200)
+        {
+            return bad("idempotency_key must be 1 to 200 characters".into());
+        }
+        Ok(())
+    }
+
+    fn into_task(self, deps: &Deps, now: DateTime<Utc>) -> Task {
+        let timeout = self
+            .timeout_seconds
+            .unwrap_or(deps.config.default_timeout.as_secs());
+        Task {
+            id: Uuid::now_v7(),
+            task_name: self.task_name,
+            queue_name: self.queue_name,
+            module_path: self.module_path,
+            args: self.args,
+            kwargs: self.kwargs,
+            status: TaskStatus::Pending,
+            priority: self.priority,
+            max_retries: self.max_retries,
+            retry_delay: self.retry_delay,
+            retry_backoff: self.retry_backoff,
+            timeout_seconds: timeout,
+            ttl_seconds: self.ttl_seconds,
+            metadata: self.metadata,
+            webhook_url: self.webhook_url,
+            idempotency_key: self.idempotency_key,
+            attempts: 0,
+            result: None,
+            error: None,
+            progress: None,
+            progress_message: None,
+            created_at: now,
+            scheduled_at: self.scheduled_at,
+            started_at: None,
+            completed_at: None,
+            lease_until: None,
+            webhook: None,
+            version: 1,
+        }
+    }
+}
+
+/// Queue names become parts of keys and metric labels: keep them plain.
+pub fn valid_queue_name(q: &str) -> bool {
+    !q.is_empty()
+        && q.len() <= 100
+        && q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// When a task should be released, and how: a message now (with a delay the
+/// queue can hold), or a timer the scheduler fires later.
+pub enum Dispatch {
+    /// Send now with this delay; the timer re-sends if it never starts.
+    Send {
+        delay: Duration,
+        recheck_at: DateTime<Utc>,
+    },
+    /// Too far ahead for the queue: the scheduler sends it at this time.
+    Later { at: DateTime<Utc> },
+}
+
+impl Deps {
+    /// How to release a pending task at `now`.
+    pub fn dispatch_plan(&self, task: &Task, now: DateTime<Utc>) -> Dispatch {
+        let due = task.scheduled_at.unwrap_or(now).max(now);
+        let wait = (due - now).to_std().unwrap_or_default();
+        if wait > MAX_DELAY {
+            // Hand it to the queue a little before it is due, with a delay.
+            let lead =
+                chrono::Duration::from_std(MAX_DELAY - Duration::from_secs(60)).unwrap_or_default();
+            return Dispatch::Later { at: due - lead };
+        }
+        let redispatch =
+            chrono::Duration::from_std(self.config.redispatch_after).unwrap_or_default();
+        Dispatch::Send {
+            delay: wait,
+            recheck_at: due + redispatch,
+        }
+    }
+
+    /// The timer a pending task is stored with under a plan.
+    pub fn pending_timer(plan: &Dispatch) -> DateTime<Utc> {
+        match plan {
+            Dispatch::Send { recheck_at, .. } => *recheck_at,
+            Dispatch::Later { at } => *at,
+        }
+    }
+
+    /// The message that starts a stored task.
+    pub fn task_message(&self, task: &Task, delay: Duration) -> OutgoingMessage {
+        OutgoingMessage {
+            body: TaskMessage::Stored { id: task.id }.encode(),
+            delay,
+            priority: task.priority,
+        }
+    }
+}
+
+/// Enqueue one task.
+pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError> {
+    new.validate()?;
+    let now = deps.now();
+    let task = new.into_task(deps, now);
+    if task.ttl_seconds == Some(0) {
+        send_ephemeral(deps, &task).await?;
+        return Ok(Enqueued::Ephemeral);
+    }
+    check_size(&task)?;
+    let plan = deps.dispatch_plan(&task, now);
+    let mut ops = deps.task_write(None, &task, Some(Deps::pending_timer(&plan)));
+    let idem_op = task
+        .idempotency_key
+        .as_ref()
+        .map(|k| idempotency_put(k, task.id, now));
+    let idem_index = idem_op.as_ref().map(|_| ops.len());
+    ops.extend(idem_op);
+    match deps.store.transact(ops).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict { op }) if Some(op) == idem_index => {
+            let key = task.idempotency_key.as_deref().unwrap_or_default();
+            return existing_for_key(deps, key).await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    deps.metrics.enqueued(1);
+    if let Dispatch::Send { delay, .. } = plan {
+        // The task is stored: if this send fails, its timer re-sends it.
+        if let Err(e) = deps
+            .queue
+            .send_batch(
+                &deps.config.task_queue,
+                vec![deps.task_message(&task, delay)],
+            )
+            .await
+        {
+            tracing::warn!(task_id = %task.id, error = %e, "task stored but not sent; the scheduler will re-send it");
+        }
+    }
+    Ok(Enqueued::Created(task.id))
+}
+
+/// Enqueue many tasks: validated as a whole first (one bad item rejects the
+/// batch, naming its index), then written in atomic chunks with their
+/// counters and sent in batches. Returns the ids in order (`None` for
+/// ephemeral tasks).
+pub async fn enqueue_batch(
+    deps: &Deps,
+    batch: Vec<NewTask>,
+) -> Result<Vec<Option<Uuid>>, ServiceError> {
+    for (i, t) in batch.iter().enumerate() {
+        t.validate().map_err(|e| at_index(i, e))?;
+        if t.idempotency_key.is_some() {
+            return Err(ServiceError::invalid(
+                "invalid_field",
+                format!("item {i}: idempotency_key is only accepted on single enqueue"),
+            ));
+        }
+    }
+    let now = deps.now();
+    let tasks: Vec<Task> = batch.into_iter().map(|n| n.into_task(deps, now)).collect();
+    for (i, t) in tasks.iter().enumerate() {
+        check_size(t).map_err(|e| at_index(i, e))?;
+    }
+    let mut messages = Vec::with_capacity(tasks.len());
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(MAX_TRANSACT_OPS);
+    let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
+    let mut ids = Vec::with_capacity(tasks.len());
+    let mut stored = 0;
+    for task in &tasks {
+        if task.ttl_seconds == Some(0) {
+            messages.push(ephemeral_message(task)?);
+            ids.push(None);
+            continue;
+        }
+        ids.push(Some(task.id));
+        let plan = deps.dispatch_plan(task, now);
+        if let Dispatch::Send { delay, .. } = plan {
+            messages.push(deps.task_message(task, delay));
+        }
+        // Counters are summed per chunk: one Add per (shard, queue), not per task.
+        let shard_key = (super::tasks::shard_of(task.id), task.queue_name.clone());
+        if ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
+            flush_chunk(deps, &mut ops, &mut counters).await?;
+        }
+        let mut put = deps.task_write(None, task, Some(Deps::pending_timer(&plan)));
+        put.truncate(1); // the counter is summed instead
+        ops.extend(put);
+        *counters.entry(shard_key).or_default() += 1;
+        stored += 1;
+    }
+    flush_chunk(deps, &mut ops, &mut counters).await?;
+    deps.metrics.enqueued(stored);
+    if let Err(e) = deps
+        .queue
+        .send_batch(&deps.config.task_queue, messages)
+        .await
+    {
+        tracing::warn!(error = %e, "batch stored but not all sent; the scheduler will re-send");
+    }
+    Ok(ids)
+}
+
+async fn flush_chunk(
+    deps: &Deps,
+    ops: &mut Vec<WriteOp>,
+    counters: &mut std::collections::BTreeMap<(u32, String), i64>,
+) -> Result<(), ServiceError> {
+    if ops.is_empty() {
+        return Ok(());
+    }
+    for ((shard, queue), n) in std::mem::take(counters) {
+        ops.push(WriteOp::Add {
+            key: Key::new(format!("QSTATS#{shard}"), queue),
+            deltas: vec![("pending".into(), n)],
+        });
+    }
+    deps.store.transact(std::mem::take(ops)).await?;
+    Ok(())
+}
+
+fn at_index(i: usize, e: ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Invalid { message, code } => ServiceError::Invalid {
+            message: format!("item {i}: {message}"),
+            code,
+        },
+        other => other,
+    }
+}
+
+/// A task must fit in one queue message and one table item.
+fn check_size(task: &Task) -> Result<(), ServiceError> {
+    let size = serde_json::to_vec(task)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_MESSAGE_BYTES {
+        return Err(ServiceError::invalid(
+            "payload_too_large",
+            format!("task is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+fn ephemeral_message(task: &Task) -> Result<OutgoingMessage, ServiceError> {
+    let body = TaskMessage::Inline {
+        task: Box::new(task.clone()),
+    }
+    .encode();
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(ServiceError::invalid(
+            "payload_too_large",
+            format!(
+                "task is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    let delay = task
+        .scheduled_at
+        .map(|at| (at - task.created_at).to_std().unwrap_or_default())
+        .unwrap_or_default();
+    if delay > MAX_DELAY {
+        return Err(ServiceError::invalid(
+            "invalid_field",
+            "a task with ttl_seconds 0 is not stored, so it cannot be scheduled more than 15 minutes ahead",
+        ));
+    }
+    Ok(OutgoingMessage {
+        body,
+        delay,
+        priority: task.priority,
+    })
+}
+
+async fn send_ephemeral(deps: &Deps, task: &Task) -> Result<(), ServiceError> {
+    let message = ephemeral_message(task)?;
+    deps.queue
+        .send_batch(&deps.config.task_queue, vec![message])
+        .await?;
+    deps.metrics.enqueued(0);
+    Ok(())
+}
+
+fn idempotency_key(key: &str) -> Key {
+    Key::new(format!("IDEM#{key}"), "IDEM")
+}
+
+/// The record that maps an idempotency key to its task for the window; the
+/// scheduler deletes it through the expiry index.
+fn idempotency_put(key: &str, id: Uuid, now: DateTime<Utc>) -> WriteOp {
+    let expires = now + IDEMPOTENCY_WINDOW;
+    let mut attrs = Map::new();
+    attrs.insert("task_id".into(), Value::from(id.to_string()));
+    attrs.insert("expires".into(), Value::from(expires.timestamp()));
+    let item = Item {
+        key: idempotency_key(key),
+        indexes: vec![(
+            Index::Gsi6,
+            super::tasks::timed_key(super::tasks::EXPIRY_PREFIX, expires, &format!("IDEM#{key}")),
+        )],
+        ttl: Some(expires.timestamp()),
+        attrs,
+    };
+    WriteOp::Put {
+        item,
+        cond: Condition::Absent {
+            now: now.timestamp(),
+        },
+    }
+}
+
+async fn existing_for_key(deps: &Deps, key: &str) -> Result<Enqueued, ServiceError> {
+    let item = deps.store.get(&idempotency_key(key)).await?;
+    let id = item
+        .as_ref()
+        .and_then(|i| i.attrs.get("task_id"))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok());
+    match id {
+        Some(id) => Ok(Enqueued::Existing(id)),
+        // It expired between our write and this read: a retry will create it.
+        None => Err(ServiceError::Conflict {
+            message: "idempotency key changed concurrently; retry".into(),
+            code: "idempotency_conflict",
+        }),
+    }
+}

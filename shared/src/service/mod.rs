@@ -1,0 +1,105 @@
+//! Use cases: what the functions and runtimes do, written once against the
+//! ports so every runtime runs the same code path.
+
+pub mod control;
+pub mod enqueue;
+pub mod metrics;
+pub mod scheduler;
+pub mod tasks;
+pub mod webhook;
+pub mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::handlers::Registry;
+use crate::ports::{Clock, HttpClient, Queue, QueueError, Store, StoreError};
+
+pub use metrics::Metrics;
+
+/// Everything a use case needs, built once per process and shared.
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub clock: Arc<dyn Clock>,
+    pub http: Arc<dyn HttpClient>,
+    pub handlers: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub config: Arc<Config>,
+}
+
+/// Settings of the task engine (not of any backend).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The queue that carries task messages.
+    pub task_queue: String,
+    /// Timeout of a task that names none.
+    pub default_timeout: Duration,
+    /// A running attempt is presumed lost this long after its timeout.
+    pub lease_grace: Duration,
+    /// A pending task whose message has not started it by then is re-sent
+    /// (the message may have been lost between store and queue).
+    pub redispatch_after: Duration,
+    /// How long an `expired` task stays readable before it is deleted.
+    pub expired_retention: chrono::Duration,
+    /// How long a received message stays hidden while its task runs.
+    pub visibility: Duration,
+    /// The secret that signs outgoing webhooks (Standard Webhooks, `whsec_…`).
+    pub webhook_secret: Vec<u8>,
+    /// Attempts of one webhook delivery before it is recorded as failed.
+    pub webhook_attempts: u32,
+    /// The key every `/api` route requires (hashed); disabled only for
+    /// loopback development.
+    pub api_key: crate::http::ApiKey,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            task_queue: "warren-tasks".into(),
+            default_timeout: Duration::from_secs(300),
+            lease_grace: Duration::from_secs(30),
+            redispatch_after: Duration::from_secs(600),
+            expired_retention: chrono::Duration::hours(1),
+            visibility: Duration::from_secs(60),
+            webhook_secret: Vec::new(),
+            webhook_attempts: 4,
+            api_key: crate::http::ApiKey::default(),
+        }
+    }
+}
+
+/// Why a use case did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The request is well-formed but the current state forbids it.
+    #[error("{message}")]
+    Conflict { message: String, code: &'static str },
+    /// The request is invalid (a 4xx with this code).
+    #[error("{message}")]
+    Invalid { message: String, code: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl ServiceError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::Invalid {
+            message: message.into(),
+            code,
+        }
+    }
+
+    /// True for a lost compare-and-set: someone else changed the item first.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ServiceError::Store(StoreError::Conflict { .. }))
+    }
+}

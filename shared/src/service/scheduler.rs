@@ -1,0 +1,336 @@
+//! The scheduler's tick: fire the timers that are due and do the TTL work.
+//!
+//! Timers (index gsi5) release delayed tasks, re-send pending tasks whose
+//! message may be lost (the outbox), rescue running tasks past their lease and
+//! re-send owed webhooks. Expiry entries (gsi6) expire pending tasks past their
+//! TTL and delete what has outlived it. Both indexes are bucketed per minute;
+//! a cursor per index remembers the last bucket fully swept. Every action is a
+//! compare-and-set, so overlapping ticks are harmless.
+
+use chrono::{DateTime, Duration as ChronoDuration, TimeZone, Utc};
+use serde_json::{Map, Value};
+
+use super::tasks::{
+    EXPIRY, EXPIRY_PREFIX, TIMER, TIMER_PREFIX, minute_bucket, sort_time, task_from_item,
+};
+use super::webhook;
+use super::worker::{After, TaskMessage, apply, redispatch};
+use super::{Deps, ServiceError};
+use crate::domain::{AfterFailure, Task, TaskStatus};
+use crate::ports::{Condition, Index, Item, Key, OutgoingMessage, Query, WriteOp};
+
+/// The most entries one tick handles per index; the rest wait for the next.
+const MAX_PER_TICK: usize = 2000;
+/// How far back the first tick ever looks.
+const FIRST_LOOKBACK_MINUTES: i64 = 60;
+/// Buckets re-swept behind the current minute, for writers whose clocks lag.
+const SLACK_MINUTES: i64 = 2;
+
+/// What one tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Pending tasks sent to the queue (delayed ones now due, or re-sent).
+    pub released: usize,
+    /// Running tasks whose lease ran out.
+    pub rescued: usize,
+    /// Owed webhooks re-sent.
+    pub webhooks: usize,
+    /// Pending tasks past their TTL.
+    pub expired: usize,
+    /// Items deleted at the end of their TTL.
+    pub deleted: usize,
+}
+
+/// Fire everything due at the clock's now.
+pub async fn tick(deps: &Deps) -> Result<TickReport, ServiceError> {
+    let now = deps.now();
+    let mut report = TickReport::default();
+    for item in due_entries(deps, TIMER_PREFIX, TIMER, now).await? {
+        on_timer(deps, &item.key, now, &mut report).await?;
+    }
+    for item in due_entries(deps, EXPIRY_PREFIX, EXPIRY, now).await? {
+        on_expiry(deps, &item.key, now, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Entries of a bucketed index due by `now`, oldest bucket first; moves the
+/// index's cursor past the buckets swept completely.
+async fn due_entries(
+    deps: &Deps,
+    prefix: &str,
+    index: Index,
+    now: DateTime<Utc>,
+) -> Result<Vec<Item>, ServiceError> {
+    let cursor_key = Key::new("SCHED", prefix);
+    let cursor = deps.store.get(&cursor_key).await?;
+    let start = cursor
+        .as_ref()
+        .and_then(|i| i.attrs.get("minute"))
+        .and_then(Value::as_str)
+        .and_then(parse_minute)
+        .unwrap_or(now - ChronoDuration::minutes(FIRST_LOOKBACK_MINUTES));
+    let until = format!("{}~", sort_time(now)); // every sort key at or before now
+    let mut due = Vec::new();
+    let mut minute = start;
+    let mut complete = true;
+    while minute_bucket(minute) <= minute_bucket(now) {
+        let mut q = Query::index(index, format!("{prefix}#{}", minute_bucket(minute)), 500);
+        q.before = Some(until.clone());
+        loop {
+            q.limit = (MAX_PER_TICK - due.len()).clamp(1, 500);
+            let page = deps.store.query(&q).await?;
+            let full = page.len() == q.limit;
+            q.after = page
+                .last()
+                .and_then(|i| i.index_key(index))
+                .map(|k| k.sk.clone());
+            due.extend(page);
+            if due.len() >= MAX_PER_TICK {
+                complete = false;
+                break;
+            }
+            if !full {
+                break;
+            }
+        }
+        if !complete {
+            break;
+        }
+        minute += ChronoDuration::minutes(1);
+    }
+    let swept_to = if complete {
+        now - ChronoDuration::minutes(SLACK_MINUTES)
+    } else {
+        minute
+    };
+    let new_cursor = minute_bucket(swept_to.max(start));
+    let old_cursor = cursor
+        .as_ref()
+        .and_then(|i| i.attrs.get("minute"))
+        .and_then(Value::as_str);
+    if old_cursor != Some(new_cursor.as_str()) {
+        let mut attrs = Map::new();
+        attrs.insert("minute".into(), Value::from(new_cursor));
+        let op = WriteOp::Put {
+            item: Item::new(cursor_key, attrs),
+            cond: Condition::None,
+        };
+        deps.store.transact(vec![op]).await?;
+    }
+    Ok(due)
+}
+
+fn parse_minute(s: &str) -> Option<DateTime<Utc>> {
+    let naive = chrono::NaiveDateTime::parse_from_str(&format!("{s}00"), "%Y%m%d%H%M%S").ok()?;
+    Some(Utc.from_utc_datetime(&naive))
+}
+
+/// When an item's entry in a timed index fires (epoch ms), from its sort key.
+fn fires_at(item: &Item, index: Index) -> Option<i64> {
+    item.index_key(index)?.sk.split('#').next()?.parse().ok()
+}
+
+/// Read the current item behind an index entry (indexes may lag), if its
+/// entry in `index` is still due.
+async fn current_due(
+    deps: &Deps,
+    key: &Key,
+    index: Index,
+    now: DateTime<Utc>,
+) -> Result<Option<Item>, ServiceError> {
+    let item = deps.store.get(key).await?;
+    Ok(item.filter(|i| fires_at(i, index).is_some_and(|at| at <= now.timestamp_millis())))
+}
+
+async fn on_timer(
+    deps: &Deps,
+    key: &Key,
+    now: DateTime<Utc>,
+    report: &mut TickReport,
+) -> Result<(), ServiceError> {
+    let Some(item) = current_due(deps, key, TIMER, now).await? else {
+        return Ok(());
+    };
+    let Some(task) = task_from_item(&item) else {
+        return Ok(());
+    };
+    let outcome = match task.status {
+        TaskStatus::Pending => redispatch(deps, &task, now)
+            .await
+            .map(|_| report.released += 1),
+        TaskStatus::Running if task.lease_until.is_some_and(|l| l <= now) => rescue(
+            deps,
+            &task,
+            now,
+            "attempt lost: its lease ran out (worker crashed or stalled)",
+        )
+        .await
+        .map(|_| report.rescued += 1),
+        _ if webhook::owes_webhook(&task) => resend_webhook(deps, &task, now)
+            .await
+            .map(|_| report.webhooks += 1),
+        _ => Ok(()),
+    };
+    // One task's lost race must not stop the sweep.
+    match outcome {
+        Err(e) if e.is_conflict() => Ok(()),
+        other => other,
+    }
+}
+
+/// Count a lost attempt as failed and retry or fail the task, as the worker would.
+pub async fn rescue(
+    deps: &Deps,
+    task: &Task,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<(), ServiceError> {
+    let after = task
+        .fail(now, why.to_string(), true, rand::random())
+        .map_err(|e| ServiceError::Conflict {
+            message: e.to_string(),
+            code: "invalid_transition",
+        })?;
+    tracing::warn!(task_id = %task.id, attempt = task.attempts, "{why}");
+    let next = match after {
+        AfterFailure::Retry(t, _) => After::Retry(t),
+        AfterFailure::Failed(t) => After::Done(t),
+    };
+    apply(deps, task, next).await
+}
+
+async fn resend_webhook(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    let attempt = task.webhook.as_ref().map_or(0, |w| w.attempts) + 1;
+    let mut next = task.clone();
+    next.version += 1;
+    let recheck = now + ChronoDuration::from_std(deps.config.redispatch_after).unwrap_or_default();
+    deps.save_task(task, &next, Some(recheck)).await?;
+    let message = OutgoingMessage {
+        body: TaskMessage::Webhook {
+            webhook: task.id,
+            attempt,
+        }
+        .encode(),
+        delay: std::time::Duration::ZERO,
+        priority: task.priority,
+    };
+    deps.queue
+        .send_batch(&deps.config.task_queue, vec![message])
+        .await?;
+    Ok(())
+}
+
+async fn on_expiry(
+    deps: &Deps,
+    key: &Key,
+    now: DateTime<Utc>,
+    report: &mut TickReport,
+) -> Result<(), ServiceError> {
+    let Some(item) = current_due(deps, key, EXPIRY, now).await? else {
+        return Ok(());
+    };
+    let outcome = match task_from_item(&item) {
+        Some(task) => match task.status {
+            TaskStatus::Pending => {
+                let expired = task.expire(now).map_err(|e| ServiceError::Conflict {
+                    message: e.to_string(),
+                    code: "invalid_transition",
+                });
+                match expired {
+                    Ok(t) => deps
+                        .save_task(&task, &t, None)
+                        .await
+                        .map(|_| report.expired += 1),
+                    Err(e) => Err(e),
+                }
+            }
+            // Still running: its next write re-files the expiry at that time.
+            TaskStatus::Running => Ok(()),
+            _ => deps.delete_task(&task).await.map(|_| report.deleted += 1),
+        },
+        // Any other item with a TTL (idempotency keys): delete it unless it
+        // was re-created since (its `expires` would differ).
+        None if item.is_expired(now.timestamp()) => {
+            let cond = match item.attrs.get("expires") {
+                Some(v) => Condition::Equals {
+                    attr: "expires".into(),
+                    value: v.clone(),
+                },
+                None => Condition::Exists,
+            };
+            let op = WriteOp::Delete {
+                key: item.key.clone(),
+                cond,
+            };
+            deps.store
+                .transact(vec![op])
+                .await
+                .map(|_| report.deleted += 1)
+                .map_err(Into::into)
+        }
+        None => Ok(()),
+    };
+    match outcome {
+        Err(e) if e.is_conflict() => Ok(()),
+        other => other,
+    }
+}
+
+/// At the start of a runtime whose queue does not outlive the process (the
+/// embedded one): re-send every pending task and rescue every running one.
+/// Only sound when this process holds the store exclusively (the redb file
+/// lock), so no other worker can own those running attempts.
+pub async fn recover_exclusive(deps: &Deps) -> Result<(usize, usize), ServiceError> {
+    let now = deps.now();
+    let mut resent = 0;
+    let mut batch = Vec::new();
+    for task in all_with_status(deps, TaskStatus::Pending).await? {
+        if let super::enqueue::Dispatch::Send { delay, .. } = deps.dispatch_plan(&task, now) {
+            batch.push(deps.task_message(&task, delay));
+            resent += 1;
+        }
+    }
+    deps.queue
+        .send_batch(&deps.config.task_queue, batch)
+        .await?;
+    let mut rescued = 0;
+    for task in all_with_status(deps, TaskStatus::Running).await? {
+        match rescue(
+            deps,
+            &task,
+            now,
+            "attempt lost: warren restarted while it ran",
+        )
+        .await
+        {
+            Err(e) if e.is_conflict() => {}
+            other => {
+                other?;
+                rescued += 1;
+            }
+        }
+    }
+    Ok((resent, rescued))
+}
+
+async fn all_with_status(deps: &Deps, status: TaskStatus) -> Result<Vec<Task>, ServiceError> {
+    let mut out = Vec::new();
+    let mut q = Query::index(
+        super::tasks::BY_STATUS,
+        format!("S#{}", status.as_str()),
+        1000,
+    );
+    loop {
+        let page = deps.store.query(&q).await?;
+        let full = page.len() == q.limit;
+        q.after = page
+            .last()
+            .and_then(|i| i.index_key(super::tasks::BY_STATUS))
+            .map(|k| k.sk.clone());
+        out.extend(page.iter().filter_map(task_from_item));
+        if !full {
+            return Ok(out);
+        }
+    }
+}

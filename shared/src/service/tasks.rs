@@ -1,0 +1,416 @@
+//! How tasks live in the single table: keys, indexes, counters, and the reads
+//! every use case shares. Both backends store exactly these keys.
+//!
+//! | item            | pk                  | sk        | indexes                                  |
+//! |-----------------|---------------------|-----------|------------------------------------------|
+//! | task            | `TASK#<id>`         | `TASK`    | gsi1 `QS#<queue>#<status>` / id, gsi2 `Q#<queue>` / id, gsi3 `S#<status>` / id, gsi4 `T#<shard>` / id, gsi5 timer, gsi6 expiry |
+//! | queue counters  | `QSTATS#<shard>`    | `<queue>` | none (one attribute per status)          |
+//!
+//! Task ids are UUIDv7, so an id sort key is a creation-time order. The timer
+//! index (gsi5) holds when the scheduler must look at a task: a pending task's
+//! due or re-dispatch time, a running task's lease end. The expiry index (gsi6)
+//! holds TTL work. Both are bucketed per minute so no partition gets hot.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{Deps, ServiceError};
+use crate::domain::{Task, TaskStatus};
+use crate::ports::{Condition, Index, Item, Key, Query, WriteOp};
+
+/// Shards of the unfiltered task list and of the queue counters: spreads hot
+/// keys over partitions; a read merges them.
+pub const SHARDS: u32 = 4;
+
+pub const BY_QUEUE_STATUS: Index = Index::Gsi1;
+pub const BY_QUEUE: Index = Index::Gsi2;
+pub const BY_STATUS: Index = Index::Gsi3;
+pub const ALL_TASKS: Index = Index::Gsi4;
+pub const TIMER: Index = Index::Gsi5;
+pub const EXPIRY: Index = Index::Gsi6;
+
+pub fn task_key(id: Uuid) -> Key {
+    Key::new(format!("TASK#{id}"), "TASK")
+}
+
+/// The shard of an id: from its random bits, so shards fill evenly.
+pub fn shard_of(id: Uuid) -> u32 {
+    (id.as_u128() as u32) % SHARDS
+}
+
+/// Minute bucket of a time, the partition of the timer and expiry indexes.
+pub fn minute_bucket(t: DateTime<Utc>) -> String {
+    t.format("%Y%m%d%H%M").to_string()
+}
+
+/// A fixed-width, sortable time for sort keys.
+pub fn sort_time(t: DateTime<Utc>) -> String {
+    format!("{:015}", t.timestamp_millis().max(0))
+}
+
+/// An index key that fires at `at`: bucket partition, time-ordered sort key.
+pub fn timed_key(prefix: &str, at: DateTime<Utc>, tail: &str) -> Key {
+    Key::new(
+        format!("{prefix}#{}", minute_bucket(at)),
+        format!("{}#{tail}", sort_time(at)),
+    )
+}
+
+pub const TIMER_PREFIX: &str = "TIMER";
+pub const EXPIRY_PREFIX: &str = "EXP";
+
+/// What a stored task item looks like, given when the scheduler must next
+/// look at it (`timer`).
+pub fn task_item(
+    task: &Task,
+    timer: Option<DateTime<Utc>>,
+    expired_retention: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Item {
+    let id = task.id.to_string();
+    let status = task.status.as_str();
+    let queue = &task.queue_name;
+    let mut indexes = vec![
+        (
+            BY_QUEUE_STATUS,
+            Key::new(format!("QS#{queue}#{status}"), &id),
+        ),
+        (BY_QUEUE, Key::new(format!("Q#{queue}"), &id)),
+        (BY_STATUS, Key::new(format!("S#{status}"), &id)),
+        (ALL_TASKS, Key::new(format!("T#{}", shard_of(task.id)), &id)),
+    ];
+    if let Some(at) = timer {
+        indexes.push((TIMER, timed_key(TIMER_PREFIX, at, &id)));
+    }
+    let key = task_key(task.id);
+    let mut ttl = None;
+    if let Some(expires) = expiry_check_at(task, expired_retention, now) {
+        indexes.push((EXPIRY, timed_key(EXPIRY_PREFIX, expires, &key.pk)));
+        // The backend may delete the item itself once the expired record's
+        // retention is over (DynamoDB TTL); until then the scheduler acts.
+        ttl = task
+            .expires_at()
+            .map(|e| (e + expired_retention).timestamp());
+    }
+    let attrs = match serde_json::to_value(task) {
+        Ok(Value::Object(m)) => m,
+        // A Task always serialises to an object; anything else is a bug.
+        other => panic!("task serialised to {other:?}"),
+    };
+    Item {
+        key,
+        indexes,
+        ttl,
+        attrs,
+    }
+}
+
+/// When the scheduler must next look at a task for its TTL: at expiry, then
+/// (once expired) at the end of the expired record's retention. Never before
+/// `now`: a write after expiry files the entry in a bucket still to be swept.
+fn expiry_check_at(
+    task: &Task,
+    expired_retention: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let expires = task.expires_at()?;
+    Some(match (task.status, task.completed_at) {
+        (TaskStatus::Expired, Some(at)) => at + expired_retention,
+        _ => expires.max(now),
+    })
+}
+
+/// The task in an item; `None` when the item is not a valid task.
+pub fn task_from_item(item: &Item) -> Option<Task> {
+    serde_json::from_value(Value::Object(item.attrs.clone())).ok()
+}
+
+/// The counter deltas of a status change (`None` for creation or deletion).
+pub fn counter_op(
+    queue: &str,
+    id: Uuid,
+    from: Option<TaskStatus>,
+    to: Option<TaskStatus>,
+) -> Option<WriteOp> {
+    if from == to {
+        return None;
+    }
+    let mut deltas = Vec::with_capacity(2);
+    if let Some(f) = from {
+        deltas.push((f.as_str().to_string(), -1));
+    }
+    if let Some(t) = to {
+        deltas.push((t.as_str().to_string(), 1));
+    }
+    Some(WriteOp::Add {
+        key: Key::new(format!("QSTATS#{}", shard_of(id)), queue),
+        deltas,
+    })
+}
+
+impl Deps {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The live task with this id: `None` if absent or past its TTL.
+    pub async fn get_task(&self, id: Uuid) -> Result<Option<Task>, ServiceError> {
+        let now = self.now().timestamp();
+        let item = self.store.get(&task_key(id)).await?;
+        Ok(item
+            .filter(|i| !i.is_expired(now))
+            .as_ref()
+            .and_then(task_from_item))
+    }
+
+    /// The writes that replace `prev` (the stored version, if any) by `next`:
+    /// a compare-and-set on the version plus the counter change.
+    pub fn task_write(
+        &self,
+        prev: Option<&Task>,
+        next: &Task,
+        timer: Option<DateTime<Utc>>,
+    ) -> Vec<WriteOp> {
+        let cond = match prev {
+            Some(p) => Condition::version(p.version),
+            None => Condition::Absent {
+                now: self.now().timestamp(),
+            },
+        };
+        let mut ops = vec![WriteOp::Put {
+            item: task_item(next, timer, self.config.expired_retention, self.now()),
+            cond,
+        }];
+        ops.extend(counter_op(
+            &next.queue_name,
+            next.id,
+            prev.map(|p| p.status),
+            Some(next.status),
+        ));
+        ops
+    }
+
+    /// Replace `prev` by `next` (compare-and-set). `Conflict` if it changed meanwhile.
+    pub async fn save_task(
+        &self,
+        prev: &Task,
+        next: &Task,
+        timer: Option<DateTime<Utc>>,
+    ) -> Result<(), ServiceError> {
+        self.store
+            .transact(self.task_write(Some(prev), next, timer))
+            .await?;
+        Ok(())
+    }
+
+    /// Delete a task if it is still at `task.version`.
+    pub async fn delete_task(&self, task: &Task) -> Result<(), ServiceError> {
+        let mut ops = vec![WriteOp::Delete {
+            key: task_key(task.id),
+            cond: Condition::version(task.version),
+        }];
+        ops.extend(counter_op(
+            &task.queue_name,
+            task.id,
+            Some(task.status),
+            None,
+        ));
+        self.store.transact(ops).await?;
+        Ok(())
+    }
+
+    /// Tasks per queue and status, from the sharded counters (no scan).
+    pub async fn queue_stats(&self) -> Result<Vec<QueueStats>, ServiceError> {
+        let mut by_queue: std::collections::BTreeMap<String, QueueStats> = Default::default();
+        for shard in 0..SHARDS {
+            let mut q = Query::table(format!("QSTATS#{shard}"), 1000);
+            loop {
+                let page = self.store.query(&q).await?;
+                let full = page.len() == q.limit;
+                for item in &page {
+                    let stats = by_queue
+                        .entry(item.key.sk.clone())
+                        .or_insert_with(|| QueueStats::new(&item.key.sk));
+                    stats.add(&item.attrs);
+                }
+                match page.last() {
+                    Some(last) if full => q.after = Some(last.key.sk.clone()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(by_queue.into_values().collect())
+    }
+
+    /// One page of tasks, newest first, matching `filter`.
+    pub async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        limit: usize,
+    ) -> Result<TaskPage, ServiceError> {
+        let partitions = filter.partitions();
+        let now = self.now().timestamp();
+        let mut tasks = Vec::with_capacity(limit);
+        let mut cursor = filter.before.clone();
+        // Filters that no index answers (substrings) are applied here; bound
+        // the items read per page so one request stays cheap, and hand back a
+        // cursor where we stopped.
+        let mut budget = (limit * 20).max(200);
+        loop {
+            let want = (limit - tasks.len()).max(1).min(budget);
+            let page = merged_page(self, &partitions, cursor.as_deref(), want).await?;
+            let exhausted = page.len() < want;
+            budget = budget.saturating_sub(page.len());
+            for item in &page {
+                cursor = item_sort_key(item, &partitions);
+                if item.is_expired(now) {
+                    continue;
+                }
+                if let Some(task) = task_from_item(item).filter(|t| filter.matches(t)) {
+                    tasks.push(task);
+                    if tasks.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(TaskPage { tasks, next: None });
+            }
+            if tasks.len() == limit || budget == 0 {
+                return Ok(TaskPage {
+                    tasks,
+                    next: cursor,
+                });
+            }
+        }
+    }
+}
+
+/// The sort key an item has in the index being listed.
+fn item_sort_key(item: &Item, partitions: &[(Index, String)]) -> Option<String> {
+    partitions
+        .first()
+        .and_then(|(index, _)| item.index_key(*index))
+        .map(|k| k.sk.clone())
+}
+
+/// Up to `limit` items, newest first, from several partitions of one index
+/// merged by sort key. All share id sort keys, so `before` is a cursor valid
+/// across every partition.
+async fn merged_page(
+    deps: &Deps,
+    partitions: &[(Index, String)],
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<Item>, ServiceError> {
+    let mut all = Vec::new();
+    for (index, pk) in partitions {
+        let q = Query {
+            before: before.map(str::to_string),
+            descending: true,
+            ..Query::index(*index, pk.clone(), limit)
+        };
+        all.extend(deps.store.query(&q).await?);
+    }
+    if partitions.len() > 1 {
+        all.sort_by(|a, b| item_sort_key(b, partitions).cmp(&item_sort_key(a, partitions)));
+        all.truncate(limit);
+    }
+    Ok(all)
+}
+
+/// Which tasks a list or bulk delete is about.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter {
+    pub queue: Option<String>,
+    pub status: Option<TaskStatus>,
+    /// Case-insensitive substrings.
+    pub task_name: Option<String>,
+    pub args: Option<String>,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    /// Cursor: only tasks older than this sort key.
+    pub before: Option<String>,
+}
+
+impl TaskFilter {
+    /// The index partitions that hold every candidate.
+    fn partitions(&self) -> Vec<(Index, String)> {
+        match (&self.queue, self.status) {
+            (Some(q), Some(s)) => vec![(BY_QUEUE_STATUS, format!("QS#{q}#{}", s.as_str()))],
+            (Some(q), None) => vec![(BY_QUEUE, format!("Q#{q}"))],
+            (None, Some(s)) => vec![(BY_STATUS, format!("S#{}", s.as_str()))],
+            (None, None) => (0..SHARDS).map(|s| (ALL_TASKS, format!("T#{s}"))).collect(),
+        }
+    }
+
+    pub fn matches(&self, t: &Task) -> bool {
+        fn contains(hay: &str, needle: &Option<String>) -> bool {
+            needle
+                .as_ref()
+                .is_none_or(|n| hay.to_lowercase().contains(&n.to_lowercase()))
+        }
+        self.queue.as_ref().is_none_or(|q| &t.queue_name == q)
+            && self.status.is_none_or(|s| t.status == s)
+            && contains(&t.task_name, &self.task_name)
+            && (self.args.is_none()
+                || contains(&Value::from(t.args.clone()).to_string(), &self.args))
+            && (self.result.is_none() || contains(t.result.as_deref().unwrap_or(""), &self.result))
+            && (self.error.is_none() || contains(t.error.as_deref().unwrap_or(""), &self.error))
+    }
+}
+
+/// A page of a task list and the cursor of the next one.
+#[derive(Debug)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub next: Option<String>,
+}
+
+/// Task counts of one queue.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub queue_name: String,
+    pub pending: i64,
+    pub running: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub expired: i64,
+}
+
+impl QueueStats {
+    fn new(queue: &str) -> Self {
+        QueueStats {
+            queue_name: queue.to_string(),
+            pending: 0,
+            running: 0,
+            completed: 0,
+            failed: 0,
+            cancelled: 0,
+            expired: 0,
+        }
+    }
+
+    fn add(&mut self, attrs: &Map<String, Value>) {
+        let n = |s: &str| attrs.get(s).and_then(Value::as_i64).unwrap_or(0);
+        self.pending += n("pending");
+        self.running += n("running");
+        self.completed += n("completed");
+        self.failed += n("failed");
+        self.cancelled += n("cancelled");
+        self.expired += n("expired");
+    }
+
+    pub fn count(&self, status: TaskStatus) -> i64 {
+        match status {
+            TaskStatus::Pending => self.pending,
+            TaskStatus::Running => self.running,
+            TaskStatus::Completed => self.completed,
+            TaskStatus::Failed => self.failed,
+            TaskStatus::Cancelled => self.cancelled,
+            TaskStatus::Expired => self.expired,
+        }
+    }
+}

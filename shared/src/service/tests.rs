@@ -1,0 +1,289 @@
+//! The use cases end to end on the in-memory backend, with an injected clock:
+//! what the worker and the scheduler promise, without HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, json};
+
+use super::enqueue::{Enqueued, NewTask, enqueue};
+use super::scheduler::tick;
+use super::worker::process;
+use crate::Deps;
+use crate::adapters::clock::ManualClock;
+use crate::domain::TaskStatus;
+use crate::handlers::Registry;
+use crate::ports::{Clock, Delivery};
+use crate::testing::memory_deps;
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+fn new_task(name: &str) -> NewTask {
+    NewTask {
+        task_name: name.into(),
+        queue_name: "default".into(),
+        module_path: None,
+        args: vec![json!(1)],
+        kwargs: Map::new(),
+        scheduled_at: None,
+        max_retries: 2,
+        priority: 0,
+        ttl_seconds: None,
+        metadata: Map::new(),
+        retry_delay: Some(0),
+        retry_backoff: false,
+        webhook_url: None,
+        timeout_seconds: Some(30),
+        idempotency_key: None,
+    }
+}
+
+/// A registry whose `count` handler counts its runs.
+fn counting() -> (Registry, Arc<AtomicUsize>) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut r = Registry::standard();
+    let c = runs.clone();
+    r.register("count", move |_| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(json!("counted"))
+        }
+    });
+    (r, runs)
+}
+
+fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(t0()));
+    (memory_deps(clock.clone(), handlers), clock)
+}
+
+async fn receive_all(deps: &Deps) -> Vec<Delivery> {
+    deps.queue
+        .receive(
+            &deps.config.task_queue,
+            10,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+}
+
+async fn created(deps: &Deps, t: NewTask) -> uuid::Uuid {
+    match enqueue(deps, t).await.unwrap() {
+        Enqueued::Created(id) => id,
+        other => panic!("expected a new task, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn duplicate_delivery_runs_the_task_once() {
+    // GIVEN an enqueued task and its message
+    let (registry, runs) = counting();
+    let (deps, _) = setup(registry);
+    let id = created(&deps, new_task("count")).await;
+    let messages = receive_all(&deps).await;
+    assert_eq!(messages.len(), 1);
+    // WHEN the same message is processed twice (an at-least-once redelivery)
+    process(&deps, &messages[0].body).await.unwrap();
+    process(&deps, &messages[0].body).await.unwrap();
+    // THEN the handler ran once and the task completed after one attempt
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let task = deps.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
+    assert_eq!(task.result.as_deref(), Some("\"counted\""));
+}
+
+#[tokio::test]
+async fn message_of_a_cancelled_task_is_dropped() {
+    let (registry, runs) = counting();
+    let (deps, _) = setup(registry);
+    let id = created(&deps, new_task("count")).await;
+    super::control::cancel(&deps, id).await.unwrap();
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        deps.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Cancelled
+    );
+}
+
+#[tokio::test]
+async fn failing_task_is_retried_until_its_attempts_are_spent() {
+    let (deps, _) = setup(Registry::standard());
+    let id = created(&deps, new_task("fail")).await; // max_retries 2, no delay
+    for _ in 0..10 {
+        let batch = receive_all(&deps).await;
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            process(&deps, &m.body).await.unwrap();
+        }
+    }
+    let task = deps.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Failed, 3));
+    assert_eq!(task.error.as_deref(), Some("failed on purpose"));
+}
+
+#[tokio::test]
+async fn unknown_task_fails_at_once_without_retries() {
+    let (deps, _) = setup(Registry::standard());
+    let id = created(&deps, new_task("no_such_handler")).await;
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    let task = deps.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Failed, 1));
+    assert!(task.error.unwrap().contains("unknown task"));
+    assert!(receive_all(&deps).await.is_empty());
+}
+
+#[tokio::test]
+async fn running_task_past_its_lease_is_rescued_and_retried() {
+    // GIVEN a task whose worker died mid-attempt (started, never finished)
+    let (registry, runs) = counting();
+    let (deps, clock) = setup(registry);
+    let id = created(&deps, new_task("count")).await;
+    let _lost = receive_all(&deps).await;
+    let pending = deps.get_task(id).await.unwrap().unwrap();
+    let running = pending.start(clock.now(), deps.config.lease_grace).unwrap();
+    deps.save_task(&pending, &running, running.lease_until)
+        .await
+        .unwrap();
+    // WHEN its lease (timeout 30 s + grace 30 s) runs out and the scheduler ticks
+    assert_eq!(
+        tick(&deps).await.unwrap().rescued,
+        0,
+        "not before the lease ends"
+    );
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(tick(&deps).await.unwrap().rescued, 1);
+    // THEN it is pending again with its message re-sent, and the next attempt completes
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    let task = deps.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 2));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn task_due_beyond_the_queue_delay_waits_for_the_scheduler() {
+    let (registry, runs) = counting();
+    let (deps, clock) = setup(registry);
+    let mut t = new_task("count");
+    t.scheduled_at = Some(t0() + chrono::Duration::hours(2));
+    let id = created(&deps, t).await;
+    assert!(receive_all(&deps).await.is_empty(), "nothing sent yet");
+    clock.advance(chrono::Duration::minutes(30));
+    assert_eq!(tick(&deps).await.unwrap().released, 0);
+    // 14 minutes before it is due, it is handed to the queue with a delay.
+    clock.advance(chrono::Duration::minutes(76));
+    assert_eq!(tick(&deps).await.unwrap().released, 1);
+    assert_eq!(
+        deps.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Pending
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn lost_message_is_re_sent_by_the_outbox_timer() {
+    let (registry, runs) = counting();
+    let (deps, clock) = setup(registry);
+    let id = created(&deps, new_task("count")).await;
+    // The message is lost: received and never acknowledged nor processed,
+    // and the queue copy is deleted.
+    let lost = receive_all(&deps).await;
+    let receipts = lost.into_iter().map(|d| d.receipt).collect();
+    deps.queue
+        .delete_batch(&deps.config.task_queue, receipts)
+        .await
+        .unwrap();
+    clock.advance(
+        chrono::Duration::from_std(deps.config.redispatch_after).unwrap()
+            + chrono::Duration::seconds(1),
+    );
+    assert_eq!(tick(&deps).await.unwrap().released, 1);
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    assert_eq!(
+        deps.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Completed
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn pending_task_past_its_ttl_expires_then_is_deleted() {
+    let (deps, clock) = setup(Registry::standard());
+    let mut t = new_task("echo");
+    t.ttl_seconds = Some(60);
+    t.scheduled_at = Some(t0() + chrono::Duration::hours(1));
+    let id = created(&deps, t).await;
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(tick(&deps).await.unwrap().expired, 1);
+    assert_eq!(
+        deps.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Expired
+    );
+    let stats = deps.queue_stats().await.unwrap();
+    assert_eq!((stats[0].pending, stats[0].expired), (0, 1));
+    clock.advance(deps.config.expired_retention + chrono::Duration::seconds(1));
+    assert_eq!(tick(&deps).await.unwrap().deleted, 1);
+    assert!(deps.get_task(id).await.unwrap().is_none());
+    assert_eq!(deps.queue_stats().await.unwrap()[0].expired, 0);
+}
+
+#[tokio::test]
+async fn repeated_idempotency_key_returns_the_first_task() {
+    let (deps, clock) = setup(Registry::standard());
+    let mut t = new_task("echo");
+    t.idempotency_key = Some("order-42".into());
+    let first = created(&deps, t.clone()).await;
+    assert_eq!(
+        enqueue(&deps, t.clone()).await.unwrap(),
+        Enqueued::Existing(first)
+    );
+    assert_eq!(
+        deps.queue_stats().await.unwrap()[0].pending,
+        1,
+        "nothing created twice"
+    );
+    // After the window the key is free again.
+    clock.advance(super::enqueue::IDEMPOTENCY_WINDOW + chrono::Duration::seconds(1));
+    tick(&deps).await.unwrap();
+    assert!(matches!(enqueue(&deps, t).await.unwrap(), Enqueued::Created(id) if id != first));
+}
+
+#[tokio::test]
+async fn counters_follow_every_transition() {
+    let (deps, _) = setup(Registry::standard());
+    let ok = created(&deps, new_task("echo")).await;
+    let mut f = new_task("fail");
+    f.max_retries = 0;
+    created(&deps, f).await;
+    let cancelled = created(&deps, new_task("echo")).await;
+    super::control::cancel(&deps, cancelled).await.unwrap();
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    let s = &deps.queue_stats().await.unwrap()[0];
+    assert_eq!(
+        (s.pending, s.running, s.completed, s.failed, s.cancelled),
+        (0, 0, 1, 1, 1)
+    );
+    deps.delete_task(&deps.get_task(ok).await.unwrap().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(deps.queue_stats().await.unwrap()[0].completed, 0);
+}

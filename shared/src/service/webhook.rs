@@ -1,0 +1,251 @@
+//! Webhooks: tell a task's `webhook_url` that it completed or finally failed.
+//!
+//! Each delivery is a message on the task queue, so it survives a crash and
+//! retries with backoff without holding a worker. Requests are signed the
+//! Standard Webhooks way: `webhook-id`, `webhook-timestamp` and
+//! `webhook-signature: v1,<base64 HMAC-SHA256(secret, "id.timestamp.body")>`.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use uuid::Uuid;
+
+use super::worker::TaskMessage;
+use super::{Deps, ServiceError};
+use crate::domain::{Task, TaskStatus, WebhookOutcome};
+use crate::ports::{HttpError, HttpRequest, OutgoingMessage};
+
+/// How long one delivery attempt may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The outcome recorded when a task finishes and its webhook is due.
+pub fn pending_outcome(now: DateTime<Utc>) -> WebhookOutcome {
+    WebhookOutcome {
+        status: "pending".into(),
+        attempts: 0,
+        last_status_code: None,
+        last_error: None,
+        updated_at: now,
+    }
+}
+
+/// The JSON body sent for a finished task.
+pub fn payload(task: &Task) -> String {
+    json!({
+        "type": format!("task.{}", task.status.as_str()),
+        "task_id": task.id,
+        "task_name": task.task_name,
+        "queue_name": task.queue_name,
+        "status": task.status,
+        "result": task.result,
+        "error": task.error,
+        "attempts": task.attempts,
+        "completed_at": task.completed_at,
+    })
+    .to_string()
+}
+
+/// The Standard Webhooks signature header value of `body`.
+pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac key");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
+}
+
+/// Decode a `whsec_<base64>` secret (or raw base64) into key bytes.
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    B64.decode(b64.trim())
+        .map_err(|e| format!("webhook secret is not whsec_<base64>: {e}"))
+        .and_then(|k| {
+            if k.len() < 16 {
+                Err("webhook secret must hold at least 16 bytes".into())
+            } else {
+                Ok(k)
+            }
+        })
+}
+
+/// Make a fresh `whsec_` secret.
+pub fn generate_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", B64.encode(bytes))
+}
+
+/// One delivery attempt: Ok(status) on 2xx, Err((status, error)) otherwise.
+async fn attempt(deps: &Deps, task: &Task) -> Result<u16, (Option<u16>, String)> {
+    let url = task.webhook_url.clone().unwrap_or_default();
+    let body = payload(task);
+    let now = deps.now().timestamp();
+    let id = format!("msg_{}", task.id);
+    let request = HttpRequest {
+        method: "POST".into(),
+        url,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("webhook-id".into(), id.clone()),
+            ("webhook-timestamp".into(), now.to_string()),
+            (
+                "webhook-signature".into(),
+                sign(&deps.config.webhook_secret, &id, now, &body),
+            ),
+        ],
+        body: body.into_bytes(),
+        timeout: ATTEMPT_TIMEOUT,
+    };
+    match deps.http.send(request).await {
+        Ok(r) if (200..300).contains(&r.status) => Ok(r.status),
+        Ok(r) => Err((Some(r.status), format!("HTTP {}", r.status))),
+        Err(e @ (HttpError::Blocked(_) | HttpError::Invalid(_))) => {
+            Err((None, format!("not retried: {e}")))
+        }
+        Err(e) => Err((None, e.to_string())),
+    }
+}
+
+/// Delay before attempt `next` (2, 3, ...): 2^(next-1) seconds, capped by the queue.
+fn backoff(next: u32) -> Duration {
+    Duration::from_secs(1u64 << next.saturating_sub(1).min(9)).min(crate::ports::MAX_DELAY)
+}
+
+fn retry_message(body: TaskMessage, next: u32) -> OutgoingMessage {
+    OutgoingMessage {
+        body: body.encode(),
+        delay: backoff(next),
+        priority: 0,
+    }
+}
+
+/// Deliver the webhook of a stored task and record the outcome on it.
+pub async fn deliver_stored(deps: &Deps, id: Uuid, attempt_no: u32) -> Result<(), ServiceError> {
+    let Some(task) = deps.get_task(id).await? else {
+        return Ok(());
+    };
+    if task.webhook.as_ref().is_none_or(|w| w.status != "pending") || !task.status.is_final() {
+        return Ok(()); // already delivered (a duplicate message) or requeued since
+    }
+    let result = attempt(deps, &task).await;
+    let max = deps.config.webhook_attempts;
+    let now = deps.now();
+    let (status, code, error, again) = match result {
+        Ok(code) => ("delivered", Some(code), None, false),
+        Err((code, e)) => {
+            let permanent = e.starts_with("not retried");
+            let again = !permanent && attempt_no < max;
+            (
+                if again { "pending" } else { "failed" },
+                code,
+                Some(e),
+                again,
+            )
+        }
+    };
+    let outcome = WebhookOutcome {
+        status: status.into(),
+        attempts: attempt_no,
+        last_status_code: code,
+        last_error: error,
+        updated_at: now,
+    };
+    // Keep the timer while still pending, so a lost retry message is re-sent.
+    let timer = again.then(|| {
+        now + chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
+    });
+    record(deps, task, outcome, timer).await?;
+    if again {
+        let next = attempt_no + 1;
+        deps.queue
+            .send_batch(
+                &deps.config.task_queue,
+                vec![retry_message(
+                    TaskMessage::Webhook {
+                        webhook: id,
+                        attempt: next,
+                    },
+                    next,
+                )],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Write the webhook outcome, re-reading if the task changed meanwhile.
+async fn record(
+    deps: &Deps,
+    mut task: Task,
+    outcome: WebhookOutcome,
+    timer: Option<DateTime<Utc>>,
+) -> Result<(), ServiceError> {
+    for _ in 0..5 {
+        let next = task.with_webhook(outcome.clone());
+        match deps.save_task(&task, &next, timer).await {
+            Err(e) if e.is_conflict() => match deps.get_task(task.id).await? {
+                Some(t) if t.status.is_final() => task = t,
+                _ => return Ok(()),
+            },
+            other => return other,
+        }
+    }
+    Ok(())
+}
+
+/// Deliver the webhook of a task that is not stored: nothing to record, so
+/// the outcome is only logged.
+pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<(), ServiceError> {
+    match attempt(deps, &task).await {
+        Ok(_) => Ok(()),
+        Err((_, e))
+            if attempt_no < deps.config.webhook_attempts && !e.starts_with("not retried") =>
+        {
+            let next = attempt_no + 1;
+            let body = TaskMessage::InlineWebhook {
+                webhook_task: Box::new(task),
+                attempt: next,
+            };
+            deps.queue
+                .send_batch(&deps.config.task_queue, vec![retry_message(body, next)])
+                .await?;
+            Ok(())
+        }
+        Err((_, e)) => {
+            tracing::warn!(error = %e, "webhook of an unstored task failed for good");
+            Ok(())
+        }
+    }
+}
+
+/// Whether a finished task still owes its webhook (scheduler re-sends).
+pub fn owes_webhook(task: &Task) -> bool {
+    task.status.is_final()
+        && task.status != TaskStatus::Expired
+        && task.webhook.as_ref().is_some_and(|w| w.status == "pending")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // The example from the Standard Webhooks specification.
+        let secret = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = r#"{"test": 2432232314}"#;
+        let sig = sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
+        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn short_or_garbled_secrets_are_refused() {
+        assert!(decode_secret("whsec_c2hvcnQ=").is_err());
+        assert!(decode_secret("whsec_not base64!").is_err());
+        assert!(decode_secret(&generate_secret()).is_ok());
+    }
+}

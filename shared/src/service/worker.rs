@@ -1,0 +1,319 @@
+//! Start and finish a task: what the worker does with each queue message.
+//!
+//! Delivery is at least once. The pending → running compare-and-set makes a
+//! duplicate message a no-op, so a task body runs once per attempt.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::enqueue::Dispatch;
+use super::webhook;
+use super::{Deps, ServiceError};
+use crate::domain::{AfterFailure, Task, TaskStatus};
+use crate::handlers::{TaskContext, TaskFailure};
+use crate::ports::OutgoingMessage;
+
+/// The body of a message on the task queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TaskMessage {
+    /// Run the stored task with this id.
+    Stored { id: Uuid },
+    /// Run a task that is not stored (`ttl_seconds: 0`); it carries itself.
+    Inline { task: Box<Task> },
+    /// Deliver the webhook of a finished task (`attempt` from 1).
+    Webhook { webhook: Uuid, attempt: u32 },
+    /// Deliver the webhook of a finished task that is not stored.
+    InlineWebhook {
+        webhook_task: Box<Task>,
+        attempt: u32,
+    },
+}
+
+impl TaskMessage {
+    pub fn encode(&self) -> String {
+        // Serialising these plain types cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
+    }
+}
+
+/// Handle one message. `Ok` means the message is done with (delete it);
+/// `Err` means a backend failed and the message should come back later.
+pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
+    let message = match TaskMessage::decode(body) {
+        Ok(m) => m,
+        Err(e) => {
+            // Not ours to retry: it will never parse. Logged, counted, dropped.
+            tracing::error!(error = %e, "dropping a malformed task message");
+            deps.metrics.malformed_message();
+            return Ok(());
+        }
+    };
+    match message {
+        TaskMessage::Stored { id } => run_stored(deps, id).await,
+        TaskMessage::Inline { task } => run_inline(deps, *task).await,
+        TaskMessage::Webhook {
+            webhook: id,
+            attempt,
+        } => webhook::deliver_stored(deps, id, attempt).await,
+        TaskMessage::InlineWebhook {
+            webhook_task,
+            attempt,
+        } => webhook::deliver_inline(deps, *webhook_task, attempt).await,
+    }
+}
+
+async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
+    let Some(task) = deps.get_task(id).await? else {
+        tracing::debug!(task_id = %id, "message for a task that is gone");
+        return Ok(());
+    };
+    if task.status != TaskStatus::Pending {
+        // A duplicate delivery, or the task was cancelled or expired.
+        tracing::debug!(task_id = %id, status = task.status.as_str(), "task not pending; message dropped");
+        return Ok(());
+    }
+    let now = deps.now();
+    if !task.is_due(now) {
+        // Sent early (re-dispatch of a retry that is not due yet): hold it back again.
+        return redispatch(deps, &task, now).await;
+    }
+    let running = task
+        .start(now, deps.config.lease_grace)
+        .map_err(|e| ServiceError::Conflict {
+            message: e.to_string(),
+            code: "invalid_transition",
+        })?;
+    match deps.save_task(&task, &running, running.lease_until).await {
+        Err(e) if e.is_conflict() => {
+            tracing::debug!(task_id = %id, "another worker started it first");
+            return Ok(());
+        }
+        other => other?,
+    }
+    deps.metrics.started();
+    let outcome = run_attempt(deps, &running).await;
+    finish(deps, running, outcome).await
+}
+
+/// Run the handler under the task's timeout; a timeout is a retryable failure.
+async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
+    let ctx = TaskContext {
+        task_id: Some(task.id),
+        task_name: task.task_name.clone(),
+        args: task.args.clone(),
+        kwargs: task.kwargs.clone(),
+        attempt: task.attempts,
+        http: deps.http.clone(),
+    };
+    let started = Instant::now();
+    let limit = Duration::from_secs(task.timeout_seconds);
+    let outcome = match tokio::time::timeout(limit, deps.handlers.run(ctx)).await {
+        Ok(r) => r,
+        Err(_) => Err(TaskFailure::retry(format!(
+            "timed out after {} s",
+            task.timeout_seconds
+        ))),
+    };
+    deps.metrics.observe(started.elapsed());
+    outcome
+}
+
+/// Record the attempt's outcome with a compare-and-set, re-reading when a
+/// progress report moved the version; give up if the attempt was taken over
+/// (rescued after its lease, or the task deleted).
+async fn finish(
+    deps: &Deps,
+    mut current: Task,
+    outcome: Result<Value, TaskFailure>,
+) -> Result<(), ServiceError> {
+    let attempt = current.attempts;
+    loop {
+        let now = deps.now();
+        let next = match &outcome {
+            Ok(v) => After::Done(complete(&current, now, v)?),
+            Err(f) => match current
+                .fail(now, f.message.clone(), f.retryable, rand::random())
+                .map_err(invalid_transition)?
+            {
+                AfterFailure::Retry(t, _) => After::Retry(t),
+                AfterFailure::Failed(t) => After::Done(t),
+            },
+        };
+        match apply(deps, &current, next).await {
+            Err(e) if e.is_conflict() => match deps.get_task(current.id).await? {
+                Some(t) if t.status == TaskStatus::Running && t.attempts == attempt => current = t,
+                _ => {
+                    tracing::info!(task_id = %current.id, "attempt was taken over; its outcome is dropped");
+                    return Ok(());
+                }
+            },
+            other => return other,
+        }
+    }
+}
+
+fn complete(task: &Task, now: DateTime<Utc>, value: &Value) -> Result<Task, ServiceError> {
+    task.complete(now, value.to_string())
+        .map_err(invalid_transition)
+}
+
+fn invalid_transition(e: crate::domain::TransitionError) -> ServiceError {
+    ServiceError::Conflict {
+        message: e.to_string(),
+        code: "invalid_transition",
+    }
+}
+
+/// Where a finished attempt leaves the task.
+pub enum After {
+    /// Pending again, to retry.
+    Retry(Task),
+    /// Completed or failed for good.
+    Done(Task),
+}
+
+/// Write the attempt's outcome over `current`, then release the retry or
+/// announce the end (webhook). Shared by the worker and the lease rescue.
+pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), ServiceError> {
+    let now = deps.now();
+    match next {
+        After::Retry(t) => {
+            let plan = deps.dispatch_plan(&t, now);
+            deps.save_task(current, &t, Some(Deps::pending_timer(&plan)))
+                .await?;
+            deps.metrics.retried();
+            if let Dispatch::Send { delay, .. } = plan {
+                send_or_leave_to_timer(deps, deps.task_message(&t, delay), t.id).await;
+            }
+        }
+        After::Done(mut t) => {
+            let announces = t.webhook_url.is_some();
+            if announces {
+                t.webhook = Some(webhook::pending_outcome(now));
+            }
+            // A pending webhook keeps a timer so a lost message is re-sent.
+            let timer = announces.then(|| now + redispatch_window(deps));
+            deps.save_task(current, &t, timer).await?;
+            deps.metrics.finished(t.status == TaskStatus::Completed);
+            if announces {
+                let message = OutgoingMessage {
+                    body: TaskMessage::Webhook {
+                        webhook: t.id,
+                        attempt: 1,
+                    }
+                    .encode(),
+                    delay: Duration::ZERO,
+                    priority: t.priority,
+                };
+                send_or_leave_to_timer(deps, message, t.id).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn redispatch_window(deps: &Deps) -> chrono::Duration {
+    chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
+}
+
+/// Send a message whose state is already stored with a timer: a failed send
+/// is only logged, the scheduler re-sends when the timer fires.
+async fn send_or_leave_to_timer(deps: &Deps, message: OutgoingMessage, id: Uuid) {
+    if let Err(e) = deps
+        .queue
+        .send_batch(&deps.config.task_queue, vec![message])
+        .await
+    {
+        tracing::warn!(task_id = %id, error = %e, "send failed; the scheduler will re-send");
+    }
+}
+
+/// Send (again) the message of a pending task that is not due yet or whose
+/// message may be lost, and move its timer on.
+pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    let plan = deps.dispatch_plan(task, now);
+    let mut next = task.clone();
+    next.version += 1;
+    match deps
+        .save_task(task, &next, Some(Deps::pending_timer(&plan)))
+        .await
+    {
+        Err(e) if e.is_conflict() => return Ok(()), // it moved on meanwhile
+        other => other?,
+    }
+    if let Dispatch::Send { delay, .. } = plan {
+        deps.queue
+            .send_batch(
+                &deps.config.task_queue,
+                vec![deps.task_message(&next, delay)],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Run a task that is not stored: no state to change, so retries and the
+/// webhook travel in messages.
+async fn run_inline(deps: &Deps, mut task: Task) -> Result<(), ServiceError> {
+    task.attempts += 1;
+    deps.metrics.started();
+    let outcome = run_attempt(deps, &task).await;
+    let now = deps.now();
+    match outcome {
+        Ok(v) => {
+            task.status = TaskStatus::Completed;
+            task.result = Some(v.to_string());
+            deps.metrics.finished(true);
+        }
+        Err(f) if f.retryable && task.attempts < task.retry_policy().max_attempts() => {
+            let delay = task
+                .retry_policy()
+                .delay_after(task.attempts, rand::random())
+                .min(crate::ports::MAX_DELAY);
+            task.error = Some(f.message);
+            deps.metrics.retried();
+            let message = OutgoingMessage {
+                body: TaskMessage::Inline {
+                    task: Box::new(task.clone()),
+                }
+                .encode(),
+                delay,
+                priority: task.priority,
+            };
+            deps.queue
+                .send_batch(&deps.config.task_queue, vec![message])
+                .await?;
+            return Ok(());
+        }
+        Err(f) => {
+            task.status = TaskStatus::Failed;
+            task.error = Some(f.message);
+            deps.metrics.finished(false);
+        }
+    }
+    task.completed_at = Some(now);
+    if task.webhook_url.is_some() {
+        let message = OutgoingMessage {
+            body: TaskMessage::InlineWebhook {
+                webhook_task: Box::new(task),
+                attempt: 1,
+            }
+            .encode(),
+            delay: Duration::ZERO,
+            priority: 0,
+        };
+        deps.queue
+            .send_batch(&deps.config.task_queue, vec![message])
+            .await?;
+    }
+    Ok(())
+}
