@@ -27,6 +27,7 @@ async fn assert_nothing_stored(w: &Warren, baseline: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_400_invalid_json() {
     let (w, base) = server_with_one_task().await;
+    let mut wrong = Vec::new();
     for body in [
         "{\"task_name\": ",
         "{task_name: 'echo'}",
@@ -35,10 +36,14 @@ async fn malformed_json_is_400_invalid_json() {
         "{\"task_name\": \"echo\",}",
         "\u{feff}{]",
     ] {
-        let r = w.post_bytes("/api/v1/enqueue", body).await;
-        r.expect_error(400, Some("invalid_json"));
-        let r = w.post_bytes("/api/v1/enqueue/batch", body).await;
-        r.expect_error(400, Some("invalid_json"));
+        for path in ["/api/v1/enqueue", "/api/v1/enqueue/batch"] {
+            let r = w.post_bytes(path, body).await;
+            if r.status != 400 || r.json["code"] != "invalid_json" {
+                wrong.push(format!("{path} {body:?}: {} {}", r.status, r.text));
+            } else {
+                r.expect_error(400, Some("invalid_json"));
+            }
+        }
     }
     // invalid UTF-8
     let r = w
@@ -46,6 +51,11 @@ async fn malformed_json_is_400_invalid_json() {
         .await;
     r.expect_error(400, None);
     assert_nothing_stored(&w, &base).await;
+    assert!(
+        wrong.is_empty(),
+        "malformed JSON not answered 400 invalid_json:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,17 +97,32 @@ async fn missing_task_name_is_422_naming_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_that_is_not_an_object_is_422() {
     let (w, base) = server_with_one_task().await;
-    for body in [
-        "[]",
-        "[{\"task_name\": \"echo\"}]",
-        "\"echo\"",
-        "42",
-        "null",
-        "true",
-    ] {
-        let r = w.post_bytes("/api/v1/enqueue", body).await;
-        r.expect_error(422, None);
+    let mut wrong = Vec::new();
+    // A task is a JSON object: arrays (even ones that line up with the
+    // fields, as serde would read them) are not tasks.
+    let cases = [
+        ("/api/v1/enqueue", "[]"),
+        ("/api/v1/enqueue", "[{\"task_name\": \"echo\"}]"),
+        ("/api/v1/enqueue", "[\"echo\"]"),
+        ("/api/v1/enqueue", "[\"echo\", \"not-default\"]"),
+        ("/api/v1/enqueue", "\"echo\""),
+        ("/api/v1/enqueue", "42"),
+        ("/api/v1/enqueue", "null"),
+        ("/api/v1/enqueue", "true"),
+        ("/api/v1/enqueue/batch", "[[\"echo\"]]"),
+        ("/api/v1/enqueue/batch", "[\"echo\"]"),
+        ("/api/v1/enqueue/batch", "[null]"),
+        ("/api/v1/enqueue/batch", "{\"task_name\": \"echo\"}"),
+    ];
+    for (path, body) in cases {
+        let r = w.post_bytes(path, body).await;
+        if r.status != 422 {
+            wrong.push(format!("{path} {body}: {} {}", r.status, r.text));
+        } else {
+            r.expect_error(422, None);
+        }
     }
+    assert!(wrong.is_empty(), "not answered 422:\n{}", wrong.join("\n"));
     assert_nothing_stored(&w, &base).await;
 }
 
@@ -443,8 +468,12 @@ async fn content_type_other_than_json_never_answers_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_bodies_of_the_wrong_shape_are_4xx_and_change_nothing() {
-    let (w, base) = server_with_one_task().await;
-    let path = format!("/api/v1/tasks/{base}/progress");
+    let w = Warren::default().await;
+    let id = w
+        .enqueue(&json!({"task_name": "sleep", "kwargs": {"seconds": 30}, "timeout_seconds": 60}))
+        .await;
+    w.wait_for_status(&id, "running", secs(20)).await;
+    let path = format!("/api/v1/tasks/{id}/progress");
     w.send("PATCH", &path, &[], None)
         .await
         .expect_error(400, None);
@@ -456,8 +485,39 @@ async fn progress_bodies_of_the_wrong_shape_are_4xx_and_change_nothing() {
     )
     .await
     .expect_error(400, Some("invalid_json"));
-    w.patch(&path, &json!([50])).await.expect_error(422, None);
-    let t = w.task(&base).await;
-    assert!(t["progress"].is_null() || t["progress"] == 0);
-    assert_nothing_stored(&w, &base).await;
+    let mut wrong = Vec::new();
+    for body in [
+        json!([50]),
+        json!([50, "positional"]),
+        json!({"progress": 1e10}),
+        json!({"progress": null}),
+        json!(50),
+    ] {
+        let r = w.patch(&path, &body).await;
+        if r.status != 422 {
+            wrong.push(format!("PATCH progress {body}: {} {}", r.status, r.text));
+        } else {
+            r.expect_error(422, None);
+        }
+    }
+    assert!(wrong.is_empty(), "not answered 422:\n{}", wrong.join("\n"));
+    let t = w.task(&id).await;
+    assert!(t["progress"].is_null() || t["progress"] == 0, "{t}");
+    assert_eq!(t["status"], "running");
+    assert_eq!(w.total_counted().await, 1);
+
+    // On a task that is not running, a bad body is refused too (409 or 422).
+    let pending = w
+        .enqueue(&json!({"task_name": "echo", "scheduled_at": "2099-01-01T00:00:00Z"}))
+        .await;
+    let r = w
+        .patch(&format!("/api/v1/tasks/{pending}/progress"), &json!([50]))
+        .await;
+    assert!(
+        r.status == 409 || r.status == 422,
+        "{} {}",
+        r.status,
+        r.text
+    );
+    r.expect_error(r.status, None);
 }

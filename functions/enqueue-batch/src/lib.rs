@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use warren::Deps;
 use warren::http::dto::EnqueueRequest;
-use warren::http::{ApiError, JsonBody};
+use warren::http::{ApiError, JsonArray};
 use warren::service::enqueue::{NewTask, enqueue_batch};
 
 /// Most tasks in one batch.
@@ -27,7 +27,7 @@ pub fn router(deps: Deps) -> Router {
 /// batch with its index, and nothing is stored.
 async fn enqueue_many(
     State(deps): State<Deps>,
-    JsonBody(items): JsonBody<Vec<Value>>,
+    JsonArray(items): JsonArray<EnqueueRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if items.is_empty() {
         return Err(ApiError::unprocessable("the batch is empty"));
@@ -42,15 +42,7 @@ async fn enqueue_many(
             ),
         ));
     }
-    let mut batch = Vec::with_capacity(items.len());
-    for (i, item) in items.into_iter().enumerate() {
-        let request: EnqueueRequest = serde_path_to_error::deserialize(item).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::unprocessable(format!("item {i}: invalid `{path}`: {}", e.into_inner()))
-                .with("index", i)
-        })?;
-        batch.push(NewTask::from(request));
-    }
+    let batch = items.into_iter().map(NewTask::from).collect();
     let ids = enqueue_batch(&deps, batch).await?;
     let count = ids.len();
     Ok((

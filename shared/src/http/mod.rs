@@ -110,53 +110,93 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// Parse JSON, answering 400 for malformed text and 422 (naming the field)
-/// for well-formed JSON of the wrong shape.
+/// Parse a JSON body: 400 for malformed text (whatever its shape), then 422
+/// naming the field for well-formed JSON of the wrong shape.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    from_value(parse_value(bytes)?)
+}
+
+/// Parse JSON text only: 400 `invalid_json` unless it is well-formed.
+pub fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "request body is empty; JSON expected",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))
+}
+
+/// Read a typed value out of parsed JSON: 422 naming the field on a mismatch.
+/// Objects only: serde would otherwise take an array as a struct's fields in
+/// order, which no client means.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::unprocessable("the body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request("invalid_json", format!("malformed JSON: {inner}"))
-        } else if path == "." || path.is_empty() {
+        if path == "." || path.is_empty() {
             ApiError::unprocessable(format!("invalid body: {inner}"))
         } else {
             ApiError::unprocessable(format!("invalid `{path}`: {inner}")).with("field", path)
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
-/// A JSON body, whatever its content type (clients of the task API do not
-/// all send one). Over the route's body limit answers 413.
+/// A JSON object body, whatever its content type (clients of the task API do
+/// not all send one). Over the route's body limit answers 413.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "request body is too large",
-                )
-            } else {
-                ApiError::bad_request("invalid_body", e.body_text())
-            }
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "request body is empty; JSON expected",
-            ));
-        }
+        let bytes = body_bytes(req, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// A JSON array body whose items are objects, each read as `T`; a bad item
+/// answers 422 naming its index.
+pub struct JsonArray<T>(pub Vec<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArray<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        let Value::Array(items) = parse_value(&bytes)? else {
+            return Err(ApiError::unprocessable("the body must be a JSON array"));
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                from_value(item).map_err(|e| {
+                    let message = format!("item {i}: {}", e.message);
+                    ApiError { message, ..e }.with("index", i)
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(JsonArray)
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is too large",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })
 }
 
 /// Query parameters, answering 400 with the reason when they do not parse.

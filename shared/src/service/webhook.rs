@@ -110,9 +110,9 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, (Option<u16>, String)>
     }
 }
 
-/// Delay before attempt `next` (2, 3, ...): 2^(next-1) seconds, capped by the queue.
+/// Delay before attempt `next` (2, 3, ...): 1 s, 2 s, 4 s, ... capped by the queue.
 fn backoff(next: u32) -> Duration {
-    Duration::from_secs(1u64 << next.saturating_sub(1).min(9)).min(crate::ports::MAX_DELAY)
+    Duration::from_secs(1u64 << next.saturating_sub(2).min(9)).min(crate::ports::MAX_DELAY)
 }
 
 fn retry_message(body: TaskMessage, next: u32) -> OutgoingMessage {
@@ -240,6 +240,12 @@ mod tests {
         let body = r#"{"test": 2432232314}"#;
         let sig = sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn retries_back_off_one_two_four_seconds() {
+        let secs: Vec<u64> = (2..=5).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8]);
     }
 
     #[test]

@@ -88,10 +88,12 @@ impl fmt::Debug for EmbeddedStore {
     }
 }
 
-const ITEMS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("items");
-type IndexTable =
-    TableDefinition<'static, (&'static str, &'static str, &'static str, &'static str), ()>;
-const INDEXES: [IndexTable; 6] = [
+/// `(pk, sk)`.
+type ItemKey = (&'static str, &'static str);
+/// `(index pk, index sk, pk, sk)`.
+type IndexKey = (&'static str, &'static str, &'static str, &'static str);
+const ITEMS: TableDefinition<ItemKey, &[u8]> = TableDefinition::new("items");
+const INDEXES: [TableDefinition<IndexKey, ()>; 6] = [
     TableDefinition::new("gsi1"),
     TableDefinition::new("gsi2"),
     TableDefinition::new("gsi3"),
@@ -151,7 +153,8 @@ impl EmbeddedStore {
     }
 
     /// Makes every acknowledged write durable before returning (for shutdown
-    /// in [`Durability::Relaxed`]; a no-op round trip under `Sync`).
+    /// in [`Durability::Relaxed`]; under `Sync` it only waits for the writes
+    /// already queued).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.submit(Work::Flush).await
     }
@@ -306,7 +309,7 @@ impl Store for EmbeddedStore {
 
 struct Reader {
     txn: redb::ReadTransaction,
-    items: redb::ReadOnlyTable<(&'static str, &'static str), &'static [u8]>,
+    items: redb::ReadOnlyTable<ItemKey, &'static [u8]>,
 }
 
 impl Reader {
@@ -776,7 +779,6 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         // their next request: waiting a moment for them (at most half a
         // commit) puts them all in this group instead of splitting them
         // over two commits, which would double every caller's latency.
-        let gather_start = Instant::now(); // PROBE
         if group.len() < returning && ops < GROUP_OPS {
             let deadline = Instant::now() + (last_commit / 2).min(MAX_GATHER);
             while group.len() < returning && ops < GROUP_OPS {
@@ -789,10 +791,6 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
                 }
             }
         }
-        PROBE_GATHER_US.fetch_add(
-            gather_start.elapsed().as_micros() as usize,
-            std::sync::atomic::Ordering::Relaxed,
-        ); // PROBE
         returning = group.len();
         let durable = match durability {
             Durability::Sync => true,
@@ -804,17 +802,16 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         let (works, replies): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.reply)).unzip();
         let started = Instant::now();
-        let committed = commit_group(db, works, durable);
+        // Relaxed only asks for durability to flush earlier commits, so that
+        // group must commit even if it writes nothing itself.
+        let force = durable && durability == Durability::Relaxed;
+        let committed = commit_group(db, works, durable, force);
         last_commit = started.elapsed();
-        PROBE_COMMIT_US.fetch_add(
-            last_commit.as_micros() as usize,
-            std::sync::atomic::Ordering::Relaxed,
-        ); // PROBE
         match committed {
-            Ok(outcomes) => {
-                if durable {
+            Ok((outcomes, committed)) => {
+                if committed && durable {
                     unflushed = None;
-                } else if unflushed.is_none() {
+                } else if committed && unflushed.is_none() {
                     unflushed = Some(Instant::now());
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -848,12 +845,16 @@ fn durable_commit(db: &redb::Database) -> Result<(), BackendError> {
         .map_err(|e| BackendError::new("committing a flush", e))
 }
 
-/// Applies a group; `Err` means the whole group failed (nothing committed).
+/// Applies a group and commits it, unless nothing was written and `force`
+/// is off (a group of failed conditions costs no fsync). Returns each
+/// request's outcome and whether a commit happened; `Err` means the whole
+/// group failed (nothing committed).
 fn commit_group(
     db: &redb::Database,
     works: Vec<Work>,
     durable: bool,
-) -> Result<Vec<Result<(), StoreError>>, BackendError> {
+    force: bool,
+) -> Result<(Vec<Result<(), StoreError>>, bool), BackendError> {
     let mut txn = db
         .begin_write()
         .map_err(|e| BackendError::new("beginning a write", e))?;
@@ -865,36 +866,37 @@ fn commit_group(
     txn.set_durability(level)
         .map_err(|e| BackendError::new("setting durability", e))?;
     let mut outcomes = Vec::with_capacity(works.len());
+    let mut wrote = force;
     {
         let mut tables = Tables::open(&txn)?;
         for work in works {
+            // A flush writes nothing: under Sync every commit already is durable.
+            let writes = !matches!(work, Work::Flush);
             let outcome = match work {
                 Work::Transact(ops) => tables.transact(ops),
                 Work::Puts(puts) => tables.put_all(puts),
                 Work::Flush => Ok(()),
             };
             outcomes.push(match outcome {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    wrote |= writes;
+                    Ok(())
+                }
                 Err(Failure::Request(e)) => Err(e),
                 // Dropping the transaction aborts it: the group fails whole.
                 Err(Failure::Backend(e)) => return Err(BackendError::new("writing", e)),
             });
         }
     }
+    if !wrote {
+        txn.abort()
+            .map_err(|e| BackendError::new("aborting an empty write", e))?;
+        return Ok((outcomes, false));
+    }
     txn.commit()
         .map_err(|e| BackendError::new("committing", e))?;
-    PROBE_COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed); // PROBE
-    Ok(outcomes)
+    Ok((outcomes, true))
 }
-
-pub(crate) static PROBE_COMMITS: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0); // PROBE
-pub(crate) static PROBE_GATHER_US: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0); // PROBE
-pub(crate) static PROBE_COMMIT_US: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0); // PROBE
-pub(crate) static PROBE_SYNCS: std::sync::atomic::AtomicUsize =
-    std::sync::atomic::AtomicUsize::new(0); // PROBE
 
 /// Why a request was not applied: its own fault (only it fails) or the
 /// backend's (the whole group fails).
@@ -934,8 +936,8 @@ enum Plan {
 }
 
 struct Tables<'t> {
-    items: redb::Table<'t, (&'static str, &'static str), &'static [u8]>,
-    indexes: Vec<redb::Table<'t, (&'static str, &'static str, &'static str, &'static str), ()>>,
+    items: redb::Table<'t, ItemKey, &'static [u8]>,
+    indexes: Vec<redb::Table<'t, IndexKey, ()>>,
 }
 
 impl<'t> Tables<'t> {
@@ -1173,24 +1175,27 @@ mod tests {
 
     use super::*;
 
-    /// A unique path under the temp dir, removed (with its directory) on drop.
-    struct TempPath(PathBuf);
+    /// A file path in a fresh directory under the temp dir, which is
+    /// removed (whatever was created in it) on drop.
+    struct TempPath {
+        root: PathBuf,
+        file: PathBuf,
+    }
 
     impl TempPath {
         fn new(name: &str) -> Self {
-            let dir = std::env::temp_dir().join(format!(
+            let root = std::env::temp_dir().join(format!(
                 "warren-store-test-{}",
                 uuid::Uuid::now_v7().simple()
             ));
-            TempPath(dir.join(name))
+            let file = root.join(name);
+            TempPath { root, file }
         }
     }
 
     impl Drop for TempPath {
         fn drop(&mut self) {
-            if let Some(dir) = self.0.parent() {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            let _ = std::fs::remove_dir_all(&self.root);
         }
     }
 
@@ -1211,7 +1216,7 @@ mod tests {
             async move {
                 let path = TempPath::new("store.redb");
                 let store =
-                    EmbeddedStore::open(&path.0, durability).expect("a fresh store file opens");
+                    EmbeddedStore::open(&path.file, durability).expect("a fresh store file opens");
                 made.lock().expect("paths lock").push(path);
                 Arc::new(store) as Arc<dyn Store>
             }
@@ -1243,7 +1248,7 @@ mod tests {
     async fn sync_writes_survive_reopen() {
         let path = TempPath::new("nested/dir/store.redb");
         {
-            let store = EmbeddedStore::open(&path.0, Durability::Sync).expect("open");
+            let store = EmbeddedStore::open(&path.file, Durability::Sync).expect("open");
             store
                 .put_batch(vec![item("p", "a", 1), item("p", "b", 2)])
                 .await
@@ -1256,7 +1261,7 @@ mod tests {
                 .await
                 .expect("add");
         }
-        let store = EmbeddedStore::open(&path.0, Durability::Sync).expect("reopen after drop");
+        let store = EmbeddedStore::open(&path.file, Durability::Sync).expect("reopen after drop");
         let a = store
             .get(&Key::new("p", "a"))
             .await
@@ -1273,14 +1278,15 @@ mod tests {
     #[tokio::test]
     async fn relaxed_writes_survive_flush_and_reopen() {
         let path = TempPath::new("store.redb");
-        let store = EmbeddedStore::open(&path.0, Durability::Relaxed).expect("open");
+        let store = EmbeddedStore::open(&path.file, Durability::Relaxed).expect("open");
         store
             .put_batch(vec![item("p", "a", 1)])
             .await
             .expect("put_batch");
         store.flush().await.expect("flush");
         drop(store);
-        let store = EmbeddedStore::open(&path.0, Durability::Relaxed).expect("reopen after drop");
+        let store =
+            EmbeddedStore::open(&path.file, Durability::Relaxed).expect("reopen after drop");
         assert!(
             store.get(&Key::new("p", "a")).await.expect("get").is_some(),
             "flushed data survives"
@@ -1294,7 +1300,7 @@ mod tests {
             .await
             .expect("put");
         drop(store);
-        let store = EmbeddedStore::open(&path.0, Durability::Relaxed).expect("second reopen");
+        let store = EmbeddedStore::open(&path.file, Durability::Relaxed).expect("second reopen");
         assert!(
             store.get(&Key::new("p", "b")).await.expect("get").is_some(),
             "data survives a clean drop"
@@ -1304,12 +1310,12 @@ mod tests {
     #[tokio::test]
     async fn locked_file_error_names_the_path() {
         let path = TempPath::new("store.redb");
-        let _first = EmbeddedStore::open(&path.0, Durability::Sync).expect("open");
-        let err = EmbeddedStore::open(&path.0, Durability::Sync)
+        let _first = EmbeddedStore::open(&path.file, Durability::Sync).expect("open");
+        let err = EmbeddedStore::open(&path.file, Durability::Sync)
             .expect_err("second open of a locked file");
         let message = err.to_string();
         assert!(
-            message.contains(&path.0.display().to_string()),
+            message.contains(&path.file.display().to_string()),
             "message names the path: {message}"
         );
         assert!(message.contains("locked"), "message says why: {message}");
@@ -1325,220 +1331,4 @@ mod tests {
             .expect("put_batch");
         assert!(other.get(&Key::new("p", "a")).await.expect("get").is_some());
     }
-
-    // PERF-PROBE-BEGIN (temporary)
-    fn perf_item(pk: &str, i: usize) -> Item {
-        let mut it = Item::new(
-            Key::new(pk, format!("item-{i:08}")),
-            json!({"name": format!("task-{i}"), "state": "pending", "version": 1, "payload": "x".repeat(180), "attempt": 0})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        it.indexes = vec![(
-            Index::Gsi1,
-            Key::new(format!("due#{}", i % 60), format!("{i:08}")),
-        )];
-        it.ttl = Some(2_000_000_000);
-        it
-    }
-
-    async fn perf_run(label: &str, store: EmbeddedStore) {
-        let n = 100_000;
-        let items: Vec<Item> = (0..n).map(|i| perf_item("batch", i)).collect();
-        let bytes = serde_json::to_vec(&items[0].attrs).unwrap().len();
-        let t = Instant::now();
-        for chunk in items.chunks(1000) {
-            store.put_batch(chunk.to_vec()).await.unwrap();
-        }
-        let e = t.elapsed().as_secs_f64();
-        println!(
-            "{label}: put_batch {n} items (~{bytes}B attrs) in chunks of 1000: {:.0} items/s",
-            n as f64 / e
-        );
-        let t = Instant::now();
-        store
-            .put_batch((0..n).map(|i| perf_item("batch2", i)).collect())
-            .await
-            .unwrap();
-        let e = t.elapsed().as_secs_f64();
-        println!(
-            "{label}: put_batch {n} items in one call (incl. item building): {:.0} items/s",
-            n as f64 / e
-        );
-
-        for conc in [1usize, 64] {
-            let per = if conc == 1 { 300 } else { 40_000 / conc };
-            let t = Instant::now();
-            let mut set = tokio::task::JoinSet::new();
-            for c in 0..conc {
-                let store = store.clone();
-                set.spawn(async move {
-                    for j in 0..per {
-                        let it = perf_item(&format!("conc{conc}-{c}"), j);
-                        store
-                            .transact(vec![WriteOp::Put {
-                                item: it,
-                                cond: Condition::Absent { now: 0 },
-                            }])
-                            .await
-                            .unwrap();
-                    }
-                });
-            }
-            while let Some(r) = set.join_next().await {
-                r.unwrap();
-            }
-            let e = t.elapsed().as_secs_f64();
-            println!(
-                "{label}: {conc} concurrent single-put transacts: {:.0}/s ({} total)",
-                (conc * per) as f64 / e,
-                conc * per
-            );
-        }
-        // CAS on distinct items, get then transact with version
-        let t = Instant::now();
-        let mut set = tokio::task::JoinSet::new();
-        for c in 0..64usize {
-            let store = store.clone();
-            set.spawn(async move {
-                for j in 0..100 {
-                    let key = Key::new(format!("conc64-{c}"), format!("item-{j:08}"));
-                    let mut it = store.get(&key).await.unwrap().unwrap();
-                    it.attrs.insert("version".into(), json!(2));
-                    store
-                        .transact(vec![WriteOp::Put {
-                            item: it,
-                            cond: Condition::version(1),
-                        }])
-                        .await
-                        .unwrap();
-                }
-            });
-        }
-        while let Some(r) = set.join_next().await {
-            r.unwrap();
-        }
-        let e = t.elapsed().as_secs_f64();
-        println!("{label}: 64 concurrent get+CAS: {:.0}/s", 6400.0 / e);
-        let t = Instant::now();
-        let mut total = 0;
-        for k in 0..60 {
-            total += store
-                .query(&Query::index(Index::Gsi1, format!("due#{k}"), 10_000))
-                .await
-                .unwrap()
-                .len();
-        }
-        let e = t.elapsed().as_secs_f64();
-        println!(
-            "{label}: index query read {total} items: {:.0} items/s",
-            total as f64 / e
-        );
-        store.flush().await.unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn perf_probe() {
-        let p1 = TempPath::new("sync.redb");
-        perf_run(
-            "file Sync",
-            EmbeddedStore::open(&p1.0, Durability::Sync).unwrap(),
-        )
-        .await;
-        let p2 = TempPath::new("relaxed.redb");
-        perf_run(
-            "file Relaxed",
-            EmbeddedStore::open(&p2.0, Durability::Relaxed).unwrap(),
-        )
-        .await;
-        perf_run("memory", EmbeddedStore::in_memory()).await;
-    }
-
-    #[derive(Debug)]
-    struct SlowSync(redb::backends::InMemoryBackend, Duration);
-    impl redb::StorageBackend for SlowSync {
-        fn len(&self) -> Result<u64, std::io::Error> {
-            self.0.len()
-        }
-        fn read(&self, o: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
-            self.0.read(o, out)
-        }
-        fn set_len(&self, l: u64) -> Result<(), std::io::Error> {
-            self.0.set_len(l)
-        }
-        fn sync_data(&self) -> Result<(), std::io::Error> {
-            PROBE_SYNCS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            std::thread::sleep(self.1);
-            Ok(())
-        }
-        fn write(&self, o: u64, d: &[u8]) -> Result<(), std::io::Error> {
-            self.0.write(o, d)
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn perf_probe_slow_fsync() {
-        for fsync_ms in [11u64, 100] {
-            for durability in [Durability::Sync, Durability::Relaxed] {
-                let db = redb::Builder::new()
-                    .create_with_backend(SlowSync(
-                        redb::backends::InMemoryBackend::new(),
-                        Duration::from_millis(fsync_ms),
-                    ))
-                    .unwrap();
-                let store = EmbeddedStore::start(db, durability, None).unwrap();
-                let conc = 64usize;
-                let per = 100;
-                PROBE_COMMITS.swap(0, std::sync::atomic::Ordering::Relaxed);
-                PROBE_SYNCS.swap(0, std::sync::atomic::Ordering::Relaxed);
-                PROBE_GATHER_US.swap(0, std::sync::atomic::Ordering::Relaxed);
-                PROBE_COMMIT_US.swap(0, std::sync::atomic::Ordering::Relaxed);
-                let t = Instant::now();
-                let mut set = tokio::task::JoinSet::new();
-                for c in 0..conc {
-                    let store = store.clone();
-                    set.spawn(async move {
-                        for j in 0..per {
-                            let it = perf_item(&format!("c{c}"), j);
-                            store
-                                .transact(vec![WriteOp::Put {
-                                    item: it,
-                                    cond: Condition::Absent { now: 0 },
-                                }])
-                                .await
-                                .unwrap();
-                        }
-                    });
-                }
-                while let Some(r) = set.join_next().await {
-                    r.unwrap();
-                }
-                let e = t.elapsed().as_secs_f64();
-                println!(
-                    "fsync {fsync_ms} ms, {durability:?}: 64 concurrent single-put transacts: {:.0}/s commits {} syncs {}",
-                    (conc * per) as f64 / e,
-                    PROBE_COMMITS.swap(0, std::sync::atomic::Ordering::Relaxed),
-                    PROBE_SYNCS.swap(0, std::sync::atomic::Ordering::Relaxed)
-                );
-                println!(
-                    "  gather {} ms, commit {} ms",
-                    PROBE_GATHER_US.swap(0, std::sync::atomic::Ordering::Relaxed) / 1000,
-                    PROBE_COMMIT_US.swap(0, std::sync::atomic::Ordering::Relaxed) / 1000
-                );
-                let t = Instant::now();
-                store
-                    .put_batch((0..50_000).map(|i| perf_item("b", i)).collect())
-                    .await
-                    .unwrap();
-                println!(
-                    "fsync {fsync_ms} ms, {durability:?}: put_batch 50k: {:.0} items/s",
-                    50_000.0 / t.elapsed().as_secs_f64()
-                );
-            }
-        }
-    }
-    // PERF-PROBE-END
 }
