@@ -18,6 +18,11 @@ pub struct BenchOptions {
     /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Enqueue mode: offered load in requests/s across all clients (open
+    /// loop: latency counts from each request's scheduled start, so a slow
+    /// server cannot hide its queueing). 0 = as fast as the server answers.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
     /// Seconds to run (enqueue and batch modes).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
@@ -77,9 +82,24 @@ async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Resul
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut i = 0u64;
+            // Each client sends at rate/concurrency; the first sends are spread out.
+            let period = (opts.rate > 0)
+                .then(|| Duration::from_secs_f64(opts.concurrency as f64 / opts.rate as f64));
+            let mut next = Instant::now()
+                + period.map_or(Duration::ZERO, |p| {
+                    p.mul_f64(c as f64 / opts.concurrency as f64)
+                });
             while Instant::now() < deadline {
                 let body = json!({"task_name": "echo", "queue_name": "bench", "args": [c, i]});
-                let t = Instant::now();
+                let t = match period {
+                    Some(p) => {
+                        tokio::time::sleep_until(next.into()).await;
+                        let scheduled = next;
+                        next += p;
+                        scheduled
+                    }
+                    None => Instant::now(),
+                };
                 match post(&client, &opts, "/api/v1/enqueue", &body).send().await {
                     Ok(r) if r.status().as_u16() == 201 => {
                         latencies.push(t.elapsed().as_micros() as u64)
@@ -107,10 +127,15 @@ async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Resul
             / 1000.0
     };
     println!(
-        "enqueue: {} ok, {errors} errors in {secs:.1} s = {:.0} req/s at {} clients; latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+        "enqueue: {} ok, {errors} errors in {secs:.1} s = {:.0} req/s at {} clients ({}); latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
         all.len(),
         all.len() as f64 / secs,
         opts.concurrency,
+        if opts.rate > 0 {
+            format!("offered {} req/s", opts.rate)
+        } else {
+            "closed loop".into()
+        },
         pct(0.50),
         pct(0.90),
         pct(0.99),

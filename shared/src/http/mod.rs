@@ -110,32 +110,26 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-/// Parse a JSON body: 400 for malformed text (whatever its shape), then 422
-/// naming the field for well-formed JSON of the wrong shape.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    from_value(parse_value(bytes)?)
-}
-
-/// Parse JSON text only: 400 `invalid_json` unless it is well-formed.
-pub fn parse_value(bytes: &[u8]) -> Result<Value, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            "request body is empty; JSON expected",
-        ));
+/// Parse a JSON object body into `T`: 400 `invalid_json` for malformed text
+/// (whatever else is wrong with it), else 422 naming the field. Objects only:
+/// serde would otherwise take an array as a struct's fields in order, which no
+/// client means.
+pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
+    match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "request body is empty; JSON expected",
+            ));
+        }
+        Some(b'{') => {}
+        Some(_) => return Err(malformed_or(text, "the body must be a JSON object")),
     }
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))
-}
-
-/// Read a typed value out of parsed JSON: 422 naming the field on a mismatch.
-/// Objects only: serde would otherwise take an array as a struct's fields in
-/// order, which no client means.
-pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    if !value.is_object() {
-        return Err(ApiError::unprocessable("the body must be a JSON object"));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        if !well_formed(text) {
+            return malformed(text);
+        }
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || path.is_empty() {
@@ -143,7 +137,33 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
         } else {
             ApiError::unprocessable(format!("invalid `{path}`: {inner}")).with("field", path)
         }
-    })
+    })?;
+    de.end().map_err(|_| malformed(text))?;
+    Ok(value)
+}
+
+/// Whether `text` is syntactically valid JSON (checked only on error paths).
+fn well_formed(text: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+fn malformed(text: &[u8]) -> ApiError {
+    let reason = serde_json::from_slice::<serde::de::IgnoredAny>(text)
+        .err()
+        .map_or_else(
+            || "malformed JSON".to_string(),
+            |e| format!("malformed JSON: {e}"),
+        );
+    ApiError::bad_request("invalid_json", reason)
+}
+
+/// 400 if the text is malformed, else 422 with `shape`.
+fn malformed_or(text: &[u8], shape: &str) -> ApiError {
+    if well_formed(text) {
+        ApiError::unprocessable(shape)
+    } else {
+        malformed(text)
+    }
 }
 
 /// A JSON object body, whatever its content type (clients of the task API do
@@ -168,14 +188,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArray<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        let Value::Array(items) = parse_value(&bytes)? else {
-            return Err(ApiError::unprocessable("the body must be a JSON array"));
-        };
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => {
+                return Err(ApiError::bad_request(
+                    "invalid_json",
+                    "request body is empty; JSON expected",
+                ));
+            }
+            Some(b'[') => {}
+            Some(_) => return Err(malformed_or(&bytes, "the body must be a JSON array")),
+        }
+        // Borrowed raw items: the text is checked once, and each item is read
+        // straight into `T` without building a JSON tree first.
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(&bytes).map_err(|_| malformed(&bytes))?;
         items
-            .into_iter()
+            .iter()
             .enumerate()
             .map(|(i, item)| {
-                from_value(item).map_err(|e| {
+                parse_json(item.get().as_bytes()).map_err(|e| {
                     let message = format!("item {i}: {}", e.message);
                     ApiError { message, ..e }.with("index", i)
                 })

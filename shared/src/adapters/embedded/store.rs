@@ -779,7 +779,9 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         // their next request: waiting a moment for them (at most half a
         // commit) puts them all in this group instead of splitting them
         // over two commits, which would double every caller's latency.
-        if group.len() < returning && ops < GROUP_OPS {
+        // Only worth it when a commit costs an fsync: a relaxed commit is
+        // cheap, and waiting would only add latency.
+        if durability == Durability::Sync && group.len() < returning && ops < GROUP_OPS {
             let deadline = Instant::now() + (last_commit / 2).min(MAX_GATHER);
             while group.len() < returning && ops < GROUP_OPS {
                 match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
