@@ -314,7 +314,7 @@ async fn merged_page(
         all.extend(deps.store.query(&q).await?);
     }
     if partitions.len() > 1 {
-        all.sort_by(|a, b| item_sort_key(b, partitions).cmp(&item_sort_key(a, partitions)));
+        all.sort_by_key(|item| std::cmp::Reverse(item_sort_key(item, partitions)));
         all.truncate(limit);
     }
     Ok(all)
