@@ -315,22 +315,17 @@ pub async fn recover_exclusive(deps: &Deps) -> Result<(usize, usize), ServiceErr
 }
 
 async fn all_with_status(deps: &Deps, status: TaskStatus) -> Result<Vec<Task>, ServiceError> {
+    let mut filter = super::tasks::TaskFilter {
+        status: Some(status),
+        ..Default::default()
+    };
     let mut out = Vec::new();
-    let mut q = Query::index(
-        super::tasks::BY_STATUS,
-        format!("S#{}", status.as_str()),
-        1000,
-    );
     loop {
-        let page = deps.store.query(&q).await?;
-        let full = page.len() == q.limit;
-        q.after = page
-            .last()
-            .and_then(|i| i.index_key(super::tasks::BY_STATUS))
-            .map(|k| k.sk.clone());
-        out.extend(page.iter().filter_map(task_from_item));
-        if !full {
-            return Ok(out);
+        let page = deps.list_tasks(&filter, 1000).await?;
+        out.extend(page.tasks);
+        match page.next {
+            Some(cursor) => filter.before = Some(cursor),
+            None => return Ok(out),
         }
     }
 }

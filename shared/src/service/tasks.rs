@@ -3,13 +3,18 @@
 //!
 //! | item            | pk                  | sk        | indexes                                  |
 //! |-----------------|---------------------|-----------|------------------------------------------|
-//! | task            | `TASK#<id>`         | `TASK`    | gsi1 `QS#<queue>#<status>` / id, gsi2 `Q#<queue>` / id, gsi3 `S#<status>` / id, gsi4 `T#<shard>` / id, gsi5 timer, gsi6 expiry |
+//! | task            | `TASK#<id>`         | `TASK`    | gsi1 `QS#<queue>#<status>` / id, gsi4 `T#<shard>` / id, gsi5 timer, gsi6 expiry |
 //! | queue counters  | `QSTATS#<shard>`    | `<queue>` | none (one attribute per status)          |
 //!
 //! Task ids are UUIDv7, so an id sort key is a creation-time order. The timer
 //! index (gsi5) holds when the scheduler must look at a task: a pending task's
 //! due or re-dispatch time, a running task's lease end. The expiry index (gsi6)
 //! holds TTL work. Both are bucketed per minute so no partition gets hot.
+//!
+//! Lists by queue alone or by status alone merge gsi1 partitions (a queue's
+//! six statuses; a status across the queues the counters know) instead of
+//! keeping two more index entries per task: every entry costs each write,
+//! and a per-status partition would be a hot key.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -24,8 +29,6 @@ use crate::ports::{Condition, Index, Item, Key, Query, WriteOp};
 pub const SHARDS: u32 = 4;
 
 pub const BY_QUEUE_STATUS: Index = Index::Gsi1;
-pub const BY_QUEUE: Index = Index::Gsi2;
-pub const BY_STATUS: Index = Index::Gsi3;
 pub const ALL_TASKS: Index = Index::Gsi4;
 pub const TIMER: Index = Index::Gsi5;
 pub const EXPIRY: Index = Index::Gsi6;
@@ -76,8 +79,6 @@ pub fn task_item(
             BY_QUEUE_STATUS,
             Key::new(format!("QS#{queue}#{status}"), &id),
         ),
-        (BY_QUEUE, Key::new(format!("Q#{queue}"), &id)),
-        (BY_STATUS, Key::new(format!("S#{status}"), &id)),
         (ALL_TASKS, Key::new(format!("T#{}", shard_of(task.id)), &id)),
     ];
     if let Some(at) = timer {
@@ -249,7 +250,7 @@ impl Deps {
         filter: &TaskFilter,
         limit: usize,
     ) -> Result<TaskPage, ServiceError> {
-        let partitions = filter.partitions();
+        let partitions = self.partitions(filter).await?;
         let now = self.now().timestamp();
         let mut tasks = Vec::with_capacity(limit);
         let mut cursor = filter.before.clone();
@@ -284,6 +285,24 @@ impl Deps {
                 });
             }
         }
+    }
+}
+
+impl Deps {
+    /// The index partitions that hold every candidate of `filter`.
+    async fn partitions(&self, filter: &TaskFilter) -> Result<Vec<(Index, String)>, ServiceError> {
+        let qs = |q: &str, s: TaskStatus| (BY_QUEUE_STATUS, format!("QS#{q}#{}", s.as_str()));
+        Ok(match (&filter.queue, filter.status) {
+            (Some(q), Some(s)) => vec![qs(q, s)],
+            (Some(q), None) => TaskStatus::ALL.iter().map(|s| qs(q, *s)).collect(),
+            (None, Some(s)) => self
+                .queue_stats()
+                .await?
+                .iter()
+                .map(|stats| qs(&stats.queue_name, s))
+                .collect(),
+            (None, None) => (0..SHARDS).map(|s| (ALL_TASKS, format!("T#{s}"))).collect(),
+        })
     }
 }
 
@@ -335,16 +354,6 @@ pub struct TaskFilter {
 }
 
 impl TaskFilter {
-    /// The index partitions that hold every candidate.
-    fn partitions(&self) -> Vec<(Index, String)> {
-        match (&self.queue, self.status) {
-            (Some(q), Some(s)) => vec![(BY_QUEUE_STATUS, format!("QS#{q}#{}", s.as_str()))],
-            (Some(q), None) => vec![(BY_QUEUE, format!("Q#{q}"))],
-            (None, Some(s)) => vec![(BY_STATUS, format!("S#{}", s.as_str()))],
-            (None, None) => (0..SHARDS).map(|s| (ALL_TASKS, format!("T#{s}"))).collect(),
-        }
-    }
-
     pub fn matches(&self, t: &Task) -> bool {
         fn contains(hay: &str, needle: &Option<String>) -> bool {
             needle
