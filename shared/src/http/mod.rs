@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::ports::StoreError;
 use crate::service::ServiceError;
@@ -115,16 +115,7 @@ impl From<ServiceError> for ApiError {
 /// serde would otherwise take an array as a struct's fields in order, which no
 /// client means.
 pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
-    match text.iter().find(|b| !b.is_ascii_whitespace()) {
-        None => {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "request body is empty; JSON expected",
-            ));
-        }
-        Some(b'{') => {}
-        Some(_) => return Err(malformed_or(text, "the body must be a JSON object")),
-    }
+    expect_start(text, b'{', "the body must be a JSON object")?;
     let mut de = serde_json::Deserializer::from_slice(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         if !well_formed(text) {
@@ -157,12 +148,17 @@ fn malformed(text: &[u8]) -> ApiError {
     ApiError::bad_request("invalid_json", reason)
 }
 
-/// 400 if the text is malformed, else 422 with `shape`.
-fn malformed_or(text: &[u8], shape: &str) -> ApiError {
-    if well_formed(text) {
-        ApiError::unprocessable(shape)
-    } else {
-        malformed(text)
+/// The JSON text must open with `open` (`{` or `[`): else 400 if it is
+/// empty or malformed, 422 with `shape` if it is well-formed JSON of another kind.
+fn expect_start(text: &[u8], open: u8, shape: &str) -> Result<(), ApiError> {
+    match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b) if *b == open => Ok(()),
+        None => Err(ApiError::bad_request(
+            "invalid_json",
+            "request body is empty; JSON expected",
+        )),
+        Some(_) if well_formed(text) => Err(ApiError::unprocessable(shape)),
+        Some(_) => Err(malformed(text)),
     }
 }
 
@@ -188,16 +184,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArray<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
-            None => {
-                return Err(ApiError::bad_request(
-                    "invalid_json",
-                    "request body is empty; JSON expected",
-                ));
-            }
-            Some(b'[') => {}
-            Some(_) => return Err(malformed_or(&bytes, "the body must be a JSON array")),
-        }
+        expect_start(&bytes, b'[', "the body must be a JSON array")?;
         // Borrowed raw items: the text is checked once, and each item is read
         // straight into `T` without building a JSON tree first.
         let items: Vec<&serde_json::value::RawValue> =
@@ -254,16 +241,6 @@ pub fn with_fallbacks(router: Router) -> Router {
                 "method not allowed on this route",
             )
         })
-}
-
-/// The body of a 200 `{"status": ...}`-style answer.
-pub fn ok_json(value: Value) -> Response {
-    (StatusCode::OK, axum::Json(value)).into_response()
-}
-
-/// `json!` re-export for handlers.
-pub fn message(text: &str) -> Value {
-    json!({ "message": text })
 }
 
 /// Finish an `/api` router: every route requires the API key (when one is
