@@ -7,7 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// warren: a serverless task queue and event-pipeline engine.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about = "warren: a serverless task queue and event-pipeline engine", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

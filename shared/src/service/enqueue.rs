@@ -257,6 +257,7 @@ pub async fn enqueue_batch(
     let mut ops: Vec<WriteOp> = Vec::with_capacity(MAX_TRANSACT_OPS);
     let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
     let mut ids = Vec::with_capacity(tasks.len());
+    let mut chunks = Vec::new();
     let mut stored = 0;
     for task in &tasks {
         if task.ttl_seconds == Some(0) {
@@ -272,7 +273,7 @@ pub async fn enqueue_batch(
         // Counters are summed per chunk: one Add per (shard, queue), not per task.
         let shard_key = (super::tasks::shard_of(task.id), task.queue_name.clone());
         if ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
-            flush_chunk(deps, &mut ops, &mut counters).await?;
+            chunks.push(close_chunk(&mut ops, &mut counters));
         }
         let mut put = deps.task_write(None, task, Some(Deps::pending_timer(&plan)));
         put.truncate(1); // the counter is summed instead
@@ -280,7 +281,19 @@ pub async fn enqueue_batch(
         *counters.entry(shard_key).or_default() += 1;
         stored += 1;
     }
-    flush_chunk(deps, &mut ops, &mut counters).await?;
+    if !ops.is_empty() {
+        chunks.push(close_chunk(&mut ops, &mut counters));
+    }
+    // Chunks are written concurrently so they share group commits (one
+    // fsync for the lot, not one per chunk); each chunk stays atomic.
+    let mut writes = tokio::task::JoinSet::new();
+    for chunk in chunks {
+        let store = deps.store.clone();
+        writes.spawn(async move { store.transact(chunk).await });
+    }
+    while let Some(done) = writes.join_next().await {
+        done.map_err(|e| ServiceError::Store(StoreError::Unavailable(Box::new(e))))??;
+    }
     deps.metrics.enqueued(stored);
     if let Err(e) = deps
         .queue
@@ -292,22 +305,19 @@ pub async fn enqueue_batch(
     Ok(ids)
 }
 
-async fn flush_chunk(
-    deps: &Deps,
+/// The operations of one chunk: its task puts plus one counter add per
+/// (shard, queue) it touches.
+fn close_chunk(
     ops: &mut Vec<WriteOp>,
     counters: &mut std::collections::BTreeMap<(u32, String), i64>,
-) -> Result<(), ServiceError> {
-    if ops.is_empty() {
-        return Ok(());
-    }
+) -> Vec<WriteOp> {
     for ((shard, queue), n) in std::mem::take(counters) {
         ops.push(WriteOp::Add {
             key: Key::new(format!("QSTATS#{shard}"), queue),
             deltas: vec![("pending".into(), n)],
         });
     }
-    deps.store.transact(std::mem::take(ops)).await?;
-    Ok(())
+    std::mem::take(ops)
 }
 
 fn at_index(i: usize, e: ServiceError) -> ServiceError {
