@@ -6,6 +6,8 @@
 //! The binary is not built by the tests: run `cargo build --bin warren`
 //! first (`scripts/test` does). `WARREN_BIN` overrides its path.
 
+pub mod lambda;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

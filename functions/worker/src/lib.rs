@@ -1,11 +1,13 @@
 //! The task worker. [`process`] handles one queue message (the same code in
-//! every runtime); [`poll`] is the local stand-in for the Lambda event source
-//! mapping: it receives in batches, runs messages concurrently and
-//! acknowledges the ones that succeeded.
+//! every runtime); [`handle_batch`] is the Lambda entry for an SQS event;
+//! [`poll`] is the local stand-in for the Lambda event source mapping: it
+//! receives in batches, runs messages concurrently and acknowledges the ones
+//! that succeeded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use warren::Deps;
@@ -17,6 +19,36 @@ pub use warren::service::worker::{TaskMessage, process};
 const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 /// Back-off after a failed receive, so a broken queue is not hammered.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// Run every message of an SQS batch concurrently and report the ones that
+/// failed (a backend error, or a crash of the code that ran it), so SQS
+/// redelivers only those (`ReportBatchItemFailures`); a duplicate delivery is
+/// a success that runs nothing.
+pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let mut set = JoinSet::new();
+    let mut ids = std::collections::HashMap::new();
+    for record in event.records {
+        let deps = deps.clone();
+        let body = record.body.unwrap_or_default();
+        let handle = set.spawn(async move { process(&deps, &body).await });
+        ids.insert(handle.id(), record.message_id.unwrap_or_default());
+    }
+    let mut response = SqsBatchResponse::default();
+    while let Some(joined) = set.join_next_with_id().await {
+        let (id, failed) = match joined {
+            Ok((id, Ok(()))) => (id, None),
+            Ok((id, Err(e))) => (id, Some(e.to_string())),
+            Err(e) => (e.id(), Some(format!("crashed: {e}"))),
+        };
+        if let (Some(reason), Some(message_id)) = (failed, ids.remove(&id)) {
+            tracing::warn!(%message_id, %reason, "message failed; SQS will redeliver it");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
 
 /// Run up to `concurrency` messages at a time until `stop` turns true, then
 /// let the running ones finish.

@@ -1,6 +1,8 @@
 //! Backends behind the ports: the embedded store and in-process queue for one
-//! process on a laptop, the system clock, guarded outgoing HTTP.
+//! process on a laptop, DynamoDB and SQS for AWS, the system clock, guarded
+//! outgoing HTTP.
 
+pub mod aws;
 pub mod clock;
 pub mod embedded;
 pub mod http;

@@ -21,6 +21,21 @@ impl ApiKey {
         ApiKey(key.filter(|k| !k.is_empty()).map(hash))
     }
 
+    /// The key given as the hex SHA-256 of it, so a deployment never holds
+    /// the key itself (`printf %s "$KEY" | sha256sum`).
+    pub fn from_sha256_hex(hex: &str) -> Result<Self, String> {
+        let hex = hex.trim();
+        let bad = || "an API key hash must be 64 hex digits (its SHA-256)".to_string();
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(ApiKey(Some(digest)))
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.0.is_some()
     }
@@ -78,5 +93,18 @@ mod tests {
         assert!(!key.accepts(""));
         assert!(ApiKey::new(None).accepts("anything"));
         assert!(!ApiKey::new(Some("")).is_enabled());
+    }
+
+    #[test]
+    fn a_key_given_by_its_hash_accepts_the_key() {
+        // printf %s s3cret | sha256sum
+        let key = ApiKey::from_sha256_hex(
+            "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0",
+        )
+        .unwrap();
+        assert!(key.accepts("s3cret"));
+        assert!(!key.accepts("s3cret "));
+        assert!(ApiKey::from_sha256_hex("abc").is_err());
+        assert!(ApiKey::from_sha256_hex(&"zz".repeat(32)).is_err());
     }
 }

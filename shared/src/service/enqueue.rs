@@ -178,10 +178,19 @@ impl Deps {
         }
     }
 
-    /// The message that starts a stored task.
+    /// The message that starts a stored task, carrying `task` as stored
+    /// unless that would not fit in a message.
     pub fn task_message(&self, task: &Task, delay: Duration) -> OutgoingMessage {
+        let snapshot = TaskMessage::Snapshot {
+            snapshot: Box::new(task.clone()),
+        }
+        .encode();
         OutgoingMessage {
-            body: TaskMessage::Stored { id: task.id }.encode(),
+            body: if snapshot.len() <= MAX_MESSAGE_BYTES {
+                snapshot
+            } else {
+                TaskMessage::Stored { id: task.id }.encode()
+            },
             delay,
             priority: task.priority,
         }

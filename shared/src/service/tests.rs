@@ -134,6 +134,34 @@ async fn failing_task_is_retried_until_its_attempts_are_spent() {
 }
 
 #[tokio::test]
+async fn panicking_handler_fails_its_attempt_and_is_retried() {
+    // GIVEN a handler that panics on its first attempt only
+    let mut registry = Registry::standard();
+    registry.register("crash_once", |ctx| async move {
+        if ctx.attempt == 1 {
+            panic!("handler bug");
+        }
+        Ok(json!("recovered"))
+    });
+    let (deps, _) = setup(registry);
+    let id = created(&deps, new_task("crash_once")).await;
+    // WHEN its messages are processed
+    for _ in 0..5 {
+        let batch = receive_all(&deps).await;
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            // THEN the crash is the attempt's failure, not the worker's
+            process(&deps, &m.body).await.unwrap();
+        }
+    }
+    // AND the retry completed it
+    let task = deps.get_task(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 2));
+}
+
+#[tokio::test]
 async fn unknown_task_fails_at_once_without_retries() {
     let (deps, _) = setup(Registry::standard());
     let id = created(&deps, new_task("no_such_handler")).await;

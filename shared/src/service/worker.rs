@@ -21,7 +21,12 @@ use crate::ports::OutgoingMessage;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TaskMessage {
-    /// Run the stored task with this id.
+    /// Run the stored task, carried as it was stored when the message was
+    /// sent: its start is a compare-and-set on that version, so the worker
+    /// reads the task only when it moved on meanwhile (one request less per
+    /// task on DynamoDB).
+    Snapshot { snapshot: Box<Task> },
+    /// Run the stored task with this id (a task too large to carry).
     Stored { id: Uuid },
     /// Run a task that is not stored (`ttl_seconds: 0`); it carries itself.
     Inline { task: Box<Task> },
@@ -59,6 +64,13 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
     };
     match message {
         TaskMessage::Stored { id } => run_stored(deps, id).await,
+        TaskMessage::Snapshot { snapshot } => {
+            let id = snapshot.id;
+            match run_pending(deps, *snapshot).await? {
+                Start::Stale => run_stored(deps, id).await,
+                Start::Done => Ok(()),
+            }
+        }
         TaskMessage::Inline { task } => run_inline(deps, *task).await,
         TaskMessage::Webhook {
             webhook: id,
@@ -76,15 +88,29 @@ async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         tracing::debug!(task_id = %id, "message for a task that is gone");
         return Ok(());
     };
+    run_pending(deps, task).await.map(|_| ())
+}
+
+/// What became of a message's task.
+enum Start {
+    /// Run, held back, or dropped as a duplicate: the message is done with.
+    Done,
+    /// The task is no longer at the version the caller had.
+    Stale,
+}
+
+/// Start `task` (as last seen) with a compare-and-set and run one attempt.
+async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
+    let id = task.id;
     if task.status != TaskStatus::Pending {
         // A duplicate delivery, or the task was cancelled or expired.
         tracing::debug!(task_id = %id, status = task.status.as_str(), "task not pending; message dropped");
-        return Ok(());
+        return Ok(Start::Done);
     }
     let now = deps.now();
     if !task.is_due(now) {
         // Sent early (re-dispatch of a retry that is not due yet): hold it back again.
-        return redispatch(deps, &task, now).await;
+        return redispatch(deps, &task, now).await.map(|_| Start::Done);
     }
     let running = task
         .start(now, deps.config.lease_grace)
@@ -93,15 +119,12 @@ async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
             code: "invalid_transition",
         })?;
     match deps.save_task(&task, &running, running.lease_until).await {
-        Err(e) if e.is_conflict() => {
-            tracing::debug!(task_id = %id, "another worker started it first");
-            return Ok(());
-        }
+        Err(e) if e.is_conflict() => return Ok(Start::Stale),
         other => other?,
     }
     deps.metrics.started();
     let outcome = run_attempt(deps, &running).await;
-    finish(deps, running, outcome).await
+    finish(deps, running, outcome).await.map(|_| Start::Done)
 }
 
 /// Run the handler under the task's timeout; a timeout is a retryable failure.
@@ -116,12 +139,19 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
     };
     let started = Instant::now();
     let limit = Duration::from_secs(task.timeout_seconds);
-    let outcome = match tokio::time::timeout(limit, deps.handlers.run(ctx)).await {
-        Ok(r) => r,
-        Err(_) => Err(TaskFailure::retry(format!(
-            "timed out after {} s",
-            task.timeout_seconds
-        ))),
+    // On its own tokio task, so a panicking handler fails its attempt (and
+    // is retried per the task's policy) instead of taking the worker down.
+    let mut run = tokio::spawn(deps.handlers.run(ctx));
+    let outcome = match tokio::time::timeout(limit, &mut run).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(TaskFailure::retry(format!("handler crashed: {e}"))),
+        Err(_) => {
+            run.abort();
+            Err(TaskFailure::retry(format!(
+                "timed out after {} s",
+                task.timeout_seconds
+            )))
+        }
     };
     deps.metrics.observe(started.elapsed());
     outcome

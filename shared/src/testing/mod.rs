@@ -3,6 +3,7 @@
 //! factory for fresh, empty instances. Also: dependencies for tests that run
 //! the use cases in memory.
 
+pub mod aws;
 pub mod queue;
 pub mod store;
 
