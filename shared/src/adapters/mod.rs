@@ -3,6 +3,8 @@
 //! outgoing HTTP.
 
 pub mod aws;
+mod checks;
 pub mod clock;
+pub mod dynamodb;
 pub mod embedded;
 pub mod http;

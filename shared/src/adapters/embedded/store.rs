@@ -19,7 +19,6 @@
 //! - `meta`: `"format"` → the layout version, so a future layout can refuse
 //!   or migrate an old file instead of misreading it.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -32,10 +31,8 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::ports::{
-    Condition, Index, Item, Key, MAX_ITEM_BYTES, MAX_TRANSACT_OPS, Query, Store, StoreError,
-    WriteOp,
-};
+use crate::adapters::checks::{check_batch, check_key, check_ops, check_size};
+use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
 /// How soon an acknowledged write is on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,9 +112,6 @@ const GROUP_OPS: usize = 10_000;
 const BATCH_CHUNK: usize = 5_000;
 /// Longest wait for more requests before a group commits (see `writer_loop`).
 const MAX_GATHER: Duration = Duration::from_millis(2);
-/// DynamoDB's key limits, enforced here so no caller relies on more.
-const MAX_PK_BYTES: usize = 2048;
-const MAX_SK_BYTES: usize = 1024;
 
 impl EmbeddedStore {
     /// Opens (creating it and its parent directories if needed) the store
@@ -257,16 +251,7 @@ impl Store for EmbeddedStore {
         if items.is_empty() {
             return Ok(());
         }
-        let mut seen = HashSet::with_capacity(items.len());
-        for item in &items {
-            if !seen.insert(&item.key) {
-                return Err(StoreError::Invalid(format!(
-                    "key ({}, {}) appears twice in one put_batch",
-                    item.key.pk, item.key.sk
-                )));
-            }
-        }
-        drop(seen);
+        check_batch(&items)?;
         let mut puts = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
             puts.push(
@@ -440,119 +425,23 @@ enum Prepared {
 }
 
 fn prepare_transact(ops: Vec<WriteOp>) -> Result<Vec<Prepared>, StoreError> {
-    if ops.is_empty() {
-        return Err(StoreError::Invalid(
-            "a transaction needs at least one operation".into(),
-        ));
-    }
-    if ops.len() > MAX_TRANSACT_OPS {
-        return Err(StoreError::Invalid(format!(
-            "{} operations in one transaction; at most {MAX_TRANSACT_OPS}",
-            ops.len()
-        )));
-    }
-    let mut seen = HashSet::with_capacity(ops.len());
-    for op in &ops {
-        if !seen.insert(op.key()) {
-            return Err(StoreError::Invalid(format!(
-                "two operations on key ({}, {}) in one transaction",
-                op.key().pk,
-                op.key().sk
-            )));
-        }
-    }
-    drop(seen);
+    check_ops(&ops)?;
     let mut prepared = Vec::with_capacity(ops.len());
     for (i, op) in ops.into_iter().enumerate() {
         let op = match op {
-            WriteOp::Put { item, cond } => check_condition(&cond)
-                .and_then(|()| prepare_put(item))
-                .map(|put| Prepared::Put { put, cond }),
-            WriteOp::Delete { key, cond } => check_key(&key)
-                .and_then(|()| check_condition(&cond))
-                .map(|()| Prepared::Delete { key, cond }),
-            WriteOp::Add { key, deltas } => check_key(&key)
-                .and_then(|()| check_deltas(&deltas))
-                .map(|()| Prepared::Add { key, deltas }),
+            WriteOp::Put { item, cond } => prepare_put(item).map(|put| Prepared::Put { put, cond }),
+            WriteOp::Delete { key, cond } => Ok(Prepared::Delete { key, cond }),
+            WriteOp::Add { key, deltas } => Ok(Prepared::Add { key, deltas }),
         };
         prepared.push(op.map_err(|m| StoreError::Invalid(format!("operation {i}: {m}")))?);
     }
     Ok(prepared)
 }
 
-fn check_key(key: &Key) -> Result<(), String> {
-    check_key_parts(&key.pk, &key.sk).map_err(|m| format!("key ({}, {}): {m}", key.pk, key.sk))
-}
-
-fn check_key_parts(pk: &str, sk: &str) -> Result<(), String> {
-    if pk.is_empty() || sk.is_empty() {
-        return Err("partition and sort keys must not be empty".into());
-    }
-    if pk.len() > MAX_PK_BYTES {
-        return Err(format!(
-            "partition key is {} bytes; at most {MAX_PK_BYTES}",
-            pk.len()
-        ));
-    }
-    if sk.len() > MAX_SK_BYTES {
-        return Err(format!(
-            "sort key is {} bytes; at most {MAX_SK_BYTES}",
-            sk.len()
-        ));
-    }
-    Ok(())
-}
-
-fn check_attr_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        Err("attribute names must not be empty".into())
-    } else if matches!(name, "pk" | "sk" | "ttl") || name.starts_with("gsi") {
-        Err(format!(
-            "attribute name {name:?} is reserved (pk, sk, ttl, gsi*)"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-fn check_condition(cond: &Condition) -> Result<(), String> {
-    match cond {
-        Condition::Equals { attr, .. } => check_attr_name(attr),
-        Condition::None | Condition::Absent { .. } | Condition::Exists => Ok(()),
-    }
-}
-
-fn check_deltas(deltas: &[(String, i64)]) -> Result<(), String> {
-    if deltas.is_empty() {
-        return Err("an add needs at least one delta".into());
-    }
-    let mut seen = HashSet::with_capacity(deltas.len());
-    for (name, _) in deltas {
-        check_attr_name(name)?;
-        if !seen.insert(name.as_str()) {
-            return Err(format!("attribute {name:?} appears twice in one add"));
-        }
-    }
-    Ok(())
-}
-
+/// A checked item, its indexes in order and its record encoded.
 fn prepare_put(item: Item) -> Result<PreparedPut, String> {
-    check_key(&item.key)?;
     let mut indexes = item.indexes;
     indexes.sort_by_key(|(index, _)| *index);
-    if indexes.windows(2).any(|w| w[0].0 == w[1].0) {
-        return Err(format!(
-            "item ({}, {}) has two keys for one index",
-            item.key.pk, item.key.sk
-        ));
-    }
-    for (index, key) in &indexes {
-        check_key_parts(&key.pk, &key.sk)
-            .map_err(|m| format!("{} key ({}, {}): {m}", index.name(), key.pk, key.sk))?;
-    }
-    for name in item.attrs.keys() {
-        check_attr_name(name)?;
-    }
     let record = encode_record(&item.key, item.ttl, &indexes, &item.attrs)?;
     Ok(PreparedPut {
         key: item.key,
@@ -591,34 +480,8 @@ fn encode_record(
     }
     let header = buf.len();
     serde_json::to_writer(&mut buf, attrs).map_err(|e| format!("attributes do not encode: {e}"))?;
-    let size = item_json_bytes(key, ttl, indexes, buf.len() - header);
-    if size > MAX_ITEM_BYTES {
-        return Err(format!(
-            "item ({}, {}) is {size} bytes as JSON; at most {MAX_ITEM_BYTES}",
-            key.pk, key.sk
-        ));
-    }
+    check_size(key, ttl, indexes, buf.len() - header)?;
     Ok(buf)
-}
-
-/// The size of the item as one flat JSON object (keys, index keys and TTL
-/// as attributes beside the others), the form the limit is stated in.
-fn item_json_bytes(
-    key: &Key,
-    ttl: Option<i64>,
-    indexes: &[(Index, Key)],
-    attrs_json: usize,
-) -> usize {
-    // `"name":"value",` costs 6 bytes of punctuation around name and value.
-    let string_attr = |name: usize, value: &str| name + value.len() + 6;
-    let mut size = attrs_json + string_attr(2, &key.pk) + string_attr(2, &key.sk);
-    for (_, k) in indexes {
-        size += string_attr(6, &k.pk) + string_attr(6, &k.sk);
-    }
-    if let Some(t) = ttl {
-        size += 3 + 4 + t.to_string().len();
-    }
-    size
 }
 
 /// A record's header decoded, its attributes left as JSON.

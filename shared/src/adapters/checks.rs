@@ -1,0 +1,164 @@
+//! The rules every store applies before it writes (DynamoDB's limits and
+//! warren's reserved names), in one place so no two adapters drift apart.
+
+use std::collections::HashSet;
+
+use crate::ports::{
+    Condition, Index, Item, Key, MAX_ITEM_BYTES, MAX_TRANSACT_OPS, StoreError, WriteOp,
+};
+
+const MAX_PK_BYTES: usize = 2048;
+const MAX_SK_BYTES: usize = 1024;
+
+/// A transaction's shape: 1..=[`MAX_TRANSACT_OPS`] operations on distinct
+/// keys, each well-formed. Item sizes are left to [`check_size`], which
+/// needs the item's encoded attributes.
+pub(crate) fn check_ops(ops: &[WriteOp]) -> Result<(), StoreError> {
+    if ops.is_empty() {
+        return Err(StoreError::Invalid(
+            "a transaction needs at least one operation".into(),
+        ));
+    }
+    if ops.len() > MAX_TRANSACT_OPS {
+        return Err(StoreError::Invalid(format!(
+            "{} operations in one transaction; at most {MAX_TRANSACT_OPS}",
+            ops.len()
+        )));
+    }
+    let mut seen = HashSet::with_capacity(ops.len());
+    for op in ops {
+        if !seen.insert(op.key()) {
+            return Err(StoreError::Invalid(format!(
+                "two operations on key ({}, {}) in one transaction",
+                op.key().pk,
+                op.key().sk
+            )));
+        }
+    }
+    for (i, op) in ops.iter().enumerate() {
+        let checked = match op {
+            WriteOp::Put { item, cond } => check_condition(cond).and_then(|()| check_item(item)),
+            WriteOp::Delete { key, cond } => check_key(key).and_then(|()| check_condition(cond)),
+            WriteOp::Add { key, deltas } => check_key(key).and_then(|()| check_deltas(deltas)),
+        };
+        checked.map_err(|m| StoreError::Invalid(format!("operation {i}: {m}")))?;
+    }
+    Ok(())
+}
+
+/// A put batch's items: distinct keys, each well-formed (sizes aside).
+pub(crate) fn check_batch(items: &[Item]) -> Result<(), StoreError> {
+    let mut seen = HashSet::with_capacity(items.len());
+    for item in items {
+        if !seen.insert(&item.key) {
+            return Err(StoreError::Invalid(format!(
+                "key ({}, {}) appears twice in one put_batch",
+                item.key.pk, item.key.sk
+            )));
+        }
+    }
+    for (i, item) in items.iter().enumerate() {
+        check_item(item).map_err(|m| StoreError::Invalid(format!("item {i}: {m}")))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn check_key(key: &Key) -> Result<(), String> {
+    check_key_parts(&key.pk, &key.sk).map_err(|m| format!("key ({}, {}): {m}", key.pk, key.sk))
+}
+
+/// An item's keys, index keys (one per index) and attribute names.
+fn check_item(item: &Item) -> Result<(), String> {
+    check_key(&item.key)?;
+    let mut seen = HashSet::with_capacity(item.indexes.len());
+    for (index, key) in &item.indexes {
+        if !seen.insert(*index) {
+            return Err(format!(
+                "item ({}, {}) has two keys for one index",
+                item.key.pk, item.key.sk
+            ));
+        }
+        check_key_parts(&key.pk, &key.sk)
+            .map_err(|m| format!("{} key ({}, {}): {m}", index.name(), key.pk, key.sk))?;
+    }
+    item.attrs.keys().try_for_each(|name| check_attr_name(name))
+}
+
+/// The item's size as one flat JSON object (keys, index keys and TTL as
+/// attributes beside the others), the form the limit is stated in, given
+/// the length of its attributes as a JSON object.
+pub(crate) fn check_size(
+    key: &Key,
+    ttl: Option<i64>,
+    indexes: &[(Index, Key)],
+    attrs_json: usize,
+) -> Result<(), String> {
+    // `"name":"value",` costs 6 bytes of punctuation around name and value.
+    let string_attr = |name: usize, value: &str| name + value.len() + 6;
+    let mut size = attrs_json + string_attr(2, &key.pk) + string_attr(2, &key.sk);
+    for (_, k) in indexes {
+        size += string_attr(6, &k.pk) + string_attr(6, &k.sk);
+    }
+    if let Some(t) = ttl {
+        size += 3 + 4 + t.to_string().len();
+    }
+    if size > MAX_ITEM_BYTES {
+        return Err(format!(
+            "item ({}, {}) is {size} bytes as JSON; at most {MAX_ITEM_BYTES}",
+            key.pk, key.sk
+        ));
+    }
+    Ok(())
+}
+
+fn check_key_parts(pk: &str, sk: &str) -> Result<(), String> {
+    if pk.is_empty() || sk.is_empty() {
+        return Err("partition and sort keys must not be empty".into());
+    }
+    if pk.len() > MAX_PK_BYTES {
+        return Err(format!(
+            "partition key is {} bytes; at most {MAX_PK_BYTES}",
+            pk.len()
+        ));
+    }
+    if sk.len() > MAX_SK_BYTES {
+        return Err(format!(
+            "sort key is {} bytes; at most {MAX_SK_BYTES}",
+            sk.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_attr_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("attribute names must not be empty".into())
+    } else if matches!(name, "pk" | "sk" | "ttl") || name.starts_with("gsi") {
+        Err(format!(
+            "attribute name {name:?} is reserved (pk, sk, ttl, gsi*)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_condition(cond: &Condition) -> Result<(), String> {
+    match cond {
+        Condition::Equals { attr, .. } => check_attr_name(attr),
+        Condition::None | Condition::Absent { .. } | Condition::Exists => Ok(()),
+    }
+}
+
+fn check_deltas(deltas: &[(String, i64)]) -> Result<(), String> {
+    if deltas.is_empty() {
+        return Err("an add needs at least one delta".into());
+    }
+    let mut seen = HashSet::with_capacity(deltas.len());
+    for (name, _) in deltas {
+        check_attr_name(name)?;
+        if !seen.insert(name.as_str()) {
+            return Err(format!("attribute {name:?} appears twice in one add"));
+        }
+    }
+    Ok(())
+}
