@@ -4,8 +4,30 @@
 use std::collections::HashSet;
 
 use crate::ports::{
-    Condition, Index, Item, Key, MAX_ITEM_BYTES, MAX_TRANSACT_OPS, StoreError, WriteOp,
+    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, MAX_TRANSACT_OPS,
+    OutgoingMessage, QueueError, StoreError, WriteOp,
 };
+
+/// A batch of messages every queue accepts: each body at most
+/// [`MAX_MESSAGE_BYTES`], each delay at most [`MAX_DELAY`]. Checked as a
+/// whole first, so a bad message never leaves its neighbours half sent.
+pub(crate) fn check_messages(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
+    for (i, m) in messages.iter().enumerate() {
+        if m.body.len() > MAX_MESSAGE_BYTES {
+            return Err(QueueError::Invalid(format!(
+                "message {i}: body of {} bytes exceeds {MAX_MESSAGE_BYTES}",
+                m.body.len()
+            )));
+        }
+        if m.delay > MAX_DELAY {
+            return Err(QueueError::Invalid(format!(
+                "message {i}: delay of {:?} exceeds {:?}",
+                m.delay, MAX_DELAY
+            )));
+        }
+    }
+    Ok(())
+}
 
 const MAX_PK_BYTES: usize = 2048;
 const MAX_SK_BYTES: usize = 1024;

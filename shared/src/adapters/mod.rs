@@ -8,3 +8,4 @@ pub mod clock;
 pub mod dynamodb;
 pub mod embedded;
 pub mod http;
+pub mod sqs;

@@ -24,8 +24,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::adapters::checks::check_messages;
 use crate::ports::{
-    Delivery, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_RECEIVE, OutgoingMessage, Queue, QueueError,
+    Delivery, MAX_RECEIVE, OutgoingMessage, Queue, QueueError,
 };
 
 /// How many messages of one queue are in each state, for metrics.
@@ -224,22 +225,7 @@ impl Queue for MemoryQueue {
         queue: &str,
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), QueueError> {
-        // Validate the whole batch first: a bad message must not leave its
-        // valid neighbours half sent.
-        for (i, m) in messages.iter().enumerate() {
-            if m.body.len() > MAX_MESSAGE_BYTES {
-                return Err(QueueError::Invalid(format!(
-                    "message {i}: body of {} bytes exceeds {MAX_MESSAGE_BYTES}",
-                    m.body.len()
-                )));
-            }
-            if m.delay > MAX_DELAY {
-                return Err(QueueError::Invalid(format!(
-                    "message {i}: delay of {:?} exceeds {:?}",
-                    m.delay, MAX_DELAY
-                )));
-            }
-        }
+        check_messages(&messages)?;
         if messages.is_empty() {
             return Ok(());
         }
