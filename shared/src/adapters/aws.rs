@@ -5,15 +5,26 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::ConfigBag;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_sdk_dynamodb::config::ConfigBag;
+
+use crate::adapters::clock::SystemClock;
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::http::{GuardedHttpClient, parse_allow_list};
+use crate::adapters::sqs::SqsQueue;
+use crate::handlers::Registry;
+use crate::http::ApiKey;
+use crate::ports::{Queue, Store};
+use crate::service::webhook;
+use crate::{Config, Deps};
 
 /// The SDK configuration from the environment.
 pub async fn sdk_config() -> SdkConfig {
@@ -68,4 +79,127 @@ impl Intercept for RequestCounter {
         }
         Ok(())
     }
+}
+
+/// The DynamoDB and SQS clients of a process, built once from one SDK
+/// configuration (optionally counting their requests).
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl AwsClients {
+    pub fn new(config: &SdkConfig, counter: Option<&RequestCounter>) -> Self {
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(config);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(config);
+        if let Some(counter) = counter {
+            dynamodb = dynamodb.interceptor(counter.clone());
+            sqs = sqs.interceptor(counter.clone());
+        }
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs.build()),
+        }
+    }
+
+    pub fn store(&self, table: &str) -> Arc<dyn Store> {
+        Arc::new(DynamoStore::new(self.dynamodb.clone(), table.to_owned()))
+    }
+
+    pub fn queue(&self) -> Arc<dyn Queue> {
+        Arc::new(SqsQueue::new(self.sqs.clone()))
+    }
+}
+
+/// The names of what warren uses on AWS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resources {
+    /// The DynamoDB table (`WARREN_TABLE`, default `warren`).
+    pub table: String,
+    /// The task queue, a name or URL (`WARREN_TASK_QUEUE`, default `warren-tasks`).
+    pub task_queue: String,
+}
+
+impl Resources {
+    pub fn from_env() -> Self {
+        Resources {
+            table: env_or("WARREN_TABLE", "warren"),
+            task_queue: env_or("WARREN_TASK_QUEUE", "warren-tasks"),
+        }
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// What every Lambda function of warren starts with, from its environment:
+/// `WARREN_TABLE`, `WARREN_TASK_QUEUE`, `WARREN_API_KEY_SHA256` (required
+/// unless `WARREN_AUTH=disabled`), `WARREN_WEBHOOK_SECRET` (required),
+/// `WARREN_TASK_TIMEOUT` (seconds, default 300), `WARREN_OUTBOUND_ALLOW`.
+/// A missing or malformed setting fails the cold start with its name.
+pub async fn lambda_deps() -> Result<Deps, BoxError> {
+    init_lambda_logging();
+    let api_key = match std::env::var("WARREN_API_KEY_SHA256") {
+        Ok(hex) if !hex.trim().is_empty() => {
+            ApiKey::from_sha256_hex(&hex).map_err(|e| format!("WARREN_API_KEY_SHA256: {e}"))?
+        }
+        _ if std::env::var("WARREN_AUTH").as_deref() == Ok("disabled") => {
+            tracing::warn!("WARREN_AUTH=disabled: the API is open to anyone who can reach it");
+            ApiKey::default()
+        }
+        _ => {
+            return Err(
+                "WARREN_API_KEY_SHA256 is not set: give the SHA-256 of the API key (or WARREN_AUTH=disabled)"
+                    .into(),
+            );
+        }
+    };
+    let secret = std::env::var("WARREN_WEBHOOK_SECRET")
+        .map_err(|_| "WARREN_WEBHOOK_SECRET is not set (a whsec_... signing secret)")?;
+    let webhook_secret =
+        webhook::decode_secret(&secret).map_err(|e| format!("WARREN_WEBHOOK_SECRET: {e}"))?;
+    let default_timeout = match std::env::var("WARREN_TASK_TIMEOUT") {
+        Ok(s) => Duration::from_secs(
+            s.parse()
+                .map_err(|_| format!("WARREN_TASK_TIMEOUT: `{s}` is not a number of seconds"))?,
+        ),
+        Err(_) => Config::default().default_timeout,
+    };
+    let allow = parse_allow_list(&std::env::var("WARREN_OUTBOUND_ALLOW").unwrap_or_default())
+        .map_err(|e| format!("WARREN_OUTBOUND_ALLOW: {e}"))?;
+    let resources = Resources::from_env();
+    let clients = AwsClients::new(&sdk_config().await, None);
+    Ok(Deps {
+        store: clients.store(&resources.table),
+        queue: clients.queue(),
+        clock: Arc::new(SystemClock),
+        http: Arc::new(GuardedHttpClient::new(allow)?),
+        handlers: Arc::new(Registry::standard()),
+        metrics: Default::default(),
+        config: Arc::new(Config {
+            task_queue: resources.task_queue,
+            default_timeout,
+            webhook_secret,
+            api_key,
+            ..Config::default()
+        }),
+    })
+}
+
+/// Logs to stdout for CloudWatch, which stamps each line itself: no time,
+/// no colour. The level comes from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
+fn init_lambda_logging() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level.to_lowercase()))
+        .without_time()
+        .with_ansi(false)
+        .try_init();
 }

@@ -27,7 +27,7 @@ const FIRST_LOOKBACK_MINUTES: i64 = 60;
 const SLACK_MINUTES: i64 = 2;
 
 /// What one tick did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TickReport {
     /// Pending tasks sent to the queue (delayed ones now due, or re-sent).
     pub released: usize,

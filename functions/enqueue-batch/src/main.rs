@@ -1,0 +1,7 @@
+//! The `enqueue-batch` Lambda function: POST /api/v1/enqueue/batch, behind the HTTP API.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let deps = warren::adapters::aws::lambda_deps().await?;
+    lambda_http::run(enqueue_batch::router(deps)).await
+}

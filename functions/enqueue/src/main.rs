@@ -1,0 +1,7 @@
+//! The `enqueue` Lambda function: POST /api/v1/enqueue, behind the HTTP API.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let deps = warren::adapters::aws::lambda_deps().await?;
+    lambda_http::run(enqueue::router(deps)).await
+}

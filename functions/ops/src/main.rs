@@ -1,0 +1,7 @@
+//! The `ops` Lambda function: GET /health and GET /metrics, behind the HTTP API.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let deps = warren::adapters::aws::lambda_deps().await?;
+    lambda_http::run(ops::router(deps)).await
+}

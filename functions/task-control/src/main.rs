@@ -1,0 +1,7 @@
+//! The `task-control` Lambda function: progress, cancel, requeue and bulk delete of tasks, behind the HTTP API.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let deps = warren::adapters::aws::lambda_deps().await?;
+    lambda_http::run(task_control::router(deps)).await
+}

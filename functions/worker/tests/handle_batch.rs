@@ -1,0 +1,141 @@
+//! The worker's Lambda entry on one SQS batch: a message whose backend
+//! write fails is reported (and only it), a panicking handler fails its own
+//! attempt, duplicates and garbage are done with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::SqsEvent;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+use warren::adapters::clock::SystemClock;
+use warren::domain::TaskStatus;
+use warren::handlers::Registry;
+use warren::ports::{Item, Key, Query, Store, StoreError, WriteOp};
+use warren::service::enqueue::{Enqueued, NewTask, enqueue};
+use warren::service::tasks::task_key;
+use warren::testing::memory_deps;
+
+/// A store whose writes to one key fail, as a throttled or unreachable
+/// partition would.
+struct FailingKey {
+    inner: Arc<dyn Store>,
+    broken: std::sync::Mutex<Option<Key>>,
+}
+
+impl FailingKey {
+    fn touches_broken(&self, ops: &[WriteOp]) -> bool {
+        let broken = self.broken.lock().unwrap();
+        ops.iter().any(|op| Some(op.key()) == broken.as_ref())
+    }
+}
+
+#[async_trait]
+impl Store for FailingKey {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        if self.touches_broken(&ops) {
+            return Err(StoreError::Unavailable("partition unavailable".into()));
+        }
+        self.inner.transact(ops).await
+    }
+    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.put_batch(items).await
+    }
+    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(query).await
+    }
+}
+
+fn task(name: &str) -> NewTask {
+    NewTask {
+        task_name: name.into(),
+        queue_name: "default".into(),
+        module_path: None,
+        args: vec![],
+        kwargs: Map::new(),
+        scheduled_at: None,
+        max_retries: 1,
+        priority: 0,
+        ttl_seconds: None,
+        metadata: Map::new(),
+        retry_delay: Some(60),
+        retry_backoff: false,
+        webhook_url: None,
+        timeout_seconds: Some(30),
+        idempotency_key: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
+    // GIVEN tasks on a store where one task's writes fail, and a handler that panics
+    let mut registry = Registry::standard();
+    registry.register("crash", |_| async move {
+        if true {
+            panic!("handler bug");
+        }
+        Ok(Value::Null)
+    });
+    let mut deps = memory_deps(Arc::new(SystemClock), registry);
+    let store = Arc::new(FailingKey {
+        inner: deps.store.clone(),
+        broken: Default::default(),
+    });
+    deps.store = store.clone();
+    let mut ids: Vec<Uuid> = Vec::new();
+    for name in ["echo", "echo", "crash"] {
+        match enqueue(&deps, task(name)).await.unwrap() {
+            Enqueued::Created(id) => ids.push(id),
+            other => panic!("{other:?}"),
+        }
+    }
+    *store.broken.lock().unwrap() = Some(task_key(ids[1]));
+    let messages = deps
+        .queue
+        .receive(&deps.config.task_queue, 10, Duration::from_secs(60), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 3);
+    let mut records: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({"messageId": m.message_id, "body": m.body}))
+        .collect();
+    records.push(json!({"messageId": "garbage", "body": "{not json"}));
+    records.push(json!({"messageId": "duplicate", "body": messages[0].body}));
+    let event: SqsEvent = serde_json::from_value(json!({ "Records": records })).unwrap();
+
+    // WHEN the batch is handled
+    let response = worker::handle_batch(&deps, event).await;
+
+    // THEN only the message whose write failed is reported for redelivery
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let broken_message = messages
+        .iter()
+        .find(|m| m.body.contains(&ids[1].to_string()))
+        .unwrap();
+    assert_eq!(failed, vec![broken_message.message_id.as_str()]);
+    // AND the others ran once; the crash is its task's failed attempt, to be retried
+    let get = |id| {
+        let deps = deps.clone();
+        async move { deps.get_task(id).await.unwrap().unwrap() }
+    };
+    let echo = get(ids[0]).await;
+    assert_eq!((echo.status, echo.attempts), (TaskStatus::Completed, 1));
+    let untouched = get(ids[1]).await;
+    assert_eq!((untouched.status, untouched.attempts), (TaskStatus::Pending, 0));
+    let crashed = get(ids[2]).await;
+    assert_eq!((crashed.status, crashed.attempts), (TaskStatus::Pending, 1));
+    assert!(
+        crashed.error.as_deref().unwrap_or("").contains("handler crashed"),
+        "{:?}",
+        crashed.error
+    );
+}
