@@ -1,6 +1,8 @@
 //! `warren dev`: the local runtime. One process serves every endpoint, runs
-//! the worker on an in-process queue and ticks the scheduler, on an embedded
-//! redb store that survives restarts.
+//! the worker and ticks the scheduler: on an embedded redb store and an
+//! in-process queue (default), or on DynamoDB and SQS (`--backend aws`, e.g.
+//! against LocalStack), polling the task queue the way the Lambda event
+//! source mapping does.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -11,11 +13,13 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
+use warren::adapters::aws::{AwsClients, sdk_config};
 use warren::adapters::clock::SystemClock;
 use warren::adapters::embedded::{Durability, EmbeddedStore, MemoryQueue};
 use warren::adapters::http::{GuardedHttpClient, parse_allow_list};
 use warren::handlers::Registry;
 use warren::http::ApiKey;
+use warren::ports::{Queue, Store};
 use warren::service::webhook;
 use warren::{Config, Deps};
 
@@ -63,6 +67,23 @@ pub struct DevOptions {
     /// Serve the API only: no worker.
     #[arg(long)]
     pub no_worker: bool,
+    /// Where state lives: `embedded` (redb under --data-dir, in-process
+    /// queue) or `aws` (DynamoDB + SQS at AWS_ENDPOINT_URL or in AWS;
+    /// create them first with `warren provision`).
+    #[arg(long, value_enum, default_value_t = Backend::Embedded, env = "WARREN_BACKEND")]
+    pub backend: Backend,
+    /// The DynamoDB table (`--backend aws`).
+    #[arg(long, env = "WARREN_TABLE", default_value = "warren")]
+    pub table: String,
+    /// The task queue, a name or URL (`--backend aws`).
+    #[arg(long, env = "WARREN_TASK_QUEUE", default_value = "warren-tasks")]
+    pub task_queue: String,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Aws,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,20 +117,33 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
-    let durability = match opts.durability {
-        DurabilityArg::Sync => Durability::Sync,
-        DurabilityArg::Relaxed => Durability::Relaxed,
-    };
-    let store = Arc::new(
-        EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let (embedded, store, queue, task_queue): (_, Arc<dyn Store>, Arc<dyn Queue>, _) =
+        match opts.backend {
+            Backend::Embedded => {
+                let durability = match opts.durability {
+                    DurabilityArg::Sync => Durability::Sync,
+                    DurabilityArg::Relaxed => Durability::Relaxed,
+                };
+                let store = Arc::new(
+                    EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                );
+                let queue = Arc::new(MemoryQueue::new());
+                (Some(store.clone()), store, queue, Config::default().task_queue)
+            }
+            Backend::Aws => {
+                let clients = AwsClients::new(&sdk_config().await, None);
+                let store = clients.store(&opts.table);
+                (None, store, clients.queue(), opts.task_queue.clone())
+            }
+        };
     let allow = parse_allow_list(&opts.outbound_allow)
         .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
     let http = GuardedHttpClient::new(allow).map_err(|e| anyhow::anyhow!("{e}"))?;
     let secret = webhook_secret(opts.webhook_secret.as_deref(), &opts.data_dir)?;
 
     let config = Config {
+        task_queue,
         default_timeout: Duration::from_secs(opts.task_timeout),
         expired_retention: chrono::Duration::seconds(opts.expired_retention as i64),
         redispatch_after: Duration::from_secs(opts.redispatch_after),
@@ -118,8 +152,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         ..Config::default()
     };
     let deps = Deps {
-        store: store.clone(),
-        queue: Arc::new(MemoryQueue::new()),
+        store,
+        queue,
         clock: Arc::new(SystemClock),
         http: Arc::new(http),
         handlers: Arc::new(Registry::standard()),
@@ -127,12 +161,14 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         config: Arc::new(config),
     };
 
-    // The in-process queue starts empty: refill it from the store.
-    let (resent, rescued) = scheduler::recover_exclusive(&deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("recovering tasks: {e}"))?;
-    if resent + rescued > 0 {
-        tracing::info!(resent, rescued, "recovered tasks from the store");
+    if embedded.is_some() {
+        // The in-process queue starts empty: refill it from the store.
+        let (resent, rescued) = scheduler::recover_exclusive(&deps)
+            .await
+            .map_err(|e| anyhow::anyhow!("recovering tasks: {e}"))?;
+        if resent + rescued > 0 {
+            tracing::info!(resent, rescued, "recovered tasks from the store");
+        }
     }
 
     let (stop_tx, stop) = watch::channel(false);
@@ -154,6 +190,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     println!("warren listening on http://{addr}");
     tracing::info!(
         %addr,
+        backend = ?opts.backend,
         data_dir = %opts.data_dir.display(),
         durability = ?opts.durability,
         ready_ms = started.elapsed().as_millis() as u64,
@@ -175,10 +212,12 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
     }
     let _ = ticker.await;
-    store
-        .flush()
-        .await
-        .map_err(|e| anyhow::anyhow!("final flush: {e}"))?;
+    if let Some(store) = embedded {
+        store
+            .flush()
+            .await
+            .map_err(|e| anyhow::anyhow!("final flush: {e}"))?;
+    }
     Ok(())
 }
 

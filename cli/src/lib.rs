@@ -1,7 +1,9 @@
 //! The `warren` command line: the local gateway and its helpers.
 
 pub mod bench;
+pub mod cost;
 pub mod dev;
+pub mod provision;
 
 use axum::Router;
 use warren::Deps;

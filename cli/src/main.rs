@@ -20,6 +20,12 @@ enum Command {
     Dev(warren_cli::dev::DevOptions),
     /// Load-test a running warren (enqueue, batch enqueue, end-to-end).
     Bench(warren_cli::bench::BenchOptions),
+    /// Create the DynamoDB table and the SQS queues warren uses, on AWS or on
+    /// the endpoint in AWS_ENDPOINT_URL (LocalStack, moto). Idempotent.
+    Provision(warren_cli::provision::ProvisionOptions),
+    /// Count the AWS requests per task, enqueue to completed, on fresh
+    /// resources at AWS_ENDPOINT_URL (a benchmark of the AWS backend).
+    Cost(warren_cli::cost::CostOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -30,5 +36,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(opts) => runtime.block_on(warren_cli::dev::run(opts)),
         Command::Bench(opts) => runtime.block_on(warren_cli::bench::run(opts)),
+        Command::Provision(opts) => runtime.block_on(warren_cli::provision::run(opts)),
+        Command::Cost(opts) => runtime.block_on(warren_cli::cost::run(opts)),
     }
 }

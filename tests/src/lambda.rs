@@ -34,6 +34,8 @@ struct Shared {
 /// One function process and the Runtime API it polls.
 pub struct LambdaFunction {
     name: String,
+    /// The function's stderr (its log lines).
+    log: PathBuf,
     child: Child,
     spawned: Instant,
     shared: Arc<Shared>,
@@ -83,6 +85,10 @@ impl LambdaFunction {
             let _ = axum::serve(listener, app).await;
         });
 
+        let log = std::env::temp_dir().join(format!(
+            "warren-lambda-{name}-{}.log",
+            uuid::Uuid::now_v7().simple()
+        ));
         let mut cmd = Command::new(bin);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("WARREN_") {
@@ -97,7 +103,9 @@ impl LambdaFunction {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::from(
+                std::fs::File::create(&log).expect("create function log"),
+            ));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -107,6 +115,7 @@ impl LambdaFunction {
             .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
         LambdaFunction {
             name: name.into(),
+            log,
             child,
             spawned,
             shared,
@@ -130,11 +139,29 @@ impl LambdaFunction {
                 let init = self.shared.init_error.lock().unwrap().clone();
                 let status = self.child.try_wait().ok().flatten();
                 panic!(
-                    "{}: no answer within {INVOKE_TIMEOUT:?} (exit status {status:?}, init error {init:?})",
-                    self.name
+                    "{}: no answer within {INVOKE_TIMEOUT:?} (exit status {status:?}, init error {init:?})\nlog:\n{}",
+                    self.name,
+                    self.log()
                 )
             }
         }
+    }
+
+    /// What the function wrote on stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait up to `timeout` for the process to exit (a failed start).
+    pub async fn exit_status(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Time from spawning the process to its first request for work.
@@ -153,6 +180,7 @@ impl Drop for LambdaFunction {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.server.abort();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

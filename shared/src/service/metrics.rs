@@ -56,6 +56,11 @@ impl Metrics {
         c.fetch_add(1, Relaxed);
     }
 
+    /// Tasks this process finished: (completed, failed for good).
+    pub fn finished_counts(&self) -> (u64, u64) {
+        (self.completed.load(Relaxed), self.failed.load(Relaxed))
+    }
+
     /// Record how long one attempt's handler ran.
     pub fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();

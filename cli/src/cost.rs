@@ -1,0 +1,133 @@
+//! `warren cost`: what a task costs on AWS, counted. It provisions a fresh
+//! table and queue on the configured endpoint (the emulator, or a real
+//! account), runs tasks from enqueue to completed through the very code the
+//! Lambda functions run (the worker fed as the SQS event source mapping
+//! would, in batches of up to ten), and counts every SDK request by
+//! operation, retries included.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde_json::Map;
+use tokio::sync::watch;
+use warren::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
+use warren::adapters::clock::SystemClock;
+use warren::adapters::http::GuardedHttpClient;
+use warren::handlers::Registry;
+use warren::service::enqueue::{NewTask, enqueue, enqueue_batch};
+use warren::{Config, Deps};
+
+#[derive(Args, Debug, Clone)]
+pub struct CostOptions {
+    /// Tasks sent one by one (POST /api/v1/enqueue).
+    #[arg(long, default_value_t = 200)]
+    pub single: usize,
+    /// Tasks sent in one batch (POST /api/v1/enqueue/batch).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Messages the worker runs at once.
+    #[arg(long, default_value_t = 10)]
+    pub concurrency: usize,
+}
+
+pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
+    let counter = RequestCounter::default();
+    let clients = AwsClients::new(&sdk_config().await, Some(&counter));
+    let stamp = std::process::id();
+    let resources = Resources {
+        table: format!("warren-cost-{stamp}"),
+        task_queue: format!("warren-cost-{stamp}"),
+    };
+    crate::provision::ensure(&clients, &resources, Duration::from_secs(60)).await?;
+    let deps = Deps {
+        store: clients.store(&resources.table),
+        queue: clients.queue(),
+        clock: Arc::new(SystemClock),
+        http: Arc::new(GuardedHttpClient::new(Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?),
+        handlers: Arc::new(Registry::standard()),
+        metrics: Default::default(),
+        config: Arc::new(Config {
+            task_queue: resources.task_queue.clone(),
+            ..Config::default()
+        }),
+    };
+    counter.reset();
+
+    let single = measure(&deps, &counter, opts.single, opts.concurrency, |deps, n| async move {
+        for _ in 0..n {
+            enqueue(&deps, echo()).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    report("single enqueue", opts.single, &single);
+    let batch = measure(&deps, &counter, opts.batch, opts.concurrency, |deps, n| async move {
+        enqueue_batch(&deps, (0..n).map(|_| echo()).collect()).await?;
+        Ok(())
+    })
+    .await?;
+    report(&format!("one batch of {}", opts.batch), opts.batch, &batch);
+    Ok(())
+}
+
+fn echo() -> NewTask {
+    NewTask {
+        task_name: "echo".into(),
+        queue_name: "default".into(),
+        module_path: None,
+        args: vec![serde_json::json!("cost")],
+        kwargs: Map::new(),
+        scheduled_at: None,
+        max_retries: 3,
+        priority: 0,
+        ttl_seconds: None,
+        metadata: Map::new(),
+        retry_delay: None,
+        retry_backoff: true,
+        webhook_url: None,
+        timeout_seconds: None,
+        idempotency_key: None,
+    }
+}
+
+/// Requests by operation for `n` tasks from the first enqueue until the
+/// worker has completed them all.
+async fn measure<F, Fut>(
+    deps: &Deps,
+    counter: &RequestCounter,
+    n: usize,
+    concurrency: usize,
+    send: F,
+) -> anyhow::Result<BTreeMap<String, u64>>
+where
+    F: FnOnce(Deps, usize) -> Fut,
+    Fut: Future<Output = Result<(), warren::ServiceError>>,
+{
+    counter.reset();
+    let (done_before, _) = deps.metrics.finished_counts();
+    let started = Instant::now();
+    // The worker polls from the start, as the event source mapping does:
+    // tasks sent one by one are received as they trickle in.
+    let (stop_tx, stop) = watch::channel(false);
+    let poller = tokio::spawn(worker::poll(deps.clone(), concurrency, stop));
+    send(deps.clone(), n).await?;
+    let deadline = started + Duration::from_secs(600);
+    while deps.metrics.finished_counts().0 < done_before + n as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "tasks did not complete within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop_tx.send(true);
+    poller.await?;
+    eprintln!("{n} tasks in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(counter.snapshot())
+}
+
+fn report(title: &str, n: usize, requests: &BTreeMap<String, u64>) {
+    let total: u64 = requests.values().sum();
+    println!("{title}: {n} tasks, {total} requests, {:.2} per task", total as f64 / n as f64);
+    for (op, count) in requests {
+        println!("  {op:<36} {count:>7}  {:>6.3}/task", *count as f64 / n as f64);
+    }
+}

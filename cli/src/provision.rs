@@ -1,0 +1,59 @@
+//! `warren provision`: create what warren needs on AWS (or on an emulator
+//! through `AWS_ENDPOINT_URL`), idempotently: the table with its indexes and
+//! TTL, the task queue and its dead-letter queue with a redrive policy.
+
+use std::time::Duration;
+
+use clap::Args;
+use warren::adapters::aws::{AwsClients, Resources, sdk_config};
+use warren::adapters::{dynamodb, sqs};
+
+#[derive(Args, Debug, Clone)]
+pub struct ProvisionOptions {
+    /// The DynamoDB table.
+    #[arg(long, env = "WARREN_TABLE", default_value = "warren")]
+    pub table: String,
+    /// The task queue (its dead-letter queue is `<name>-dlq`).
+    #[arg(long, env = "WARREN_TASK_QUEUE", default_value = "warren-tasks")]
+    pub task_queue: String,
+    /// Visibility timeout of the task queue, in seconds: at least the
+    /// longest task timeout (the worker's Lambda timeout in AWS).
+    #[arg(long, default_value_t = 960)]
+    pub visibility: u64,
+}
+
+impl ProvisionOptions {
+    pub fn resources(&self) -> Resources {
+        Resources {
+            table: self.table.clone(),
+            task_queue: self.task_queue.clone(),
+        }
+    }
+}
+
+/// Provision and say what was there already.
+pub async fn run(opts: ProvisionOptions) -> anyhow::Result<()> {
+    let clients = AwsClients::new(&sdk_config().await, None);
+    ensure(&clients, &opts.resources(), Duration::from_secs(opts.visibility)).await
+}
+
+/// Create whatever of `resources` is missing.
+pub async fn ensure(
+    clients: &AwsClients,
+    resources: &Resources,
+    visibility: Duration,
+) -> anyhow::Result<()> {
+    let created = dynamodb::provision_table(&clients.dynamodb, &resources.table)
+        .await
+        .map_err(|e| anyhow::anyhow!("table {}: {e}", resources.table))?;
+    println!(
+        "table {}: {}",
+        resources.table,
+        if created { "created" } else { "ready" }
+    );
+    let url = sqs::provision_queue(&clients.sqs, &resources.task_queue, visibility)
+        .await
+        .map_err(|e| anyhow::anyhow!("queue {}: {e}", resources.task_queue))?;
+    println!("queue {}: ready at {url} (dead letters: {}-dlq)", resources.task_queue, resources.task_queue);
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! warren on the AWS wire, against the emulator `scripts/test` starts
+//! (`AWS_ENDPOINT_URL`): `warren provision`, the local gateway on DynamoDB and
+//! SQS (`warren dev --backend aws`), and the real Lambda binaries driven
+//! through the Lambda Runtime API.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::Digest;
+use warren::adapters::aws::{AwsClients, sdk_config};
+use warren::ports::Queue;
+use warren::testing::aws::unique_name;
+use warren_tests::lambda::{LambdaFunction, http_event, sqs_event};
+use warren_tests::*;
+
+const KEY: &str = "aws-wire-key";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Fresh table and queue names, provisioned by the `warren provision` binary.
+fn provision() -> (String, String) {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
+        "AWS_ENDPOINT_URL is not set: these tests need the emulator scripts/test starts"
+    );
+    let (table, queue) = (unique_name("warren"), unique_name("tasks"));
+    for expected in ["created", "ready"] {
+        let out = Command::new(warren_bin())
+            .args(["provision", "--table", &table, "--task-queue", &queue])
+            .output()
+            .expect("run warren provision");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "warren provision failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("table {table}: {expected}")),
+            "{stdout}"
+        );
+    }
+    (table, queue)
+}
+
+fn function_env<'a>(table: &'a str, queue: &'a str, key_hash: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("WARREN_TABLE", table),
+        ("WARREN_TASK_QUEUE", queue),
+        ("WARREN_API_KEY_SHA256", key_hash),
+        ("WARREN_WEBHOOK_SECRET", SECRET),
+    ]
+}
+
+fn sha256_hex(s: &str) -> String {
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The JSON body of an HTTP function's answer, after checking its status.
+#[track_caller]
+fn answer(response: &Value, status: u64) -> Value {
+    assert_eq!(response["statusCode"], status, "{response}");
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
+    let (table, queue) = provision();
+    let w = Warren::start(
+        Opts::new()
+            .args(["--backend", "aws"])
+            .env("WARREN_TABLE", &table)
+            .env("WARREN_TASK_QUEUE", &queue),
+    )
+    .await;
+
+    let id = w
+        .enqueue(&json!({"task_name": "echo", "args": [1, "two"], "kwargs": {"k": true}}))
+        .await;
+    let batch = w
+        .enqueue_batch(&json!((0..25).map(|i| json!({"task_name": "echo", "args": [i]})).collect::<Vec<_>>()))
+        .await;
+    let failing = w
+        .enqueue(&json!({"task_name": "fail", "max_retries": 1, "retry_delay": 0, "kwargs": {"message": "no"}}))
+        .await;
+
+    let t = w.wait_for_status(&id, "completed", secs(60)).await;
+    assert_eq!(result_json(&t), json!({"args": [1, "two"], "kwargs": {"k": true}}));
+    assert_eq!(t["attempts"], 1);
+    for (i, id) in batch.iter().enumerate() {
+        let t = w.wait_for_status(id, "completed", secs(60)).await;
+        assert_eq!(result_json(&t)["args"], json!([i]));
+    }
+    let f = w.wait_for_status(&failing, "failed", secs(60)).await;
+    assert_eq!((f["attempts"].clone(), f["error"].clone()), (json!(2), json!("no")));
+
+    let failed = w.get("/api/v1/tasks/failed").await;
+    assert!(failed.json.as_array().unwrap().iter().any(|t| t["id"] == failing.as_str()), "{}", failed.text);
+    let default = w.queues().await.into_iter().find(|q| q["queue_name"] == "default").expect("default queue");
+    assert_eq!((default["completed"].clone(), default["failed"].clone()), (json!(26), json!(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_binaries_serve_http_events_and_sqs_batches() {
+    let (table, queue) = provision();
+    let hash = sha256_hex(KEY);
+    let env = function_env(&table, &queue, &hash);
+    let auth = [("x-api-key", KEY)];
+
+    // The HTTP function answers API Gateway events, and checks the key.
+    let mut enqueue = LambdaFunction::start("enqueue", &env).await;
+    let body = json!({"task_name": "echo", "args": ["via lambda"]});
+    let created = enqueue
+        .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
+        .await
+        .expect("enqueue answers");
+    let id = answer(&created, 201)["task_id"].as_str().expect("task_id").to_string();
+    let denied = enqueue
+        .invoke(http_event("POST", "/api/v1/enqueue", &[("x-api-key", "wrong")], Some(&body)))
+        .await
+        .expect("enqueue answers");
+    assert_eq!(answer(&denied, 401)["code"], "unauthorized");
+    let bad = enqueue
+        .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&json!({"args": []}))))
+        .await
+        .expect("enqueue answers");
+    assert_eq!(bad["statusCode"].as_u64().map(|s| (400..500).contains(&s)), Some(true), "{bad}");
+    eprintln!("enqueue cold start: {:?}", enqueue.cold_start());
+
+    // Its message is on the queue; the worker gets it twice in one batch
+    // (an at-least-once redelivery) beside a malformed one.
+    let clients = AwsClients::new(&sdk_config().await, None);
+    let sqs = clients.queue();
+    let message = receive_one(&*sqs, &queue).await;
+    let mut worker = LambdaFunction::start("worker", &env).await;
+    let response = worker
+        .invoke(sqs_event(&[("m1", &message), ("m2", &message), ("m3", "not json")]))
+        .await
+        .expect("worker answers");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+
+    let mut query = LambdaFunction::start("task-query", &env).await;
+    let get = http_event("GET", &format!("/api/v1/tasks/{id}"), &auth, None);
+    let task = answer(&query.invoke(get.clone()).await.expect("task-query answers"), 200);
+    assert_eq!((task["status"].clone(), task["attempts"].clone()), (json!("completed"), json!(1)), "{task}");
+    assert_eq!(result_json(&task)["args"], json!(["via lambda"]));
+
+    // A message for a task cancelled meanwhile is dropped cleanly.
+    let created = enqueue
+        .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
+        .await
+        .expect("enqueue answers");
+    let cancelled = answer(&created, 201)["task_id"].as_str().unwrap().to_string();
+    let message = receive_one(&*sqs, &queue).await;
+    let mut control = LambdaFunction::start("task-control", &env).await;
+    let cancel = control
+        .invoke(http_event("DELETE", &format!("/api/v1/tasks/{cancelled}"), &auth, None))
+        .await
+        .expect("task-control answers");
+    answer(&cancel, 200);
+    let response = worker.invoke(sqs_event(&[("m4", &message)])).await.expect("worker answers");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let get = http_event("GET", &format!("/api/v1/tasks/{cancelled}"), &auth, None);
+    let task = answer(&query.invoke(get).await.expect("task-query answers"), 200);
+    assert_eq!((task["status"].clone(), task["attempts"].clone()), (json!("cancelled"), json!(0)));
+
+    // The scheduler function ticks on the EventBridge event.
+    let mut scheduler = LambdaFunction::start("scheduler", &env).await;
+    let report = scheduler
+        .invoke(json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}))
+        .await
+        .expect("scheduler answers");
+    assert!(report.is_object(), "{report}");
+
+    // The ops function serves health and metrics.
+    let mut ops = LambdaFunction::start("ops", &env).await;
+    let health = ops.invoke(http_event("GET", "/health", &[], None)).await.expect("ops answers");
+    assert_eq!(health["statusCode"], 200, "{health}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_without_an_api_key_refuses_to_start() {
+    let (table, queue) = provision();
+    let env = [("WARREN_TABLE", table.as_str()), ("WARREN_TASK_QUEUE", queue.as_str()), ("WARREN_WEBHOOK_SECRET", SECRET)];
+    let mut f = LambdaFunction::start("enqueue", &env).await;
+    let status = f.exit_status(Duration::from_secs(30)).await;
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    assert!(f.log().contains("WARREN_API_KEY_SHA256"), "{}", f.log());
+}
+
+/// The one message waiting on `queue` (left hidden, as a Lambda batch would be).
+async fn receive_one(sqs: &dyn Queue, queue: &str) -> String {
+    for _ in 0..20 {
+        let got = sqs
+            .receive(queue, 10, Duration::from_secs(300), Duration::from_secs(1))
+            .await
+            .expect("receive");
+        if let Some(d) = got.into_iter().next() {
+            return d.body;
+        }
+    }
+    panic!("no message on {queue}");
+}
