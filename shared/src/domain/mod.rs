@@ -1,5 +1,7 @@
 //! The domain: pure types and rules, no I/O.
 
+pub mod execution;
+pub mod pipeline;
 pub mod task;
 
 pub use task::{AfterFailure, RetryPolicy, Task, TaskStatus, TransitionError, WebhookOutcome};

@@ -59,6 +59,17 @@ pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String {
     format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
 }
 
+/// The headers of a signed JSON request: content type, `webhook-id`,
+/// `webhook-timestamp` and `webhook-signature`.
+pub fn signed_headers(secret: &[u8], id: &str, timestamp: i64, body: &str) -> Vec<(String, String)> {
+    vec![
+        ("content-type".into(), "application/json".into()),
+        ("webhook-id".into(), id.to_string()),
+        ("webhook-timestamp".into(), timestamp.to_string()),
+        ("webhook-signature".into(), sign(secret, id, timestamp, body)),
+    ]
+}
+
 /// Decode a `whsec_<base64>` secret (or raw base64) into key bytes.
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
@@ -88,15 +99,7 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, (Option<u16>, String)>
     let request = HttpRequest {
         method: "POST".into(),
         url,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("webhook-id".into(), id.clone()),
-            ("webhook-timestamp".into(), now.to_string()),
-            (
-                "webhook-signature".into(),
-                sign(&deps.config.webhook_secret, &id, now, &body),
-            ),
-        ],
+        headers: signed_headers(&deps.config.webhook_secret, &id, now, &body),
         body: body.into_bytes(),
         timeout: ATTEMPT_TIMEOUT,
     };

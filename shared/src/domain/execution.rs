@@ -1,0 +1,307 @@
+//! Executions: one run of one pipeline version on one input. Each finished
+//! step is checkpointed on the execution (a compare-and-set on its version),
+//! so a run that resumes after a crash starts at the first unfinished step
+//! and never runs a finished one again.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::pipeline::{Pipeline, SchemaViolation};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Running,
+    Success,
+    Error,
+    Timeout,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Timeout => "timeout",
+        }
+    }
+}
+
+/// What started an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerType {
+    Manual,
+    Webhook,
+    Schedule,
+    /// A message on a topic (event trigger).
+    Event,
+    /// An event posted to `/events`.
+    Ingest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Success,
+    Error,
+    Timeout,
+}
+
+/// One step's record within an execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    pub kind: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+}
+
+/// How one step ended (after its retries).
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    Success(Value),
+    /// Failed for good: the execution ends in `error`, with the input's
+    /// schema violations when a `validate` step failed.
+    Error {
+        message: String,
+        violations: Vec<SchemaViolation>,
+    },
+    /// Its last attempt ran out of time: the execution ends in `timeout`.
+    Timeout(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: Uuid,
+    pub pipeline_id: Uuid,
+    pub pipeline_version: u32,
+    pub trigger_type: TriggerType,
+    pub trigger_id: Option<String>,
+    /// The stored event this execution processes (`POST /events`).
+    pub event_id: Option<Uuid>,
+    pub status: ExecutionStatus,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    /// Where and how the input broke the pipeline's schema.
+    pub validation_errors: Option<Vec<SchemaViolation>>,
+    pub steps: Vec<StepRecord>,
+    /// A worker holds the execution until then; after it, the run is
+    /// presumed lost and resumed.
+    pub lease_until: Option<DateTime<Utc>>,
+    /// Bumped by every write; the compare-and-set token.
+    pub version: u64,
+}
+
+impl Execution {
+    /// A new execution of `pipeline`, every step pending.
+    pub fn new(
+        id: Uuid,
+        pipeline: &Pipeline,
+        trigger_type: TriggerType,
+        trigger_id: Option<String>,
+        input: Value,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let steps = pipeline
+            .spec
+            .steps
+            .iter()
+            .map(|s| StepRecord {
+                name: s.name.clone(),
+                kind: s.kind.name().into(),
+                status: StepStatus::Pending,
+                attempts: 0,
+                output: None,
+                error: None,
+                started_at: None,
+                completed_at: None,
+                duration_ms: None,
+            })
+            .collect();
+        Execution {
+            id,
+            pipeline_id: pipeline.id,
+            pipeline_version: pipeline.version,
+            trigger_type,
+            trigger_id,
+            event_id: None,
+            status: ExecutionStatus::Running,
+            started_at: now,
+            completed_at: None,
+            duration_ms: None,
+            input,
+            output: None,
+            error: None,
+            validation_errors: None,
+            steps,
+            lease_until: None,
+            version: 1,
+        }
+    }
+
+    /// The first step not yet done, while the execution runs.
+    pub fn next_step(&self) -> Option<usize> {
+        if self.status != ExecutionStatus::Running {
+            return None;
+        }
+        self.steps
+            .iter()
+            .position(|s| s.status == StepStatus::Pending)
+    }
+
+    /// What a step sees: the input and the outputs of the steps before it.
+    pub fn context(&self) -> Value {
+        let outputs: Map<String, Value> = self
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Success)
+            .map(|s| (s.name.clone(), s.output.clone().unwrap_or(Value::Null)))
+            .collect();
+        serde_json::json!({ "event": self.input, "steps": outputs })
+    }
+
+    /// Whether a worker may take the run at `now`: running, and nobody
+    /// holds it (or its holder's lease ran out).
+    pub fn is_free(&self, now: DateTime<Utc>) -> bool {
+        self.status == ExecutionStatus::Running && self.lease_until.is_none_or(|l| l <= now)
+    }
+
+    /// Held by a worker until `until`.
+    pub fn claimed(&self, until: DateTime<Utc>) -> Execution {
+        let mut next = self.clone();
+        next.lease_until = Some(until);
+        next.version += 1;
+        next
+    }
+
+    /// Checkpoint step `index` with its outcome after `attempts` attempts;
+    /// the last success, or any failure, ends the execution.
+    pub fn record(
+        &self,
+        index: usize,
+        outcome: StepOutcome,
+        attempts: u32,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Execution {
+        let mut next = self.clone();
+        next.version += 1;
+        let step = &mut next.steps[index];
+        step.attempts = attempts;
+        step.started_at = Some(started);
+        step.completed_at = Some(now);
+        step.duration_ms = Some(millis(now - started));
+        let end = match outcome {
+            StepOutcome::Success(output) => {
+                step.status = StepStatus::Success;
+                step.output = Some(output.clone());
+                (index + 1 == next.steps.len()).then_some((ExecutionStatus::Success, Some(output), None))
+            }
+            StepOutcome::Error {
+                message,
+                violations,
+            } => {
+                step.status = StepStatus::Error;
+                step.error = Some(message.clone());
+                if !violations.is_empty() {
+                    next.validation_errors = Some(violations);
+                }
+                Some((ExecutionStatus::Error, None, Some(message)))
+            }
+            StepOutcome::Timeout(message) => {
+                step.status = StepStatus::Timeout;
+                step.error = Some(message.clone());
+                Some((ExecutionStatus::Timeout, None, Some(message)))
+            }
+        };
+        if let Some((status, output, error)) = end {
+            next.status = status;
+            next.output = output;
+            next.error = error.map(|e| format!("step `{}`: {e}", next.steps[index].name));
+            next.completed_at = Some(now);
+            next.duration_ms = Some(millis(now - next.started_at));
+            next.lease_until = None;
+        }
+        next
+    }
+}
+
+fn millis(d: chrono::Duration) -> u64 {
+    d.num_milliseconds().max(0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::domain::pipeline::PipelineSpec;
+
+    fn pipeline() -> Pipeline {
+        let spec: PipelineSpec = serde_json::from_value(json!({
+            "name": "p",
+            "steps": [
+                {"name": "a", "kind": "transform", "expression": "event.x"},
+                {"name": "b", "kind": "transform", "expression": "steps.a"}
+            ]
+        }))
+        .unwrap();
+        let now = Utc::now();
+        Pipeline {
+            id: Uuid::now_v7(),
+            version: 1,
+            spec,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn steps_are_checkpointed_in_order_and_the_last_output_is_the_result() {
+        let now = Utc::now();
+        let e = Execution::new(Uuid::now_v7(), &pipeline(), TriggerType::Manual, None, json!({"x": 1}), now);
+        assert_eq!(e.next_step(), Some(0));
+        let e = e.record(0, StepOutcome::Success(json!(1)), 1, now, now);
+        assert_eq!((e.next_step(), e.status), (Some(1), ExecutionStatus::Running));
+        assert_eq!(e.context(), json!({"event": {"x": 1}, "steps": {"a": 1}}));
+        let e = e.record(1, StepOutcome::Success(json!(2)), 1, now, now);
+        assert_eq!((e.next_step(), e.status), (None, ExecutionStatus::Success));
+        assert_eq!(e.output, Some(json!(2)));
+        assert_eq!(e.version, 3);
+    }
+
+    #[test]
+    fn a_failed_step_ends_the_execution_with_its_error() {
+        let now = Utc::now();
+        let e = Execution::new(Uuid::now_v7(), &pipeline(), TriggerType::Manual, None, json!({}), now);
+        let e = e.record(0, StepOutcome::Timeout("took too long".into()), 3, now, now);
+        assert_eq!(e.status, ExecutionStatus::Timeout);
+        assert_eq!(e.error.as_deref(), Some("step `a`: took too long"));
+        assert_eq!(e.steps[1].status, StepStatus::Pending);
+        assert_eq!(e.next_step(), None);
+    }
+
+    #[test]
+    fn a_lease_holds_the_run_until_it_runs_out() {
+        let now = Utc::now();
+        let e = Execution::new(Uuid::now_v7(), &pipeline(), TriggerType::Manual, None, json!({}), now);
+        assert!(e.is_free(now));
+        let held = e.claimed(now + chrono::Duration::seconds(30));
+        assert!(!held.is_free(now));
+        assert!(held.is_free(now + chrono::Duration::seconds(30)));
+    }
+}
