@@ -27,9 +27,20 @@ pub struct CostOptions {
     /// Tasks sent in one batch (POST /api/v1/enqueue/batch).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Clients sending the single tasks at once.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
     /// Messages the worker runs at once.
     #[arg(long, default_value_t = 10)]
     pub concurrency: usize,
+    /// Send every task before the worker starts (a backlog: full batches
+    /// of ten), instead of while it polls (batches as tasks trickle in).
+    #[arg(long)]
+    pub backlog: bool,
+    /// The worker's batching window in seconds (the event source mapping's
+    /// MaximumBatchingWindowInSeconds).
+    #[arg(long, default_value_t = 0)]
+    pub batch_window: u64,
 }
 
 pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
@@ -55,20 +66,41 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     };
     counter.reset();
 
-    let single = measure(&deps, &counter, opts.single, opts.concurrency, |deps, n| async move {
-        for _ in 0..n {
-            enqueue(&deps, echo()).await?;
+    let window = Duration::from_secs(opts.batch_window);
+    let clients = opts.clients.max(1);
+    let backlog = opts.backlog;
+    let single = measure(&deps, &counter, opts.single, opts.concurrency, window, backlog, |deps, n| async move {
+        let mut senders = tokio::task::JoinSet::new();
+        for c in 0..clients {
+            let deps = deps.clone();
+            // Client c sends tasks c, c + clients, ...: n in all.
+            let count = (c..n).step_by(clients).count();
+            senders.spawn(async move {
+                for _ in 0..count {
+                    enqueue(&deps, echo()).await?;
+                }
+                Ok::<_, warren::ServiceError>(())
+            });
+        }
+        while let Some(sent) = senders.join_next().await {
+            sent.map_err(|e| warren::ServiceError::Queue(warren::ports::QueueError::Unavailable(Box::new(e))))??;
         }
         Ok(())
     })
     .await?;
     report("single enqueue", opts.single, &single);
-    let batch = measure(&deps, &counter, opts.batch, opts.concurrency, |deps, n| async move {
+    let batch = measure(&deps, &counter, opts.batch, opts.concurrency, window, backlog, |deps, n| async move {
         enqueue_batch(&deps, (0..n).map(|_| echo()).collect()).await?;
         Ok(())
     })
     .await?;
     report(&format!("one batch of {}", opts.batch), opts.batch, &batch);
+    println!(
+        "(single path: {clients} clients at once; worker: {} at once, batching window {} s; {})",
+        opts.concurrency,
+        opts.batch_window,
+        if backlog { "sent before the worker started" } else { "sent while the worker polled" }
+    );
     Ok(())
 }
 
@@ -99,6 +131,8 @@ async fn measure<F, Fut>(
     counter: &RequestCounter,
     n: usize,
     concurrency: usize,
+    batch_window: Duration,
+    backlog: bool,
     send: F,
 ) -> anyhow::Result<BTreeMap<String, u64>>
 where
@@ -108,11 +142,18 @@ where
     counter.reset();
     let (done_before, _) = deps.metrics.finished_counts();
     let started = Instant::now();
-    // The worker polls from the start, as the event source mapping does:
-    // tasks sent one by one are received as they trickle in.
+    // Unless measuring a backlog, the worker polls from the start, as the
+    // event source mapping does: tasks are received as they trickle in.
     let (stop_tx, stop) = watch::channel(false);
-    let poller = tokio::spawn(worker::poll(deps.clone(), concurrency, stop));
-    send(deps.clone(), n).await?;
+    let start_worker = || tokio::spawn(worker::poll(deps.clone(), concurrency, batch_window, stop.clone()));
+    let poller = if backlog {
+        send(deps.clone(), n).await?;
+        start_worker()
+    } else {
+        let poller = start_worker();
+        send(deps.clone(), n).await?;
+        poller
+    };
     let deadline = started + Duration::from_secs(600);
     while deps.metrics.finished_counts().0 < done_before + n as u64 {
         anyhow::ensure!(Instant::now() < deadline, "tasks did not complete within 10 minutes");
@@ -125,6 +166,9 @@ where
 }
 
 fn report(title: &str, n: usize, requests: &BTreeMap<String, u64>) {
+    if n == 0 {
+        return;
+    }
     let total: u64 = requests.values().sum();
     println!("{title}: {n} tasks, {total} requests, {:.2} per task", total as f64 / n as f64);
     for (op, count) in requests {

@@ -41,6 +41,11 @@ pub struct DevOptions {
     /// Tasks run at once by the in-process worker.
     #[arg(long, default_value_t = 16, env = "WARREN_WORKER_CONCURRENCY")]
     pub worker_concurrency: usize,
+    /// Seconds a worker receive keeps gathering messages to fill a batch of
+    /// ten (the SQS event source's MaximumBatchingWindowInSeconds). 0 runs
+    /// each message at once; more saves queue requests under light load.
+    #[arg(long, default_value_t = 0, env = "WARREN_BATCH_WINDOW")]
+    pub batch_window: u64,
     /// Timeout of tasks that set no `timeout_seconds`.
     #[arg(long, default_value_t = 300, env = "WARREN_TASK_TIMEOUT")]
     pub task_timeout: u64,
@@ -176,6 +181,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         tokio::spawn(worker::poll(
             deps.clone(),
             opts.worker_concurrency,
+            Duration::from_secs(opts.batch_window),
             stop.clone(),
         ))
     });

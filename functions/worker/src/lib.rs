@@ -19,6 +19,10 @@ pub use warren::service::worker::{TaskMessage, process};
 const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 /// Back-off after a failed receive, so a broken queue is not hammered.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_secs(1);
+/// How long acknowledgements wait for company before they are deleted: a
+/// late delete costs nothing (a redelivered finished task is a no-op), a
+/// DeleteMessageBatch per message costs a request each.
+const ACK_LINGER: Duration = Duration::from_millis(200);
 
 /// Run every message of an SQS batch concurrently and report the ones that
 /// failed (a backend error, or a crash of the code that ran it), so SQS
@@ -51,8 +55,11 @@ pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 /// Run up to `concurrency` messages at a time until `stop` turns true, then
-/// let the running ones finish.
-pub async fn poll(deps: Deps, concurrency: usize, stop: watch::Receiver<bool>) {
+/// let the running ones finish. Like the event source mapping's
+/// `MaximumBatchingWindowInSeconds`, a receive that got fewer messages than
+/// it has free slots keeps receiving for up to `batch_window` (zero: start
+/// at once) before the batch runs.
+pub async fn poll(deps: Deps, concurrency: usize, batch_window: Duration, stop: watch::Receiver<bool>) {
     let concurrency = concurrency.max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<String>();
@@ -63,6 +70,7 @@ pub async fn poll(deps: Deps, concurrency: usize, stop: watch::Receiver<bool>) {
     for _ in 0..receivers {
         set.spawn(receive(
             deps.clone(),
+            batch_window,
             permits.clone(),
             ack_tx.clone(),
             stop.clone(),
@@ -76,6 +84,7 @@ pub async fn poll(deps: Deps, concurrency: usize, stop: watch::Receiver<bool>) {
 
 async fn receive(
     deps: Deps,
+    batch_window: Duration,
     permits: Arc<Semaphore>,
     ack: mpsc::UnboundedSender<String>,
     mut stop: watch::Receiver<bool>,
@@ -98,11 +107,10 @@ async fn receive(
                 Err(_) => break,
             }
         }
-        let received = tokio::select! {
-            r = deps.queue.receive(&queue, slots.len(), deps.config.visibility, RECEIVE_WAIT) => r,
-            _ = stop.changed() => return,
-        };
-        let deliveries = match received {
+        // An in-flight receive is never abandoned on stop: the queue may
+        // already have handed it messages, which would stay hidden for a
+        // whole visibility timeout. RECEIVE_WAIT bounds the stop's delay.
+        let deliveries = match gather(&deps, &queue, slots.len(), batch_window).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
@@ -129,15 +137,46 @@ async fn receive(
     }
 }
 
-/// Delete acknowledged messages in batches of up to ten (one request each).
+/// Up to `max` messages: one receive, then more within `window` while the
+/// batch is not full.
+async fn gather(
+    deps: &Deps,
+    queue: &str,
+    max: usize,
+    window: Duration,
+) -> Result<Vec<warren::ports::Delivery>, warren::ports::QueueError> {
+    let visibility = deps.config.visibility;
+    let mut got = deps.queue.receive(queue, max, visibility, RECEIVE_WAIT).await?;
+    let deadline = tokio::time::Instant::now() + window;
+    while !got.is_empty() && got.len() < max {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        // A long poll, never a busy loop: it returns when a message comes.
+        match deps.queue.receive(queue, max - got.len(), visibility, RECEIVE_WAIT).await {
+            Ok(more) => got.extend(more),
+            // What was received still runs; the error shows on the next receive.
+            Err(_) => break,
+        }
+    }
+    Ok(got)
+}
+
+/// Delete acknowledged messages in batches of up to ten (one request each),
+/// waiting up to [`ACK_LINGER`] for a batch to fill.
 async fn acknowledge(deps: Deps, mut receipts: mpsc::UnboundedReceiver<String>) {
     let queue = deps.config.task_queue.clone();
     while let Some(first) = receipts.recv().await {
         let mut batch = vec![first];
+        let linger = tokio::time::sleep(ACK_LINGER);
+        tokio::pin!(linger);
         while batch.len() < MAX_RECEIVE {
-            match receipts.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+            tokio::select! {
+                r = receipts.recv() => match r {
+                    Some(r) => batch.push(r),
+                    None => break,
+                },
+                _ = &mut linger => break,
             }
         }
         if let Err(e) = deps.queue.delete_batch(&queue, batch).await {
