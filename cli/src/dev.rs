@@ -39,7 +39,7 @@ pub struct DevOptions {
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync, env = "WARREN_DURABILITY")]
     pub durability: DurabilityArg,
     /// Tasks run at once by the in-process worker.
-    #[arg(long, default_value_t = 16, env = "WARREN_WORKER_CONCURRENCY")]
+    #[arg(long, default_value_t = 20, env = "WARREN_WORKER_CONCURRENCY")]
     pub worker_concurrency: usize,
     /// Seconds a worker receive keeps gathering messages to fill a batch of
     /// ten (the SQS event source's MaximumBatchingWindowInSeconds). 0 runs

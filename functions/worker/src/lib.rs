@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use warren::Deps;
 use warren::ports::MAX_RECEIVE;
@@ -19,10 +19,6 @@ pub use warren::service::worker::{TaskMessage, process};
 const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 /// Back-off after a failed receive, so a broken queue is not hammered.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_secs(1);
-/// How long acknowledgements wait for company before they are deleted: a
-/// late delete costs nothing (a redelivered finished task is a no-op), a
-/// DeleteMessageBatch per message costs a request each.
-const ACK_LINGER: Duration = Duration::from_millis(200);
 
 /// Run every message of an SQS batch concurrently and report the ones that
 /// failed (a backend error, or a crash of the code that ran it), so SQS
@@ -55,38 +51,38 @@ pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 }
 
 /// Run up to `concurrency` messages at a time until `stop` turns true, then
-/// let the running ones finish. Like the event source mapping's
-/// `MaximumBatchingWindowInSeconds`, a receive that got fewer messages than
-/// it has free slots keeps receiving for up to `batch_window` (zero: start
-/// at once) before the batch runs.
+/// let the running ones finish. It works as the SQS event source mapping
+/// does for a Lambda function: each receive asks for a whole batch (up to
+/// ten), the batch's messages run concurrently, and the ones that succeeded
+/// are deleted together in one request once the batch is done. Like the
+/// mapping's `MaximumBatchingWindowInSeconds`, a receive that got less than
+/// a batch keeps receiving for up to `batch_window` (zero: run at once).
 pub async fn poll(deps: Deps, concurrency: usize, batch_window: Duration, stop: watch::Receiver<bool>) {
     let concurrency = concurrency.max(1);
+    let batch_size = concurrency.min(MAX_RECEIVE);
     let permits = Arc::new(Semaphore::new(concurrency));
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<String>();
-    let acker = tokio::spawn(acknowledge(deps.clone(), ack_rx));
-    // One receiver per ten slots keeps every slot fed when receives are slow (SQS).
-    let receivers = concurrency.div_ceil(MAX_RECEIVE).clamp(1, 8);
+    // One receiver per batch of slots keeps every slot fed when receives are slow (SQS).
+    let receivers = concurrency.div_ceil(batch_size).clamp(1, 8);
     let mut set = JoinSet::new();
     for _ in 0..receivers {
         set.spawn(receive(
             deps.clone(),
+            batch_size,
             batch_window,
             permits.clone(),
-            ack_tx.clone(),
             stop.clone(),
         ));
     }
-    drop(ack_tx);
     while set.join_next().await.is_some() {}
+    // Every running batch holds slots until it has deleted its messages.
     let _ = permits.acquire_many(concurrency as u32).await;
-    let _ = acker.await;
 }
 
 async fn receive(
     deps: Deps,
+    batch_size: usize,
     batch_window: Duration,
     permits: Arc<Semaphore>,
-    ack: mpsc::UnboundedSender<String>,
     mut stop: watch::Receiver<bool>,
 ) {
     let queue = deps.config.task_queue.clone();
@@ -94,23 +90,16 @@ async fn receive(
         if *stop.borrow() {
             return;
         }
-        // Hold free slots before receiving: a received message's visibility
-        // clock is running, so it must not wait for a slot.
-        let first = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        // Hold a batch of free slots before receiving: a received message's
+        // visibility clock is running, so it must not wait for a slot.
+        let mut slots = tokio::select! {
+            p = permits.clone().acquire_many_owned(batch_size as u32) => match p { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
-        let mut slots = vec![first];
-        while slots.len() < MAX_RECEIVE {
-            match permits.clone().try_acquire_owned() {
-                Ok(p) => slots.push(p),
-                Err(_) => break,
-            }
-        }
         // An in-flight receive is never abandoned on stop: the queue may
         // already have handed it messages, which would stay hidden for a
         // whole visibility timeout. RECEIVE_WAIT bounds the stop's delay.
-        let deliveries = match gather(&deps, &queue, slots.len(), batch_window).await {
+        let deliveries = match gather(&deps, &queue, batch_size, batch_window).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
@@ -118,22 +107,48 @@ async fn receive(
                 continue;
             }
         };
-        for (delivery, slot) in deliveries.into_iter().zip(slots.drain(..)) {
-            let deps = deps.clone();
-            let ack = ack.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                match process(&deps, &delivery.body).await {
-                    Ok(()) => {
-                        let _ = ack.send(delivery.receipt);
-                    }
-                    // Left unacknowledged: the queue delivers it again.
-                    Err(e) => {
-                        tracing::warn!(error = %e, message_id = %delivery.message_id, "message failed; it will be redelivered")
-                    }
-                }
-            });
+        if deliveries.is_empty() {
+            continue;
         }
+        // Free the slots this batch does not fill.
+        drop(slots.split(batch_size - deliveries.len()));
+        tokio::spawn(run_batch(deps.clone(), deliveries, slots));
+    }
+}
+
+/// Run a received batch, each message releasing its slot when done, then
+/// delete the ones that succeeded in one request. Failed ones are left for
+/// the queue to deliver again.
+async fn run_batch(
+    deps: Deps,
+    deliveries: Vec<warren::ports::Delivery>,
+    mut slots: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut running = JoinSet::new();
+    for delivery in deliveries {
+        let slot = slots.split(1);
+        let deps = deps.clone();
+        running.spawn(async move {
+            let _slot = slot;
+            match process(&deps, &delivery.body).await {
+                Ok(()) => Some(delivery.receipt),
+                Err(e) => {
+                    tracing::warn!(error = %e, message_id = %delivery.message_id, "message failed; it will be redelivered");
+                    None
+                }
+            }
+        });
+    }
+    let mut done = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        // A crash (panic) of the code that ran a message fails only that message.
+        if let Ok(Some(receipt)) = joined {
+            done.push(receipt);
+        }
+    }
+    if let Err(e) = deps.queue.delete_batch(&deps.config.task_queue, done).await {
+        // Undeleted messages come back and are dropped as duplicates.
+        tracing::warn!(error = %e, "deleting processed messages failed");
     }
 }
 
@@ -160,28 +175,4 @@ async fn gather(
         }
     }
     Ok(got)
-}
-
-/// Delete acknowledged messages in batches of up to ten (one request each),
-/// waiting up to [`ACK_LINGER`] for a batch to fill.
-async fn acknowledge(deps: Deps, mut receipts: mpsc::UnboundedReceiver<String>) {
-    let queue = deps.config.task_queue.clone();
-    while let Some(first) = receipts.recv().await {
-        let mut batch = vec![first];
-        let linger = tokio::time::sleep(ACK_LINGER);
-        tokio::pin!(linger);
-        while batch.len() < MAX_RECEIVE {
-            tokio::select! {
-                r = receipts.recv() => match r {
-                    Some(r) => batch.push(r),
-                    None => break,
-                },
-                _ = &mut linger => break,
-            }
-        }
-        if let Err(e) = deps.queue.delete_batch(&queue, batch).await {
-            // Undeleted messages come back and are dropped as duplicates.
-            tracing::warn!(error = %e, "acknowledging messages failed");
-        }
-    }
 }

@@ -20,9 +20,12 @@ use crate::ports::{HttpClient, HttpError, HttpRequest, HttpResponse};
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Outgoing HTTP with the SSRF guard. Build once; it pools connections.
+/// The underlying client (and its TLS trust store, read from the system's
+/// certificates) is built on first use: most processes, e.g. the enqueue
+/// function, never call out, and a cold start should not pay for it.
 #[derive(Clone)]
 pub struct GuardedHttpClient {
-    client: reqwest::Client,
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
     allow: Arc<Vec<IpNet>>,
 }
 
@@ -129,15 +132,25 @@ impl GuardedHttpClient {
     pub fn new(allow: Vec<IpNet>) -> Result<Self, HttpError> {
         // One process-wide TLS provider (ring); a second install is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let allow = Arc::new(allow);
+        Ok(GuardedHttpClient {
+            client: Arc::default(),
+            allow: Arc::new(allow),
+        })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, HttpError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver {
-                allow: allow.clone(),
+                allow: self.allow.clone(),
             }))
             .build()
-            .map_err(|e| HttpError::Invalid(format!("building the HTTP client: {e}")))?;
-        Ok(GuardedHttpClient { client, allow })
+            .map_err(|e| HttpError::Transport(format!("building the HTTP client: {e}")))?;
+        // Two first calls at once may both build one; the first stored wins.
+        Ok(self.client.get_or_init(|| client))
     }
 
     fn check_url(&self, raw: &str) -> Result<reqwest::Url, HttpError> {
@@ -202,7 +215,7 @@ impl HttpClient for GuardedHttpClient {
         let url = self.check_url(&request.url)?;
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HttpError::Invalid(format!("bad method `{}`", request.method)))?;
-        let mut builder = self.client.request(method, url).timeout(request.timeout);
+        let mut builder = self.client()?.request(method, url).timeout(request.timeout);
         for (k, v) in &request.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }

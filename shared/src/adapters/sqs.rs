@@ -4,7 +4,7 @@
 //! batched by 10. Durations go to SQS in whole seconds, rounded up.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
     SendMessageBatchRequestEntry,
 };
+use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
 use crate::adapters::checks::check_messages;
@@ -39,7 +40,8 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
     client: Client,
-    urls: Arc<RwLock<HashMap<String, String>>>,
+    /// One cell per queue name: concurrent first sends resolve it once.
+    urls: Arc<Mutex<HashMap<String, Arc<OnceCell<String>>>>>,
     /// Create queues on first use with this visibility timeout. Tests use it
     /// for the fresh names of the conformance suite; deployments provision.
     create_missing: Option<Duration>,
@@ -66,28 +68,29 @@ impl SqsQueue {
         if queue.starts_with("https://") || queue.starts_with("http://") {
             return Ok(queue.to_owned());
         }
-        if let Some(url) = self.urls.read().unwrap_or_else(|e| e.into_inner()).get(queue) {
-            return Ok(url.clone());
-        }
-        let url = match self.client.get_queue_url().queue_name(queue).send().await {
-            Ok(out) => out.queue_url.unwrap_or_default(),
+        let cell = self
+            .urls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(queue.to_owned())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.resolve(queue)).await.cloned()
+    }
+
+    async fn resolve(&self, queue: &str) -> Result<String, QueueError> {
+        match self.client.get_queue_url().queue_name(queue).send().await {
+            Ok(out) => Ok(out.queue_url.unwrap_or_default()),
             Err(e) if is_missing_queue(&e) => match self.create_missing {
                 Some(visibility) => provision_queue(&self.client, queue, visibility)
                     .await
-                    .map_err(QueueError::Unavailable)?,
-                None => {
-                    return Err(QueueError::Unavailable(
-                        format!("SQS queue {queue} does not exist (run `warren provision`)").into(),
-                    ));
-                }
+                    .map_err(QueueError::Unavailable),
+                None => Err(QueueError::Unavailable(
+                    format!("SQS queue {queue} does not exist (run `warren provision`)").into(),
+                )),
             },
-            Err(e) => return Err(unavailable("GetQueueUrl", &e)),
-        };
-        self.urls
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(queue.to_owned(), url.clone());
-        Ok(url)
+            Err(e) => Err(unavailable("GetQueueUrl", &e)),
+        }
     }
 }
 
