@@ -16,6 +16,8 @@ pub fn app(deps: Deps) -> Router {
         enqueue_batch::router(deps.clone()),
         task_query::router(deps.clone()),
         task_control::router(deps.clone()),
+        pipelines::router(deps.clone()),
+        events::router(deps.clone()),
         ops::router(deps),
     ];
     let app = routers.into_iter().fold(Router::new(), Router::merge);

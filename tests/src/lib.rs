@@ -438,6 +438,16 @@ impl Warren {
         .await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            "PUT",
+            path,
+            &[("content-type", "application/json")],
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
     pub async fn patch(&self, path: &str, body: &Value) -> Resp {
         self.send(
             "PATCH",

@@ -2,7 +2,7 @@
 //! cursor), the failed list (dead letters), and per-queue counts.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Uri};
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -11,7 +11,7 @@ use serde_json::json;
 use warren::Deps;
 use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, TaskResultResponse, task_id};
-use warren::http::{ApiError, Params, decode_cursor, encode_cursor};
+use warren::http::{ApiError, Params, decode_cursor, page_response};
 use warren::service::control::is_finished;
 use warren::service::tasks::TaskFilter;
 
@@ -94,24 +94,7 @@ async fn page(
     }
     let page = deps.list_tasks(&filter, limit).await?;
     let body: Vec<TaskResponse> = page.tasks.into_iter().map(TaskResponse::from).collect();
-    let mut headers = HeaderMap::new();
-    if let Some(next) = page.next {
-        let cursor = encode_cursor(&next);
-        let query: Vec<String> = uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
-            .map(str::to_string)
-            .chain([format!("cursor={cursor}")])
-            .collect();
-        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"));
-        if let (Ok(c), Ok(l)) = (HeaderValue::from_str(&cursor), HeaderValue::from_str(&link)) {
-            headers.insert("x-next-cursor", c);
-            headers.insert(axum::http::header::LINK, l);
-        }
-    }
-    Ok((headers, Json(body)).into_response())
+    Ok(page_response(&uri, body, page.next))
 }
 
 async fn one(

@@ -140,7 +140,9 @@ fn env_or(name: &str, default: &str) -> String {
 /// What every Lambda function of warren starts with, from its environment:
 /// `WARREN_TABLE`, `WARREN_TASK_QUEUE`, `WARREN_API_KEY_SHA256` (required
 /// unless `WARREN_AUTH=disabled`), `WARREN_WEBHOOK_SECRET` (required),
-/// `WARREN_TASK_TIMEOUT` (seconds, default 300), `WARREN_OUTBOUND_ALLOW`.
+/// `WARREN_TASK_TIMEOUT` (seconds, default 300), `WARREN_OUTBOUND_ALLOW`,
+/// `WARREN_DEFAULT_WORKFLOW` (the pipeline id `POST /events` uses when the
+/// request names none).
 /// A missing or malformed setting fails the cold start with its name.
 pub async fn lambda_deps() -> Result<Deps, BoxError> {
     init_lambda_logging();
@@ -172,6 +174,14 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
     };
     let allow = parse_allow_list(&std::env::var("WARREN_OUTBOUND_ALLOW").unwrap_or_default())
         .map_err(|e| format!("WARREN_OUTBOUND_ALLOW: {e}"))?;
+    let default_workflow = match std::env::var("WARREN_DEFAULT_WORKFLOW") {
+        Ok(s) if !s.trim().is_empty() => Some(
+            s.trim()
+                .parse()
+                .map_err(|_| format!("WARREN_DEFAULT_WORKFLOW: `{s}` is not a pipeline id"))?,
+        ),
+        _ => None,
+    };
     let resources = Resources::from_env();
     let clients = AwsClients::new(&sdk_config().await, None);
     Ok(Deps {
@@ -186,6 +196,7 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
             default_timeout,
             webhook_secret,
             api_key,
+            default_workflow,
             ..Config::default()
         }),
     })

@@ -189,7 +189,8 @@ impl Execution {
     }
 
     /// Checkpoint step `index` with its outcome after `attempts` attempts;
-    /// the last success, or any failure, ends the execution.
+    /// the last success, or any failure, ends the execution. The lease is
+    /// released: the holder claims the next step anew.
     pub fn record(
         &self,
         index: usize,
@@ -200,6 +201,7 @@ impl Execution {
     ) -> Execution {
         let mut next = self.clone();
         next.version += 1;
+        next.lease_until = None;
         let step = &mut next.steps[index];
         step.attempts = attempts;
         step.started_at = Some(started);
@@ -234,7 +236,6 @@ impl Execution {
             next.error = error.map(|e| format!("step `{}`: {e}", next.steps[index].name));
             next.completed_at = Some(now);
             next.duration_ms = Some(millis(now - next.started_at));
-            next.lease_until = None;
         }
         next
     }
@@ -303,5 +304,8 @@ mod tests {
         let held = e.claimed(now + chrono::Duration::seconds(30));
         assert!(!held.is_free(now));
         assert!(held.is_free(now + chrono::Duration::seconds(30)));
+        let checkpointed = held.record(0, StepOutcome::Success(json!(1)), 1, now, now);
+        assert_eq!(checkpointed.lease_until, None, "a checkpoint releases the lease");
+        assert!(checkpointed.is_free(now));
     }
 }

@@ -1,5 +1,6 @@
 //! The domain: pure types and rules, no I/O.
 
+pub mod event;
 pub mod execution;
 pub mod pipeline;
 pub mod task;

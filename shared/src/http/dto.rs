@@ -6,6 +6,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::domain::execution::{Execution, ExecutionStatus, StepRecord, TriggerType};
+use crate::domain::pipeline::SchemaViolation;
 use crate::domain::{Task, TaskStatus, WebhookOutcome};
 use crate::service::enqueue::NewTask;
 
@@ -171,9 +173,56 @@ pub struct TaskResultResponse {
 
 /// Parse a task id from a path, answering 400 for anything but a UUID.
 pub fn task_id(raw: &str) -> Result<Uuid, super::ApiError> {
+    id_of(raw, "task")
+}
+
+/// The id of a `what` (pipeline, execution, event) in a path: 400 unless a UUID.
+pub fn id_of(raw: &str, what: &str) -> Result<Uuid, super::ApiError> {
     raw.parse().map_err(|_| {
-        super::ApiError::bad_request("invalid_id", format!("`{raw}` is not a task id (a UUID)"))
+        super::ApiError::bad_request("invalid_id", format!("`{raw}` is not a {what} id (a UUID)"))
     })
+}
+
+/// An execution as the API shows it (the lease and write version stay inside).
+#[derive(Clone, Debug, Serialize)]
+pub struct ExecutionResponse {
+    pub id: Uuid,
+    pub pipeline_id: Uuid,
+    pub pipeline_version: u32,
+    pub status: ExecutionStatus,
+    pub trigger_type: TriggerType,
+    pub trigger_id: Option<String>,
+    pub event_id: Option<Uuid>,
+    pub started_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<u64>,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub validation_errors: Option<Vec<SchemaViolation>>,
+    pub steps: Vec<StepRecord>,
+}
+
+impl From<Execution> for ExecutionResponse {
+    fn from(e: Execution) -> Self {
+        ExecutionResponse {
+            id: e.id,
+            pipeline_id: e.pipeline_id,
+            pipeline_version: e.pipeline_version,
+            status: e.status,
+            trigger_type: e.trigger_type,
+            trigger_id: e.trigger_id,
+            event_id: e.event_id,
+            started_at: e.started_at,
+            completed_at: e.completed_at,
+            duration_ms: e.duration_ms,
+            input: e.input,
+            output: e.output,
+            error: e.error,
+            validation_errors: e.validation_errors,
+            steps: e.steps,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -133,6 +133,18 @@ pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Any JSON value (object, array, scalar): 400 `invalid_json` when the body
+/// is empty or malformed.
+pub fn parse_any_json(text: &[u8]) -> Result<Value, ApiError> {
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "request body is empty; JSON expected",
+        ));
+    }
+    serde_json::from_slice(text).map_err(|_| malformed(text))
+}
+
 /// Whether `text` is syntactically valid JSON (checked only on error paths).
 fn well_formed(text: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
@@ -262,6 +274,35 @@ pub fn decode_cursor(raw: &str) -> Result<String, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this API issued"))
+}
+
+/// A JSON array answer of one list page; when more follow, `X-Next-Cursor`
+/// and a `Link` header (rel="next", the request's query with the cursor)
+/// say where.
+pub fn page_response<T: serde::Serialize>(
+    uri: &axum::http::Uri,
+    items: Vec<T>,
+    next: Option<String>,
+) -> Response {
+    use axum::http::{HeaderMap, HeaderValue};
+    let mut headers = HeaderMap::new();
+    if let Some(next) = next {
+        let cursor = encode_cursor(&next);
+        let query: Vec<String> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty() && !kv.starts_with("cursor="))
+            .map(str::to_string)
+            .chain([format!("cursor={cursor}")])
+            .collect();
+        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.join("&"));
+        if let (Ok(c), Ok(l)) = (HeaderValue::from_str(&cursor), HeaderValue::from_str(&link)) {
+            headers.insert("x-next-cursor", c);
+            headers.insert(axum::http::header::LINK, l);
+        }
+    }
+    (headers, axum::Json(items)).into_response()
 }
 
 /// Encode a list cursor for a response header.

@@ -52,6 +52,28 @@ pub enum Enqueued {
 }
 
 impl NewTask {
+    /// A task of `task_name` on `queue_name` with the task API's defaults
+    /// for every other field.
+    pub fn named(task_name: impl Into<String>, queue_name: impl Into<String>) -> Self {
+        NewTask {
+            task_name: task_name.into(),
+            queue_name: queue_name.into(),
+            module_path: None,
+            args: Vec::new(),
+            kwargs: Map::new(),
+            scheduled_at: None,
+            max_retries: crate::http::dto::DEFAULT_MAX_RETRIES,
+            priority: 0,
+            ttl_seconds: None,
+            metadata: Map::new(),
+            retry_delay: None,
+            retry_backoff: true,
+            webhook_url: None,
+            timeout_seconds: None,
+            idempotency_key: None,
+        }
+    }
+
     /// Check the fields a type cannot: names, ranges, URLs, size.
     pub fn validate(&self) -> Result<(), ServiceError> {
         let bad = |m: String| Err(ServiceError::invalid("invalid_field", m));

@@ -3,12 +3,17 @@
 
 pub mod control;
 pub mod enqueue;
+pub mod events;
+pub mod executions;
 pub mod metrics;
+pub mod pipelines;
 pub mod scheduler;
 pub mod tasks;
 pub mod webhook;
 pub mod worker;
 
+#[cfg(test)]
+mod pipeline_tests;
 #[cfg(test)]
 mod tests;
 
@@ -55,6 +60,8 @@ pub struct Config {
     /// The key every `/api` route requires (hashed); disabled only for
     /// loopback development.
     pub api_key: crate::http::ApiKey,
+    /// The pipeline that processes `POST /events` when the request names none.
+    pub default_workflow: Option<uuid::Uuid>,
 }
 
 impl Default for Config {
@@ -69,6 +76,7 @@ impl Default for Config {
             webhook_secret: Vec::new(),
             webhook_attempts: 4,
             api_key: crate::http::ApiKey::default(),
+            default_workflow: None,
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct TickReport {
     pub rescued: usize,
     /// Owed webhooks re-sent.
     pub webhooks: usize,
+    /// Pipeline executions re-sent (message lost, or worker lost mid-run).
+    pub executions: usize,
     /// Pending tasks past their TTL.
     pub expired: usize,
     /// Items deleted at the end of their TTL.
@@ -152,6 +154,16 @@ async fn on_timer(
     let Some(item) = current_due(deps, key, TIMER, now).await? else {
         return Ok(());
     };
+    if key.pk.starts_with(super::executions::EXECUTION_PREFIX) {
+        return match super::executions::resume(deps, &item, now).await {
+            Ok(resent) => {
+                report.executions += usize::from(resent);
+                Ok(())
+            }
+            Err(e) if e.is_conflict() => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
     let Some(task) = task_from_item(&item) else {
         return Ok(());
     };

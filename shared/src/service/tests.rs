@@ -62,7 +62,7 @@ fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
     (memory_deps(clock.clone(), handlers), clock)
 }
 
-async fn receive_all(deps: &Deps) -> Vec<Delivery> {
+pub(super) async fn receive_all(deps: &Deps) -> Vec<Delivery> {
     deps.queue
         .receive(
             &deps.config.task_queue,

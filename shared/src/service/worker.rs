@@ -37,6 +37,8 @@ pub enum TaskMessage {
         webhook_task: Box<Task>,
         attempt: u32,
     },
+    /// Run a pipeline execution from its first unfinished step.
+    Execution { execution: Uuid },
 }
 
 impl TaskMessage {
@@ -80,6 +82,7 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
             webhook_task,
             attempt,
         } => webhook::deliver_inline(deps, *webhook_task, attempt).await,
+        TaskMessage::Execution { execution } => super::executions::run(deps, execution).await,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod queue;
+pub mod router;
 pub mod store;
 
 use std::sync::Arc;

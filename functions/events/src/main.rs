@@ -1,0 +1,7 @@
+//! The `events` Lambda function: POST /events and GET /events/{id}, behind the HTTP API.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let deps = warren::adapters::aws::lambda_deps().await?;
+    lambda_http::run(events::router(deps)).await
+}

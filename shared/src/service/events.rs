@@ -1,0 +1,91 @@
+//! Event ingestion (`POST /events`): store the event and the execution of
+//! its workflow in one transaction, queue the execution; the execution's
+//! final checkpoint writes the event's outcome.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::executions::{self, event_item, event_key};
+use super::pipelines::{self, from_attrs};
+use super::{Deps, ServiceError};
+use crate::domain::event::{Event, EventStatus};
+use crate::domain::execution::{Execution, TriggerType};
+use crate::domain::pipeline::{SchemaViolation, violations};
+use crate::ports::{Condition, WriteOp};
+
+/// What became of a posted event.
+#[derive(Debug)]
+pub enum Ingested {
+    /// Stored and queued.
+    Queued { event_id: Uuid, execution_id: Uuid },
+    /// Refused at once (`validate=sync`): nothing was stored.
+    Invalid(Vec<SchemaViolation>),
+}
+
+/// Store `data` as an event for `workflow` (else the configured default)
+/// and queue its execution. With `validate_now`, data that breaks the
+/// pipeline's `event_schema` is refused before anything is stored.
+pub async fn ingest(
+    deps: &Deps,
+    data: Value,
+    workflow: Option<Uuid>,
+    validate_now: bool,
+) -> Result<Ingested, ServiceError> {
+    let Some(workflow) = workflow.or(deps.config.default_workflow) else {
+        return Err(ServiceError::invalid(
+            "no_workflow",
+            "no workflow named: pass ?workflow=<pipeline id> (no default workflow is configured)",
+        ));
+    };
+    let pipeline = pipelines::get(deps, workflow, None).await?;
+    if validate_now && let Some(schema) = &pipeline.spec.event_schema {
+        let found = violations(schema, &data);
+        if !found.is_empty() {
+            return Ok(Ingested::Invalid(found));
+        }
+    }
+    let now = deps.now();
+    let event_id = Uuid::now_v7();
+    let mut execution = Execution::new(
+        Uuid::now_v7(),
+        &pipeline,
+        TriggerType::Ingest,
+        Some(event_id.to_string()),
+        data.clone(),
+        now,
+    );
+    execution.event_id = Some(event_id);
+    let event = Event {
+        id: event_id,
+        data,
+        workflow,
+        pipeline_version: pipeline.version,
+        execution_id: execution.id,
+        status: EventStatus::Pending,
+        result: None,
+        error: None,
+        validation_errors: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let put_event = WriteOp::Put {
+        item: event_item(&event),
+        cond: Condition::Absent {
+            now: now.timestamp(),
+        },
+    };
+    executions::start(deps, &execution, vec![put_event]).await?;
+    Ok(Ingested::Queued {
+        event_id,
+        execution_id: execution.id,
+    })
+}
+
+/// The stored event with its status and result.
+pub async fn get(deps: &Deps, id: Uuid) -> Result<Event, ServiceError> {
+    deps.store
+        .get(&event_key(id))
+        .await?
+        .and_then(|i| from_attrs(&i))
+        .ok_or(ServiceError::NotFound("no such event"))
+}

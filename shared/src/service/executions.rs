@@ -1,0 +1,516 @@
+//! Executions: start one, run it from the task queue step by step, and
+//! resume it when its worker is lost.
+//!
+//! | item      | pk           | sk      | indexes                                             |
+//! |-----------|--------------|---------|-----------------------------------------------------|
+//! | execution | `EXEC#<id>`  | `EXEC`  | gsi2 `PEXEC#<pipeline>` / id, gsi5 timer while running |
+//! | event     | `EVENT#<id>` | `EVENT` | none                                                |
+//!
+//! A worker claims a running execution by compare-and-set with a lease long
+//! enough for its next step, and checkpoints each finished step (claiming
+//! the next one in the same write). The execution's timer (gsi5) is its
+//! lease end, or, before any claim, when its message counts as lost; the
+//! scheduler re-sends the message of a free execution whose timer fired, so
+//! a crash between steps resumes at the first unfinished step.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::enqueue::{Enqueued, NewTask, enqueue};
+use super::pipelines::{self, CHILDREN, attrs_of, executions_parent, from_attrs};
+use super::tasks::{TIMER, TIMER_PREFIX, timed_key};
+use super::webhook::signed_headers;
+use super::worker::TaskMessage;
+use super::{Deps, ServiceError};
+use crate::domain::event::Event;
+use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
+use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate, violations};
+use crate::handlers::TaskContext;
+use crate::ports::{Condition, HttpError, HttpRequest, Item, Key, OutgoingMessage, WriteOp};
+
+/// The most tasks one `enqueue` step may fan out.
+pub const MAX_FAN_OUT: usize = 1000;
+/// The longest pause between two attempts of a step.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+
+pub const EXECUTION_PREFIX: &str = "EXEC#";
+
+pub fn execution_key(id: Uuid) -> Key {
+    Key::new(format!("{EXECUTION_PREFIX}{id}"), "EXEC")
+}
+
+pub fn event_key(id: Uuid) -> Key {
+    Key::new(format!("EVENT#{id}"), "EVENT")
+}
+
+fn execution_item(e: &Execution, timer: Option<DateTime<Utc>>) -> Item {
+    let id = e.id.to_string();
+    let mut item = Item::new(execution_key(e.id), attrs_of(e));
+    item.indexes
+        .push((CHILDREN, Key::new(executions_parent(e.pipeline_id), &id)));
+    if let Some(at) = timer {
+        item.indexes.push((TIMER, timed_key(TIMER_PREFIX, at, &id)));
+    }
+    item
+}
+
+pub fn event_item(event: &Event) -> Item {
+    Item::new(event_key(event.id), attrs_of(event))
+}
+
+/// The execution with this id.
+pub async fn get(deps: &Deps, id: Uuid) -> Result<Execution, ServiceError> {
+    deps.store
+        .get(&execution_key(id))
+        .await?
+        .and_then(|i| from_attrs(&i))
+        .ok_or(ServiceError::NotFound("no such execution"))
+}
+
+/// A page of a pipeline's executions, newest first, and the next cursor.
+pub async fn list(
+    deps: &Deps,
+    pipeline: Uuid,
+    limit: usize,
+    before: Option<String>,
+) -> Result<(Vec<Execution>, Option<String>), ServiceError> {
+    let page =
+        pipelines::children(deps, &executions_parent(pipeline), limit, before.clone()).await?;
+    // Executions outlive their pipeline; an unknown pipeline with none is a 404.
+    if page.0.is_empty() && before.is_none() {
+        pipelines::get(deps, pipeline, None).await?;
+    }
+    Ok(page)
+}
+
+fn redispatch_window(deps: &Deps) -> chrono::Duration {
+    chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
+}
+
+fn message(id: Uuid) -> OutgoingMessage {
+    OutgoingMessage {
+        body: TaskMessage::Execution { execution: id }.encode(),
+        delay: Duration::ZERO,
+        priority: 0,
+    }
+}
+
+/// Store a new execution (with `extra` writes in the same transaction) and
+/// queue it. A lost send is repaired by the execution's timer.
+pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<(), ServiceError> {
+    let mut ops = vec![WriteOp::Put {
+        item: execution_item(e, Some(deps.now() + redispatch_window(deps))),
+        cond: Condition::Absent {
+            now: deps.now().timestamp(),
+        },
+    }];
+    ops.extend(extra);
+    deps.store.transact(ops).await?;
+    if let Err(err) = deps
+        .queue
+        .send_batch(&deps.config.task_queue, vec![message(e.id)])
+        .await
+    {
+        tracing::warn!(execution_id = %e.id, error = %err, "execution stored but not sent; the scheduler will re-send it");
+    }
+    Ok(())
+}
+
+/// Start a run of `pipeline` on `input`.
+pub async fn run_pipeline(
+    deps: &Deps,
+    pipeline: &Pipeline,
+    trigger_type: crate::domain::execution::TriggerType,
+    trigger_id: Option<String>,
+    input: Value,
+) -> Result<Execution, ServiceError> {
+    let e = Execution::new(
+        Uuid::now_v7(),
+        pipeline,
+        trigger_type,
+        trigger_id,
+        input,
+        deps.now(),
+    );
+    start(deps, &e, Vec::new()).await?;
+    Ok(e)
+}
+
+/// Replace `prev` by `next` (compare-and-set on its version) with `extra`.
+async fn save(
+    deps: &Deps,
+    prev: &Execution,
+    next: &Execution,
+    timer: Option<DateTime<Utc>>,
+    extra: Vec<WriteOp>,
+) -> Result<(), ServiceError> {
+    let mut ops = vec![WriteOp::Put {
+        item: execution_item(next, timer),
+        cond: Condition::version(prev.version),
+    }];
+    ops.extend(extra);
+    deps.store.transact(ops).await?;
+    Ok(())
+}
+
+/// How long a worker may hold the execution to run `step` with all its
+/// attempts and pauses; past that the run is presumed lost.
+fn lease_end(deps: &Deps, step: &Step, now: DateTime<Utc>) -> DateTime<Utc> {
+    let attempts = step.retries + 1;
+    let budget =
+        step.timeout() * attempts + MAX_RETRY_PAUSE * step.retries + deps.config.lease_grace;
+    now + chrono::Duration::from_std(budget).unwrap_or_default()
+}
+
+/// The writes that go with an execution's final checkpoint: the pipeline's
+/// counters and, for an ingested event, the event's outcome.
+async fn finishing_writes(deps: &Deps, e: &Execution) -> Result<Vec<WriteOp>, ServiceError> {
+    let mut ops = pipelines::finished_counters(e);
+    if let Some(id) = e.event_id {
+        let event = deps
+            .store
+            .get(&event_key(id))
+            .await?
+            .and_then(|i| from_attrs::<Event>(&i));
+        if let Some(event) = event {
+            ops.push(WriteOp::Put {
+                item: event_item(&event.finished(e, deps.now())),
+                cond: Condition::Exists,
+            });
+        }
+    }
+    Ok(ops)
+}
+
+/// Write `next` over `prev`, the last write carrying the finishing writes.
+async fn checkpoint(deps: &Deps, prev: &Execution, next: &Execution) -> Result<(), ServiceError> {
+    let extra = match next.status {
+        ExecutionStatus::Running => Vec::new(),
+        _ => finishing_writes(deps, next).await?,
+    };
+    save(deps, prev, next, next.lease_until, extra).await
+}
+
+/// Run the execution from its first unfinished step to its end: what the
+/// worker does with an execution message. A duplicate message, or one for
+/// an execution another worker holds, is a no-op.
+pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
+    let current = match get(deps, id).await {
+        Err(ServiceError::NotFound(_)) => return Ok(()),
+        other => other?,
+    };
+    let now = deps.now();
+    let Some(first) = current.next_step() else {
+        return Ok(());
+    };
+    if !current.is_free(now) {
+        tracing::debug!(execution_id = %id, "execution held by another worker; message dropped");
+        return Ok(());
+    }
+    let pipeline =
+        match pipelines::get(deps, current.pipeline_id, Some(current.pipeline_version)).await {
+            Ok(p) => p,
+            Err(ServiceError::NotFound(_)) => {
+                let gone = StepOutcome::Error {
+                    message: "the pipeline version was deleted".into(),
+                    violations: Vec::new(),
+                };
+                let next = current.record(first, gone, 0, now, now);
+                return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
+            }
+            Err(e) => return Err(e),
+        };
+    let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now));
+    if let Err(e) = save(deps, &current, &held, held.lease_until, Vec::new()).await {
+        return taken_over_is_fine(Err(e), id);
+    }
+    while let Some(index) = held.next_step() {
+        let started = deps.now();
+        let (outcome, attempts) = run_step(deps, &pipeline, &held, index).await;
+        let now = deps.now();
+        let mut next = held.record(index, outcome, attempts, started, now);
+        if let Some(following) = next.next_step() {
+            next = next.claimed(lease_end(deps, &pipeline.spec.steps[following], now));
+        }
+        if let Err(e) = checkpoint(deps, &held, &next).await {
+            return taken_over_is_fine(Err(e), id);
+        }
+        held = next;
+    }
+    Ok(())
+}
+
+/// A lost compare-and-set means another worker took the run over (after our
+/// lease ran out): its outcome wins, ours is dropped.
+fn taken_over_is_fine(r: Result<(), ServiceError>, id: Uuid) -> Result<(), ServiceError> {
+    match r {
+        Err(e) if e.is_conflict() => {
+            tracing::info!(execution_id = %id, "execution was taken over; this run stops");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Why one attempt of a step failed.
+enum Failure {
+    Retry(String),
+    Fatal(String),
+    Invalid(Vec<SchemaViolation>),
+    Timeout(String),
+}
+
+impl Failure {
+    fn retryable(&self) -> bool {
+        matches!(self, Failure::Retry(_) | Failure::Timeout(_))
+    }
+
+    fn outcome(self) -> StepOutcome {
+        let error = |message| StepOutcome::Error {
+            message,
+            violations: Vec::new(),
+        };
+        match self {
+            Failure::Retry(m) | Failure::Fatal(m) => error(m),
+            Failure::Timeout(m) => StepOutcome::Timeout(m),
+            Failure::Invalid(v) => StepOutcome::Error {
+                message: format!("the input breaks the schema ({} violation(s))", v.len()),
+                violations: v,
+            },
+        }
+    }
+}
+
+/// Run step `index` with its retries, each attempt under the step's
+/// timeout; how it ended and after how many attempts.
+async fn run_step(
+    deps: &Deps,
+    pipeline: &Pipeline,
+    e: &Execution,
+    index: usize,
+) -> (StepOutcome, u32) {
+    let step = &pipeline.spec.steps[index];
+    let context = e.context();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let job = Attempt {
+            deps: deps.clone(),
+            step: step.clone(),
+            event_schema: pipeline.spec.event_schema.clone(),
+            context: context.clone(),
+            execution: e.id,
+            attempt,
+        };
+        // On its own tokio task, so a panicking handler fails its attempt
+        // instead of taking the worker down.
+        let mut run = tokio::spawn(job.run());
+        let failure = match tokio::time::timeout(step.timeout(), &mut run).await {
+            Ok(Ok(Ok(output))) => return (StepOutcome::Success(output), attempt),
+            Ok(Ok(Err(f))) => f,
+            Ok(Err(crash)) => Failure::Retry(format!("step crashed: {crash}")),
+            Err(_) => {
+                run.abort();
+                Failure::Timeout(format!("timed out after {} s", step.timeout().as_secs()))
+            }
+        };
+        if !failure.retryable() || attempt > step.retries {
+            return (failure.outcome(), attempt);
+        }
+        let pause = Duration::from_millis(200 * 2u64.pow(attempt.min(10) - 1)).min(MAX_RETRY_PAUSE);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// One attempt of one step, owned so it can run on its own tokio task.
+struct Attempt {
+    deps: Deps,
+    step: Step,
+    event_schema: Option<Value>,
+    context: Value,
+    execution: Uuid,
+    attempt: u32,
+}
+
+impl Attempt {
+    async fn run(self) -> Result<Value, Failure> {
+        match &self.step.kind {
+            StepKind::Validate { schema } => {
+                let schema = schema.as_ref().or(self.event_schema.as_ref());
+                let found = schema.map_or_else(Vec::new, |s| violations(s, &self.context["event"]));
+                match found.is_empty() {
+                    true => Ok(json!({ "valid": true })),
+                    false => Err(Failure::Invalid(found)),
+                }
+            }
+            StepKind::Task {
+                task_name,
+                args,
+                kwargs,
+            } => {
+                let mut kwargs = kwargs.clone();
+                kwargs
+                    .entry("context")
+                    .or_insert_with(|| self.context.clone());
+                let ctx = TaskContext {
+                    task_id: None,
+                    task_name: task_name.clone(),
+                    args: args.clone(),
+                    kwargs,
+                    attempt: self.attempt,
+                    http: self.deps.http.clone(),
+                };
+                self.deps
+                    .handlers
+                    .run(ctx)
+                    .await
+                    .map_err(|f| match f.retryable {
+                        true => Failure::Retry(f.message),
+                        false => Failure::Fatal(f.message),
+                    })
+            }
+            StepKind::Http {
+                url,
+                method,
+                headers,
+            } => self.http(url, method, headers).await,
+            StepKind::Transform { expression } => {
+                evaluate(expression, &self.context).map_err(Failure::Fatal)
+            }
+            StepKind::Enqueue {
+                task_name,
+                queue_name,
+                items,
+            } => self.fan_out(task_name, queue_name, items.as_deref()).await,
+        }
+    }
+
+    /// Send the context, signed like a webhook (`webhook-id` is stable
+    /// across attempts so the receiver can drop duplicates).
+    async fn http(
+        &self,
+        url: &str,
+        method: &str,
+        headers: &Map<String, Value>,
+    ) -> Result<Value, Failure> {
+        let body = self.context.to_string();
+        let id = format!("msg_{}_{}", self.execution, self.step.name);
+        let signed = signed_headers(
+            &self.deps.config.webhook_secret,
+            &id,
+            self.deps.now().timestamp(),
+            &body,
+        );
+        // The step's own headers never replace the signature's.
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(k, _)| !signed.iter().any(|(s, _)| s.eq_ignore_ascii_case(k)))
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+            .collect();
+        all.extend(signed);
+        let request = HttpRequest {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers: all,
+            body: body.into_bytes(),
+            timeout: self.step.timeout(),
+        };
+        let response = self.deps.http.send(request).await.map_err(|e| match e {
+            HttpError::Blocked(_) | HttpError::Invalid(_) => Failure::Fatal(e.to_string()),
+            HttpError::Timeout | HttpError::Transport(_) => Failure::Retry(e.to_string()),
+        })?;
+        let text = String::from_utf8_lossy(&response.body).into_owned();
+        let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        match response.status {
+            200..=299 => Ok(json!({ "status": response.status, "body": answer })),
+            429 | 500..=599 => Err(Failure::Retry(format!("answered HTTP {}", response.status))),
+            s => Err(Failure::Fatal(format!("answered HTTP {s}"))),
+        }
+    }
+
+    /// One task per element of `items` (or one with the context). Each has
+    /// an idempotency key of this execution and step, so a step re-run
+    /// after a crash enqueues nothing twice.
+    async fn fan_out(
+        &self,
+        task_name: &str,
+        queue: &str,
+        items: Option<&str>,
+    ) -> Result<Value, Failure> {
+        let kwargs: Vec<Map<String, Value>> = match items {
+            None => vec![Map::from_iter([(
+                "context".to_string(),
+                self.context.clone(),
+            )])],
+            Some(expression) => {
+                match evaluate(expression, &self.context).map_err(Failure::Fatal)? {
+                    Value::Array(items) if items.len() <= MAX_FAN_OUT => items
+                        .into_iter()
+                        .map(|item| Map::from_iter([("item".to_string(), item)]))
+                        .collect(),
+                    Value::Array(items) => {
+                        return Err(Failure::Fatal(format!(
+                            "`items` yields {} elements; at most {MAX_FAN_OUT}",
+                            items.len()
+                        )));
+                    }
+                    other => {
+                        return Err(Failure::Fatal(format!(
+                            "`items` must yield an array, not {other}"
+                        )));
+                    }
+                }
+            }
+        };
+        let mut ids = Vec::with_capacity(kwargs.len());
+        for (i, kwargs) in kwargs.into_iter().enumerate() {
+            let new = NewTask {
+                kwargs,
+                idempotency_key: Some(format!("exec:{}:{}:{i}", self.execution, self.step.name)),
+                ..NewTask::named(task_name, queue)
+            };
+            match enqueue(&self.deps, new).await {
+                Ok(Enqueued::Created(id) | Enqueued::Existing(id)) => {
+                    ids.push(Value::from(id.to_string()))
+                }
+                Ok(Enqueued::Ephemeral) => {}
+                Err(e @ ServiceError::Invalid { .. }) => return Err(Failure::Fatal(e.to_string())),
+                Err(e) => return Err(Failure::Retry(e.to_string())),
+            }
+        }
+        Ok(json!({ "task_ids": ids }))
+    }
+}
+
+/// The scheduler found the execution's timer due: if nobody holds it (its
+/// message was lost, or its worker's lease ran out), re-send its message
+/// and set the next timer. True when it was re-sent.
+pub async fn resume(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+    let Some(e) = from_attrs::<Execution>(item) else {
+        return Ok(false);
+    };
+    if e.next_step().is_none() || !e.is_free(now) {
+        return Ok(false);
+    }
+    if e.lease_until.is_some() {
+        tracing::warn!(execution_id = %e.id, "execution lost its worker (lease ran out); resuming it");
+    }
+    let mut next = e.clone();
+    next.lease_until = None;
+    next.version += 1;
+    save(
+        deps,
+        &e,
+        &next,
+        Some(now + redispatch_window(deps)),
+        Vec::new(),
+    )
+    .await?;
+    deps.queue
+        .send_batch(&deps.config.task_queue, vec![message(e.id)])
+        .await?;
+    Ok(true)
+}

@@ -1,0 +1,505 @@
+//! Pipelines and executions end to end on the in-memory backend, with an
+//! injected clock and a store that can fail on cue: what an execution
+//! promises when its worker crashes, its message is lost or its input is bad.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::events::{self, Ingested};
+use super::scheduler::tick;
+use super::worker::process;
+use super::{Deps, executions, pipelines};
+use crate::adapters::clock::ManualClock;
+use crate::domain::event::EventStatus;
+use crate::domain::execution::{Execution, ExecutionStatus, StepStatus, TriggerType};
+use crate::domain::pipeline::{Pipeline, PipelineSpec};
+use crate::handlers::Registry;
+use crate::ports::{Item, Key, Query, Store, StoreError, WriteOp};
+use crate::testing::memory_deps;
+
+fn t0() -> DateTime<Utc> {
+    "2026-03-01T12:00:00Z".parse().unwrap()
+}
+
+/// A store that fails the `n`-th write of an execution item (counting from
+/// 1) once, as a worker that dies before its checkpoint lands.
+struct CrashingStore {
+    inner: Arc<dyn Store>,
+    execution_writes: AtomicUsize,
+    fail_at: usize,
+}
+
+#[async_trait]
+impl Store for CrashingStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        if ops.iter().any(|op| op.key().pk.starts_with("EXEC#")) {
+            let n = self.execution_writes.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.fail_at {
+                return Err(StoreError::Unavailable("worker died".into()));
+            }
+        }
+        self.inner.transact(ops).await
+    }
+
+    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.put_batch(items).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(query).await
+    }
+}
+
+/// Handlers `count_a` and `count_b` that count their runs.
+fn counting() -> (Registry, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let mut r = Registry::standard();
+    let a = Arc::new(AtomicUsize::new(0));
+    let b = Arc::new(AtomicUsize::new(0));
+    for (name, counter) in [("count_a", a.clone()), ("count_b", b.clone())] {
+        r.register(name, move |_| {
+            let c = counter.clone();
+            async move { Ok(json!(c.fetch_add(1, Ordering::SeqCst) + 1)) }
+        });
+    }
+    (r, a, b)
+}
+
+fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(t0()));
+    (memory_deps(clock.clone(), handlers), clock)
+}
+
+fn spec(value: Value) -> PipelineSpec {
+    serde_json::from_value(value).unwrap()
+}
+
+/// validate → transform → task echo: the pipeline of the tests.
+fn orders() -> PipelineSpec {
+    spec(json!({
+        "name": "orders",
+        "event_schema": {
+            "type": "object",
+            "required": ["order_id"],
+            "properties": {"order_id": {"type": "string"}, "qty": {"type": "integer"}}
+        },
+        "steps": [
+            {"name": "check", "kind": "validate"},
+            {"name": "shape", "kind": "transform", "expression": "{id: event.order_id, qty: event.qty}"},
+            {"name": "say", "kind": "task", "task_name": "echo", "args": [1]}
+        ]
+    }))
+}
+
+/// Process every message on the task queue, new ones included, until none is left.
+async fn drain(deps: &Deps) {
+    loop {
+        let got = super::tests::receive_all(deps).await;
+        if got.is_empty() {
+            return;
+        }
+        for m in got {
+            process(deps, &m.body).await.unwrap();
+            deps.queue
+                .delete_batch(&deps.config.task_queue, vec![m.receipt])
+                .await
+                .unwrap();
+        }
+    }
+}
+
+async fn created(deps: &Deps, s: PipelineSpec) -> Pipeline {
+    pipelines::create(deps, s).await.unwrap()
+}
+
+/// Run a pipeline of `steps` once on `input` to its end with the standard
+/// handlers: the deps (to look further) and the finished execution.
+async fn run_to_end(steps: Value, input: Value) -> (Deps, Execution) {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, spec(json!({"name": "p", "steps": steps}))).await;
+    let e = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, input)
+        .await
+        .unwrap();
+    drain(&deps).await;
+    let done = executions::get(&deps, e.id).await.unwrap();
+    (deps, done)
+}
+
+async fn ingest(deps: &Deps, p: &Pipeline, data: Value) -> (Uuid, Uuid) {
+    match events::ingest(deps, data, Some(p.id), false).await.unwrap() {
+        Ingested::Queued {
+            event_id,
+            execution_id,
+        } => (event_id, execution_id),
+        other => panic!("expected a queued event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn valid_event_runs_every_step_to_success_and_completes_the_event() {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    let (event_id, execution_id) = ingest(&deps, &p, json!({"order_id": "A-1", "qty": 3})).await;
+    assert_eq!(
+        events::get(&deps, event_id).await.unwrap().status,
+        EventStatus::Pending
+    );
+
+    drain(&deps).await;
+
+    let e = executions::get(&deps, execution_id).await.unwrap();
+    assert_eq!(e.status, ExecutionStatus::Success, "{e:?}");
+    assert_eq!(e.trigger_type, TriggerType::Ingest);
+    assert_eq!(e.trigger_id, Some(event_id.to_string()));
+    let outputs: Vec<_> = e
+        .steps
+        .iter()
+        .map(|s| (s.status, s.output.clone()))
+        .collect();
+    assert_eq!(
+        outputs[0],
+        (StepStatus::Success, Some(json!({"valid": true})))
+    );
+    assert_eq!(
+        outputs[1],
+        (StepStatus::Success, Some(json!({"id": "A-1", "qty": 3})))
+    );
+    let echoed = outputs[2].1.clone().unwrap();
+    assert_eq!(echoed["args"], json!([1]));
+    assert_eq!(
+        echoed["kwargs"]["context"]["steps"]["shape"],
+        json!({"id": "A-1", "qty": 3})
+    );
+    assert_eq!(e.output, Some(echoed.clone()));
+    assert!(e.completed_at.is_some() && e.duration_ms.is_some());
+    assert_eq!(e.lease_until, None);
+
+    let event = events::get(&deps, event_id).await.unwrap();
+    assert_eq!(event.status, EventStatus::Completed);
+    assert_eq!(event.result, Some(echoed));
+}
+
+#[tokio::test]
+async fn invalid_event_fails_with_its_violations_stored() {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    let (event_id, execution_id) = ingest(&deps, &p, json!({"qty": "three"})).await;
+    drain(&deps).await;
+
+    let event = events::get(&deps, event_id).await.unwrap();
+    assert_eq!(event.status, EventStatus::Failed);
+    let found = event
+        .validation_errors
+        .expect("violations stored on the event");
+    assert!(found.iter().any(|v| v.path == "/qty"), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|v| v.path.is_empty() && v.message.contains("order_id")),
+        "{found:?}"
+    );
+    let e = executions::get(&deps, execution_id).await.unwrap();
+    assert_eq!(e.status, ExecutionStatus::Error);
+    assert_eq!(e.steps[0].status, StepStatus::Error);
+    assert_eq!(
+        e.steps[1].status,
+        StepStatus::Pending,
+        "no step runs after a failed one"
+    );
+}
+
+#[tokio::test]
+async fn sync_validation_refuses_an_invalid_event_and_stores_nothing() {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    match events::ingest(&deps, json!({"order_id": 5}), Some(p.id), true)
+        .await
+        .unwrap()
+    {
+        Ingested::Invalid(v) => assert_eq!(v[0].path, "/order_id"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let (runs, _) = executions::list(&deps, p.id, 10, None).await.unwrap();
+    assert!(runs.is_empty());
+}
+
+#[tokio::test]
+async fn an_event_without_a_workflow_is_refused() {
+    let (deps, _) = setup(Registry::standard());
+    let err = events::ingest(&deps, json!({}), None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            super::ServiceError::Invalid {
+                code: "no_workflow",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = events::ingest(&deps, json!({}), Some(Uuid::now_v7()), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, super::ServiceError::NotFound(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_crash_between_steps_resumes_without_re_running_finished_steps() {
+    // GIVEN a worker whose store dies on the checkpoint of step 2 (writes of
+    // the execution: 1 start, 2 claim, 3 step 1 done, 4 step 2 done)
+    let (registry, a, b) = counting();
+    let (memory, clock) = setup(registry);
+    let deps = Deps {
+        store: Arc::new(CrashingStore {
+            inner: memory.store.clone(),
+            execution_writes: AtomicUsize::new(0),
+            fail_at: 4,
+        }),
+        ..memory
+    };
+    let p = created(
+        &deps,
+        spec(json!({"name": "crash", "steps": [
+            {"name": "a", "kind": "task", "task_name": "count_a"},
+            {"name": "b", "kind": "task", "task_name": "count_b"},
+            {"name": "c", "kind": "transform", "expression": "[steps.a, steps.b]"}
+        ]})),
+    )
+    .await;
+    let e = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({}))
+        .await
+        .unwrap();
+    let message = deps
+        .queue
+        .receive(
+            &deps.config.task_queue,
+            1,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    // WHEN the worker dies after step b ran, before its checkpoint
+    assert!(process(&deps, &message.body).await.is_err());
+    let stuck = executions::get(&deps, e.id).await.unwrap();
+    assert_eq!(stuck.steps[0].status, StepStatus::Success);
+    assert_eq!(stuck.steps[1].status, StepStatus::Pending);
+    // AND the message comes back while the dead worker's lease still holds
+    process(&deps, &message.body).await.unwrap();
+    assert_eq!(
+        b.load(Ordering::SeqCst),
+        1,
+        "a held execution is not run twice"
+    );
+    // THEN once the lease runs out the scheduler re-sends it
+    clock.advance(chrono::Duration::minutes(2));
+    let report = tick(&deps).await.unwrap();
+    assert_eq!(report.executions, 1);
+    drain(&deps).await;
+    // AND it resumes at step b: a ran once, b (in flight at the crash) twice
+    let done = executions::get(&deps, e.id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Success, "{done:?}");
+    assert_eq!((a.load(Ordering::SeqCst), b.load(Ordering::SeqCst)), (1, 2));
+    assert_eq!(done.output, Some(json!([1, 2])));
+    assert_eq!(
+        tick(&deps).await.unwrap().executions,
+        0,
+        "a finished execution has no timer"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_message_is_re_sent_by_the_timer() {
+    let (deps, clock) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    let (_, execution_id) = ingest(&deps, &p, json!({"order_id": "A-2"})).await;
+    // The message is received and lost (never processed nor deleted; its
+    // visibility outlives the test's clock, which SQS does not share).
+    deps.queue
+        .receive(
+            &deps.config.task_queue,
+            10,
+            Duration::from_secs(3600),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tick(&deps).await.unwrap().executions,
+        0,
+        "not before its timer"
+    );
+    clock.advance(
+        chrono::Duration::from_std(deps.config.redispatch_after).unwrap()
+            + chrono::Duration::seconds(1),
+    );
+    assert_eq!(tick(&deps).await.unwrap().executions, 1);
+    drain(&deps).await;
+    assert_eq!(
+        executions::get(&deps, execution_id).await.unwrap().status,
+        ExecutionStatus::Success
+    );
+}
+
+#[tokio::test]
+async fn failing_step_is_retried_then_ends_the_execution() {
+    let (_, e) = run_to_end(
+        json!([
+            {"name": "f", "kind": "task", "task_name": "fail", "kwargs": {"message": "boom"}, "retries": 2},
+            {"name": "never", "kind": "transform", "expression": "event"}
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(e.status, ExecutionStatus::Error);
+    assert_eq!(e.steps[0].attempts, 3);
+    assert_eq!(e.error.as_deref(), Some("step `f`: boom"));
+}
+
+#[tokio::test]
+async fn a_step_past_its_timeout_ends_the_execution_in_timeout() {
+    let (_, e) = run_to_end(
+        json!([
+            {"name": "s", "kind": "task", "task_name": "sleep", "kwargs": {"seconds": 5}, "timeout_seconds": 1}
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(e.status, ExecutionStatus::Timeout);
+    assert_eq!(e.steps[0].status, StepStatus::Timeout);
+}
+
+#[tokio::test]
+async fn http_step_to_a_private_address_is_refused_without_retries() {
+    let (_, e) = run_to_end(
+        json!([
+            {"name": "h", "kind": "http", "url": "http://127.0.0.1:9/x", "retries": 3}
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!((e.status, e.steps[0].attempts), (ExecutionStatus::Error, 1));
+    assert!(e.error.unwrap().contains("refused"));
+}
+
+#[tokio::test]
+async fn enqueue_step_fans_out_one_task_per_item() {
+    let (deps, e) = run_to_end(
+        json!([{"name": "out", "kind": "enqueue", "task_name": "echo", "queue_name": "lines", "items": "event.lines"}]),
+        json!({"lines": ["x", "y"]}),
+    )
+    .await;
+    let ids = e.output.unwrap()["task_ids"].as_array().unwrap().clone();
+    assert_eq!(ids.len(), 2);
+    let task = deps
+        .get_task(ids[1].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (task.queue_name.as_str(), &task.kwargs["item"]),
+        ("lines", &json!("y"))
+    );
+}
+
+#[tokio::test]
+async fn stats_and_usage_count_finished_runs() {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    let other = created(&deps, orders()).await;
+    ingest(&deps, &p, json!({"order_id": "1"})).await;
+    ingest(&deps, &p, json!({"order_id": "2"})).await;
+    ingest(&deps, &p, json!({"order_id": 3})).await;
+    ingest(&deps, &other, json!({"order_id": "4"})).await;
+    drain(&deps).await;
+
+    let s = pipelines::stats(&deps, p.id).await.unwrap();
+    assert_eq!(
+        (s.executions_total, s.executions_success, s.executions_error),
+        (3, 2, 1)
+    );
+    assert!(s.last_executed_at.is_some());
+    let day = t0().date_naive();
+    let usage = pipelines::usage(&deps, day.pred_opt().unwrap(), day)
+        .await
+        .unwrap();
+    assert_eq!(usage.len(), 2);
+    assert_eq!(usage[0].runs, 0);
+    assert_eq!((usage[1].runs, usage[1].success, usage[1].error), (4, 3, 1));
+    assert_eq!(usage[1].pipelines[&p.id.to_string()], json!(3));
+    assert_eq!(usage[1].pipelines[&other.id.to_string()], json!(1));
+}
+
+#[tokio::test]
+async fn every_update_is_a_new_version_and_bad_specs_store_nothing() {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    let mut renamed = orders();
+    renamed.name = "orders v2".into();
+    let v2 = pipelines::update(&deps, p.id, renamed).await.unwrap();
+    assert_eq!(v2.version, 2);
+    let mut bad = orders();
+    bad.steps[1] =
+        serde_json::from_value(json!({"name": "shape", "kind": "transform", "expression": "a[?"}))
+            .unwrap();
+    let err = pipelines::update(&deps, p.id, bad.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        super::ServiceError::Invalid {
+            code: "invalid_pipeline",
+            ..
+        }
+    ));
+    assert!(pipelines::create(&deps, bad).await.is_err());
+
+    assert_eq!(pipelines::get(&deps, p.id, None).await.unwrap().version, 2);
+    assert_eq!(
+        pipelines::get(&deps, p.id, Some(1))
+            .await
+            .unwrap()
+            .spec
+            .name,
+        "orders"
+    );
+    let (all, _) = pipelines::list(&deps, 10, None).await.unwrap();
+    assert_eq!(all.len(), 1, "the refused create stored nothing");
+
+    pipelines::delete(&deps, p.id).await.unwrap();
+    assert!(pipelines::get(&deps, p.id, Some(1)).await.is_err());
+    assert!(pipelines::list(&deps, 10, None).await.unwrap().0.is_empty());
+}
+
+#[tokio::test]
+async fn executions_list_newest_first_with_a_cursor() {
+    let (deps, _) = setup(Registry::standard());
+    let p = created(&deps, orders()).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let e = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({}))
+            .await
+            .unwrap();
+        ids.push(e.id);
+    }
+    let (first, cursor) = executions::list(&deps, p.id, 2, None).await.unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1]]
+    );
+    let (rest, end) = executions::list(&deps, p.id, 2, cursor).await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ids[0]]);
+    assert_eq!(end, None);
+}
