@@ -37,6 +37,10 @@ pub struct CostOptions {
     /// of ten), instead of while it polls (batches as tasks trickle in).
     #[arg(long)]
     pub backlog: bool,
+    /// Give up when the tasks of one path have not all completed by then
+    /// (seconds; emulators can be slow).
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
     /// The worker's batching window in seconds (the event source mapping's
     /// MaximumBatchingWindowInSeconds).
     #[arg(long, default_value_t = 0)]
@@ -69,7 +73,8 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     let window = Duration::from_secs(opts.batch_window);
     let clients = opts.clients.max(1);
     let backlog = opts.backlog;
-    let single = measure(&deps, &counter, opts.single, opts.concurrency, window, backlog, |deps, n| async move {
+    let timeout = Duration::from_secs(opts.timeout);
+    let single = measure(&deps, &counter, opts.single, opts.concurrency, window, backlog, timeout, |deps, n| async move {
         let mut senders = tokio::task::JoinSet::new();
         for c in 0..clients {
             let deps = deps.clone();
@@ -89,7 +94,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     })
     .await?;
     report("single enqueue", opts.single, &single);
-    let batch = measure(&deps, &counter, opts.batch, opts.concurrency, window, backlog, |deps, n| async move {
+    let batch = measure(&deps, &counter, opts.batch, opts.concurrency, window, backlog, timeout, |deps, n| async move {
         enqueue_batch(&deps, (0..n).map(|_| echo()).collect()).await?;
         Ok(())
     })
@@ -133,6 +138,7 @@ async fn measure<F, Fut>(
     concurrency: usize,
     batch_window: Duration,
     backlog: bool,
+    timeout: Duration,
     send: F,
 ) -> anyhow::Result<BTreeMap<String, u64>>
 where
@@ -154,9 +160,9 @@ where
         send(deps.clone(), n).await?;
         poller
     };
-    let deadline = started + Duration::from_secs(600);
+    let deadline = started + timeout;
     while deps.metrics.finished_counts().0 < done_before + n as u64 {
-        anyhow::ensure!(Instant::now() < deadline, "tasks did not complete within 10 minutes");
+        anyhow::ensure!(Instant::now() < deadline, "tasks did not complete within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_tx.send(true);
