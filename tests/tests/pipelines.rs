@@ -49,7 +49,41 @@ async fn finished_execution(w: &Warren, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_event_runs_the_pipeline_to_success_with_every_step_output() {
-    let w = Warren::start(Opts::new().api_key("k3y")).await;
+    valid_event_runs_to_success(Opts::new()).await;
+}
+
+/// The same on DynamoDB and SQS (the emulator `scripts/test` starts), with
+/// a table and queue `warren provision` makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_event_runs_the_pipeline_to_success_on_the_aws_wire() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
+        "AWS_ENDPOINT_URL is not set: this test needs the emulator scripts/test starts"
+    );
+    let (table, queue) = (
+        warren::testing::aws::unique_name("warren"),
+        warren::testing::aws::unique_name("tasks"),
+    );
+    let out = std::process::Command::new(warren_bin())
+        .args(["provision", "--table", &table, "--task-queue", &queue])
+        .output()
+        .expect("run warren provision");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    valid_event_runs_to_success(
+        Opts::new()
+            .args(["--backend", "aws"])
+            .env("WARREN_TABLE", &table)
+            .env("WARREN_TASK_QUEUE", &queue),
+    )
+    .await;
+}
+
+async fn valid_event_runs_to_success(opts: Opts) {
+    let w = Warren::start(opts.api_key("k3y")).await;
     let pipeline = create(&w, &orders()).await;
     let unauthenticated = w
         .send_raw(
@@ -315,4 +349,38 @@ async fn pipeline_versions_and_bad_definitions_over_http() {
     w.post(&format!("/api/v1/pipelines/{pipeline}/run"), &json!({}))
         .await
         .expect_error(404, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_between_steps_resumes_after_restart_without_re_running_finished_steps() {
+    let rx = Receiver::ok().await;
+    let mut w = Warren::start(Opts::new().allow_loopback()).await;
+    let pipeline = create(
+        &w,
+        &json!({"name": "durable", "steps": [
+            {"name": "tell", "kind": "http", "url": rx.url("/once")},
+            {"name": "wait", "kind": "task", "task_name": "sleep", "kwargs": {"seconds": 3}},
+            {"name": "end", "kind": "transform", "expression": "steps.tell.status"}
+        ]}),
+    )
+    .await;
+    let r = w
+        .post(&format!("/api/v1/pipelines/{pipeline}/run"), &json!({}))
+        .await;
+    r.expect(202);
+    let id = r.json["execution_id"].as_str().unwrap().to_string();
+    // GIVEN the first step checkpointed and the second one running
+    wait_until("the first step's checkpoint", secs(10), async || {
+        let e = w.get(&format!("/api/v1/executions/{id}")).await.json;
+        (e["steps"][0]["status"] == "success").then_some(())
+    })
+    .await;
+    // WHEN warren dies mid-step and starts again on the same data
+    w.kill9();
+    w.restart().await;
+    // THEN the run resumes at the unfinished step and the call went out once
+    let e = finished_execution(&w, &id).await;
+    assert_eq!(e["status"], "success", "{e}");
+    assert_eq!(e["output"], 200);
+    assert_eq!(rx.requests().len(), 1, "the finished http step ran once");
 }

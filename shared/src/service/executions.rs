@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::enqueue::{Enqueued, NewTask, enqueue};
 use super::pipelines::{self, CHILDREN, attrs_of, executions_parent, from_attrs};
-use super::tasks::{TIMER, TIMER_PREFIX, timed_key};
+use super::tasks::{TIMER, TIMER_PREFIX, minute_bucket, timed_key};
 use super::webhook::signed_headers;
 use super::worker::TaskMessage;
 use super::{Deps, ServiceError};
@@ -159,10 +159,12 @@ async fn save(
 /// How long a worker may hold the execution to run `step` with all its
 /// attempts and pauses; past that the run is presumed lost.
 fn lease_end(deps: &Deps, step: &Step, now: DateTime<Utc>) -> DateTime<Utc> {
-    let attempts = step.retries + 1;
-    let budget =
-        step.timeout() * attempts + MAX_RETRY_PAUSE * step.retries + deps.config.lease_grace;
-    now + chrono::Duration::from_std(budget).unwrap_or_default()
+    now + lease_budget(deps, step.timeout(), step.retries)
+}
+
+fn lease_budget(deps: &Deps, timeout: Duration, retries: u32) -> chrono::Duration {
+    let budget = timeout * (retries + 1) + MAX_RETRY_PAUSE * retries + deps.config.lease_grace;
+    chrono::Duration::from_std(budget).unwrap_or_default()
 }
 
 /// The writes that go with an execution's final checkpoint: the pipeline's
@@ -498,12 +500,17 @@ pub async fn resume(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bool
     if e.lease_until.is_some() {
         tracing::warn!(execution_id = %e.id, "execution lost its worker (lease ran out); resuming it");
     }
+    resend(deps, &e, now).await.map(|_| true)
+}
+
+/// Release the execution (whoever held it) and send its message again.
+async fn resend(deps: &Deps, e: &Execution, now: DateTime<Utc>) -> Result<(), ServiceError> {
     let mut next = e.clone();
     next.lease_until = None;
     next.version += 1;
     save(
         deps,
-        &e,
+        e,
         &next,
         Some(now + redispatch_window(deps)),
         Vec::new(),
@@ -512,5 +519,57 @@ pub async fn resume(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bool
     deps.queue
         .send_batch(&deps.config.task_queue, vec![message(e.id)])
         .await?;
-    Ok(true)
+    Ok(())
+}
+
+/// At the start of a runtime whose queue does not outlive the process and
+/// which holds the store exclusively (the embedded one): every running
+/// execution lost its message or its worker, so re-send them all now
+/// instead of when their timers fire. They are found in the timer index,
+/// where a running execution's entry lies at most one lease (or one
+/// re-dispatch window) ahead; entries overdue by more than the lookback are
+/// left to the scheduler's sweep.
+pub async fn recover_exclusive(
+    deps: &Deps,
+    lookback: chrono::Duration,
+) -> Result<usize, ServiceError> {
+    use crate::domain::pipeline::{MAX_STEP_RETRIES, MAX_STEP_TIMEOUT_SECONDS};
+    let now = deps.now();
+    let longest_lease = lease_budget(
+        deps,
+        Duration::from_secs(MAX_STEP_TIMEOUT_SECONDS),
+        MAX_STEP_RETRIES,
+    );
+    let horizon = now + longest_lease.max(redispatch_window(deps));
+    let mut minute = now - lookback;
+    let mut resent = 0;
+    while minute <= horizon {
+        let mut q = crate::ports::Query::index(
+            TIMER,
+            format!("{TIMER_PREFIX}#{}", minute_bucket(minute)),
+            500,
+        );
+        loop {
+            let page = deps.store.query(&q).await?;
+            for entry in page
+                .iter()
+                .filter(|i| i.key.pk.starts_with(EXECUTION_PREFIX))
+            {
+                let current = deps.store.get(&entry.key).await?;
+                let Some(e) = current.as_ref().and_then(from_attrs::<Execution>) else {
+                    continue;
+                };
+                if e.next_step().is_some() {
+                    resend(deps, &e, now).await?;
+                    resent += 1;
+                }
+            }
+            match page.last().and_then(|i| i.index_key(TIMER)) {
+                Some(k) if page.len() == q.limit => q.after = Some(k.sk.clone()),
+                _ => break,
+            }
+        }
+        minute += chrono::Duration::minutes(1);
+    }
+    Ok(resent)
 }

@@ -290,7 +290,8 @@ async fn on_expiry(
 }
 
 /// At the start of a runtime whose queue does not outlive the process (the
-/// embedded one): re-send every pending task and rescue every running one.
+/// embedded one): re-send every pending task and running pipeline
+/// execution, and rescue every running task.
 /// Only sound when this process holds the store exclusively (the redb file
 /// lock), so no other worker can own those running attempts.
 pub async fn recover_exclusive(deps: &Deps) -> Result<(usize, usize), ServiceError> {
@@ -306,6 +307,11 @@ pub async fn recover_exclusive(deps: &Deps) -> Result<(usize, usize), ServiceErr
     deps.queue
         .send_batch(&deps.config.task_queue, batch)
         .await?;
+    resent += super::executions::recover_exclusive(
+        deps,
+        ChronoDuration::minutes(FIRST_LOOKBACK_MINUTES),
+    )
+    .await?;
     let mut rescued = 0;
     for task in all_with_status(deps, TaskStatus::Running).await? {
         match rescue(
