@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::Map;
 use tokio::sync::watch;
 use warren::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
 use warren::adapters::clock::SystemClock;
@@ -111,21 +110,8 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
 
 fn echo() -> NewTask {
     NewTask {
-        task_name: "echo".into(),
-        queue_name: "default".into(),
-        module_path: None,
         args: vec![serde_json::json!("cost")],
-        kwargs: Map::new(),
-        scheduled_at: None,
-        max_retries: 3,
-        priority: 0,
-        ttl_seconds: None,
-        metadata: Map::new(),
-        retry_delay: None,
-        retry_backoff: true,
-        webhook_url: None,
-        timeout_seconds: None,
-        idempotency_key: None,
+        ..NewTask::named("echo", "default")
     }
 }
 

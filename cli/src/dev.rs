@@ -69,6 +69,10 @@ pub struct DevOptions {
     /// The API key every /api route requires (X-API-Key).
     #[arg(long, env = "WARREN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// The pipeline `POST /events` runs when the request names none
+    /// (`?workflow=`).
+    #[arg(long, env = "WARREN_DEFAULT_WORKFLOW")]
+    pub default_workflow: Option<uuid::Uuid>,
     /// Serve the API only: no worker.
     #[arg(long)]
     pub no_worker: bool,
@@ -154,6 +158,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         redispatch_after: Duration::from_secs(opts.redispatch_after),
         webhook_secret: secret,
         api_key,
+        default_workflow: opts.default_workflow,
         ..Config::default()
     };
     let deps = Deps {
