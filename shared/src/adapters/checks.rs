@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crate::ports::{
-    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, MAX_TRANSACT_OPS,
+    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_TRANSACT_OPS,
     OutgoingMessage, QueueError, StoreError, WriteOp,
 };
 
@@ -25,6 +25,16 @@ pub(crate) fn check_messages(messages: &[OutgoingMessage]) -> Result<(), QueueEr
                 m.delay, MAX_DELAY
             )));
         }
+    }
+    Ok(())
+}
+
+/// A receive asks for 1..=[`MAX_RECEIVE`] messages.
+pub(crate) fn check_receive(max: usize) -> Result<(), QueueError> {
+    if !(1..=MAX_RECEIVE).contains(&max) {
+        return Err(QueueError::Invalid(format!(
+            "receive of {max} messages: must be 1..={MAX_RECEIVE}"
+        )));
     }
     Ok(())
 }

@@ -17,8 +17,8 @@ use aws_sdk_sqs::types::{
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
-use crate::adapters::checks::check_messages;
-use crate::ports::{Delivery, MAX_MESSAGE_BYTES, MAX_RECEIVE, OutgoingMessage, Queue, QueueError};
+use crate::adapters::checks::{check_messages, check_receive};
+use crate::ports::{Delivery, MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError};
 
 /// SendMessageBatch and DeleteMessageBatch take at most 10 entries.
 const BATCH_SIZE: usize = 10;
@@ -129,11 +129,7 @@ impl Queue for SqsQueue {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
-        if !(1..=MAX_RECEIVE).contains(&max) {
-            return Err(QueueError::Invalid(format!(
-                "receive of {max} messages: must be 1..={MAX_RECEIVE}"
-            )));
-        }
+        check_receive(max)?;
         let url = self.url(queue).await?;
         let out = self
             .client

@@ -24,9 +24,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::adapters::checks::check_messages;
+use crate::adapters::checks::{check_messages, check_receive};
 use crate::ports::{
-    Delivery, MAX_RECEIVE, OutgoingMessage, Queue, QueueError,
+    Delivery, OutgoingMessage, Queue, QueueError,
 };
 
 /// How many messages of one queue are in each state, for metrics.
@@ -273,11 +273,7 @@ impl Queue for MemoryQueue {
         visibility: Duration,
         wait: Duration,
     ) -> Result<Vec<Delivery>, QueueError> {
-        if !(1..=MAX_RECEIVE).contains(&max) {
-            return Err(QueueError::Invalid(format!(
-                "receive of {max} messages: must be 1..={MAX_RECEIVE}"
-            )));
-        }
+        check_receive(max)?;
         let shared = self.queue(queue);
         let deadline = after(Instant::now(), wait);
         loop {
