@@ -73,37 +73,61 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     let clients = opts.clients.max(1);
     let backlog = opts.backlog;
     let timeout = Duration::from_secs(opts.timeout);
-    let single = measure(&deps, &counter, opts.single, opts.concurrency, window, backlog, timeout, |deps, n| async move {
-        let mut senders = tokio::task::JoinSet::new();
-        for c in 0..clients {
-            let deps = deps.clone();
-            // Client c sends tasks c, c + clients, ...: n in all.
-            let count = (c..n).step_by(clients).count();
-            senders.spawn(async move {
-                for _ in 0..count {
-                    enqueue(&deps, echo()).await?;
-                }
-                Ok::<_, warren::ServiceError>(())
-            });
-        }
-        while let Some(sent) = senders.join_next().await {
-            sent.map_err(|e| warren::ServiceError::Queue(warren::ports::QueueError::Unavailable(Box::new(e))))??;
-        }
-        Ok(())
-    })
+    let single = measure(
+        &deps,
+        &counter,
+        opts.single,
+        opts.concurrency,
+        window,
+        backlog,
+        timeout,
+        |deps, n| async move {
+            let mut senders = tokio::task::JoinSet::new();
+            for c in 0..clients {
+                let deps = deps.clone();
+                // Client c sends tasks c, c + clients, ...: n in all.
+                let count = (c..n).step_by(clients).count();
+                senders.spawn(async move {
+                    for _ in 0..count {
+                        enqueue(&deps, echo()).await?;
+                    }
+                    Ok::<_, warren::ServiceError>(())
+                });
+            }
+            while let Some(sent) = senders.join_next().await {
+                sent.map_err(|e| {
+                    warren::ServiceError::Queue(warren::ports::QueueError::Unavailable(Box::new(e)))
+                })??;
+            }
+            Ok(())
+        },
+    )
     .await?;
     report("single enqueue", opts.single, &single);
-    let batch = measure(&deps, &counter, opts.batch, opts.concurrency, window, backlog, timeout, |deps, n| async move {
-        enqueue_batch(&deps, (0..n).map(|_| echo()).collect()).await?;
-        Ok(())
-    })
+    let batch = measure(
+        &deps,
+        &counter,
+        opts.batch,
+        opts.concurrency,
+        window,
+        backlog,
+        timeout,
+        |deps, n| async move {
+            enqueue_batch(&deps, (0..n).map(|_| echo()).collect()).await?;
+            Ok(())
+        },
+    )
     .await?;
     report(&format!("one batch of {}", opts.batch), opts.batch, &batch);
     println!(
         "(single path: {clients} clients at once; worker: {} at once, batching window {} s; {})",
         opts.concurrency,
         opts.batch_window,
-        if backlog { "sent before the worker started" } else { "sent while the worker polled" }
+        if backlog {
+            "sent before the worker started"
+        } else {
+            "sent while the worker polled"
+        }
     );
     Ok(())
 }
@@ -137,7 +161,14 @@ where
     // Unless measuring a backlog, the worker polls from the start, as the
     // event source mapping does: tasks are received as they trickle in.
     let (stop_tx, stop) = watch::channel(false);
-    let start_worker = || tokio::spawn(worker::poll(deps.clone(), concurrency, batch_window, stop.clone()));
+    let start_worker = || {
+        tokio::spawn(worker::poll(
+            deps.clone(),
+            concurrency,
+            batch_window,
+            stop.clone(),
+        ))
+    };
     let poller = if backlog {
         send(deps.clone(), n).await?;
         start_worker()
@@ -148,7 +179,10 @@ where
     };
     let deadline = started + timeout;
     while deps.metrics.finished_counts().0 < done_before + n as u64 {
-        anyhow::ensure!(Instant::now() < deadline, "tasks did not complete within {timeout:?}");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "tasks did not complete within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop_tx.send(true);
@@ -162,8 +196,14 @@ fn report(title: &str, n: usize, requests: &BTreeMap<String, u64>) {
         return;
     }
     let total: u64 = requests.values().sum();
-    println!("{title}: {n} tasks, {total} requests, {:.2} per task", total as f64 / n as f64);
+    println!(
+        "{title}: {n} tasks, {total} requests, {:.2} per task",
+        total as f64 / n as f64
+    );
     for (op, count) in requests {
-        println!("  {op:<36} {count:>7}  {:>6.3}/task", *count as f64 / n as f64);
+        println!(
+            "  {op:<36} {count:>7}  {:>6.3}/task",
+            *count as f64 / n as f64
+        );
     }
 }

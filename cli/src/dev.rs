@@ -138,7 +138,12 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("{e}"))?,
                 );
                 let queue = Arc::new(MemoryQueue::new());
-                (Some(store.clone()), store, queue, Config::default().task_queue)
+                (
+                    Some(store.clone()),
+                    store,
+                    queue,
+                    Config::default().task_queue,
+                )
             }
             Backend::Aws => {
                 let clients = AwsClients::new(&sdk_config().await, None);

@@ -34,7 +34,12 @@ impl ProvisionOptions {
 /// Provision and say what was there already.
 pub async fn run(opts: ProvisionOptions) -> anyhow::Result<()> {
     let clients = AwsClients::new(&sdk_config().await, None);
-    ensure(&clients, &opts.resources(), Duration::from_secs(opts.visibility)).await
+    ensure(
+        &clients,
+        &opts.resources(),
+        Duration::from_secs(opts.visibility),
+    )
+    .await
 }
 
 /// Create whatever of `resources` is missing.
@@ -54,6 +59,9 @@ pub async fn ensure(
     let url = sqs::provision_queue(&clients.sqs, &resources.task_queue, visibility)
         .await
         .map_err(|e| anyhow::anyhow!("queue {}: {e}", resources.task_queue))?;
-    println!("queue {}: ready at {url} (dead letters: {}-dlq)", resources.task_queue, resources.task_queue);
+    println!(
+        "queue {}: ready at {url} (dead letters: {}-dlq)",
+        resources.task_queue, resources.task_queue
+    );
     Ok(())
 }

@@ -15,7 +15,8 @@ async fn sqs_queue_conforms() {
         let client = client.clone();
         // The suite names a fresh queue per check: create each on first use.
         async move {
-            Arc::new(SqsQueue::new(client).create_missing(Duration::from_secs(30))) as Arc<dyn Queue>
+            Arc::new(SqsQueue::new(client).create_missing(Duration::from_secs(30)))
+                as Arc<dyn Queue>
         }
     })
     .await;
@@ -46,7 +47,9 @@ async fn provisioned_queue_has_a_dead_letter_queue_and_answers_by_name_and_url()
         .attributes
         .unwrap_or_default();
     assert_eq!(
-        attrs.get(&QueueAttributeName::VisibilityTimeout).map(String::as_str),
+        attrs
+            .get(&QueueAttributeName::VisibilityTimeout)
+            .map(String::as_str),
         Some("90"),
         "re-provisioning applies the new visibility"
     );

@@ -73,7 +73,10 @@ impl LambdaFunction {
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
             .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared.clone());
@@ -185,7 +188,11 @@ impl Drop for LambdaFunction {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
-    shared.first_poll.lock().unwrap().get_or_insert_with(Instant::now);
+    shared
+        .first_poll
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Instant::now);
     let Some((id, event)) = shared.events.lock().await.recv().await else {
         return StatusCode::GONE.into_response();
     };
@@ -204,7 +211,10 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
         "lambda-runtime-invoked-function-arn",
         "arn:aws:lambda:us-east-1:000000000000:function:test".into(),
     );
-    set("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000".into());
+    set(
+        "lambda-runtime-trace-id",
+        "Root=1-00000000-000000000000000000000000".into(),
+    );
     (headers, axum::Json(event)).into_response()
 }
 
@@ -245,7 +255,12 @@ async fn init_error(State(shared): State<Arc<Shared>>, body: String) -> StatusCo
 
 /// An API Gateway HTTP API (payload 2.0) event for `method path` with a JSON
 /// body and headers, as the gateway sends it to a function.
-pub fn http_event(method: &str, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Value {
+pub fn http_event(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Value {
     let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
     let mut h = serde_json::Map::new();
     h.insert("content-type".into(), "application/json".into());

@@ -80,26 +80,53 @@ async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
         .enqueue(&json!({"task_name": "echo", "args": [1, "two"], "kwargs": {"k": true}}))
         .await;
     let batch = w
-        .enqueue_batch(&json!((0..25).map(|i| json!({"task_name": "echo", "args": [i]})).collect::<Vec<_>>()))
+        .enqueue_batch(&json!(
+            (0..25)
+                .map(|i| json!({"task_name": "echo", "args": [i]}))
+                .collect::<Vec<_>>()
+        ))
         .await;
     let failing = w
         .enqueue(&json!({"task_name": "fail", "max_retries": 1, "retry_delay": 0, "kwargs": {"message": "no"}}))
         .await;
 
     let t = w.wait_for_status(&id, "completed", secs(60)).await;
-    assert_eq!(result_json(&t), json!({"args": [1, "two"], "kwargs": {"k": true}}));
+    assert_eq!(
+        result_json(&t),
+        json!({"args": [1, "two"], "kwargs": {"k": true}})
+    );
     assert_eq!(t["attempts"], 1);
     for (i, id) in batch.iter().enumerate() {
         let t = w.wait_for_status(id, "completed", secs(60)).await;
         assert_eq!(result_json(&t)["args"], json!([i]));
     }
     let f = w.wait_for_status(&failing, "failed", secs(60)).await;
-    assert_eq!((f["attempts"].clone(), f["error"].clone()), (json!(2), json!("no")));
+    assert_eq!(
+        (f["attempts"].clone(), f["error"].clone()),
+        (json!(2), json!("no"))
+    );
 
     let failed = w.get("/api/v1/tasks/failed").await;
-    assert!(failed.json.as_array().unwrap().iter().any(|t| t["id"] == failing.as_str()), "{}", failed.text);
-    let default = w.queues().await.into_iter().find(|q| q["queue_name"] == "default").expect("default queue");
-    assert_eq!((default["completed"].clone(), default["failed"].clone()), (json!(26), json!(1)));
+    assert!(
+        failed
+            .json
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == failing.as_str()),
+        "{}",
+        failed.text
+    );
+    let default = w
+        .queues()
+        .await
+        .into_iter()
+        .find(|q| q["queue_name"] == "default")
+        .expect("default queue");
+    assert_eq!(
+        (default["completed"].clone(), default["failed"].clone()),
+        (json!(26), json!(1))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,17 +143,34 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
         .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
         .await
         .expect("enqueue answers");
-    let id = answer(&created, 201)["task_id"].as_str().expect("task_id").to_string();
+    let id = answer(&created, 201)["task_id"]
+        .as_str()
+        .expect("task_id")
+        .to_string();
     let denied = enqueue
-        .invoke(http_event("POST", "/api/v1/enqueue", &[("x-api-key", "wrong")], Some(&body)))
+        .invoke(http_event(
+            "POST",
+            "/api/v1/enqueue",
+            &[("x-api-key", "wrong")],
+            Some(&body),
+        ))
         .await
         .expect("enqueue answers");
     assert_eq!(answer(&denied, 401)["code"], "unauthorized");
     let bad = enqueue
-        .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&json!({"args": []}))))
+        .invoke(http_event(
+            "POST",
+            "/api/v1/enqueue",
+            &auth,
+            Some(&json!({"args": []})),
+        ))
         .await
         .expect("enqueue answers");
-    assert_eq!(bad["statusCode"].as_u64().map(|s| (400..500).contains(&s)), Some(true), "{bad}");
+    assert_eq!(
+        bad["statusCode"].as_u64().map(|s| (400..500).contains(&s)),
+        Some(true),
+        "{bad}"
+    );
     eprintln!("enqueue cold start: {:?}", enqueue.cold_start());
 
     // Its message is on the queue; the worker gets it twice in one batch
@@ -136,15 +180,26 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     let message = receive_one(&*sqs, &queue).await;
     let mut worker = LambdaFunction::start("worker", &env).await;
     let response = worker
-        .invoke(sqs_event(&[("m1", &message), ("m2", &message), ("m3", "not json")]))
+        .invoke(sqs_event(&[
+            ("m1", &message),
+            ("m2", &message),
+            ("m3", "not json"),
+        ]))
         .await
         .expect("worker answers");
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
 
     let mut query = LambdaFunction::start("task-query", &env).await;
     let get = http_event("GET", &format!("/api/v1/tasks/{id}"), &auth, None);
-    let task = answer(&query.invoke(get.clone()).await.expect("task-query answers"), 200);
-    assert_eq!((task["status"].clone(), task["attempts"].clone()), (json!("completed"), json!(1)), "{task}");
+    let task = answer(
+        &query.invoke(get.clone()).await.expect("task-query answers"),
+        200,
+    );
+    assert_eq!(
+        (task["status"].clone(), task["attempts"].clone()),
+        (json!("completed"), json!(1)),
+        "{task}"
+    );
     assert_eq!(result_json(&task)["args"], json!(["via lambda"]));
 
     // A message for a task cancelled meanwhile is dropped cleanly.
@@ -152,19 +207,33 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
         .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
         .await
         .expect("enqueue answers");
-    let cancelled = answer(&created, 201)["task_id"].as_str().unwrap().to_string();
+    let cancelled = answer(&created, 201)["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let message = receive_one(&*sqs, &queue).await;
     let mut control = LambdaFunction::start("task-control", &env).await;
     let cancel = control
-        .invoke(http_event("DELETE", &format!("/api/v1/tasks/{cancelled}"), &auth, None))
+        .invoke(http_event(
+            "DELETE",
+            &format!("/api/v1/tasks/{cancelled}"),
+            &auth,
+            None,
+        ))
         .await
         .expect("task-control answers");
     answer(&cancel, 200);
-    let response = worker.invoke(sqs_event(&[("m4", &message)])).await.expect("worker answers");
+    let response = worker
+        .invoke(sqs_event(&[("m4", &message)]))
+        .await
+        .expect("worker answers");
     assert_eq!(response["batchItemFailures"], json!([]), "{response}");
     let get = http_event("GET", &format!("/api/v1/tasks/{cancelled}"), &auth, None);
     let task = answer(&query.invoke(get).await.expect("task-query answers"), 200);
-    assert_eq!((task["status"].clone(), task["attempts"].clone()), (json!("cancelled"), json!(0)));
+    assert_eq!(
+        (task["status"].clone(), task["attempts"].clone()),
+        (json!("cancelled"), json!(0))
+    );
 
     // The scheduler function ticks on the EventBridge event.
     let mut scheduler = LambdaFunction::start("scheduler", &env).await;
@@ -176,14 +245,21 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
 
     // The ops function serves health and metrics.
     let mut ops = LambdaFunction::start("ops", &env).await;
-    let health = ops.invoke(http_event("GET", "/health", &[], None)).await.expect("ops answers");
+    let health = ops
+        .invoke(http_event("GET", "/health", &[], None))
+        .await
+        .expect("ops answers");
     assert_eq!(health["statusCode"], 200, "{health}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_without_an_api_key_refuses_to_start() {
     let (table, queue) = provision();
-    let env = [("WARREN_TABLE", table.as_str()), ("WARREN_TASK_QUEUE", queue.as_str()), ("WARREN_WEBHOOK_SECRET", SECRET)];
+    let env = [
+        ("WARREN_TABLE", table.as_str()),
+        ("WARREN_TASK_QUEUE", queue.as_str()),
+        ("WARREN_WEBHOOK_SECRET", SECRET),
+    ];
     let mut f = LambdaFunction::start("enqueue", &env).await;
     let status = f.exit_status(Duration::from_secs(30)).await;
     assert!(status.is_some_and(|s| !s.success()), "{status:?}");

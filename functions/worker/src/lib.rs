@@ -57,7 +57,12 @@ pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 /// are deleted together in one request once the batch is done. Like the
 /// mapping's `MaximumBatchingWindowInSeconds`, a receive that got less than
 /// a batch keeps receiving for up to `batch_window` (zero: run at once).
-pub async fn poll(deps: Deps, concurrency: usize, batch_window: Duration, stop: watch::Receiver<bool>) {
+pub async fn poll(
+    deps: Deps,
+    concurrency: usize,
+    batch_window: Duration,
+    stop: watch::Receiver<bool>,
+) {
     let concurrency = concurrency.max(1);
     let batch_size = concurrency.min(MAX_RECEIVE);
     let permits = Arc::new(Semaphore::new(concurrency));
@@ -161,14 +166,21 @@ async fn gather(
     window: Duration,
 ) -> Result<Vec<warren::ports::Delivery>, warren::ports::QueueError> {
     let visibility = deps.config.visibility;
-    let mut got = deps.queue.receive(queue, max, visibility, RECEIVE_WAIT).await?;
+    let mut got = deps
+        .queue
+        .receive(queue, max, visibility, RECEIVE_WAIT)
+        .await?;
     let deadline = tokio::time::Instant::now() + window;
     while !got.is_empty() && got.len() < max {
         if tokio::time::Instant::now() >= deadline {
             break;
         }
         // A long poll, never a busy loop: it returns when a message comes.
-        match deps.queue.receive(queue, max - got.len(), visibility, RECEIVE_WAIT).await {
+        match deps
+            .queue
+            .receive(queue, max - got.len(), visibility, RECEIVE_WAIT)
+            .await
+        {
             Ok(more) => got.extend(more),
             // What was received still runs; the error shows on the next receive.
             Err(_) => break,

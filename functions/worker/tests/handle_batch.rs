@@ -96,7 +96,12 @@ async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
     *store.broken.lock().unwrap() = Some(task_key(ids[1]));
     let messages = deps
         .queue
-        .receive(&deps.config.task_queue, 10, Duration::from_secs(60), Duration::ZERO)
+        .receive(
+            &deps.config.task_queue,
+            10,
+            Duration::from_secs(60),
+            Duration::ZERO,
+        )
         .await
         .unwrap();
     assert_eq!(messages.len(), 3);
@@ -130,11 +135,18 @@ async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
     let echo = get(ids[0]).await;
     assert_eq!((echo.status, echo.attempts), (TaskStatus::Completed, 1));
     let untouched = get(ids[1]).await;
-    assert_eq!((untouched.status, untouched.attempts), (TaskStatus::Pending, 0));
+    assert_eq!(
+        (untouched.status, untouched.attempts),
+        (TaskStatus::Pending, 0)
+    );
     let crashed = get(ids[2]).await;
     assert_eq!((crashed.status, crashed.attempts), (TaskStatus::Pending, 1));
     assert!(
-        crashed.error.as_deref().unwrap_or("").contains("handler crashed"),
+        crashed
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("handler crashed"),
         "{:?}",
         crashed.error
     );

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use crate::ports::{
-    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_TRANSACT_OPS,
-    OutgoingMessage, QueueError, StoreError, WriteOp,
+    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, MAX_RECEIVE,
+    MAX_TRANSACT_OPS, OutgoingMessage, QueueError, StoreError, WriteOp,
 };
 
 /// A batch of messages every queue accepts: each body at most

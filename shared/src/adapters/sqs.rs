@@ -170,7 +170,11 @@ impl Queue for SqsQueue {
         let url = self.url(queue).await?;
         let mut running = JoinSet::new();
         for chunk in receipts.chunks(BATCH_SIZE) {
-            running.spawn(delete_chunk(self.client.clone(), url.clone(), chunk.to_vec()));
+            running.spawn(delete_chunk(
+                self.client.clone(),
+                url.clone(),
+                chunk.to_vec(),
+            ));
         }
         while let Some(joined) = running.join_next().await {
             joined.map_err(|e| QueueError::Unavailable(Box::new(e)))??;
@@ -207,9 +211,9 @@ fn chunk_messages(messages: Vec<OutgoingMessage>) -> Vec<Vec<OutgoingMessage>> {
     let mut chunks: Vec<Vec<OutgoingMessage>> = Vec::new();
     let mut bytes = 0;
     for m in messages {
-        let full = chunks.last().is_none_or(|c| {
-            c.len() == BATCH_SIZE || bytes + m.body.len() > MAX_MESSAGE_BYTES
-        });
+        let full = chunks
+            .last()
+            .is_none_or(|c| c.len() == BATCH_SIZE || bytes + m.body.len() > MAX_MESSAGE_BYTES);
         if full {
             chunks.push(Vec::with_capacity(BATCH_SIZE));
             bytes = 0;
@@ -263,7 +267,11 @@ async fn send_chunk(
         }
         let failed: Vec<&str> = out.failed.iter().map(|f| f.id.as_str()).collect();
         pending.retain(|(id, _)| failed.contains(&id.as_str()));
-        tracing::debug!(failed = pending.len(), attempt, "SQS failed batch entries; re-sending");
+        tracing::debug!(
+            failed = pending.len(),
+            attempt,
+            "SQS failed batch entries; re-sending"
+        );
         backoff(attempt).await;
     }
     Err(QueueError::Unavailable(
@@ -273,7 +281,11 @@ async fn send_chunk(
 
 /// Deletes one chunk; stale receipts are ignored, entries SQS failed on its
 /// side are retried.
-async fn delete_chunk(client: Client, url: String, receipts: Vec<String>) -> Result<(), QueueError> {
+async fn delete_chunk(
+    client: Client,
+    url: String,
+    receipts: Vec<String>,
+) -> Result<(), QueueError> {
     let mut pending: Vec<(String, String)> = receipts
         .into_iter()
         .enumerate()

@@ -211,7 +211,11 @@ impl Execution {
             StepOutcome::Success(output) => {
                 step.status = StepStatus::Success;
                 step.output = Some(output.clone());
-                (index + 1 == next.steps.len()).then_some((ExecutionStatus::Success, Some(output), None))
+                (index + 1 == next.steps.len()).then_some((
+                    ExecutionStatus::Success,
+                    Some(output),
+                    None,
+                ))
             }
             StepOutcome::Error {
                 message,
@@ -274,10 +278,20 @@ mod tests {
     #[test]
     fn steps_are_checkpointed_in_order_and_the_last_output_is_the_result() {
         let now = Utc::now();
-        let e = Execution::new(Uuid::now_v7(), &pipeline(), TriggerType::Manual, None, json!({"x": 1}), now);
+        let e = Execution::new(
+            Uuid::now_v7(),
+            &pipeline(),
+            TriggerType::Manual,
+            None,
+            json!({"x": 1}),
+            now,
+        );
         assert_eq!(e.next_step(), Some(0));
         let e = e.record(0, StepOutcome::Success(json!(1)), 1, now, now);
-        assert_eq!((e.next_step(), e.status), (Some(1), ExecutionStatus::Running));
+        assert_eq!(
+            (e.next_step(), e.status),
+            (Some(1), ExecutionStatus::Running)
+        );
         assert_eq!(e.context(), json!({"event": {"x": 1}, "steps": {"a": 1}}));
         let e = e.record(1, StepOutcome::Success(json!(2)), 1, now, now);
         assert_eq!((e.next_step(), e.status), (None, ExecutionStatus::Success));
@@ -288,7 +302,14 @@ mod tests {
     #[test]
     fn a_failed_step_ends_the_execution_with_its_error() {
         let now = Utc::now();
-        let e = Execution::new(Uuid::now_v7(), &pipeline(), TriggerType::Manual, None, json!({}), now);
+        let e = Execution::new(
+            Uuid::now_v7(),
+            &pipeline(),
+            TriggerType::Manual,
+            None,
+            json!({}),
+            now,
+        );
         let e = e.record(0, StepOutcome::Timeout("took too long".into()), 3, now, now);
         assert_eq!(e.status, ExecutionStatus::Timeout);
         assert_eq!(e.error.as_deref(), Some("step `a`: took too long"));
@@ -299,13 +320,23 @@ mod tests {
     #[test]
     fn a_lease_holds_the_run_until_it_runs_out() {
         let now = Utc::now();
-        let e = Execution::new(Uuid::now_v7(), &pipeline(), TriggerType::Manual, None, json!({}), now);
+        let e = Execution::new(
+            Uuid::now_v7(),
+            &pipeline(),
+            TriggerType::Manual,
+            None,
+            json!({}),
+            now,
+        );
         assert!(e.is_free(now));
         let held = e.claimed(now + chrono::Duration::seconds(30));
         assert!(!held.is_free(now));
         assert!(held.is_free(now + chrono::Duration::seconds(30)));
         let checkpointed = held.record(0, StepOutcome::Success(json!(1)), 1, now, now);
-        assert_eq!(checkpointed.lease_until, None, "a checkpoint releases the lease");
+        assert_eq!(
+            checkpointed.lease_until, None,
+            "a checkpoint releases the lease"
+        );
         assert!(checkpointed.is_free(now));
     }
 }

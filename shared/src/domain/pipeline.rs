@@ -120,10 +120,7 @@ impl StepKind {
 
 impl Step {
     pub fn timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(
-            self.timeout_seconds
-                .unwrap_or(DEFAULT_STEP_TIMEOUT_SECONDS),
-        )
+        std::time::Duration::from_secs(self.timeout_seconds.unwrap_or(DEFAULT_STEP_TIMEOUT_SECONDS))
     }
 }
 
@@ -183,7 +180,9 @@ impl PipelineSpec {
                     format!("1 to {MAX_STEP_TIMEOUT_SECONDS}"),
                 ));
             }
-            step.kind.check(self).map_err(|(field, m)| refuse(at(field), m))?;
+            step.kind
+                .check(self)
+                .map_err(|(field, m)| refuse(at(field), m))?;
         }
         Ok(())
     }
@@ -206,7 +205,11 @@ impl StepKind {
                 Err(("task_name", "must not be empty".into()))
             }
             StepKind::Task { .. } => Ok(()),
-            StepKind::Http { url, method, headers } => {
+            StepKind::Http {
+                url,
+                method,
+                headers,
+            } => {
                 let parsed = reqwest::Url::parse(url).map_err(|e| ("url", e.to_string()))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
                     return Err(("url", "must be an http or https URL".into()));
@@ -344,7 +347,10 @@ mod tests {
     #[test]
     fn unknown_kinds_and_fields_do_not_parse() {
         assert!(spec(json!([{"name": "a", "kind": "teleport"}])).is_err());
-        assert!(spec(json!([{"name": "a", "kind": "transform", "expression": "a", "extra": 1}])).is_err());
+        assert!(
+            spec(json!([{"name": "a", "kind": "transform", "expression": "a", "extra": 1}]))
+                .is_err()
+        );
         assert!(spec(json!([{"name": "a"}])).is_err());
     }
 
@@ -365,7 +371,9 @@ mod tests {
             "steps[0].url"
         );
         assert_eq!(
-            field(json!([{"name": "a", "kind": "task", "task_name": "echo"}, {"name": "a", "kind": "task", "task_name": "echo"}])),
+            field(
+                json!([{"name": "a", "kind": "task", "task_name": "echo"}, {"name": "a", "kind": "task", "task_name": "echo"}])
+            ),
             "steps[1].name"
         );
         let mut bad_schema = spec(json!([{"name": "a", "kind": "validate"}])).unwrap();
@@ -380,7 +388,10 @@ mod tests {
         let v = violations(&schema, &json!({"qty": "two"}));
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v.iter().any(|e| e.path == "/qty"));
-        assert!(v.iter().any(|e| e.path.is_empty() && e.message.contains("id")));
+        assert!(
+            v.iter()
+                .any(|e| e.path.is_empty() && e.message.contains("id"))
+        );
     }
 
     #[test]

@@ -307,11 +307,9 @@ pub async fn recover_exclusive(deps: &Deps) -> Result<(usize, usize), ServiceErr
     deps.queue
         .send_batch(&deps.config.task_queue, batch)
         .await?;
-    resent += super::executions::recover_exclusive(
-        deps,
-        ChronoDuration::minutes(FIRST_LOOKBACK_MINUTES),
-    )
-    .await?;
+    resent +=
+        super::executions::recover_exclusive(deps, ChronoDuration::minutes(FIRST_LOOKBACK_MINUTES))
+            .await?;
     let mut rescued = 0;
     for task in all_with_status(deps, TaskStatus::Running).await? {
         match rescue(

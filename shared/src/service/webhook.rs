@@ -61,12 +61,20 @@ pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String {
 
 /// The headers of a signed JSON request: content type, `webhook-id`,
 /// `webhook-timestamp` and `webhook-signature`.
-pub fn signed_headers(secret: &[u8], id: &str, timestamp: i64, body: &str) -> Vec<(String, String)> {
+pub fn signed_headers(
+    secret: &[u8],
+    id: &str,
+    timestamp: i64,
+    body: &str,
+) -> Vec<(String, String)> {
     vec![
         ("content-type".into(), "application/json".into()),
         ("webhook-id".into(), id.to_string()),
         ("webhook-timestamp".into(), timestamp.to_string()),
-        ("webhook-signature".into(), sign(secret, id, timestamp, body)),
+        (
+            "webhook-signature".into(),
+            sign(secret, id, timestamp, body),
+        ),
     ]
 }
 

@@ -25,9 +25,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::adapters::checks::{check_messages, check_receive};
-use crate::ports::{
-    Delivery, OutgoingMessage, Queue, QueueError,
-};
+use crate::ports::{Delivery, OutgoingMessage, Queue, QueueError};
 
 /// How many messages of one queue are in each state, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
