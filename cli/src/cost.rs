@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use tokio::sync::watch;
 use warren::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
-use warren::adapters::clock::SystemClock;
 use warren::adapters::http::GuardedHttpClient;
-use warren::handlers::Registry;
 use warren::service::enqueue::{NewTask, enqueue, enqueue_batch};
 use warren::{Config, Deps};
 
@@ -55,18 +53,15 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         task_queue: format!("warren-cost-{stamp}"),
     };
     crate::provision::ensure(&clients, &resources, Duration::from_secs(60)).await?;
-    let deps = Deps {
-        store: clients.store(&resources.table),
-        queue: clients.queue(),
-        clock: Arc::new(SystemClock),
-        http: Arc::new(GuardedHttpClient::new(Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?),
-        handlers: Arc::new(Registry::standard()),
-        metrics: Default::default(),
-        config: Arc::new(Config {
+    let deps = Deps::live(
+        clients.store(&resources.table),
+        clients.queue(),
+        Arc::new(GuardedHttpClient::new(Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?),
+        Config {
             task_queue: resources.task_queue.clone(),
             ..Config::default()
-        }),
-    };
+        },
+    );
     counter.reset();
 
     let window = Duration::from_secs(opts.batch_window);

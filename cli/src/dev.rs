@@ -14,10 +14,8 @@ use clap::{Args, ValueEnum};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 use warren::adapters::aws::{AwsClients, sdk_config};
-use warren::adapters::clock::SystemClock;
 use warren::adapters::embedded::{Durability, EmbeddedStore, MemoryQueue};
 use warren::adapters::http::{GuardedHttpClient, parse_allow_list};
-use warren::handlers::Registry;
 use warren::http::ApiKey;
 use warren::ports::{Queue, Store};
 use warren::service::webhook;
@@ -166,15 +164,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         default_workflow: opts.default_workflow,
         ..Config::default()
     };
-    let deps = Deps {
-        store,
-        queue,
-        clock: Arc::new(SystemClock),
-        http: Arc::new(http),
-        handlers: Arc::new(Registry::standard()),
-        metrics: Default::default(),
-        config: Arc::new(config),
-    };
+    let deps = Deps::live(store, queue, Arc::new(http), config);
 
     if embedded.is_some() {
         // The in-process queue starts empty: refill it from the store.

@@ -16,11 +16,9 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
-use crate::adapters::clock::SystemClock;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::http::{GuardedHttpClient, parse_allow_list};
 use crate::adapters::sqs::SqsQueue;
-use crate::handlers::Registry;
 use crate::http::ApiKey;
 use crate::ports::{Queue, Store};
 use crate::service::webhook;
@@ -184,22 +182,19 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
     };
     let resources = Resources::from_env();
     let clients = AwsClients::new(&sdk_config().await, None);
-    Ok(Deps {
-        store: clients.store(&resources.table),
-        queue: clients.queue(),
-        clock: Arc::new(SystemClock),
-        http: Arc::new(GuardedHttpClient::new(allow)?),
-        handlers: Arc::new(Registry::standard()),
-        metrics: Default::default(),
-        config: Arc::new(Config {
+    Ok(Deps::live(
+        clients.store(&resources.table),
+        clients.queue(),
+        Arc::new(GuardedHttpClient::new(allow)?),
+        Config {
             task_queue: resources.task_queue,
             default_timeout,
             webhook_secret,
             api_key,
             default_workflow,
             ..Config::default()
-        }),
-    })
+        },
+    ))
 }
 
 /// Logs to stdout for CloudWatch, which stamps each line itself: no time,

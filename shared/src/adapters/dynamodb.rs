@@ -22,6 +22,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
+use crate::adapters::backoff;
 use crate::adapters::checks::{check_batch, check_key, check_ops, check_size};
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
@@ -400,10 +401,6 @@ async fn write_chunk(
 
 /// Sleeps a random time up to `base * 2^attempt` (at most `cap`): full jitter,
 /// so racing writers spread out instead of colliding again.
-async fn backoff(attempt: u32, base: Duration, cap: Duration) {
-    let ceiling = base.saturating_mul(1 << attempt.min(16)).min(cap);
-    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
-}
 
 // ---------------------------------------------------------------------------
 // Table provisioning

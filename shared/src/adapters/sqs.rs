@@ -17,6 +17,7 @@ use aws_sdk_sqs::types::{
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
+use crate::adapters::backoff;
 use crate::adapters::checks::{check_messages, check_receive};
 use crate::ports::{Delivery, MAX_MESSAGE_BYTES, OutgoingMessage, Queue, QueueError};
 
@@ -26,6 +27,9 @@ const BATCH_SIZE: usize = 10;
 const BATCH_PARALLELISM: usize = 8;
 /// Rounds of a chunk while SQS reports entries failed on its side.
 const BATCH_ATTEMPTS: u32 = 5;
+/// Pauses between rounds of a chunk: full jitter under this ceiling.
+const BACKOFF_BASE: Duration = Duration::from_millis(20);
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// SQS's longest long poll.
 const MAX_WAIT_SECONDS: u64 = 20;
 /// SQS's longest visibility timeout (12 hours).
@@ -272,7 +276,7 @@ async fn send_chunk(
             attempt,
             "SQS failed batch entries; re-sending"
         );
-        backoff(attempt).await;
+        backoff(attempt, BACKOFF_BASE, BACKOFF_CAP).await;
     }
     Err(QueueError::Unavailable(
         format!("SQS kept failing {} messages of a batch", pending.len()).into(),
@@ -324,7 +328,7 @@ async fn delete_chunk(
             return Ok(());
         }
         pending.retain(|(id, _)| retry.contains(&id.as_str()));
-        backoff(attempt).await;
+        backoff(attempt, BACKOFF_BASE, BACKOFF_CAP).await;
     }
     Err(QueueError::Unavailable(
         format!("SQS kept failing to delete {} messages", pending.len()).into(),
@@ -428,11 +432,6 @@ fn is_stale_receipt(code: &str) -> bool {
             | "AWS.SimpleQueueService.MessageNotInflight"
             | "MessageNotInflight"
     )
-}
-
-async fn backoff(attempt: u32) {
-    let ceiling = Duration::from_millis(20 << attempt.min(8));
-    tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
 }
 
 fn error_text<E, R>(operation: &str, err: &SdkError<E, R>) -> String

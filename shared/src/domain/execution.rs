@@ -256,6 +256,18 @@ mod tests {
     use super::*;
     use crate::domain::pipeline::PipelineSpec;
 
+    /// A manual execution of `pipeline()` on `input`.
+    fn manual(input: Value, now: DateTime<Utc>) -> Execution {
+        Execution::new(
+            Uuid::now_v7(),
+            &pipeline(),
+            TriggerType::Manual,
+            None,
+            input,
+            now,
+        )
+    }
+
     fn pipeline() -> Pipeline {
         let spec: PipelineSpec = serde_json::from_value(json!({
             "name": "p",
@@ -278,14 +290,7 @@ mod tests {
     #[test]
     fn steps_are_checkpointed_in_order_and_the_last_output_is_the_result() {
         let now = Utc::now();
-        let e = Execution::new(
-            Uuid::now_v7(),
-            &pipeline(),
-            TriggerType::Manual,
-            None,
-            json!({"x": 1}),
-            now,
-        );
+        let e = manual(json!({"x": 1}), now);
         assert_eq!(e.next_step(), Some(0));
         let e = e.record(0, StepOutcome::Success(json!(1)), 1, now, now);
         assert_eq!(
@@ -302,14 +307,7 @@ mod tests {
     #[test]
     fn a_failed_step_ends_the_execution_with_its_error() {
         let now = Utc::now();
-        let e = Execution::new(
-            Uuid::now_v7(),
-            &pipeline(),
-            TriggerType::Manual,
-            None,
-            json!({}),
-            now,
-        );
+        let e = manual(json!({}), now);
         let e = e.record(0, StepOutcome::Timeout("took too long".into()), 3, now, now);
         assert_eq!(e.status, ExecutionStatus::Timeout);
         assert_eq!(e.error.as_deref(), Some("step `a`: took too long"));
@@ -320,14 +318,7 @@ mod tests {
     #[test]
     fn a_lease_holds_the_run_until_it_runs_out() {
         let now = Utc::now();
-        let e = Execution::new(
-            Uuid::now_v7(),
-            &pipeline(),
-            TriggerType::Manual,
-            None,
-            json!({}),
-            now,
-        );
+        let e = manual(json!({}), now);
         assert!(e.is_free(now));
         let held = e.claimed(now + chrono::Duration::seconds(30));
         assert!(!held.is_free(now));
