@@ -64,7 +64,15 @@ pub struct StepRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<u64>,
+    /// Times a worker died (or stalled past its lease) while running this
+    /// step; past [`MAX_LOST_WORKERS`] the step fails instead of resuming.
+    #[serde(default)]
+    pub lost_workers: u32,
 }
+
+/// How often a step may lose its worker before it is failed: a step that
+/// keeps crashing the process (or hanging it) must not resume forever.
+pub const MAX_LOST_WORKERS: u32 = 3;
 
 /// How one step ended (after its retries).
 #[derive(Clone, Debug, PartialEq)]
@@ -130,6 +138,7 @@ impl Execution {
                 started_at: None,
                 completed_at: None,
                 duration_ms: None,
+                lost_workers: 0,
             })
             .collect();
         Execution {
@@ -185,6 +194,53 @@ impl Execution {
         let mut next = self.clone();
         next.lease_until = Some(until);
         next.version += 1;
+        next
+    }
+
+    /// Ended before any step ran: the input breaks the pipeline's
+    /// `event_schema`, which every run checks first.
+    pub fn rejected(&self, violations: Vec<SchemaViolation>, now: DateTime<Utc>) -> Execution {
+        let mut next = self.clone();
+        next.version += 1;
+        next.lease_until = None;
+        next.status = ExecutionStatus::Error;
+        next.error = Some(format!(
+            "the input breaks the pipeline's event_schema ({} violation(s))",
+            violations.len()
+        ));
+        next.validation_errors = Some(violations);
+        next.completed_at = Some(now);
+        next.duration_ms = Some(millis(now - next.started_at));
+        next
+    }
+
+    /// Free the run for another worker after its holder was lost. The step
+    /// it was running counts the loss; once it has lost
+    /// [`MAX_LOST_WORKERS`] workers it fails and ends the execution.
+    pub fn released(&self, now: DateTime<Utc>) -> Execution {
+        let mut next = self.clone();
+        next.version += 1;
+        next.lease_until = None;
+        let (Some(_), Some(index)) = (self.lease_until, self.next_step()) else {
+            return next;
+        };
+        let lost = self.steps[index].lost_workers + 1;
+        if lost >= MAX_LOST_WORKERS {
+            let outcome = StepOutcome::Error {
+                message: format!(
+                    "its worker was lost {lost} times (crashed or stalled); not resumed again"
+                ),
+                violations: Vec::new(),
+            };
+            next = self.record(
+                index,
+                outcome,
+                self.steps[index].attempts.max(lost),
+                now,
+                now,
+            );
+        }
+        next.steps[index].lost_workers = lost;
         next
     }
 
@@ -329,5 +385,38 @@ mod tests {
             "a checkpoint releases the lease"
         );
         assert!(checkpointed.is_free(now));
+    }
+
+    #[test]
+    fn a_lost_worker_is_counted_on_its_step_and_the_third_loss_fails_it() {
+        let now = Utc::now();
+        let mut e = manual(json!({}), now);
+        assert_eq!(
+            e.released(now).steps[0].lost_workers,
+            0,
+            "an unheld run lost nobody"
+        );
+        for lost in 1..=MAX_LOST_WORKERS {
+            e = e.claimed(now).released(now);
+            assert_eq!(e.steps[0].lost_workers, lost);
+            assert_eq!(e.lease_until, None);
+        }
+        assert_eq!(e.status, ExecutionStatus::Error);
+        assert_eq!(e.steps[0].status, StepStatus::Error);
+        assert_eq!(e.next_step(), None);
+    }
+
+    #[test]
+    fn a_rejected_input_ends_the_run_before_any_step() {
+        let now = Utc::now();
+        let violation = SchemaViolation {
+            path: "".into(),
+            message: "\"order_id\" is a required property".into(),
+        };
+        let e = manual(json!({}), now).rejected(vec![violation.clone()], now);
+        assert_eq!(e.status, ExecutionStatus::Error);
+        assert_eq!(e.validation_errors, Some(vec![violation]));
+        assert_eq!(e.next_step(), None);
+        assert!(e.steps.iter().all(|s| s.status == StepStatus::Pending));
     }
 }

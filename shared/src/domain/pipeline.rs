@@ -26,7 +26,8 @@ pub struct PipelineSpec {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    /// JSON Schema the input event must satisfy (checked by `validate` steps).
+    /// JSON Schema the input event must satisfy: checked by the `validate`
+    /// steps that name no schema of their own, or else before the first step.
     #[serde(default)]
     pub event_schema: Option<Value>,
     #[serde(default)]

@@ -225,6 +225,23 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
             }
             Err(e) => return Err(e),
         };
+    // The event_schema is the pipeline's input contract: a run checks it
+    // before its first step, unless a `validate` step checks it where the
+    // pipeline's author placed it.
+    let validated_by_a_step = pipeline
+        .spec
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Validate { schema: None }));
+    if first == 0 && !validated_by_a_step {
+        if let Some(schema) = &pipeline.spec.event_schema {
+            let found = violations(schema, &current.input);
+            if !found.is_empty() {
+                let next = current.rejected(found, now);
+                return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
+            }
+        }
+    }
     let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now));
     if let Err(e) = save(deps, &current, &held, held.lease_until, Vec::new()).await {
         return taken_over_is_fine(Err(e), id);
@@ -503,11 +520,15 @@ pub async fn resume(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bool
     resend(deps, &e, now).await.map(|_| true)
 }
 
-/// Release the execution (whoever held it) and send its message again.
+/// Release the execution (whoever held it) and send its message again;
+/// a step that has lost too many workers fails instead (see
+/// [`Execution::released`]).
 async fn resend(deps: &Deps, e: &Execution, now: DateTime<Utc>) -> Result<(), ServiceError> {
-    let mut next = e.clone();
-    next.lease_until = None;
-    next.version += 1;
+    let next = e.released(now);
+    if next.status != ExecutionStatus::Running {
+        tracing::warn!(execution_id = %e.id, error = ?next.error, "execution failed: its step keeps losing its worker");
+        return checkpoint(deps, e, &next).await;
+    }
     save(
         deps,
         e,

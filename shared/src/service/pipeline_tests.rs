@@ -503,3 +503,101 @@ async fn executions_list_newest_first_with_a_cursor() {
     assert_eq!(rest.iter().map(|e| e.id).collect::<Vec<_>>(), vec![ids[0]]);
     assert_eq!(end, None);
 }
+
+#[tokio::test]
+async fn the_event_schema_is_checked_before_the_first_step_even_without_a_validate_step() {
+    let (registry, a, _) = counting();
+    let (deps, _) = setup(registry);
+    let p = created(
+        &deps,
+        spec(json!({
+            "name": "no-validate-step",
+            "event_schema": {"type": "object", "required": ["order_id"]},
+            "steps": [{"name": "a", "kind": "task", "task_name": "count_a"}]
+        })),
+    )
+    .await;
+    let (event_id, execution_id) = ingest(&deps, &p, json!({"qty": 1})).await;
+    drain(&deps).await;
+    let e = executions::get(&deps, execution_id).await.unwrap();
+    assert_eq!(e.status, ExecutionStatus::Error, "{e:?}");
+    assert_eq!(
+        a.load(Ordering::SeqCst),
+        0,
+        "no step runs on a rejected input"
+    );
+    assert_eq!(e.steps[0].status, StepStatus::Pending);
+    let violations = e.validation_errors.clone().unwrap();
+    assert_eq!(violations.len(), 1);
+    assert!(violations[0].message.contains("order_id"), "{violations:?}");
+    let event = events::get(&deps, event_id).await.unwrap();
+    assert_eq!(event.status, EventStatus::Failed);
+    assert_eq!(event.validation_errors, Some(violations));
+    // A valid input runs as usual.
+    let (_, ok) = ingest(&deps, &p, json!({"order_id": "A-9"})).await;
+    drain(&deps).await;
+    let ok = executions::get(&deps, ok).await.unwrap();
+    assert_eq!(ok.status, ExecutionStatus::Success, "{ok:?}");
+}
+
+#[tokio::test]
+async fn a_step_that_keeps_losing_its_worker_fails_instead_of_resuming_forever() {
+    use crate::domain::execution::MAX_LOST_WORKERS;
+    let mut registry = Registry::standard();
+    // A step that never returns: its worker is lost while it runs.
+    registry.register("hang", |_| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(json!(null))
+    });
+    let (deps, clock) = setup(registry);
+    let p = created(
+        &deps,
+        spec(
+            json!({"name": "hangs", "steps": [{"name": "h", "kind": "task", "task_name": "hang"}]}),
+        ),
+    )
+    .await;
+    let e = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({}))
+        .await
+        .unwrap();
+    for lost in 1..=MAX_LOST_WORKERS {
+        // A worker takes the message and dies mid-step.
+        let message = super::tests::receive_all(&deps).await.remove(0);
+        let worker = tokio::spawn({
+            let deps = deps.clone();
+            async move { process(&deps, &message.body).await }
+        });
+        while executions::get(&deps, e.id)
+            .await
+            .unwrap()
+            .lease_until
+            .is_none()
+        {
+            tokio::task::yield_now().await;
+        }
+        worker.abort();
+        // Its lease runs out and the scheduler finds it.
+        clock.advance(chrono::Duration::minutes(2));
+        assert_eq!(tick(&deps).await.unwrap().executions, 1);
+        let now = executions::get(&deps, e.id).await.unwrap();
+        assert_eq!(now.steps[0].lost_workers, lost);
+        match lost < MAX_LOST_WORKERS {
+            true => assert_eq!(
+                now.status,
+                ExecutionStatus::Running,
+                "resumed after loss {lost}"
+            ),
+            false => {
+                assert_eq!(now.status, ExecutionStatus::Error);
+                assert_eq!(now.steps[0].status, StepStatus::Error);
+                assert!(now.error.unwrap().contains("lost 3 times"));
+                assert!(
+                    super::tests::receive_all(&deps).await.is_empty(),
+                    "not re-sent"
+                );
+            }
+        }
+    }
+    let stats = pipelines::stats(&deps, p.id).await.unwrap();
+    assert_eq!(stats.executions_error, 1, "{stats:?}");
+}
