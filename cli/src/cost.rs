@@ -136,6 +136,7 @@ fn echo() -> NewTask {
 
 /// Requests by operation for `n` tasks from the first enqueue until the
 /// worker has completed them all.
+#[allow(clippy::too_many_arguments)] // one call site per mode; a struct would only rename them
 async fn measure<F, Fut>(
     deps: &Deps,
     counter: &RequestCounter,

@@ -399,9 +399,6 @@ async fn write_chunk(
     ))
 }
 
-/// Sleeps a random time up to `base * 2^attempt` (at most `cap`): full jitter,
-/// so racing writers spread out instead of colliding again.
-
 // ---------------------------------------------------------------------------
 // Table provisioning
 

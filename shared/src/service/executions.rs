@@ -233,13 +233,11 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         .steps
         .iter()
         .any(|s| matches!(s.kind, StepKind::Validate { schema: None }));
-    if first == 0 && !validated_by_a_step {
-        if let Some(schema) = &pipeline.spec.event_schema {
-            let found = violations(schema, &current.input);
-            if !found.is_empty() {
-                let next = current.rejected(found, now);
-                return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
-            }
+    if let (0, false, Some(schema)) = (first, validated_by_a_step, &pipeline.spec.event_schema) {
+        let found = violations(schema, &current.input);
+        if !found.is_empty() {
+            let next = current.rejected(found, now);
+            return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
         }
     }
     let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now));
