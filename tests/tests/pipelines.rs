@@ -53,9 +53,16 @@ async fn valid_event_runs_the_pipeline_to_success_with_every_step_output() {
 }
 
 /// The same on DynamoDB and SQS (the emulator `scripts/test` starts), with
-/// a table and queue `warren provision` makes.
+/// a table and queue `warren provision` makes; an invalid event fails there
+/// too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn valid_event_runs_the_pipeline_to_success_on_the_aws_wire() {
+async fn events_run_or_fail_on_the_aws_wire() {
+    let w = valid_event_runs_to_success(aws_opts()).await;
+    invalid_event_fails_with_its_violations(&w).await;
+}
+
+/// Options of a `warren dev --backend aws` on a fresh table and queue.
+fn aws_opts() -> Opts {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
         "AWS_ENDPOINT_URL is not set: this test needs the emulator scripts/test starts"
@@ -73,16 +80,13 @@ async fn valid_event_runs_the_pipeline_to_success_on_the_aws_wire() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    valid_event_runs_to_success(
-        Opts::new()
-            .args(["--backend", "aws"])
-            .env("WARREN_TABLE", &table)
-            .env("WARREN_TASK_QUEUE", &queue),
-    )
-    .await;
+    Opts::new()
+        .args(["--backend", "aws"])
+        .env("WARREN_TABLE", &table)
+        .env("WARREN_TASK_QUEUE", &queue)
 }
 
-async fn valid_event_runs_to_success(opts: Opts) {
+async fn valid_event_runs_to_success(opts: Opts) -> Warren {
     let w = Warren::start(opts.api_key("k3y")).await;
     let pipeline = create(&w, &orders()).await;
     let unauthenticated = w
@@ -137,13 +141,13 @@ async fn valid_event_runs_to_success(opts: Opts) {
         json!({"id": "A-1", "qty": 2})
     );
     assert_eq!(e["output"], steps[2]["output"]);
+    w
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_event_fails_with_its_violations_and_sync_validation_refuses_it_at_once() {
-    let w = Warren::default().await;
-    let pipeline = create(&w, &orders()).await;
-
+/// An invalid event to the orders pipeline ends `failed` with its
+/// violations stored; the pipeline's id.
+async fn invalid_event_fails_with_its_violations(w: &Warren) -> String {
+    let pipeline = create(w, &orders()).await;
     let r = w
         .post(
             &format!("/events?workflow={pipeline}"),
@@ -151,7 +155,7 @@ async fn invalid_event_fails_with_its_violations_and_sync_validation_refuses_it_
         )
         .await;
     r.expect(202);
-    let event = finished_event(&w, r.json["event_id"].as_str().unwrap()).await;
+    let event = finished_event(w, r.json["event_id"].as_str().unwrap()).await;
     assert_eq!(event["status"], "failed", "{event}");
     let violations = event["validation_errors"]
         .as_array()
@@ -167,11 +171,18 @@ async fn invalid_event_fails_with_its_violations_and_sync_validation_refuses_it_
             .iter()
             .any(|v| v["path"] == "" && v["message"].as_str().unwrap().contains("order_id"))
     );
-    let e = finished_execution(&w, r.json["task_id"].as_str().unwrap()).await;
+    let e = finished_execution(w, r.json["task_id"].as_str().unwrap()).await;
     assert_eq!(
         (e["status"].as_str(), e["steps"][1]["status"].as_str()),
         (Some("error"), Some("pending"))
     );
+    pipeline
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_event_fails_with_its_violations_and_sync_validation_refuses_it_at_once() {
+    let w = Warren::default().await;
+    let pipeline = invalid_event_fails_with_its_violations(&w).await;
 
     let sync = w
         .post(
