@@ -4,5 +4,6 @@ pub mod event;
 pub mod execution;
 pub mod pipeline;
 pub mod task;
+pub mod trigger;
 
 pub use task::{AfterFailure, RetryPolicy, Task, TaskStatus, TransitionError, WebhookOutcome};

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod pipelines;
 pub mod scheduler;
 pub mod tasks;
+pub mod triggers;
 pub mod webhook;
 pub mod worker;
 

@@ -2,7 +2,8 @@
 //!
 //! Timers (index gsi5) release delayed tasks, re-send pending tasks whose
 //! message may be lost (the outbox), rescue running tasks past their lease and
-//! re-send owed webhooks. Expiry entries (gsi6) expire pending tasks past their
+//! re-send owed webhooks, re-send lost pipeline executions and fire due
+//! schedule triggers. Expiry entries (gsi6) expire pending tasks past their
 //! TTL and delete what has outlived it. Both indexes are bucketed per minute;
 //! a cursor per index remembers the last bucket fully swept. Every action is a
 //! compare-and-set, so overlapping ticks are harmless.
@@ -37,6 +38,8 @@ pub struct TickReport {
     pub webhooks: usize,
     /// Pipeline executions re-sent (message lost, or worker lost mid-run).
     pub executions: usize,
+    /// Schedule triggers fired (each started one execution).
+    pub triggers: usize,
     /// Pending tasks past their TTL.
     pub expired: usize,
     /// Items deleted at the end of their TTL.
@@ -154,15 +157,13 @@ async fn on_timer(
     let Some(item) = current_due(deps, key, TIMER, now).await? else {
         return Ok(());
     };
+    if key.pk.starts_with(super::triggers::TRIGGER_PREFIX) {
+        let fired = super::triggers::fire_due(deps, &item, now).await;
+        return counted(fired, &mut report.triggers);
+    }
     if key.pk.starts_with(super::executions::EXECUTION_PREFIX) {
-        return match super::executions::resume(deps, &item, now).await {
-            Ok(resent) => {
-                report.executions += usize::from(resent);
-                Ok(())
-            }
-            Err(e) if e.is_conflict() => Ok(()),
-            Err(e) => Err(e),
-        };
+        let resent = super::executions::resume(deps, &item, now).await;
+        return counted(resent, &mut report.executions);
     }
     let Some(task) = task_from_item(&item) else {
         return Ok(());
@@ -188,6 +189,19 @@ async fn on_timer(
     match outcome {
         Err(e) if e.is_conflict() => Ok(()),
         other => other,
+    }
+}
+
+/// Count what a timer's action did; a lost race is no error (another tick
+/// or a worker acted first).
+fn counted(outcome: Result<bool, ServiceError>, counter: &mut usize) -> Result<(), ServiceError> {
+    match outcome {
+        Ok(done) => {
+            *counter += usize::from(done);
+            Ok(())
+        }
+        Err(e) if e.is_conflict() => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

@@ -1,0 +1,478 @@
+//! Triggers: what starts a pipeline's executions, besides a manual run.
+//! A `webhook` trigger runs it when its secret URL is called, a `schedule`
+//! trigger on a cron schedule in an IANA timezone, and a `manual` trigger
+//! is a named record of the manual run endpoint. Definitions are checked
+//! whole when they are written (the cron parses, the timezone exists, the
+//! schedule fires at all), so a stored trigger never fails for being
+//! malformed.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// The longest trigger name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// How many upcoming fire times a schedule trigger shows.
+pub const NEXT_FIRES: usize = 5;
+/// Every webhook token starts with this, so a leaked one is recognisable.
+pub const TOKEN_PREFIX: &str = "whk_";
+/// Random bytes in a webhook token.
+pub const TOKEN_BYTES: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerKind {
+    Webhook,
+    Schedule,
+    Manual,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerKind::Webhook => "webhook",
+            TriggerKind::Schedule => "schedule",
+            TriggerKind::Manual => "manual",
+        }
+    }
+}
+
+/// What a client writes: `{"type", "name", "config"}`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerSpec {
+    #[serde(rename = "type")]
+    pub kind: TriggerKind,
+    pub name: String,
+    /// `{"cron", "timezone"}` for a schedule; empty (or absent) otherwise.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+}
+
+/// Why a trigger definition was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TriggerError {
+    #[error("`name` must be 1 to {MAX_NAME_CHARS} characters")]
+    Name,
+    #[error("invalid `config`: {0}")]
+    Config(String),
+    #[error("invalid `config.cron` `{cron}`: {reason}")]
+    Cron { cron: String, reason: String },
+    #[error(
+        "unknown `config.timezone` `{0}`: an IANA timezone name is expected, e.g. `Europe/Berlin` or `UTC`"
+    )]
+    Timezone(String),
+}
+
+impl TriggerError {
+    /// The API error code of this refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TriggerError::Name | TriggerError::Config(_) => "invalid_trigger",
+            TriggerError::Cron { .. } => "invalid_cron",
+            TriggerError::Timezone(_) => "invalid_timezone",
+        }
+    }
+}
+
+impl TriggerSpec {
+    /// The schedule of a schedule trigger (`None` for the other kinds), once
+    /// the whole definition is known to be valid.
+    pub fn check(&self, now: DateTime<Utc>) -> Result<Option<Schedule>, TriggerError> {
+        let chars = self.name.trim().chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS {
+            return Err(TriggerError::Name);
+        }
+        match self.kind {
+            TriggerKind::Schedule => Schedule::from_config(&self.config, now).map(Some),
+            kind => match self.config.keys().next() {
+                None => Ok(None),
+                Some(field) => Err(TriggerError::Config(format!(
+                    "a {} trigger takes no configuration; unknown field `{field}`",
+                    kind.as_str()
+                ))),
+            },
+        }
+    }
+}
+
+/// A cron schedule in a timezone: 5 fields (minute hour day month weekday)
+/// or 6 with leading seconds, evaluated on the zone's wall clock. Across
+/// daylight-saving changes it follows the Open Cron Pattern Specification
+/// (as croner implements it): a fixed time that a spring-forward skips
+/// fires at the first instant after the gap, a fixed time that a fall-back
+/// repeats fires once (the earlier instant), and interval patterns fire on
+/// the real instants they match.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub cron: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+impl Schedule {
+    /// Read and check a schedule trigger's `config`: it must fire after `now`.
+    pub fn from_config(
+        config: &Map<String, Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Schedule, TriggerError> {
+        let schedule: Schedule = serde_json::from_value(Value::Object(config.clone()))
+            .map_err(|e| TriggerError::Config(e.to_string()))?;
+        schedule.compile()?;
+        if schedule.next_after(now).is_none() {
+            return Err(TriggerError::Cron {
+                cron: schedule.cron.clone(),
+                reason: "it never fires".into(),
+            });
+        }
+        Ok(schedule)
+    }
+
+    fn compile(&self) -> Result<(Cron, Tz), TriggerError> {
+        let fields = self.cron.split_whitespace().count();
+        // Nicknames (`@hourly`, ...) are one field; a 7th field (years) is refused.
+        if !(self.cron.trim_start().starts_with('@') || fields == 5 || fields == 6) {
+            return Err(TriggerError::Cron {
+                cron: self.cron.clone(),
+                reason: format!(
+                    "5 fields (minute hour day-of-month month day-of-week) or 6 with leading seconds expected, got {fields}"
+                ),
+            });
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(&self.cron)
+            .map_err(|e| TriggerError::Cron {
+                cron: self.cron.clone(),
+                reason: e.to_string(),
+            })?;
+        let tz = Tz::from_str(&self.timezone)
+            .map_err(|_| TriggerError::Timezone(self.timezone.clone()))?;
+        Ok((cron, tz))
+    }
+
+    /// The first fire time strictly after `t`, if the schedule ever fires again.
+    pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_fires(t, 1).pop()
+    }
+
+    /// The next `n` fire times strictly after `t`. Cron slots are whole
+    /// seconds, so `t` counts from its second: a slot at `t`'s second is not after it.
+    pub fn next_fires(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        let Ok((cron, tz)) = self.compile() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(n);
+        let mut at = t.trunc_subsecs(0).with_timezone(&tz);
+        while out.len() < n {
+            match cron.find_next_occurrence(&at, false) {
+                Ok(next) => {
+                    out.push(next.with_timezone(&Utc));
+                    at = next;
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+/// A stored trigger. A webhook's token is never stored: only its SHA-256
+/// (hex) and its last characters, to recognise it by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub id: Uuid,
+    pub pipeline_id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: TriggerKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_hint: Option<String>,
+    /// A schedule's next slot: fired by the first scheduler tick at or
+    /// after it, then advanced past that tick's now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fire: Option<DateTime<Utc>>,
+    /// Bumped by every write; the compare-and-set token.
+    pub version: u64,
+}
+
+impl Trigger {
+    /// The trigger `spec` defines, checked; `token` is the new webhook
+    /// token of a webhook trigger.
+    pub fn new(
+        id: Uuid,
+        pipeline_id: Uuid,
+        spec: TriggerSpec,
+        token: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Trigger, TriggerError> {
+        let schedule = spec.check(now)?;
+        let webhook = token.filter(|_| spec.kind == TriggerKind::Webhook);
+        Ok(Trigger {
+            id,
+            pipeline_id,
+            kind: spec.kind,
+            name: spec.name.trim().to_string(),
+            next_fire: schedule.as_ref().and_then(|s| s.next_after(now)),
+            schedule,
+            created_at: now,
+            webhook_sha256: webhook.map(token_sha256),
+            webhook_hint: webhook.map(token_hint),
+            version: 1,
+        })
+    }
+
+    /// The configuration as the client wrote it (the timezone filled in).
+    pub fn config(&self) -> Value {
+        match &self.schedule {
+            Some(s) => json!({ "cron": s.cron, "timezone": s.timezone }),
+            None => json!({}),
+        }
+    }
+
+    /// The next [`NEXT_FIRES`] fire times after `now` (empty unless a schedule).
+    pub fn next_fires(&self, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+        self.schedule
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.next_fires(now, NEXT_FIRES))
+    }
+
+    /// The trigger after firing its slot at `now`: the next slot is the
+    /// first one after `now`, so any slots missed meanwhile are skipped (the
+    /// one firing late stands for them all).
+    pub fn fired(&self, now: DateTime<Utc>) -> Trigger {
+        let mut next = self.clone();
+        next.next_fire = self.schedule.as_ref().and_then(|s| s.next_after(now));
+        next.version += 1;
+        next
+    }
+}
+
+/// A new webhook token: [`TOKEN_PREFIX`] and [`TOKEN_BYTES`] random bytes, base64url.
+pub fn new_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; TOKEN_BYTES] = rand::random();
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// Whether `s` is shaped like a token [`new_token`] makes (checked before
+/// any lookup, so junk costs no read).
+pub fn is_token_shaped(s: &str) -> bool {
+    let encoded = (TOKEN_BYTES * 4).div_ceil(3);
+    s.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == encoded
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The hex SHA-256 of a token: what is stored and looked up.
+pub fn token_sha256(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A token's last four characters, shown to tell tokens apart.
+fn token_hint(token: &str) -> String {
+    let tail: String = token
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("...{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn schedule(cron: &str, timezone: &str) -> Schedule {
+        let config = json!({ "cron": cron, "timezone": timezone });
+        Schedule::from_config(config.as_object().unwrap(), Utc::now()).unwrap()
+    }
+
+    fn spec(value: Value) -> TriggerSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn five_fields_or_six_with_leading_seconds() {
+        let every_minute = schedule("* * * * *", "UTC");
+        assert_eq!(
+            every_minute.next_fires(at("2026-03-01T12:00:30.250Z"), 2),
+            vec![at("2026-03-01T12:01:00Z"), at("2026-03-01T12:02:00Z")]
+        );
+        let every_ten_seconds = schedule("*/10 * * * * *", "UTC");
+        assert_eq!(
+            every_ten_seconds.next_after(at("2026-03-01T12:00:00Z")),
+            Some(at("2026-03-01T12:00:10Z")),
+            "a slot at the very second is not after it"
+        );
+    }
+
+    #[test]
+    fn the_timezone_defaults_to_utc_and_shifts_the_wall_clock() {
+        let config = json!({"cron": "0 9 * * 1-5"});
+        let s = Schedule::from_config(config.as_object().unwrap(), Utc::now()).unwrap();
+        assert_eq!(s.timezone, "UTC");
+        // Sunday 1 March 2026 → Monday 09:00.
+        assert_eq!(
+            s.next_after(at("2026-03-01T12:00:00Z")),
+            Some(at("2026-03-02T09:00:00Z"))
+        );
+        let tokyo = schedule("0 9 * * 1-5", "Asia/Tokyo");
+        assert_eq!(
+            tokyo.next_after(at("2026-03-01T12:00:00Z")),
+            Some(at("2026-03-02T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_skipped_time_fires_after_the_spring_forward_gap_and_a_repeated_one_once() {
+        let s = schedule("30 2 * * *", "Europe/Berlin");
+        // 29 March 2026: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist.
+        assert_eq!(
+            s.next_fires(at("2026-03-27T12:00:00Z"), 3),
+            vec![
+                at("2026-03-28T01:30:00Z"), // 02:30 CET
+                at("2026-03-29T01:00:00Z"), // 03:00 CEST, the first instant after the gap
+                at("2026-03-30T00:30:00Z"), // 02:30 CEST
+            ]
+        );
+        // 25 October 2026: 03:00 CEST falls back to 02:00 CET; 02:30 happens twice.
+        assert_eq!(
+            s.next_fires(at("2026-10-24T12:00:00Z"), 3),
+            vec![
+                at("2026-10-25T00:30:00Z"), // 02:30 CEST, the earlier of the two
+                at("2026-10-26T01:30:00Z"), // 02:30 CET, next day
+                at("2026-10-27T01:30:00Z"),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_crons_and_timezones_are_refused_with_their_reason() {
+        for (config, code) in [
+            (json!({"cron": "61 * * * *"}), "invalid_cron"),
+            (json!({"cron": "* * *"}), "invalid_cron"),
+            (json!({"cron": "0 0 * * * * 2030"}), "invalid_cron"),
+            (json!({"cron": "0 0 30 2 *"}), "invalid_cron"),
+            (
+                json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}),
+                "invalid_timezone",
+            ),
+            (json!({"cron": "* * * * *", "every": 5}), "invalid_trigger"),
+            (json!({"timezone": "UTC"}), "invalid_trigger"),
+        ] {
+            let err = Schedule::from_config(config.as_object().unwrap(), Utc::now()).unwrap_err();
+            assert_eq!(err.code(), code, "{config}: {err}");
+        }
+        let feb_30 = json!({"cron": "0 0 30 2 *"});
+        let err = Schedule::from_config(feb_30.as_object().unwrap(), Utc::now()).unwrap_err();
+        assert!(err.to_string().contains("never fires"), "{err}");
+    }
+
+    #[test]
+    fn only_schedules_take_a_config_and_names_are_bounded() {
+        let webhook = spec(json!({"type": "webhook", "name": "hook"}));
+        let now = Utc::now();
+        assert_eq!(webhook.check(now), Ok(None));
+        let extra = spec(json!({"type": "manual", "name": "m", "config": {"cron": "* * * * *"}}));
+        assert_eq!(extra.check(now).unwrap_err().code(), "invalid_trigger");
+        let blank = spec(json!({"type": "webhook", "name": "  "}));
+        assert_eq!(blank.check(now), Err(TriggerError::Name));
+        let long = spec(json!({"type": "webhook", "name": "x".repeat(MAX_NAME_CHARS + 1)}));
+        assert_eq!(long.check(now), Err(TriggerError::Name));
+        assert!(
+            serde_json::from_value::<TriggerSpec>(json!({"type": "cronjob", "name": "x"})).is_err()
+        );
+        assert!(
+            serde_json::from_value::<TriggerSpec>(
+                json!({"type": "webhook", "name": "x", "url": 1})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_webhook_stores_only_the_hash_and_hint_of_its_token() {
+        let token = new_token();
+        assert!(is_token_shaped(&token), "{token}");
+        assert_ne!(token, new_token());
+        assert!(!is_token_shaped("whk_short"));
+        assert!(!is_token_shaped(&token.replace("whk_", "tok_")));
+        let t = Trigger::new(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            spec(json!({"type": "webhook", "name": "hook"})),
+            Some(&token),
+            at("2026-03-01T12:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            t.webhook_sha256.as_deref(),
+            Some(token_sha256(&token).as_str())
+        );
+        assert_eq!(t.webhook_sha256.as_ref().map(String::len), Some(64));
+        assert_eq!(
+            t.webhook_hint,
+            Some(format!("...{}", &token[token.len() - 4..]))
+        );
+        let stored = serde_json::to_string(&t).unwrap();
+        assert!(
+            !stored.contains(&token[4..]),
+            "the token itself is never stored"
+        );
+        assert_eq!((t.next_fire, t.config()), (None, json!({})));
+    }
+
+    #[test]
+    fn firing_late_skips_to_the_first_slot_after_now() {
+        let t = Trigger::new(
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            spec(json!({"type": "schedule", "name": "hourly", "config": {"cron": "0 * * * *"}})),
+            None,
+            at("2026-03-01T12:10:00Z"),
+        )
+        .unwrap();
+        assert_eq!(t.next_fire, Some(at("2026-03-01T13:00:00Z")));
+        let late = t.fired(at("2026-03-01T16:20:00Z"));
+        assert_eq!(late.next_fire, Some(at("2026-03-01T17:00:00Z")));
+        assert_eq!(late.version, t.version + 1);
+        assert_eq!(t.config(), json!({"cron": "0 * * * *", "timezone": "UTC"}));
+        assert_eq!(t.next_fires(at("2026-03-01T12:10:00Z")).len(), NEXT_FIRES);
+    }
+}
