@@ -1,23 +1,27 @@
 //! Pipelines and their runs: `/api/v1/pipelines` (create, list, read any
 //! version, update as a new version, delete), manual runs, executions,
-//! per-pipeline stats and usage per day.
+//! per-pipeline stats and usage per day; triggers (webhook, schedule,
+//! manual) and the public webhook endpoint `POST /hooks/{token}`, which
+//! the secret token authorises instead of the API key.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{Duration, NaiveDate};
-use serde::Deserialize;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use uuid::Uuid;
 use warren::Deps;
-use warren::domain::execution::TriggerType;
+use warren::domain::execution::{Execution, TriggerType};
 use warren::domain::pipeline::PipelineSpec;
+use warren::domain::trigger::{Trigger, TriggerKind, TriggerSpec};
 use warren::http::dto::{ExecutionResponse, id_of};
 use warren::http::{ApiError, JsonBody, Params, decode_cursor, page_response, parse_any_json};
 use warren::ports::MAX_MESSAGE_BYTES;
-use warren::service::{executions, pipelines};
+use warren::service::{executions, pipelines, triggers};
 
 /// Page size when the client names none, and the most one page holds.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -37,8 +41,21 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/v1/pipelines/{id}/executions", get(executions_of))
         .route("/api/v1/executions/{id}", get(execution))
         .route("/api/v1/usage", get(usage))
+        .route(
+            "/api/v1/pipelines/{id}/triggers",
+            get(triggers_of).post(create_trigger),
+        )
+        .route(
+            "/api/v1/triggers/{id}",
+            axum::routing::delete(remove_trigger),
+        )
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
-    warren::http::api(&deps, routes)
+    // The webhook route stays outside the API-key layer: its token is the credential.
+    let public = Router::new()
+        .route("/hooks/{token}", post(hook))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .with_state(deps.clone());
+    warren::http::api(&deps, routes).merge(public)
 }
 
 #[derive(Deserialize)]
@@ -104,9 +121,9 @@ async fn update(
     Ok(Json(p).into_response())
 }
 
-/// 204; its executions stay readable.
+/// 204; its triggers are deleted, its executions stay readable.
 async fn remove(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    pipelines::delete(&deps, id_of(&id, "pipeline")?).await?;
+    triggers::delete_pipeline(&deps, id_of(&id, "pipeline")?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -125,14 +142,146 @@ async fn run(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let pipeline = pipelines::get(&deps, id_of(&id, "pipeline")?, p.version).await?;
-    let input = match body.iter().all(u8::is_ascii_whitespace) {
-        true => json!({}),
-        false => parse_any_json(&body)?,
-    };
-    let e = executions::run_pipeline(&deps, &pipeline, TriggerType::Manual, None, input).await?;
+    let e = executions::run_pipeline(
+        &deps,
+        &pipeline,
+        TriggerType::Manual,
+        None,
+        input_of(&body)?,
+    )
+    .await?;
+    Ok(accepted(&e))
+}
+
+/// A run's input: the JSON body, `{}` when there is none.
+fn input_of(body: &Bytes) -> Result<Value, ApiError> {
+    match body.iter().all(u8::is_ascii_whitespace) {
+        true => Ok(json!({})),
+        false => parse_any_json(body),
+    }
+}
+
+/// 202 `{"execution_id", "status", "pipeline_version"}` of a started run.
+fn accepted(e: &Execution) -> Response {
     let answer =
         json!({ "execution_id": e.id, "status": e.status, "pipeline_version": e.pipeline_version });
-    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+    (StatusCode::ACCEPTED, Json(answer)).into_response()
+}
+
+/// A trigger as the API shows it. A webhook's token (and URL) appear only
+/// in the answer that creates it; later only its last characters
+/// (`webhook_token_hint`). A schedule shows its next fire times.
+#[derive(Serialize)]
+struct TriggerResponse {
+    id: Uuid,
+    pipeline_id: Uuid,
+    #[serde(rename = "type")]
+    kind: TriggerKind,
+    name: String,
+    config: Value,
+    created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_token_hint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_fires: Option<Vec<DateTime<Utc>>>,
+}
+
+impl TriggerResponse {
+    fn new(t: Trigger, now: DateTime<Utc>) -> Self {
+        TriggerResponse {
+            next_fires: (t.kind == TriggerKind::Schedule).then(|| t.next_fires(now)),
+            config: t.config(),
+            id: t.id,
+            pipeline_id: t.pipeline_id,
+            kind: t.kind,
+            name: t.name,
+            created_at: t.created_at,
+            webhook_token: None,
+            webhook_url: None,
+            webhook_token_hint: t.webhook_hint,
+        }
+    }
+}
+
+/// Where this API is reached, as the client reached it: the forwarded
+/// host and scheme behind a proxy or API Gateway, else the Host header and
+/// the request's scheme (`http` when it has none, as on `warren dev`).
+fn public_base(headers: &HeaderMap, uri: &Uri) -> String {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let scheme = match header("x-forwarded-proto").or_else(|| uri.scheme_str()) {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// 201 with the trigger; a webhook's `webhook_token` and `webhook_url`
+/// are shown this once.
+async fn create_trigger(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    JsonBody(spec): JsonBody<TriggerSpec>,
+) -> Result<Response, ApiError> {
+    let created = triggers::create(&deps, id_of(&id, "pipeline")?, spec).await?;
+    let mut body = TriggerResponse::new(created.trigger, deps.now());
+    if let Some(token) = created.token {
+        body.webhook_url = Some(format!("{}/hooks/{token}", public_base(&headers, &uri)));
+        body.webhook_token = Some(token);
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A pipeline's triggers, newest first, with the list cursor headers.
+async fn triggers_of(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+    uri: Uri,
+    Params(p): Params<PageParams>,
+) -> Result<Response, ApiError> {
+    let pipeline = id_of(&id, "pipeline")?;
+    let (items, next) = triggers::list(&deps, pipeline, p.limit(), p.before()?).await?;
+    let now = deps.now();
+    let shown = items.into_iter().map(|t| TriggerResponse::new(t, now));
+    Ok(page_response(&uri, shown.collect::<Vec<_>>(), next))
+}
+
+/// 204; the trigger fires nothing from then on.
+async fn remove_trigger(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    triggers::delete(&deps, id_of(&id, "trigger")?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The public webhook: a run of the token's pipeline with the body as its
+/// input (`{}` when empty), answered like a manual run (202); 404 for an
+/// unknown or deleted token, before the body is even read as JSON.
+async fn hook(
+    State(deps): State<Deps>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let trigger = triggers::by_token(&deps, &token).await?;
+    let e = triggers::run_webhook(&deps, &trigger, input_of(&body)?).await?;
+    Ok(accepted(&e))
 }
 
 /// A pipeline's executions, newest first, with the task list's cursor headers.
@@ -310,32 +459,28 @@ mod tests {
         assert_eq!(a.status, StatusCode::BAD_REQUEST);
     }
 
+    /// POST `body` to `path` (a run or a hook): 202, and the execution it started.
+    async fn started(app: &Router, path: &str, body: &str) -> Value {
+        let run = call(app.clone(), "POST", path, body).await;
+        assert_eq!(run.status, StatusCode::ACCEPTED, "{:?}", run.body);
+        let exec = format!(
+            "/api/v1/executions/{}",
+            run.body["execution_id"].as_str().unwrap()
+        );
+        call(app.clone(), "GET", &exec, "").await.body
+    }
+
     #[tokio::test]
     async fn a_manual_run_is_accepted_and_readable_while_it_waits() {
         let app = app();
         let created = create(&app).await;
         let id = created.body["id"].as_str().unwrap().to_string();
-        let run = call(
-            app.clone(),
-            "POST",
-            &format!("/api/v1/pipelines/{id}/run"),
-            r#"{"id": 7}"#,
-        )
-        .await;
-        assert_eq!(run.status, StatusCode::ACCEPTED, "{:?}", run.body);
-        let exec_id = run.body["execution_id"].as_str().unwrap();
-        let e = call(
-            app.clone(),
-            "GET",
-            &format!("/api/v1/executions/{exec_id}"),
-            "",
-        )
-        .await;
-        assert_eq!(e.body["status"], "running");
-        assert_eq!(e.body["trigger_type"], "manual");
-        assert_eq!(e.body["input"], json!({"id": 7}));
-        assert_eq!(e.body["steps"][0]["status"], "pending");
-        assert!(e.body.get("lease_until").is_none(), "internals stay inside");
+        let e = started(&app, &format!("/api/v1/pipelines/{id}/run"), r#"{"id": 7}"#).await;
+        assert_eq!(e["status"], "running");
+        assert_eq!(e["trigger_type"], "manual");
+        assert_eq!(e["input"], json!({"id": 7}));
+        assert_eq!(e["steps"][0]["status"], "pending");
+        assert!(e.get("lease_until").is_none(), "internals stay inside");
         let malformed = call(
             app.clone(),
             "POST",
@@ -384,5 +529,186 @@ mod tests {
             ),
             (StatusCode::OK, Some(0), Some(2))
         );
+    }
+
+    async fn triggers_listed(app: &Router, pipeline: &str) -> Answer {
+        let path = format!("/api/v1/pipelines/{pipeline}/triggers");
+        call(app.clone(), "GET", &path, "").await
+    }
+
+    async fn trigger(app: &Router, pipeline: &str, body: Value) -> Answer {
+        let path = format!("/api/v1/pipelines/{pipeline}/triggers");
+        call(app.clone(), "POST", &path, &body.to_string()).await
+    }
+
+    #[tokio::test]
+    async fn a_webhook_trigger_shows_its_token_once_and_runs_the_pipeline() {
+        let app = app();
+        let id = create(&app).await.body["id"].as_str().unwrap().to_string();
+        let created = trigger(&app, &id, json!({"type": "webhook", "name": "orders in"})).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        let token = created.body["webhook_token"].as_str().unwrap().to_string();
+        assert!(token.starts_with("whk_"));
+        assert_eq!(
+            created.body["webhook_url"],
+            json!(format!("http://localhost/hooks/{token}"))
+        );
+        assert_eq!(
+            (&created.body["type"], &created.body["config"]),
+            (&json!("webhook"), &json!({}))
+        );
+
+        let e = started(&app, &format!("/hooks/{token}"), r#"{"id": 9}"#).await;
+        assert_eq!(
+            (&e["trigger_type"], &e["trigger_id"], &e["input"]),
+            (&json!("webhook"), &created.body["id"], &json!({"id": 9}))
+        );
+        let empty = call(app.clone(), "POST", &format!("/hooks/{token}"), "").await;
+        assert_eq!(
+            empty.status,
+            StatusCode::ACCEPTED,
+            "an empty body is `{{}}`"
+        );
+
+        let listed = triggers_listed(&app, &id).await;
+        let shown = &listed.body[0];
+        assert!(shown.get("webhook_token").is_none() && shown.get("webhook_url").is_none());
+        assert_eq!(
+            shown["webhook_token_hint"],
+            json!(format!("...{}", &token[token.len() - 4..]))
+        );
+        assert!(!listed.body.to_string().contains(&token[4..]));
+
+        let trigger_id = created.body["id"].as_str().unwrap();
+        let path = format!("/api/v1/triggers/{trigger_id}");
+        let gone = call(app.clone(), "DELETE", &path, "").await;
+        assert_eq!(gone.status, StatusCode::NO_CONTENT);
+        let again = call(app.clone(), "DELETE", &path, "").await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+        let dead = call(app, "POST", &format!("/hooks/{token}"), "{}").await;
+        assert_eq!(
+            (dead.status, dead.body["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_schedule_trigger_lists_its_next_five_fire_times() {
+        let app = app();
+        let id = create(&app).await.body["id"].as_str().unwrap().to_string();
+        let body = json!({"type": "schedule", "name": "nightly", "config": {"cron": "0 3 * * *", "timezone": "Europe/Paris"}});
+        let created = trigger(&app, &id, body).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        assert!(created.body.get("webhook_token").is_none());
+        let listed = triggers_listed(&app, &id).await;
+        let fires = listed.body[0]["next_fires"].as_array().unwrap().clone();
+        assert_eq!(fires.len(), 5);
+        let times: Vec<chrono::DateTime<chrono::FixedOffset>> = fires
+            .iter()
+            .map(|f| chrono::DateTime::parse_from_rfc3339(f.as_str().unwrap()).unwrap())
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            fires.iter().all(|f| f.as_str().unwrap().ends_with('Z')),
+            "UTC"
+        );
+        assert_eq!(
+            listed.body[0]["config"],
+            json!({"cron": "0 3 * * *", "timezone": "Europe/Paris"})
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_triggers_answer_4xx_and_store_nothing() {
+        let app = app();
+        let id = create(&app).await.body["id"].as_str().unwrap().to_string();
+        for (body, code) in [
+            (json!({"type": "cron", "name": "x"}), "invalid_field"),
+            (
+                json!({"type": "webhook", "name": "x", "secret": "s"}),
+                "invalid_field",
+            ),
+            (
+                json!({"type": "webhook", "name": "x", "config": {"secret": "s"}}),
+                "invalid_trigger",
+            ),
+            (
+                json!({"type": "schedule", "name": "x", "config": {"cron": "* * * * *", "every": 1}}),
+                "invalid_trigger",
+            ),
+            (
+                json!({"type": "schedule", "name": "x", "config": {"cron": "99 * * * *"}}),
+                "invalid_cron",
+            ),
+            (
+                json!({"type": "schedule", "name": "x", "config": {"cron": "* * * * *", "timezone": "Europe/Atlantis"}}),
+                "invalid_timezone",
+            ),
+            (json!({"type": "manual", "name": ""}), "invalid_trigger"),
+        ] {
+            let a = trigger(&app, &id, body.clone()).await;
+            assert_eq!(
+                (a.status, a.body["code"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                "{body}: {:?}",
+                a.body
+            );
+        }
+        let listed = triggers_listed(&app, &id).await;
+        assert_eq!(listed.body, json!([]));
+        let unknown = uuid::Uuid::now_v7();
+        let manual = json!({"type": "manual", "name": "m"});
+        for a in [
+            trigger(&app, &unknown.to_string(), manual).await,
+            call(
+                app.clone(),
+                "GET",
+                &format!("/api/v1/pipelines/{unknown}/triggers"),
+                "",
+            )
+            .await,
+            call(
+                app.clone(),
+                "DELETE",
+                &format!("/api/v1/triggers/{unknown}"),
+                "",
+            )
+            .await,
+            call(app, "POST", "/hooks/whk_nope", "{}").await,
+        ] {
+            assert_eq!(a.status, StatusCode::NOT_FOUND, "{:?}", a.body);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_hook_route_is_public_while_the_api_requires_its_key() {
+        let deps = memory_deps(Arc::new(SystemClock), Registry::standard());
+        let deps = Deps {
+            config: Arc::new(warren::Config {
+                api_key: warren::http::ApiKey::new(Some("k3y")),
+                ..(*deps.config).clone()
+            }),
+            ..deps
+        };
+        let spec: PipelineSpec = serde_json::from_value(pipeline()).unwrap();
+        let p = pipelines::create(&deps, spec).await.unwrap();
+        let webhook: TriggerSpec =
+            serde_json::from_value(json!({"type": "webhook", "name": "h"})).unwrap();
+        let token = triggers::create(&deps, p.id, webhook)
+            .await
+            .unwrap()
+            .token
+            .unwrap();
+        let app = router(deps);
+        let api = call(
+            app.clone(),
+            "GET",
+            &format!("/api/v1/pipelines/{}/triggers", p.id),
+            "",
+        )
+        .await;
+        assert_eq!(api.status, StatusCode::UNAUTHORIZED);
+        let hook = call(app, "POST", &format!("/hooks/{token}"), r#"{"id": 1}"#).await;
+        assert_eq!(hook.status, StatusCode::ACCEPTED, "{:?}", hook.body);
     }
 }
