@@ -190,7 +190,10 @@ pub async fn by_token(deps: &Deps, token: &str) -> Result<Trigger, ServiceError>
     else {
         return Err(UNKNOWN);
     };
-    let trigger = get(deps, id).await.map_err(|_| UNKNOWN)?;
+    let trigger = match get(deps, id).await {
+        Err(ServiceError::NotFound(_)) => return Err(UNKNOWN),
+        other => other?,
+    };
     let stored = trigger.webhook_sha256.as_deref().unwrap_or("");
     match bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) {
         true => Ok(trigger),
