@@ -22,6 +22,8 @@ pub async fn run_every(deps: Deps, interval: Duration, mut stop: watch::Receiver
                 released = r.released,
                 rescued = r.rescued,
                 webhooks = r.webhooks,
+                executions = r.executions,
+                triggers = r.triggers,
                 expired = r.expired,
                 deleted = r.deleted,
                 "scheduler tick"
