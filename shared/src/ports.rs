@@ -3,6 +3,7 @@
 //! the conformance suites in [`crate::testing`] hold every adapter to the same
 //! semantics (those of DynamoDB and SQS, the strictest backend).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -232,25 +233,63 @@ pub trait Store: Send + Sync {
     async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError>;
 }
 
+/// The most message attributes one message may carry (SQS: 10).
+pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
+
 /// A message to send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OutgoingMessage {
     pub body: String,
     /// Held back this long before it can be received (at most [`MAX_DELAY`]).
     pub delay: Duration,
     /// Higher first, where the backend can order (best effort).
     pub priority: i32,
+    /// String message attributes (SQS `MessageAttributes` of type `String`):
+    /// at most [`MAX_MESSAGE_ATTRIBUTES`], names of 1-256 characters of
+    /// `[A-Za-z0-9_.-]` (no leading, trailing or double `.`, no `AWS.` or
+    /// `Amazon.` prefix), values not empty. Their bytes count toward
+    /// [`MAX_MESSAGE_BYTES`], as SQS counts them.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl OutgoingMessage {
+    /// A message to receive at once, priority 0, no attributes.
+    pub fn new(body: impl Into<String>) -> Self {
+        OutgoingMessage {
+            body: body.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The same message with one more attribute.
+    pub fn with_attribute(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.attributes.insert(name.into(), value.into());
+        self
+    }
+
+    /// Its size as SQS counts it against [`MAX_MESSAGE_BYTES`]: the body,
+    /// plus each attribute's name, data type (`String`) and value.
+    pub fn size(&self) -> usize {
+        self.body.len()
+            + self
+                .attributes
+                .iter()
+                .map(|(name, value)| name.len() + "String".len() + value.len())
+                .sum::<usize>()
+    }
 }
 
 /// A received message. It stays hidden from other receivers until its
 /// visibility timeout passes; deleting it with its receipt acknowledges it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delivery {
     pub message_id: String,
     pub receipt: String,
     pub body: String,
     /// How many times this message has been received, this time included.
     pub receive_count: u32,
+    /// The string attributes it was sent with.
+    pub attributes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,8 +306,9 @@ pub enum QueueError {
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Send any number of messages (chunked to the backend's batch limit).
-    /// Each body is at most [`MAX_MESSAGE_BYTES`], each delay at most
-    /// [`MAX_DELAY`], else `Invalid` and nothing is sent.
+    /// Each message (body and attributes, [`OutgoingMessage::size`]) is at
+    /// most [`MAX_MESSAGE_BYTES`], each delay at most [`MAX_DELAY`], its
+    /// attributes well-formed, else `Invalid` and nothing is sent.
     async fn send_batch(
         &self,
         queue: &str,

@@ -62,11 +62,7 @@ async fn provisioned_queue_has_a_dead_letter_queue_and_answers_by_name_and_url()
     );
 
     let by_name = SqsQueue::new(client.clone());
-    let message = |body: &str| OutgoingMessage {
-        body: body.into(),
-        delay: Duration::ZERO,
-        priority: 0,
-    };
+    let message = OutgoingMessage::new;
     by_name
         .send_batch(&name, vec![message("by name")])
         .await

@@ -4,19 +4,21 @@
 use std::collections::HashSet;
 
 use crate::ports::{
-    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_BYTES, MAX_RECEIVE,
-    MAX_TRANSACT_OPS, OutgoingMessage, QueueError, StoreError, WriteOp,
+    Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_ATTRIBUTES,
+    MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_TRANSACT_OPS, OutgoingMessage, QueueError, StoreError,
+    WriteOp,
 };
 
-/// A batch of messages every queue accepts: each body at most
-/// [`MAX_MESSAGE_BYTES`], each delay at most [`MAX_DELAY`]. Checked as a
-/// whole first, so a bad message never leaves its neighbours half sent.
+/// A batch of messages every queue accepts: each at most
+/// [`MAX_MESSAGE_BYTES`] with its attributes, each delay at most
+/// [`MAX_DELAY`], attributes as SQS takes them. Checked as a whole first, so
+/// a bad message never leaves its neighbours half sent.
 pub(crate) fn check_messages(messages: &[OutgoingMessage]) -> Result<(), QueueError> {
     for (i, m) in messages.iter().enumerate() {
-        if m.body.len() > MAX_MESSAGE_BYTES {
+        if m.size() > MAX_MESSAGE_BYTES {
             return Err(QueueError::Invalid(format!(
-                "message {i}: body of {} bytes exceeds {MAX_MESSAGE_BYTES}",
-                m.body.len()
+                "message {i}: {} bytes with its attributes exceeds {MAX_MESSAGE_BYTES}",
+                m.size()
             )));
         }
         if m.delay > MAX_DELAY {
@@ -24,6 +26,39 @@ pub(crate) fn check_messages(messages: &[OutgoingMessage]) -> Result<(), QueueEr
                 "message {i}: delay of {:?} exceeds {:?}",
                 m.delay, MAX_DELAY
             )));
+        }
+        check_attributes(m).map_err(|e| QueueError::Invalid(format!("message {i}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// SQS's rules for message attributes: how many, their names, no empty value.
+fn check_attributes(m: &OutgoingMessage) -> Result<(), String> {
+    if m.attributes.len() > MAX_MESSAGE_ATTRIBUTES {
+        return Err(format!(
+            "{} attributes; at most {MAX_MESSAGE_ATTRIBUTES}",
+            m.attributes.len()
+        ));
+    }
+    for (name, value) in &m.attributes {
+        let chars_ok = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        let lower = name.to_ascii_lowercase();
+        let well_formed = (1..=256).contains(&name.len())
+            && chars_ok
+            && !name.starts_with('.')
+            && !name.ends_with('.')
+            && !name.contains("..")
+            && !lower.starts_with("aws.")
+            && !lower.starts_with("amazon.");
+        if !well_formed {
+            return Err(format!(
+                "attribute name {name:?}: 1-256 of [A-Za-z0-9_.-], no leading, trailing or double `.`, no AWS./Amazon. prefix"
+            ));
+        }
+        if value.is_empty() {
+            return Err(format!("attribute {name:?} has an empty value"));
         }
     }
     Ok(())

@@ -1,7 +1,10 @@
 //! The SQS [`Queue`]: standard queues addressed by name (resolved once per
 //! process with GetQueueUrl, then cached) or by URL, sends batched by 10
 //! within SQS's 256 KiB request limit, per-entry failures retried, deletes
-//! batched by 10. Durations go to SQS in whole seconds, rounded up.
+//! batched by 10. Durations go to SQS in whole seconds, rounded up. Message
+//! attributes travel as SQS `String` message attributes; receives ask for
+//! all of them (whatever type a producer sent, those with a string value
+//! are kept).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,8 +14,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
-    SendMessageBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
@@ -143,6 +146,7 @@ impl Queue for SqsQueue {
             .visibility_timeout(seconds(visibility, MAX_VISIBILITY_SECONDS))
             .wait_time_seconds(seconds(wait, MAX_WAIT_SECONDS))
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
             .send()
             .await
             .map_err(|e| unavailable("ReceiveMessage", &e))?;
@@ -157,11 +161,18 @@ impl Queue for SqsQueue {
                     .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(1);
+                let attributes = m
+                    .message_attributes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(name, v)| Some((name, v.string_value?)))
+                    .collect();
                 Some(Delivery {
                     message_id: m.message_id?,
                     receipt: m.receipt_handle?,
                     body: m.body.unwrap_or_default(),
                     receive_count,
+                    attributes,
                 })
             })
             .collect())
@@ -210,19 +221,19 @@ impl Queue for SqsQueue {
 }
 
 /// Splits messages into SendMessageBatch requests: at most [`BATCH_SIZE`]
-/// entries and [`MAX_MESSAGE_BYTES`] of bodies each.
+/// entries and [`MAX_MESSAGE_BYTES`] of bodies and attributes each.
 fn chunk_messages(messages: Vec<OutgoingMessage>) -> Vec<Vec<OutgoingMessage>> {
     let mut chunks: Vec<Vec<OutgoingMessage>> = Vec::new();
     let mut bytes = 0;
     for m in messages {
         let full = chunks
             .last()
-            .is_none_or(|c| c.len() == BATCH_SIZE || bytes + m.body.len() > MAX_MESSAGE_BYTES);
+            .is_none_or(|c| c.len() == BATCH_SIZE || bytes + m.size() > MAX_MESSAGE_BYTES);
         if full {
             chunks.push(Vec::with_capacity(BATCH_SIZE));
             bytes = 0;
         }
-        bytes += m.body.len();
+        bytes += m.size();
         chunks.last_mut().expect("a chunk was just pushed").push(m);
     }
     chunks
@@ -244,10 +255,22 @@ async fn send_chunk(
         let entries = pending
             .iter()
             .map(|(id, m)| {
+                let attributes = m
+                    .attributes
+                    .iter()
+                    .map(|(name, value)| {
+                        MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(value)
+                            .build()
+                            .map(|v| (name.clone(), v))
+                    })
+                    .collect::<Result<_, _>>()?;
                 SendMessageBatchRequestEntry::builder()
                     .id(id)
                     .message_body(&m.body)
                     .delay_seconds(m.delay.as_secs() as i32)
+                    .set_message_attributes((!m.attributes.is_empty()).then_some(attributes))
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()

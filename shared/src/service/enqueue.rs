@@ -215,6 +215,7 @@ impl Deps {
             },
             delay,
             priority: task.priority,
+            ..Default::default()
         }
     }
 }
@@ -403,6 +404,7 @@ fn ephemeral_message(task: &Task) -> Result<OutgoingMessage, ServiceError> {
         body,
         delay,
         priority: task.priority,
+        ..Default::default()
     })
 }
 

@@ -91,11 +91,7 @@ fn redispatch_window(deps: &Deps) -> chrono::Duration {
 }
 
 fn message(id: Uuid) -> OutgoingMessage {
-    OutgoingMessage {
-        body: TaskMessage::Execution { execution: id }.encode(),
-        delay: Duration::ZERO,
-        priority: 0,
-    }
+    OutgoingMessage::new(TaskMessage::Execution { execution: id }.encode())
 }
 
 /// Store a new execution (with `extra` writes in the same transaction) and

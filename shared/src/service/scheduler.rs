@@ -238,8 +238,8 @@ async fn resend_webhook(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<
             attempt,
         }
         .encode(),
-        delay: std::time::Duration::ZERO,
         priority: task.priority,
+        ..Default::default()
     };
     deps.queue
         .send_batch(&deps.config.task_queue, vec![message])

@@ -130,7 +130,7 @@ fn retry_message(body: TaskMessage, next: u32) -> OutgoingMessage {
     OutgoingMessage {
         body: body.encode(),
         delay: backoff(next),
-        priority: 0,
+        ..Default::default()
     }
 }
 

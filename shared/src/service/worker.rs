@@ -244,8 +244,8 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
                         attempt: 1,
                     }
                     .encode(),
-                    delay: Duration::ZERO,
                     priority: t.priority,
+                    ..Default::default()
                 };
                 send_or_leave_to_timer(deps, message, t.id).await;
             }
@@ -321,6 +321,7 @@ async fn run_inline(deps: &Deps, mut task: Task) -> Result<(), ServiceError> {
                 .encode(),
                 delay,
                 priority: task.priority,
+                ..Default::default()
             };
             deps.queue
                 .send_batch(&deps.config.task_queue, vec![message])
@@ -341,8 +342,7 @@ async fn run_inline(deps: &Deps, mut task: Task) -> Result<(), ServiceError> {
                 attempt: 1,
             }
             .encode(),
-            delay: Duration::ZERO,
-            priority: 0,
+            ..Default::default()
         };
         deps.queue
             .send_batch(&deps.config.task_queue, vec![message])

@@ -22,7 +22,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::ports::{
-    Delivery, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_RECEIVE, OutgoingMessage, Queue, QueueError,
+    Delivery, MAX_DELAY, MAX_MESSAGE_ATTRIBUTES, MAX_MESSAGE_BYTES, MAX_RECEIVE, OutgoingMessage,
+    Queue, QueueError,
 };
 
 /// Runs every check, each on a queue from `make` and a fresh queue name.
@@ -45,6 +46,9 @@ where
     long_poll_returns_as_soon_as_a_message_arrives(make().await).await;
     large_batch_is_received_exactly_once(make().await).await;
     concurrent_receivers_never_share_a_message(make().await).await;
+    attributes_travel_with_the_message(make().await).await;
+    attribute_bytes_count_toward_the_size_limit(make().await).await;
+    malformed_attributes_reject_the_whole_batch(make().await).await;
 }
 
 /// A visibility long enough that nothing is redelivered while a check runs.
@@ -58,11 +62,7 @@ fn fresh_queue(check: &str) -> String {
 }
 
 fn message(body: impl Into<String>) -> OutgoingMessage {
-    OutgoingMessage {
-        body: body.into(),
-        delay: Duration::ZERO,
-        priority: 0,
-    }
+    OutgoingMessage::new(body)
 }
 
 async fn send(q: &dyn Queue, queue: &str, messages: Vec<OutgoingMessage>) {
@@ -576,6 +576,118 @@ pub async fn concurrent_receivers_never_share_a_message(q: Arc<dyn Queue>) {
     assert_eq!(
         received, expected,
         "concurrent: received bodies differ from the 100 sent"
+    );
+}
+
+/// GIVEN a message sent with string attributes (non-ASCII value included)
+/// and one sent without
+/// WHEN both are received (and the first again after a redelivery)
+/// THEN each carries exactly the attributes it was sent with.
+pub async fn attributes_travel_with_the_message(q: Arc<dyn Queue>) {
+    let queue = fresh_queue("attrs");
+    let with = message("with")
+        .with_attribute("topic", "orders.fifo")
+        .with_attribute("trace-id_2.x", "échantillon ✓");
+    let expected = with.attributes.clone();
+    send(&*q, &queue, vec![with, message("without")]).await;
+    let got = receive_at_least(&*q, &queue, 2, HOLD, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 2, "attrs: expected both messages, got {got:?}");
+    for d in &got {
+        match d.body.as_str() {
+            "with" => assert_eq!(
+                d.attributes, expected,
+                "attrs: attributes changed in transit"
+            ),
+            _ => assert!(
+                d.attributes.is_empty(),
+                "attrs: a message sent without attributes came with {:?}",
+                d.attributes
+            ),
+        }
+    }
+    // Made visible again: the redelivery carries the attributes too.
+    let with = got
+        .iter()
+        .find(|d| d.body == "with")
+        .expect("checked above");
+    if let Err(e) = q
+        .change_visibility(&queue, &with.receipt, Duration::ZERO)
+        .await
+    {
+        panic!("attrs: change_visibility failed: {e}");
+    }
+    let again = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
+    assert_eq!(
+        again.first().map(|d| (&d.body, &d.attributes)),
+        Some((&with.body, &expected)),
+        "attrs: a redelivered message lost its attributes: {again:?}"
+    );
+    let receipts = got
+        .iter()
+        .chain(&again)
+        .map(|d| d.receipt.clone())
+        .collect();
+    delete(&*q, &queue, receipts).await;
+}
+
+/// GIVEN a body that fills MAX_MESSAGE_BYTES together with one attribute
+/// (its name, the type `String` and its value count, as SQS counts them)
+/// WHEN it is sent, and then one byte more
+/// THEN the first is accepted and received intact, the second is Invalid.
+pub async fn attribute_bytes_count_toward_the_size_limit(q: Arc<dyn Queue>) {
+    let queue = fresh_queue("attrsize");
+    let fits = |extra: usize| {
+        let overhead = "topic".len() + "String".len() + "t".len();
+        message("x".repeat(MAX_MESSAGE_BYTES - overhead + extra)).with_attribute("topic", "t")
+    };
+    expect_invalid(
+        "attrsize: body + attribute one byte over MAX_MESSAGE_BYTES",
+        q.send_batch(&queue, vec![fits(1)]).await,
+    );
+    let exact = fits(0);
+    assert_eq!(exact.size(), MAX_MESSAGE_BYTES);
+    send(&*q, &queue, vec![exact.clone()]).await;
+    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "attrsize: the fitting message was not received"
+    );
+    assert!(
+        got[0].body == exact.body && got[0].attributes == exact.attributes,
+        "attrsize: a message of exactly MAX_MESSAGE_BYTES came back altered"
+    );
+    delete(&*q, &queue, vec![got[0].receipt.clone()]).await;
+}
+
+/// GIVEN batches with one message whose attributes SQS refuses (an empty
+/// value, a malformed or reserved name, too many attributes)
+/// WHEN each is sent
+/// THEN each send is Invalid and nothing is ever received.
+pub async fn malformed_attributes_reject_the_whole_batch(q: Arc<dyn Queue>) {
+    let queue = fresh_queue("badattrs");
+    let too_many = (0..=MAX_MESSAGE_ATTRIBUTES).fold(message("many"), |m, i| {
+        m.with_attribute(format!("a{i}"), "v")
+    });
+    let bad = [
+        ("empty value", message("m").with_attribute("topic", "")),
+        ("space in name", message("m").with_attribute("to pic", "v")),
+        ("double dot", message("m").with_attribute("a..b", "v")),
+        ("leading dot", message("m").with_attribute(".a", "v")),
+        ("AWS. prefix", message("m").with_attribute("AWS.topic", "v")),
+        ("too many", too_many),
+    ];
+    for (what, m) in bad {
+        expect_invalid(
+            &format!("badattrs: {what}"),
+            q.send_batch(&queue, vec![message("valid"), m]).await,
+        );
+    }
+    let got = receive_during(&*q, &queue, HOLD, Duration::from_secs(2)).await;
+    assert!(
+        got.is_empty(),
+        "badattrs: a rejected batch still sent messages: {:?}",
+        bodies(&got)
     );
 }
 

@@ -16,7 +16,7 @@
 //!   (no stale timers piling up under a high delete rate).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
@@ -75,6 +75,7 @@ struct State {
 struct Message {
     id: String,
     body: String,
+    attributes: BTreeMap<String, String>,
     priority: i32,
     receive_count: u32,
     /// Bumped on every receive: only a receipt carrying the latest value is
@@ -250,6 +251,7 @@ impl Queue for MemoryQueue {
                     Message {
                         id: uuid::Uuid::now_v7().to_string(),
                         body: m.body,
+                        attributes: m.attributes,
                         priority: m.priority,
                         receive_count: 0,
                         receipt_gen: 0,
@@ -305,6 +307,7 @@ impl Queue for MemoryQueue {
                         receipt: receipt(key, msg.receipt_gen),
                         body: msg.body.clone(),
                         receive_count: msg.receive_count,
+                        attributes: msg.attributes.clone(),
                     });
                     state.timers.insert((hidden_until, key));
                     state.in_flight += 1;
@@ -398,9 +401,8 @@ mod tests {
 
     fn msg(body: &str, priority: i32) -> OutgoingMessage {
         OutgoingMessage {
-            body: body.into(),
-            delay: Duration::ZERO,
             priority,
+            ..OutgoingMessage::new(body)
         }
     }
 
