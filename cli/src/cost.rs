@@ -51,6 +51,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     let resources = Resources {
         table: format!("warren-cost-{stamp}"),
         task_queue: format!("warren-cost-{stamp}"),
+        topic_queue: format!("warren-cost-topics-{stamp}"),
     };
     crate::provision::ensure(&clients, &resources, Duration::from_secs(60)).await?;
     let deps = Deps::live(

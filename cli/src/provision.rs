@@ -1,6 +1,7 @@
 //! `warren provision`: create what warren needs on AWS (or on an emulator
 //! through `AWS_ENDPOINT_URL`), idempotently: the table with its indexes and
-//! TTL, the task queue and its dead-letter queue with a redrive policy.
+//! TTL, the task queue and the topic ingress queue, each with its
+//! dead-letter queue and a redrive policy.
 
 use std::time::Duration;
 
@@ -16,8 +17,11 @@ pub struct ProvisionOptions {
     /// The task queue (its dead-letter queue is `<name>-dlq`).
     #[arg(long, env = "WARREN_TASK_QUEUE", default_value = "warren-tasks")]
     pub task_queue: String,
-    /// Visibility timeout of the task queue, in seconds: at least the
-    /// longest task timeout (the worker's Lambda timeout in AWS).
+    /// The topic ingress queue (its dead-letter queue is `<name>-dlq`).
+    #[arg(long, env = "WARREN_TOPIC_QUEUE", default_value = "warren-topics")]
+    pub topic_queue: String,
+    /// Visibility timeout of the queues, in seconds: at least the longest
+    /// task timeout (the worker's Lambda timeout in AWS).
     #[arg(long, default_value_t = 960)]
     pub visibility: u64,
 }
@@ -27,6 +31,7 @@ impl ProvisionOptions {
         Resources {
             table: self.table.clone(),
             task_queue: self.task_queue.clone(),
+            topic_queue: self.topic_queue.clone(),
         }
     }
 }
@@ -56,12 +61,11 @@ pub async fn ensure(
         resources.table,
         if created { "created" } else { "ready" }
     );
-    let url = sqs::provision_queue(&clients.sqs, &resources.task_queue, visibility)
-        .await
-        .map_err(|e| anyhow::anyhow!("queue {}: {e}", resources.task_queue))?;
-    println!(
-        "queue {}: ready at {url} (dead letters: {}-dlq)",
-        resources.task_queue, resources.task_queue
-    );
+    for queue in [&resources.task_queue, &resources.topic_queue] {
+        let url = sqs::provision_queue(&clients.sqs, queue, visibility)
+            .await
+            .map_err(|e| anyhow::anyhow!("queue {queue}: {e}"))?;
+        println!("queue {queue}: ready at {url} (dead letters: {queue}-dlq)");
+    }
     Ok(())
 }

@@ -117,6 +117,9 @@ pub struct Resources {
     pub table: String,
     /// The task queue, a name or URL (`WARREN_TASK_QUEUE`, default `warren-tasks`).
     pub task_queue: String,
+    /// The topic ingress queue, a name or URL (`WARREN_TOPIC_QUEUE`, default
+    /// `warren-topics`).
+    pub topic_queue: String,
 }
 
 impl Resources {
@@ -124,6 +127,7 @@ impl Resources {
         Resources {
             table: env_or("WARREN_TABLE", "warren"),
             task_queue: env_or("WARREN_TASK_QUEUE", "warren-tasks"),
+            topic_queue: env_or("WARREN_TOPIC_QUEUE", "warren-topics"),
         }
     }
 }
@@ -136,7 +140,8 @@ fn env_or(name: &str, default: &str) -> String {
 }
 
 /// What every Lambda function of warren starts with, from its environment:
-/// `WARREN_TABLE`, `WARREN_TASK_QUEUE`, `WARREN_API_KEY_SHA256` (required
+/// `WARREN_TABLE`, `WARREN_TASK_QUEUE`, `WARREN_TOPIC_QUEUE` (where
+/// `POST /api/v1/topics/{topic}/messages` publishes), `WARREN_API_KEY_SHA256` (required
 /// unless `WARREN_AUTH=disabled`), `WARREN_WEBHOOK_SECRET` (required),
 /// `WARREN_TASK_TIMEOUT` (seconds, default 300), `WARREN_OUTBOUND_ALLOW`,
 /// `WARREN_DEFAULT_WORKFLOW` (the pipeline id `POST /events` uses when the
@@ -188,6 +193,7 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
         Arc::new(GuardedHttpClient::new(allow)?),
         Config {
             task_queue: resources.task_queue,
+            topic_queue: resources.topic_queue,
             default_timeout,
             webhook_secret,
             api_key,

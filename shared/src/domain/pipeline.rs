@@ -252,14 +252,17 @@ pub fn check_schema(schema: &Value) -> Result<(), String> {
 
 /// A topic name: what SNS and SQS names allow.
 pub fn check_topic(topic: &str) -> Result<(), String> {
-    let ok = !topic.is_empty()
+    // SNS topic names, so an SNS topic can feed the ingress queue under the
+    // same name: 1-256 characters, the FIFO suffix included.
+    let stem = topic.strip_suffix(".fifo").unwrap_or(topic);
+    let ok = !stem.is_empty()
         && topic.len() <= 256
-        && topic
+        && stem
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     match ok {
         true => Ok(()),
-        false => Err("1 to 256 letters, digits, `-`, `_` or `.`".into()),
+        false => Err("1 to 256 letters, digits, `-` or `_`, optionally ending in `.fifo`".into()),
     }
 }
 

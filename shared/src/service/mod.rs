@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod pipelines;
 pub mod scheduler;
 pub mod tasks;
+pub mod topics;
 pub mod triggers;
 pub mod webhook;
 pub mod worker;
@@ -17,6 +18,8 @@ pub mod worker;
 mod pipeline_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topic_tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +46,9 @@ pub struct Deps {
 pub struct Config {
     /// The queue that carries task messages.
     pub task_queue: String,
+    /// The topic ingress queue: messages published on topics, fanned out
+    /// by the dispatcher to the pipelines whose event trigger is started.
+    pub topic_queue: String,
     /// Timeout of a task that names none.
     pub default_timeout: Duration,
     /// A running attempt is presumed lost this long after its timeout.
@@ -69,6 +75,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             task_queue: "warren-tasks".into(),
+            topic_queue: "warren-topics".into(),
             default_timeout: Duration::from_secs(300),
             lease_grace: Duration::from_secs(30),
             redispatch_after: Duration::from_secs(600),

@@ -101,7 +101,7 @@ fn orders() -> PipelineSpec {
 }
 
 /// Process every message on the task queue, new ones included, until none is left.
-async fn drain(deps: &Deps) {
+pub(super) async fn drain(deps: &Deps) {
     loop {
         let got = super::tests::receive_all(deps).await;
         if got.is_empty() {

@@ -1,0 +1,360 @@
+//! Event triggers and topics on the in-memory backend: start, report and
+//! stop a trigger; the dispatcher starts one execution per started trigger
+//! per message, never twice for a redelivered one, and counts and drops
+//! what nobody listens to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::pipeline_tests::drain;
+use super::topics::{self, Dispatched, MESSAGE_ID_ATTRIBUTE, TOPIC_ATTRIBUTE};
+use super::{Deps, ServiceError, executions, pipelines};
+use crate::adapters::clock::SystemClock;
+use crate::domain::execution::{ExecutionStatus, TriggerType};
+use crate::domain::pipeline::{Pipeline, PipelineSpec};
+use crate::handlers::Registry;
+use crate::ports::{Delivery, Item, Key, MAX_MESSAGE_BYTES, Query, Store, StoreError, WriteOp};
+use crate::testing::memory_deps;
+
+fn deps() -> Deps {
+    memory_deps(Arc::new(SystemClock), Registry::standard())
+}
+
+/// A pipeline on `topic` (none when `None`) that echoes its event.
+async fn pipeline(deps: &Deps, topic: Option<&str>) -> Pipeline {
+    let mut spec = json!({
+        "name": "on-topic",
+        "steps": [{"name": "shape", "kind": "transform", "expression": "{got: event}"}]
+    });
+    if let Some(t) = topic {
+        spec["options"] = json!({ "event": t });
+    }
+    let spec: PipelineSpec = serde_json::from_value(spec).unwrap();
+    pipelines::create(deps, spec).await.unwrap()
+}
+
+fn delivery(id: &str, body: &str, attributes: &[(&str, &str)]) -> Delivery {
+    Delivery {
+        message_id: id.into(),
+        receipt: format!("receipt-{id}"),
+        body: body.into(),
+        receive_count: 1,
+        attributes: attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn on_topic(id: &str, topic: &str, body: &str) -> Delivery {
+    delivery(id, body, &[(TOPIC_ATTRIBUTE, topic)])
+}
+
+async fn executions_of(deps: &Deps, p: &Pipeline) -> Vec<crate::domain::execution::Execution> {
+    executions::list(deps, p.id, 100, None).await.unwrap().0
+}
+
+async fn counters(deps: &Deps, topic: &str) -> (i64, i64, i64) {
+    let info = topics::info(deps, topic).await.unwrap();
+    (info.published, info.dispatched, info.dropped)
+}
+
+#[tokio::test]
+async fn a_trigger_starts_reports_and_stops_and_starting_twice_is_harmless() {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    assert!(!topics::ready(&deps, p.id).await.unwrap());
+
+    let first = topics::start(&deps, p.id, None).await.unwrap();
+    assert_eq!(
+        (first.topic.as_str(), first.pipeline_version),
+        ("orders", 1)
+    );
+    let again = topics::start(&deps, p.id, None).await.unwrap();
+    assert_eq!(again, first, "starting twice changes nothing");
+    assert!(topics::ready(&deps, p.id).await.unwrap());
+    let info = topics::info(&deps, "orders").await.unwrap();
+    assert_eq!(info.subscriptions, vec![first]);
+
+    topics::stop(&deps, p.id).await.unwrap();
+    assert!(!topics::ready(&deps, p.id).await.unwrap());
+    topics::stop(&deps, p.id).await.unwrap();
+    assert!(
+        topics::info(&deps, "orders")
+            .await
+            .unwrap()
+            .subscriptions
+            .is_empty()
+    );
+
+    let unknown = Uuid::now_v7();
+    for r in [
+        topics::start(&deps, unknown, None).await.map(|_| ()),
+        topics::ready(&deps, unknown).await.map(|_| ()),
+        topics::stop(&deps, unknown).await,
+    ] {
+        assert!(matches!(r, Err(ServiceError::NotFound(_))), "{r:?}");
+    }
+}
+
+#[tokio::test]
+async fn starting_with_another_version_moves_the_trigger_to_its_topic() {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    let mut v2 = p.spec.clone();
+    v2.options.event = Some("billing".into());
+    pipelines::update(&deps, p.id, v2).await.unwrap();
+
+    let s = topics::start(&deps, p.id, Some(1)).await.unwrap();
+    assert_eq!((s.topic.as_str(), s.pipeline_version), ("orders", 1));
+    let s = topics::start(&deps, p.id, None).await.unwrap();
+    assert_eq!((s.topic.as_str(), s.pipeline_version), ("billing", 2));
+    assert!(
+        topics::info(&deps, "orders")
+            .await
+            .unwrap()
+            .subscriptions
+            .is_empty()
+    );
+    assert_eq!(
+        topics::info(&deps, "billing").await.unwrap().subscriptions,
+        vec![s]
+    );
+    let missing = topics::start(&deps, p.id, Some(9)).await;
+    assert!(
+        matches!(missing, Err(ServiceError::NotFound(_))),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pipeline_without_a_topic_cannot_start_and_nothing_is_stored() {
+    let deps = deps();
+    let p = pipeline(&deps, None).await;
+    match topics::start(&deps, p.id, None).await {
+        Err(ServiceError::Conflict { code, message }) => {
+            assert_eq!(code, "no_topic");
+            assert!(message.contains("options.event"), "{message}");
+        }
+        other => panic!("expected a no_topic conflict, got {other:?}"),
+    }
+    assert!(!topics::ready(&deps, p.id).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_message_starts_one_execution_per_started_trigger_with_its_payload() {
+    let deps = deps();
+    let (a, b, other) = (
+        pipeline(&deps, Some("orders")).await,
+        pipeline(&deps, Some("orders")).await,
+        pipeline(&deps, Some("other")).await,
+    );
+    for p in [&a, &b, &other] {
+        topics::start(&deps, p.id, None).await.unwrap();
+    }
+
+    let done = topics::dispatch(&deps, &on_topic("m1", "orders", r#"{"n": 1}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Dispatched {
+            topic: Some("orders".into()),
+            started: 2,
+            duplicates: 0
+        }
+    );
+    drain(&deps).await;
+    for p in [&a, &b] {
+        let runs = executions_of(&deps, p).await;
+        assert_eq!(runs.len(), 1, "one execution per trigger");
+        let e = &runs[0];
+        assert_eq!(
+            (e.trigger_type, e.trigger_id.as_deref(), &e.input),
+            (TriggerType::Event, Some("m1"), &json!({"n": 1}))
+        );
+        assert_eq!(e.status, ExecutionStatus::Success, "{e:?}");
+        assert_eq!(e.output, Some(json!({"got": {"n": 1}})));
+    }
+    assert!(executions_of(&deps, &other).await.is_empty());
+    assert_eq!(counters(&deps, "orders").await, (0, 2, 0));
+}
+
+#[tokio::test]
+async fn a_redelivered_message_starts_nothing_new() {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    topics::start(&deps, p.id, None).await.unwrap();
+    let message = on_topic("m1", "orders", "[1]");
+    topics::dispatch(&deps, &message).await.unwrap();
+
+    let again = topics::dispatch(&deps, &message).await.unwrap();
+    assert_eq!((again.started, again.duplicates), (0, 1));
+    // The same message id in its attribute is the same message, whatever
+    // the queue's id: a producer's retried send runs once.
+    let resent = delivery(
+        "m2",
+        "[1]",
+        &[(TOPIC_ATTRIBUTE, "orders"), (MESSAGE_ID_ATTRIBUTE, "m1")],
+    );
+    assert_eq!(topics::dispatch(&deps, &resent).await.unwrap().started, 0);
+    assert_eq!(executions_of(&deps, &p).await.len(), 1);
+    assert_eq!(counters(&deps, "orders").await, (0, 1, 0));
+}
+
+#[tokio::test]
+async fn a_stopped_trigger_runs_nothing_and_the_message_is_counted_and_dropped() {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    topics::start(&deps, p.id, None).await.unwrap();
+    topics::stop(&deps, p.id).await.unwrap();
+
+    let done = topics::dispatch(&deps, &on_topic("m1", "orders", "{}"))
+        .await
+        .unwrap();
+    assert_eq!((done.started, done.duplicates), (0, 0));
+    assert!(executions_of(&deps, &p).await.is_empty());
+    assert_eq!(counters(&deps, "orders").await, (0, 0, 1));
+
+    // Unknown topics and messages naming no (usable) topic are dropped too.
+    topics::dispatch(&deps, &on_topic("m2", "nobody-listens", "1"))
+        .await
+        .unwrap();
+    assert_eq!(counters(&deps, "nobody-listens").await, (0, 0, 1));
+    for d in [
+        delivery("m3", "just text", &[]),
+        on_topic("m4", "not a topic!", "{}"),
+    ] {
+        let done = topics::dispatch(&deps, &d).await.unwrap();
+        assert_eq!(done, Dispatched::default());
+    }
+    let unrouted = deps.store.get(&Key::new("TSTATS", "UNROUTED")).await;
+    assert_eq!(unrouted.unwrap().unwrap().attrs["dropped"], json!(2));
+}
+
+#[tokio::test]
+async fn an_sns_envelope_is_unwrapped_json_or_plain_text() {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    topics::start(&deps, p.id, None).await.unwrap();
+    let envelope = |message_id: &str, message: &str| {
+        json!({
+            "Type": "Notification",
+            "MessageId": message_id,
+            "TopicArn": "arn:aws:sns:us-east-1:123456789012:orders",
+            "Message": message,
+            "Timestamp": "2026-12-02T08:00:00.000Z"
+        })
+        .to_string()
+    };
+    for (sqs_id, body) in [
+        ("q1", envelope("sns-1", r#"{"order": 7}"#)),
+        ("q2", envelope("sns-2", "plain words")),
+        // SNS delivered the first notification twice: it runs once.
+        ("q3", envelope("sns-1", r#"{"order": 7}"#)),
+    ] {
+        topics::dispatch(&deps, &delivery(sqs_id, &body, &[]))
+            .await
+            .unwrap();
+    }
+    let mut got: Vec<(Option<String>, Value)> = executions_of(&deps, &p)
+        .await
+        .into_iter()
+        .map(|e| (e.trigger_id, e.input))
+        .collect();
+    got.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(
+        got,
+        vec![
+            (Some("sns-1".into()), json!({"order": 7})),
+            (Some("sns-2".into()), json!("plain words")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn publishing_queues_the_message_with_its_topic_for_the_dispatcher() {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    topics::start(&deps, p.id, None).await.unwrap();
+    let id = topics::publish(&deps, "orders", &json!({"n": 2}))
+        .await
+        .unwrap();
+    let got = deps
+        .queue
+        .receive(
+            &deps.config.topic_queue,
+            10,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attributes[TOPIC_ATTRIBUTE], "orders");
+    topics::dispatch(&deps, &got[0]).await.unwrap();
+    let runs = executions_of(&deps, &p).await;
+    assert_eq!(
+        (runs[0].trigger_id.as_deref(), &runs[0].input),
+        (Some(id.as_str()), &json!({"n": 2}))
+    );
+    assert_eq!(counters(&deps, "orders").await, (1, 1, 0));
+
+    for (topic, payload, code) in [
+        ("bad topic", json!(1), "invalid_topic"),
+        ("dots.are.not.sns", json!(1), "invalid_topic"),
+        (
+            "orders",
+            json!("x".repeat(MAX_MESSAGE_BYTES)),
+            "payload_too_large",
+        ),
+    ] {
+        match topics::publish(&deps, topic, &payload).await {
+            Err(ServiceError::Invalid { code: c, .. }) => assert_eq!(c, code),
+            other => panic!("{topic}: expected {code}, got {other:?}"),
+        }
+    }
+    assert!(
+        topics::publish(&deps, "orders.fifo", &json!(1))
+            .await
+            .is_ok()
+    );
+}
+
+/// A store whose every write fails, as an unreachable table.
+struct Unwritable(Arc<dyn Store>);
+
+#[async_trait]
+impl Store for Unwritable {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.0.get(key).await
+    }
+    async fn transact(&self, _: Vec<WriteOp>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("table unreachable".into()))
+    }
+    async fn put_batch(&self, _: Vec<Item>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("table unreachable".into()))
+    }
+    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        self.0.query(query).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_failure_is_an_error_so_the_message_comes_back() {
+    let mut deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    topics::start(&deps, p.id, None).await.unwrap();
+    deps.store = Arc::new(Unwritable(deps.store.clone()));
+    for d in [
+        on_topic("m1", "orders", "{}"),
+        on_topic("m2", "nobody-listens", "{}"),
+    ] {
+        let r = topics::dispatch(&deps, &d).await;
+        assert!(matches!(r, Err(ServiceError::Store(_))), "{r:?}");
+    }
+}

@@ -1,0 +1,430 @@
+//! Topics and event triggers (seed 003): while a pipeline's event trigger
+//! is started, every message published on the topic its `options.event`
+//! names starts one execution of it. Producers publish over HTTP, straight
+//! into the topic ingress queue (message attribute `topic`), or through an
+//! SNS topic subscribed to that queue; the dispatcher fans each message out.
+//!
+//! | item         | pk                   | sk              | what                                   |
+//! |--------------|----------------------|-----------------|----------------------------------------|
+//! | subscription | `SUB#<pipeline>`     | `SUB`           | topic, pipeline version, revision      |
+//! | member       | `TOPIC#<topic>`      | `<pipeline>`    | the same, listed under its topic       |
+//! | dispatch     | `DISPATCH#<message>` | `<pipeline>`    | TTL 1 day: no second run of a message  |
+//! | counters     | `TSTATS#<topic>`     | `STATS`         | published, dispatched, dropped         |
+//! | counters     | `TSTATS`             | `UNROUTED`      | dropped messages that name no topic    |
+//!
+//! A subscription and its member are written and deleted together (one
+//! transaction, compare-and-set on the subscription's revision), so the
+//! dispatcher finds a topic's started triggers with a strongly consistent
+//! table query, and a stopped trigger starts nothing afterwards.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::executions;
+use super::pipelines::{self, attrs_of, from_attrs};
+use super::{Deps, ServiceError};
+use crate::domain::execution::{Execution, TriggerType};
+use crate::domain::pipeline::check_topic;
+use crate::ports::{
+    Condition, Delivery, Item, Key, MAX_MESSAGE_BYTES, OutgoingMessage, Query, StoreError, WriteOp,
+};
+
+/// The message attribute that names a message's topic.
+pub const TOPIC_ATTRIBUTE: &str = "topic";
+/// An optional message attribute: the message's own id. Messages sent with
+/// the same id start each pipeline once (a producer's retried send, say).
+pub const MESSAGE_ID_ATTRIBUTE: &str = "message_id";
+/// The longest message id taken from an attribute (it becomes a key).
+const MAX_MESSAGE_ID: usize = 128;
+/// How long a dispatched message is remembered against redelivery.
+const DISPATCH_MEMORY: chrono::Duration = chrono::Duration::days(1);
+/// Members read per query page.
+const PAGE: usize = 100;
+
+/// A started event trigger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub pipeline_id: Uuid,
+    pub topic: String,
+    /// The pipeline version each message runs.
+    pub pipeline_version: u32,
+    pub started_at: DateTime<Utc>,
+    /// Bumped by every write; the compare-and-set token.
+    pub revision: u64,
+}
+
+fn subscription_key(pipeline: Uuid) -> Key {
+    Key::new(format!("SUB#{pipeline}"), "SUB")
+}
+
+fn topic_partition(topic: &str) -> String {
+    format!("TOPIC#{topic}")
+}
+
+fn member_key(topic: &str, pipeline: Uuid) -> Key {
+    Key::new(topic_partition(topic), pipeline.to_string())
+}
+
+fn stats_key(topic: &str) -> Key {
+    Key::new(format!("TSTATS#{topic}"), "STATS")
+}
+
+fn unrouted_key() -> Key {
+    Key::new("TSTATS", "UNROUTED")
+}
+
+fn count(key: Key, counter: &str) -> WriteOp {
+    WriteOp::Add {
+        key,
+        deltas: vec![(counter.to_string(), 1)],
+    }
+}
+
+fn invalid_topic(topic: &str, why: String) -> ServiceError {
+    ServiceError::invalid("invalid_topic", format!("topic `{topic}`: {why}"))
+}
+
+async fn subscription(deps: &Deps, pipeline: Uuid) -> Result<Option<Subscription>, ServiceError> {
+    Ok(deps
+        .store
+        .get(&subscription_key(pipeline))
+        .await?
+        .and_then(|i| from_attrs(&i)))
+}
+
+/// Start the pipeline's event trigger on the topic its `options.event`
+/// names, running `version` (default: the current one). Starting again is
+/// harmless; starting with another version (or after the topic changed)
+/// moves the trigger over.
+pub async fn start(
+    deps: &Deps,
+    pipeline_id: Uuid,
+    version: Option<u32>,
+) -> Result<Subscription, ServiceError> {
+    let pipeline = pipelines::get(deps, pipeline_id, version).await?;
+    let Some(topic) = pipeline.spec.options.event.clone() else {
+        return Err(ServiceError::Conflict {
+            message: format!(
+                "pipeline {pipeline_id} (version {}) names no topic: set `options.event` to the topic its event trigger subscribes to",
+                pipeline.version
+            ),
+            code: "no_topic",
+        });
+    };
+    loop {
+        let current = subscription(deps, pipeline_id).await?;
+        if let Some(c) = &current
+            && c.topic == topic
+            && c.pipeline_version == pipeline.version
+        {
+            return Ok(c.clone());
+        }
+        let now = deps.now();
+        let next = Subscription {
+            pipeline_id,
+            topic: topic.clone(),
+            pipeline_version: pipeline.version,
+            started_at: now,
+            revision: current.as_ref().map_or(1, |c| c.revision + 1),
+        };
+        let cond = match &current {
+            None => Condition::Absent {
+                now: now.timestamp(),
+            },
+            Some(c) => Condition::Equals {
+                attr: "revision".into(),
+                value: c.revision.into(),
+            },
+        };
+        let mut ops = vec![
+            WriteOp::Put {
+                item: Item::new(subscription_key(pipeline_id), attrs_of(&next)),
+                cond,
+            },
+            WriteOp::Put {
+                item: Item::new(member_key(&topic, pipeline_id), attrs_of(&next)),
+                cond: Condition::None,
+            },
+        ];
+        if let Some(old) = current.filter(|c| c.topic != topic) {
+            ops.push(WriteOp::Delete {
+                key: member_key(&old.topic, pipeline_id),
+                cond: Condition::None,
+            });
+        }
+        match deps.store.transact(ops).await {
+            // A concurrent start or stop won: build on what it wrote.
+            Err(StoreError::Conflict { .. }) => continue,
+            other => return other.map(|()| next).map_err(Into::into),
+        }
+    }
+}
+
+/// The pipeline's started trigger, if it would run: `None` when it is
+/// stopped, or when the pipeline version it runs was deleted. An unknown
+/// pipeline without a trigger is `NotFound`.
+pub async fn status(deps: &Deps, pipeline_id: Uuid) -> Result<Option<Subscription>, ServiceError> {
+    let Some(s) = subscription(deps, pipeline_id).await? else {
+        pipelines::get(deps, pipeline_id, None).await?;
+        return Ok(None);
+    };
+    match pipelines::get(deps, pipeline_id, Some(s.pipeline_version)).await {
+        Ok(_) => Ok(Some(s)),
+        Err(ServiceError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the pipeline's event trigger is started (and would run).
+pub async fn ready(deps: &Deps, pipeline_id: Uuid) -> Result<bool, ServiceError> {
+    Ok(status(deps, pipeline_id).await?.is_some())
+}
+
+/// Stop the pipeline's event trigger; stopping a stopped one is harmless.
+pub async fn stop(deps: &Deps, pipeline_id: Uuid) -> Result<(), ServiceError> {
+    loop {
+        let Some(current) = subscription(deps, pipeline_id).await? else {
+            pipelines::get(deps, pipeline_id, None).await?;
+            return Ok(());
+        };
+        let ops = vec![
+            WriteOp::Delete {
+                key: subscription_key(pipeline_id),
+                cond: Condition::Equals {
+                    attr: "revision".into(),
+                    value: current.revision.into(),
+                },
+            },
+            WriteOp::Delete {
+                key: member_key(&current.topic, pipeline_id),
+                cond: Condition::None,
+            },
+        ];
+        match deps.store.transact(ops).await {
+            Err(StoreError::Conflict { .. }) => continue,
+            other => return other.map_err(Into::into),
+        }
+    }
+}
+
+/// Publish `payload` on `topic` through the ingress queue; the message id.
+pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String, ServiceError> {
+    check_topic(topic).map_err(|why| invalid_topic(topic, why))?;
+    let message_id = Uuid::now_v7().to_string();
+    let message = OutgoingMessage::new(payload.to_string())
+        .with_attribute(TOPIC_ATTRIBUTE, topic)
+        .with_attribute(MESSAGE_ID_ATTRIBUTE, &message_id);
+    if message.size() > MAX_MESSAGE_BYTES {
+        return Err(ServiceError::invalid(
+            "payload_too_large",
+            format!(
+                "the message is {} bytes with its attributes; at most {MAX_MESSAGE_BYTES}",
+                message.size()
+            ),
+        ));
+    }
+    deps.queue
+        .send_batch(&deps.config.topic_queue, vec![message])
+        .await?;
+    // The message is out: a lost count must not make the producer send it again.
+    if let Err(e) = deps
+        .store
+        .transact(vec![count(stats_key(topic), "published")])
+        .await
+    {
+        tracing::warn!(%topic, error = %e, "message published but not counted");
+    }
+    Ok(message_id)
+}
+
+/// A message as the dispatcher reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicMessage {
+    /// Its id: the `message_id` attribute, the SNS message id, else the
+    /// queue's own.
+    pub id: String,
+    pub topic: String,
+    pub payload: Value,
+}
+
+/// The part of an SNS notification (as SNS delivers it to SQS without raw
+/// message delivery) that the dispatcher needs.
+#[derive(Deserialize)]
+struct SnsEnvelope {
+    #[serde(rename = "Type")]
+    kind: String,
+    #[serde(rename = "TopicArn")]
+    topic_arn: String,
+    #[serde(rename = "Message")]
+    message: String,
+    #[serde(rename = "MessageId")]
+    message_id: Option<String>,
+}
+
+/// JSON text as its value, anything else as a string.
+fn json_or_string(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+fn usable_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_MESSAGE_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+impl TopicMessage {
+    /// The topic, id and payload of a delivery: the `topic` attribute with
+    /// the body as payload, else an SNS envelope's topic (its ARN's last
+    /// segment) with its `Message`. Why not, when the message names no
+    /// usable topic.
+    pub fn read(d: &Delivery) -> Result<TopicMessage, String> {
+        let (topic, id, payload) = if let Some(topic) = d.attributes.get(TOPIC_ATTRIBUTE) {
+            let id = d.attributes.get(MESSAGE_ID_ATTRIBUTE);
+            (topic.clone(), id.cloned(), json_or_string(&d.body))
+        } else {
+            let envelope = serde_json::from_str::<SnsEnvelope>(&d.body)
+                .ok()
+                .filter(|e| e.kind == "Notification" && e.topic_arn.starts_with("arn:"))
+                .ok_or("no `topic` attribute and not an SNS notification")?;
+            let topic = envelope.topic_arn.rsplit(':').next().unwrap_or_default();
+            let payload = json_or_string(&envelope.message);
+            (topic.to_string(), envelope.message_id, payload)
+        };
+        check_topic(&topic).map_err(|why| format!("topic `{topic}`: {why}"))?;
+        let id = id
+            .filter(|id| usable_id(id))
+            .unwrap_or_else(|| d.message_id.clone());
+        Ok(TopicMessage { id, topic, payload })
+    }
+}
+
+/// What the dispatcher did with one message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// The topic, when the message named one.
+    pub topic: Option<String>,
+    /// Executions started now.
+    pub started: usize,
+    /// Started triggers that had run this message already (a redelivery).
+    pub duplicates: usize,
+}
+
+/// The started triggers of `topic`, in pipeline id order.
+async fn members(deps: &Deps, topic: &str) -> Result<Vec<Subscription>, ServiceError> {
+    let mut q = Query::table(topic_partition(topic), PAGE);
+    let mut out = Vec::new();
+    loop {
+        let page = deps.store.query(&q).await?;
+        out.extend(page.iter().filter_map(from_attrs::<Subscription>));
+        match page.last() {
+            Some(last) if page.len() == PAGE => q.after = Some(last.key.sk.clone()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Fan one message of the ingress queue out: one execution per started
+/// trigger of its topic, each at most once however often the message is
+/// delivered. A message for a topic without a started trigger, or naming
+/// no topic, is counted and dropped. `Err` (a store failure) means: deliver
+/// the message again.
+pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, ServiceError> {
+    let message = match TopicMessage::read(delivery) {
+        Ok(m) => m,
+        Err(why) => {
+            tracing::warn!(message_id = %delivery.message_id, %why, "dropping a message with no topic");
+            deps.store
+                .transact(vec![count(unrouted_key(), "dropped")])
+                .await?;
+            return Ok(Dispatched::default());
+        }
+    };
+    let mut done = Dispatched {
+        topic: Some(message.topic.clone()),
+        ..Dispatched::default()
+    };
+    let now = deps.now();
+    for sub in members(deps, &message.topic).await? {
+        let pipeline = match pipelines::get(deps, sub.pipeline_id, Some(sub.pipeline_version)).await
+        {
+            Ok(p) => p,
+            Err(ServiceError::NotFound(_)) => {
+                tracing::warn!(pipeline_id = %sub.pipeline_id, version = sub.pipeline_version, "event trigger of a deleted pipeline version skipped");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let execution = Execution::new(
+            Uuid::now_v7(),
+            &pipeline,
+            TriggerType::Event,
+            Some(message.id.clone()),
+            message.payload.clone(),
+            now,
+        );
+        let mut marker = Item::new(
+            Key::new(
+                format!("DISPATCH#{}", message.id),
+                sub.pipeline_id.to_string(),
+            ),
+            serde_json::Map::from_iter([("execution_id".into(), execution.id.to_string().into())]),
+        );
+        marker.ttl = Some((now + DISPATCH_MEMORY).timestamp());
+        let extra = vec![
+            WriteOp::Put {
+                item: marker,
+                cond: Condition::Absent {
+                    now: now.timestamp(),
+                },
+            },
+            count(stats_key(&message.topic), "dispatched"),
+        ];
+        match executions::start(deps, &execution, extra).await {
+            Ok(()) => done.started += 1,
+            Err(e) if e.is_conflict() => done.duplicates += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    if done.started + done.duplicates == 0 {
+        tracing::info!(topic = %message.topic, message_id = %message.id, "no started event trigger on this topic; message dropped");
+        deps.store
+            .transact(vec![count(stats_key(&message.topic), "dropped")])
+            .await?;
+    }
+    Ok(done)
+}
+
+/// A topic's counters and started triggers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopicInfo {
+    pub topic: String,
+    /// Messages published over HTTP.
+    pub published: i64,
+    /// Executions the dispatcher started.
+    pub dispatched: i64,
+    /// Messages that found no started trigger.
+    pub dropped: i64,
+    pub subscriptions: Vec<Subscription>,
+}
+
+pub async fn info(deps: &Deps, topic: &str) -> Result<TopicInfo, ServiceError> {
+    check_topic(topic).map_err(|why| invalid_topic(topic, why))?;
+    let counters = deps
+        .store
+        .get(&stats_key(topic))
+        .await?
+        .map(|i| i.attrs)
+        .unwrap_or_default();
+    let counter = |name: &str| counters.get(name).and_then(Value::as_i64).unwrap_or(0);
+    Ok(TopicInfo {
+        topic: topic.to_string(),
+        published: counter("published"),
+        dispatched: counter("dispatched"),
+        dropped: counter("dropped"),
+        subscriptions: members(deps, topic).await?,
+    })
+}
