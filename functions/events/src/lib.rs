@@ -1,8 +1,12 @@
 //! Event ingestion (`POST /events`, `/events/`): any JSON body is stored as
 //! an event and processed by a pipeline (the workflow), asynchronously.
 //! `GET /events/{id}` shows how that went.
+//!
+//! Event triggers and topics (seed 003): `POST/GET/DELETE
+//! /api/v1/events/{pipeline_id}` start, report and stop the pipeline's
+//! topic trigger; `POST /api/v1/topics/{topic}/messages` publishes on a
+//! topic; `GET /api/v1/topics/{topic}` shows its counters and triggers.
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,15 +16,22 @@ use serde::Deserialize;
 use serde_json::json;
 use warren::Deps;
 use warren::http::dto::id_of;
-use warren::http::{ApiError, Params, parse_any_json};
+use warren::http::{AnyJson, ApiError, Params};
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::events::{self, Ingested};
+use warren::service::topics::{self, Subscription};
 
 pub fn router(deps: Deps) -> Router {
     let routes = Router::new()
         .route("/events", post(ingest))
         .route("/events/", post(ingest))
         .route("/events/{id}", get(one))
+        .route(
+            "/api/v1/events/{pipeline_id}",
+            post(start).get(status).delete(stop),
+        )
+        .route("/api/v1/topics/{topic}", get(topic))
+        .route("/api/v1/topics/{topic}/messages", post(publish))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES));
     warren::http::api(&deps, routes)
 }
@@ -39,7 +50,7 @@ struct IngestParams {
 async fn ingest(
     State(deps): State<Deps>,
     Params(p): Params<IngestParams>,
-    body: Bytes,
+    AnyJson(data): AnyJson,
 ) -> Result<Response, ApiError> {
     let workflow = match p.workflow.as_deref().filter(|w| !w.is_empty()) {
         Some(w) => Some(id_of(w, "pipeline")?),
@@ -55,7 +66,6 @@ async fn ingest(
             ));
         }
     };
-    let data = parse_any_json(&body)?;
     match events::ingest(&deps, data, workflow, sync).await? {
         Ingested::Queued {
             event_id,
@@ -82,6 +92,98 @@ async fn ingest(
 async fn one(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let event = events::get(&deps, id_of(&id, "event")?).await?;
     Ok(Json(event).into_response())
+}
+
+#[derive(Deserialize)]
+struct StartParams {
+    pipeline_version: Option<u32>,
+}
+
+fn subscription_json(s: &Subscription) -> serde_json::Value {
+    json!({
+        "pipeline_id": s.pipeline_id,
+        "topic": s.topic,
+        "pipeline_version": s.pipeline_version,
+        "started_at": s.started_at,
+    })
+}
+
+/// 200 `{"message", "ready": true, "pipeline_id", "topic",
+/// "pipeline_version", "started_at"}`; 409 `no_topic` when the pipeline's
+/// `options.event` names no topic.
+async fn start(
+    State(deps): State<Deps>,
+    Path(pipeline_id): Path<String>,
+    Params(p): Params<StartParams>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&pipeline_id, "pipeline")?;
+    let s = topics::start(&deps, id, p.pipeline_version).await?;
+    let mut body = subscription_json(&s);
+    body["message"] = json!("Event started successfully");
+    body["ready"] = json!(true);
+    Ok(Json(body).into_response())
+}
+
+/// `{"ready": bool}`, plus the topic and version while it is started.
+async fn status(
+    State(deps): State<Deps>,
+    Path(pipeline_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&pipeline_id, "pipeline")?;
+    let body = match topics::status(&deps, id).await? {
+        Some(s) => {
+            let mut body = subscription_json(&s);
+            body["ready"] = json!(true);
+            body
+        }
+        None => json!({ "pipeline_id": id, "ready": false }),
+    };
+    Ok(Json(body).into_response())
+}
+
+async fn stop(
+    State(deps): State<Deps>,
+    Path(pipeline_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = id_of(&pipeline_id, "pipeline")?;
+    topics::stop(&deps, id).await?;
+    Ok(Json(json!({
+        "message": "Event deleted successfully",
+        "pipeline_id": id,
+        "ready": false,
+    }))
+    .into_response())
+}
+
+/// 202 `{"topic", "message_id"}`: the message is on the topic queue; the
+/// dispatcher starts the topic's started triggers (each execution carries
+/// the message id as its `trigger_id`).
+async fn publish(
+    State(deps): State<Deps>,
+    Path(topic): Path<String>,
+    AnyJson(payload): AnyJson,
+) -> Result<Response, ApiError> {
+    let message_id = topics::publish(&deps, &topic, &payload).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "topic": topic, "message_id": message_id })),
+    )
+        .into_response())
+}
+
+/// The topic's counters (published, dispatched, dropped) and the
+/// pipelines whose trigger is started on it.
+async fn topic(State(deps): State<Deps>, Path(topic): Path<String>) -> Result<Response, ApiError> {
+    let info = topics::info(&deps, &topic).await?;
+    let subscriptions: Vec<_> = info.subscriptions.iter().map(subscription_json).collect();
+    Ok(Json(json!({
+        "topic": info.topic,
+        "published": info.published,
+        "dispatched": info.dispatched,
+        "dropped": info.dropped,
+        "subscriptions": subscriptions,
+    }))
+    .into_response())
 }
 
 #[cfg(test)]
@@ -221,6 +323,200 @@ mod tests {
         assert_eq!(a.status, StatusCode::NOT_FOUND);
     }
 
+    async fn on_topic(deps: &Deps, topic: Option<&str>) -> uuid::Uuid {
+        let mut spec = json!({
+            "name": "on-topic",
+            "steps": [{"name": "t", "kind": "transform", "expression": "event"}]
+        });
+        if let Some(t) = topic {
+            spec["options"] = json!({ "event": t });
+        }
+        let spec: PipelineSpec = serde_json::from_value(spec).unwrap();
+        pipelines::create(deps, spec).await.unwrap().id
+    }
+
+    #[tokio::test]
+    async fn an_event_trigger_starts_reports_and_stops() {
+        let deps = deps(|_| {});
+        let id = on_topic(&deps, Some("orders")).await;
+        let path = format!("/api/v1/events/{id}");
+        let ready = |deps: Deps| {
+            let path = path.clone();
+            async move { call(router(deps), "GET", &path, "").await.body["ready"].clone() }
+        };
+        assert_eq!(ready(deps.clone()).await, json!(false));
+        for _ in 0..2 {
+            let a = call(router(deps.clone()), "POST", &path, "").await;
+            assert_eq!(a.status, StatusCode::OK, "{:?}", a.body);
+            assert_eq!(
+                (
+                    &a.body["topic"],
+                    &a.body["pipeline_version"],
+                    &a.body["ready"]
+                ),
+                (&json!("orders"), &json!(1), &json!(true))
+            );
+            assert_eq!(a.body["message"], "Event started successfully");
+        }
+        assert_eq!(ready(deps.clone()).await, json!(true));
+        let pinned = call(
+            router(deps.clone()),
+            "POST",
+            &format!("{path}?pipeline_version=1"),
+            "",
+        )
+        .await;
+        assert_eq!(pinned.status, StatusCode::OK, "{:?}", pinned.body);
+        for _ in 0..2 {
+            let d = call(router(deps.clone()), "DELETE", &path, "").await;
+            assert_eq!(d.status, StatusCode::OK, "{:?}", d.body);
+            assert_eq!(d.body["message"], "Event deleted successfully");
+        }
+        assert_eq!(ready(deps).await, json!(false));
+    }
+
+    #[tokio::test]
+    async fn bad_trigger_requests_are_4xx_json_and_store_nothing() {
+        let deps = deps(|_| {});
+        let no_topic = on_topic(&deps, None).await;
+        let with_topic = on_topic(&deps, Some("orders")).await;
+        let unknown = uuid::Uuid::now_v7();
+        for (method, path, status, code) in [
+            (
+                "POST",
+                format!("/api/v1/events/{no_topic}"),
+                StatusCode::CONFLICT,
+                "no_topic",
+            ),
+            (
+                "POST",
+                format!("/api/v1/events/{unknown}"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "GET",
+                format!("/api/v1/events/{unknown}"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "DELETE",
+                format!("/api/v1/events/{unknown}"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                "POST",
+                "/api/v1/events/nope".into(),
+                StatusCode::BAD_REQUEST,
+                "invalid_id",
+            ),
+            (
+                "POST",
+                format!("/api/v1/events/{with_topic}?pipeline_version=x"),
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+            ),
+            (
+                "POST",
+                format!("/api/v1/events/{with_topic}?pipeline_version=9"),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+        ] {
+            let a = call(router(deps.clone()), method, &path, "").await;
+            assert_eq!(
+                (a.status, a.body["code"].as_str()),
+                (status, Some(code)),
+                "{method} {path}: {:?}",
+                a.body
+            );
+            assert!(a.body["error"].as_str().is_some_and(|e| !e.is_empty()));
+        }
+        for id in [no_topic, with_topic] {
+            let a = call(
+                router(deps.clone()),
+                "GET",
+                &format!("/api/v1/events/{id}"),
+                "",
+            )
+            .await;
+            assert_eq!(a.body["ready"], json!(false), "nothing was started");
+        }
+        let topic = call(router(deps), "GET", "/api/v1/topics/orders", "").await;
+        assert_eq!(topic.body["subscriptions"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn publishing_answers_202_with_the_message_id_and_counts_it() {
+        let deps = deps(|_| {});
+        let a = call(
+            router(deps.clone()),
+            "POST",
+            "/api/v1/topics/orders/messages",
+            r#"{"order": 1}"#,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.body);
+        assert_eq!(a.body["topic"], "orders");
+        assert!(a.body["message_id"].as_str().is_some_and(|m| !m.is_empty()));
+        let info = call(router(deps.clone()), "GET", "/api/v1/topics/orders", "").await;
+        assert_eq!(
+            (info.status, &info.body["published"]),
+            (StatusCode::OK, &json!(1))
+        );
+
+        let huge = format!("\"{}\"", "x".repeat(warren::ports::MAX_MESSAGE_BYTES));
+        for (path, body, status) in [
+            (
+                "/api/v1/topics/bad%20topic/messages",
+                "{}",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                "/api/v1/topics/a.b/messages",
+                "{}",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                "/api/v1/topics/orders/messages",
+                "{",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/topics/orders/messages",
+                "",
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "/api/v1/topics/orders/messages",
+                huge.as_str(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
+            (
+                "/api/v1/topics/bad%20topic",
+                "",
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let method = if path.ends_with("messages") {
+                "POST"
+            } else {
+                "GET"
+            };
+            let a = call(router(deps.clone()), method, path, body).await;
+            assert_eq!(a.status, status, "{path}: {:?}", a.body);
+            assert!(a.body["code"].is_string(), "{path}: {:?}", a.body);
+        }
+        let info = call(router(deps), "GET", "/api/v1/topics/orders", "").await;
+        assert_eq!(
+            info.body["published"],
+            json!(1),
+            "refused messages are not sent"
+        );
+    }
+
     #[tokio::test]
     async fn events_require_the_api_key_like_the_api() {
         let deps = deps(|c| c.api_key = ApiKey::new(Some("s3cret")));
@@ -233,5 +529,21 @@ mod tests {
         )
         .await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn triggers_and_topics_require_the_api_key_too() {
+        let deps = deps(|c| c.api_key = ApiKey::new(Some("s3cret")));
+        let id = on_topic(&deps, Some("orders")).await;
+        for (method, path) in [
+            ("POST", format!("/api/v1/events/{id}")),
+            ("GET", format!("/api/v1/events/{id}")),
+            ("DELETE", format!("/api/v1/events/{id}")),
+            ("POST", "/api/v1/topics/orders/messages".into()),
+            ("GET", "/api/v1/topics/orders".into()),
+        ] {
+            let a = call(router(deps.clone()), method, &path, "{}").await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        }
     }
 }

@@ -215,6 +215,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArray<T> {
     }
 }
 
+/// Any JSON value body (object, array, scalar): 400 `invalid_json` when it
+/// is empty or malformed, 413 over the route's body limit.
+pub struct AnyJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnyJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        parse_any_json(&bytes).map(AnyJson)
+    }
+}
+
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
