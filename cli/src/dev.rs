@@ -1,8 +1,8 @@
 //! `warren dev`: the local runtime. One process serves every endpoint, runs
-//! the worker and ticks the scheduler: on an embedded redb store and an
-//! in-process queue (default), or on DynamoDB and SQS (`--backend aws`, e.g.
-//! against LocalStack), polling the task queue the way the Lambda event
-//! source mapping does.
+//! the worker and the topic dispatcher and ticks the scheduler: on an
+//! embedded redb store and in-process queues (default), or on DynamoDB and
+//! SQS (`--backend aws`, e.g. against LocalStack), polling the task and topic
+//! queues the way the Lambda event source mappings do.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ pub struct DevOptions {
     /// (`?workflow=`).
     #[arg(long, env = "WARREN_DEFAULT_WORKFLOW")]
     pub default_workflow: Option<uuid::Uuid>,
-    /// Serve the API only: no worker.
+    /// Serve the API only: no worker, no topic dispatcher.
     #[arg(long)]
     pub no_worker: bool,
     /// Where state lives: `embedded` (redb under --data-dir, in-process
@@ -85,7 +85,15 @@ pub struct DevOptions {
     /// The task queue, a name or URL (`--backend aws`).
     #[arg(long, env = "WARREN_TASK_QUEUE", default_value = "warren-tasks")]
     pub task_queue: String,
+    /// The topic ingress queue, a name or URL (`--backend aws`): producers
+    /// may send to it straight, with the message attribute `topic`.
+    #[arg(long, env = "WARREN_TOPIC_QUEUE", default_value = "warren-topics")]
+    pub topic_queue: String,
 }
+
+/// Topic messages dispatched at once: one SQS batch. Dispatching only
+/// writes and queues executions (the worker runs them), so one batch keeps up.
+const DISPATCH_CONCURRENCY: usize = 10;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -124,31 +132,41 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
-    let (embedded, store, queue, task_queue): (_, Arc<dyn Store>, Arc<dyn Queue>, _) =
-        match opts.backend {
-            Backend::Embedded => {
-                let durability = match opts.durability {
-                    DurabilityArg::Sync => Durability::Sync,
-                    DurabilityArg::Relaxed => Durability::Relaxed,
-                };
-                let store = Arc::new(
-                    EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
-                );
-                let queue = Arc::new(MemoryQueue::new());
-                (
-                    Some(store.clone()),
-                    store,
-                    queue,
-                    Config::default().task_queue,
-                )
-            }
-            Backend::Aws => {
-                let clients = AwsClients::new(&sdk_config().await, None);
-                let store = clients.store(&opts.table);
-                (None, store, clients.queue(), opts.task_queue.clone())
-            }
-        };
+    let (embedded, store, queue, (task_queue, topic_queue)): (
+        _,
+        Arc<dyn Store>,
+        Arc<dyn Queue>,
+        _,
+    ) = match opts.backend {
+        Backend::Embedded => {
+            let durability = match opts.durability {
+                DurabilityArg::Sync => Durability::Sync,
+                DurabilityArg::Relaxed => Durability::Relaxed,
+            };
+            let store = Arc::new(
+                EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+            let queue = Arc::new(MemoryQueue::new());
+            let names = Config::default();
+            (
+                Some(store.clone()),
+                store,
+                queue,
+                (names.task_queue, names.topic_queue),
+            )
+        }
+        Backend::Aws => {
+            let clients = AwsClients::new(&sdk_config().await, None);
+            let store = clients.store(&opts.table);
+            (
+                None,
+                store,
+                clients.queue(),
+                (opts.task_queue.clone(), opts.topic_queue.clone()),
+            )
+        }
+    };
     let allow = parse_allow_list(&opts.outbound_allow)
         .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
     let http = GuardedHttpClient::new(allow).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -156,6 +174,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
 
     let config = Config {
         task_queue,
+        topic_queue,
         default_timeout: Duration::from_secs(opts.task_timeout),
         expired_retention: chrono::Duration::seconds(opts.expired_retention as i64),
         redispatch_after: Duration::from_secs(opts.redispatch_after),
@@ -182,6 +201,13 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             deps.clone(),
             opts.worker_concurrency,
             Duration::from_secs(opts.batch_window),
+            stop.clone(),
+        ))
+    });
+    let dispatcher = (!opts.no_worker).then(|| {
+        tokio::spawn(dispatcher::poll(
+            deps.clone(),
+            DISPATCH_CONCURRENCY,
             stop.clone(),
         ))
     });
@@ -216,6 +242,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
+    }
+    if let Some(d) = dispatcher {
+        let _ = tokio::time::timeout(Duration::from_secs(30), d).await;
     }
     let _ = ticker.await;
     if let Some(store) = embedded {

@@ -2,16 +2,19 @@
 //! every runtime); [`handle_batch`] is the Lambda entry for an SQS event;
 //! [`poll`] is the local stand-in for the Lambda event source mapping: it
 //! receives in batches, runs messages concurrently and acknowledges the ones
-//! that succeeded.
+//! that succeeded. Both are generic over what runs one message
+//! ([`handle_records`], [`poll_queue`]): the topic dispatcher consumes its
+//! queue through them too.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use warren::Deps;
-use warren::ports::MAX_RECEIVE;
+use warren::ports::{Delivery, MAX_RECEIVE};
+use warren::{Deps, ServiceError};
 
 pub use warren::service::worker::{TaskMessage, process};
 
@@ -20,18 +23,78 @@ const RECEIVE_WAIT: Duration = Duration::from_secs(1);
 /// Back-off after a failed receive, so a broken queue is not hammered.
 const RECEIVE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
-/// Run every message of an SQS batch concurrently and report the ones that
-/// failed (a backend error, or a crash of the code that ran it), so SQS
+/// What runs one message: `Ok` when it is done with (acknowledge it), `Err`
+/// when a backend failed and the queue should deliver it again. Any
+/// `async fn(Deps, Delivery) -> Result<(), ServiceError>` is one.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        deps: Deps,
+        message: Delivery,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send + 'static;
+}
+
+impl<H, F> Handler for H
+where
+    H: Fn(Deps, Delivery) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<(), ServiceError>> + Send + 'static,
+{
+    fn handle(
+        &self,
+        deps: Deps,
+        message: Delivery,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send + 'static {
+        self(deps, message)
+    }
+}
+
+/// A task message, whatever runtime received it.
+async fn run_task(deps: Deps, message: Delivery) -> Result<(), ServiceError> {
+    process(&deps, &message.body).await
+}
+
+/// An SQS event record as the queue port's [`Delivery`] (its string
+/// message attributes included).
+pub fn delivery_of(record: SqsMessage) -> Delivery {
+    Delivery {
+        receive_count: record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+        attributes: record
+            .message_attributes
+            .into_iter()
+            .filter_map(|(name, v)| Some((name, v.string_value?)))
+            .collect(),
+        message_id: record.message_id.unwrap_or_default(),
+        receipt: record.receipt_handle.unwrap_or_default(),
+        body: record.body.unwrap_or_default(),
+    }
+}
+
+/// Run every task message of an SQS batch concurrently and report the ones
+/// that failed (a backend error, or a crash of the code that ran it), so SQS
 /// redelivers only those (`ReportBatchItemFailures`); a duplicate delivery is
 /// a success that runs nothing.
 pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    handle_records(deps, event, run_task).await
+}
+
+/// Run every record of an SQS batch concurrently with `handler` and report
+/// the ones that failed or crashed, so SQS redelivers only those.
+pub async fn handle_records(
+    deps: &Deps,
+    event: SqsEvent,
+    handler: impl Handler,
+) -> SqsBatchResponse {
     let mut set = JoinSet::new();
     let mut ids = std::collections::HashMap::new();
     for record in event.records {
-        let deps = deps.clone();
-        let body = record.body.unwrap_or_default();
-        let handle = set.spawn(async move { process(&deps, &body).await });
-        ids.insert(handle.id(), record.message_id.unwrap_or_default());
+        let delivery = delivery_of(record);
+        let message_id = delivery.message_id.clone();
+        let handle = set.spawn(handler.handle(deps.clone(), delivery));
+        ids.insert(handle.id(), message_id);
     }
     let mut response = SqsBatchResponse::default();
     while let Some(joined) = set.join_next_with_id().await {
@@ -50,18 +113,31 @@ pub async fn handle_batch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
     response
 }
 
-/// Run up to `concurrency` messages at a time until `stop` turns true, then
-/// let the running ones finish. It works as the SQS event source mapping
-/// does for a Lambda function: each receive asks for a whole batch (up to
-/// ten), the batch's messages run concurrently, and the ones that succeeded
-/// are deleted together in one request once the batch is done. Like the
-/// mapping's `MaximumBatchingWindowInSeconds`, a receive that got less than
-/// a batch keeps receiving for up to `batch_window` (zero: run at once).
+/// [`poll_queue`] on the task queue with the task worker.
 pub async fn poll(
     deps: Deps,
     concurrency: usize,
     batch_window: Duration,
     stop: watch::Receiver<bool>,
+) {
+    let queue = deps.config.task_queue.clone();
+    poll_queue(deps, queue, concurrency, batch_window, stop, run_task).await
+}
+
+/// Run the messages of `queue` with `handler`, up to `concurrency` at a
+/// time, until `stop` turns true, then let the running ones finish. It works as the SQS event source mapping
+/// does for a Lambda function: each receive asks for a whole batch (up to
+/// ten), the batch's messages run concurrently, and the ones that succeeded
+/// are deleted together in one request once the batch is done. Like the
+/// mapping's `MaximumBatchingWindowInSeconds`, a receive that got less than
+/// a batch keeps receiving for up to `batch_window` (zero: run at once).
+pub async fn poll_queue(
+    deps: Deps,
+    queue: String,
+    concurrency: usize,
+    batch_window: Duration,
+    stop: watch::Receiver<bool>,
+    handler: impl Handler,
 ) {
     let concurrency = concurrency.max(1);
     let batch_size = concurrency.min(MAX_RECEIVE);
@@ -72,6 +148,8 @@ pub async fn poll(
     for _ in 0..receivers {
         set.spawn(receive(
             deps.clone(),
+            queue.clone(),
+            handler.clone(),
             batch_size,
             batch_window,
             permits.clone(),
@@ -85,12 +163,13 @@ pub async fn poll(
 
 async fn receive(
     deps: Deps,
+    queue: String,
+    handler: impl Handler,
     batch_size: usize,
     batch_window: Duration,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let queue = deps.config.task_queue.clone();
     loop {
         if *stop.borrow() {
             return;
@@ -117,7 +196,13 @@ async fn receive(
         }
         // Free the slots this batch does not fill.
         drop(slots.split(batch_size - deliveries.len()));
-        tokio::spawn(run_batch(deps.clone(), deliveries, slots));
+        tokio::spawn(run_batch(
+            deps.clone(),
+            queue.clone(),
+            handler.clone(),
+            deliveries,
+            slots,
+        ));
     }
 }
 
@@ -126,19 +211,22 @@ async fn receive(
 /// the queue to deliver again.
 async fn run_batch(
     deps: Deps,
-    deliveries: Vec<warren::ports::Delivery>,
+    queue: String,
+    handler: impl Handler,
+    deliveries: Vec<Delivery>,
     mut slots: tokio::sync::OwnedSemaphorePermit,
 ) {
     let mut running = JoinSet::new();
     for delivery in deliveries {
         let slot = slots.split(1);
-        let deps = deps.clone();
+        let (receipt, message_id) = (delivery.receipt.clone(), delivery.message_id.clone());
+        let run = handler.handle(deps.clone(), delivery);
         running.spawn(async move {
             let _slot = slot;
-            match process(&deps, &delivery.body).await {
-                Ok(()) => Some(delivery.receipt),
+            match run.await {
+                Ok(()) => Some(receipt),
                 Err(e) => {
-                    tracing::warn!(error = %e, message_id = %delivery.message_id, "message failed; it will be redelivered");
+                    tracing::warn!(error = %e, %message_id, "message failed; it will be redelivered");
                     None
                 }
             }
@@ -151,7 +239,7 @@ async fn run_batch(
             done.push(receipt);
         }
     }
-    if let Err(e) = deps.queue.delete_batch(&deps.config.task_queue, done).await {
+    if let Err(e) = deps.queue.delete_batch(&queue, done).await {
         // Undeleted messages come back and are dropped as duplicates.
         tracing::warn!(error = %e, "deleting processed messages failed");
     }
@@ -164,7 +252,7 @@ async fn gather(
     queue: &str,
     max: usize,
     window: Duration,
-) -> Result<Vec<warren::ports::Delivery>, warren::ports::QueueError> {
+) -> Result<Vec<Delivery>, warren::ports::QueueError> {
     let visibility = deps.config.visibility;
     let mut got = deps
         .queue

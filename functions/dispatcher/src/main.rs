@@ -1,0 +1,14 @@
+//! The `dispatcher` Lambda function: fans the messages of the topic ingress
+//! queue out to the pipelines whose event trigger is started.
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    let deps = &warren::adapters::aws::lambda_deps().await?;
+    let handler = |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(dispatcher::handle_batch(deps, event.payload).await)
+    };
+    lambda_runtime::run(service_fn(handler)).await
+}
