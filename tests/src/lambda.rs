@@ -299,15 +299,40 @@ pub fn http_event(
 /// An SQS event (what the event source mapping hands the worker) carrying
 /// `(message_id, body)` records.
 pub fn sqs_event(records: &[(&str, &str)]) -> Value {
+    let records: Vec<_> = records
+        .iter()
+        .map(|(id, body)| (*id, *body, &[][..]))
+        .collect();
+    sqs_event_with_attributes(&records)
+}
+
+/// String message attributes of a record: `(name, value)`.
+pub type Attributes<'a> = &'a [(&'a str, &'a str)];
+
+/// An SQS event of `(message_id, body, string message attributes)` records,
+/// the attributes shaped as the event source mapping sends them.
+pub fn sqs_event_with_attributes(records: &[(&str, &str, Attributes)]) -> Value {
     let records: Vec<Value> = records
         .iter()
-        .map(|(id, body)| {
+        .map(|(id, body, attributes)| {
+            let attributes: serde_json::Map<String, Value> = attributes
+                .iter()
+                .map(|(name, value)| {
+                    let attribute = serde_json::json!({
+                        "stringValue": value,
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": "String"
+                    });
+                    (name.to_string(), attribute)
+                })
+                .collect();
             serde_json::json!({
                 "messageId": id,
                 "receiptHandle": format!("receipt-{id}"),
                 "body": body,
                 "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
+                "messageAttributes": attributes,
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
                 "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:warren-tasks",

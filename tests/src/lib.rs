@@ -6,6 +6,7 @@
 //! The binary is not built by the tests: run `cargo build --bin warren`
 //! first (`scripts/test` does). `WARREN_BIN` overrides its path.
 
+pub mod aws;
 pub mod lambda;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,94 @@
+//! End-to-end support on the AWS wire (the emulator at `AWS_ENDPOINT_URL`
+//! that `scripts/test` starts): fresh resources made by `warren provision`,
+//! and what `warren dev --backend aws` and the Lambda binaries need to use
+//! them.
+
+use std::process::Command;
+
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::{Opts, warren_bin};
+
+/// A table and queues of one test, provisioned under fresh names.
+#[derive(Clone, Debug)]
+pub struct Provisioned {
+    pub table: String,
+    pub task_queue: String,
+    pub topic_queue: String,
+}
+
+impl Provisioned {
+    /// Run `warren provision` for fresh names and check it succeeded.
+    pub fn new() -> Provisioned {
+        assert!(
+            std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
+            "AWS_ENDPOINT_URL is not set: these tests need the emulator scripts/test starts"
+        );
+        let unique = warren::testing::aws::unique_name;
+        let p = Provisioned {
+            table: unique("warren"),
+            task_queue: unique("tasks"),
+            topic_queue: unique("topics"),
+        };
+        let out = Command::new(warren_bin())
+            .args(["provision", "--table", &p.table])
+            .args(["--task-queue", &p.task_queue])
+            .args(["--topic-queue", &p.topic_queue])
+            .output()
+            .expect("run warren provision");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(&format!("queue {}: ready", p.topic_queue)),
+            "warren provision: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        p
+    }
+
+    /// `warren dev --backend aws` on these resources.
+    pub fn dev(&self) -> Opts {
+        Opts::new()
+            .args(["--backend", "aws"])
+            .env("WARREN_TABLE", &self.table)
+            .env("WARREN_TASK_QUEUE", &self.task_queue)
+            .env("WARREN_TOPIC_QUEUE", &self.topic_queue)
+    }
+
+    /// The environment of a Lambda function on these resources, its API key
+    /// given by hash, signing webhooks with `webhook_secret`.
+    pub fn function_env<'a>(
+        &'a self,
+        key_hash: &'a str,
+        webhook_secret: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("WARREN_TABLE", &self.table),
+            ("WARREN_TASK_QUEUE", &self.task_queue),
+            ("WARREN_TOPIC_QUEUE", &self.topic_queue),
+            ("WARREN_API_KEY_SHA256", key_hash),
+            ("WARREN_WEBHOOK_SECRET", webhook_secret),
+        ]
+    }
+}
+
+impl Default for Provisioned {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Hex SHA-256, as `WARREN_API_KEY_SHA256` takes an API key.
+pub fn sha256_hex(s: &str) -> String {
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The JSON body of an HTTP function's answer, after checking its status.
+#[track_caller]
+pub fn answer(response: &Value, status: u64) -> Value {
+    assert_eq!(response["statusCode"], status, "{response}");
+    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+}
