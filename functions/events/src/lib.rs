@@ -99,12 +99,14 @@ struct StartParams {
     pipeline_version: Option<u32>,
 }
 
+/// A started trigger: it is ready.
 fn subscription_json(s: &Subscription) -> serde_json::Value {
     json!({
         "pipeline_id": s.pipeline_id,
         "topic": s.topic,
         "pipeline_version": s.pipeline_version,
         "started_at": s.started_at,
+        "ready": true,
     })
 }
 
@@ -120,7 +122,6 @@ async fn start(
     let s = topics::start(&deps, id, p.pipeline_version).await?;
     let mut body = subscription_json(&s);
     body["message"] = json!("Event started successfully");
-    body["ready"] = json!(true);
     Ok(Json(body).into_response())
 }
 
@@ -131,11 +132,7 @@ async fn status(
 ) -> Result<Response, ApiError> {
     let id = id_of(&pipeline_id, "pipeline")?;
     let body = match topics::status(&deps, id).await? {
-        Some(s) => {
-            let mut body = subscription_json(&s);
-            body["ready"] = json!(true);
-            body
-        }
+        Some(s) => subscription_json(&s),
         None => json!({ "pipeline_id": id, "ready": false }),
     };
     Ok(Json(body).into_response())

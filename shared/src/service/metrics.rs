@@ -23,6 +23,8 @@ pub struct Metrics {
     failed: AtomicU64,
     retried: AtomicU64,
     malformed: AtomicU64,
+    dispatched: AtomicU64,
+    dropped: AtomicU64,
     durations: Mutex<Histogram>,
 }
 
@@ -45,6 +47,14 @@ impl Metrics {
     }
     pub fn malformed_message(&self) {
         self.malformed.fetch_add(1, Relaxed);
+    }
+    /// Executions the topic dispatcher started.
+    pub fn dispatched(&self, n: u64) {
+        self.dispatched.fetch_add(n, Relaxed);
+    }
+    /// A topic message that found no started trigger (or named no topic).
+    pub fn dropped_topic_message(&self) {
+        self.dropped.fetch_add(1, Relaxed);
     }
     /// A task reached completed (`true`) or failed for good.
     pub fn finished(&self, completed: bool) {
@@ -122,6 +132,16 @@ impl Metrics {
                 "warren_malformed_messages_total",
                 "Queue messages dropped as malformed",
                 &self.malformed,
+            ),
+            (
+                "warren_topic_executions_started_total",
+                "Executions the topic dispatcher of this process started",
+                &self.dispatched,
+            ),
+            (
+                "warren_topic_messages_dropped_total",
+                "Topic messages that found no started event trigger",
+                &self.dropped,
             ),
         ];
         for (name, help, value) in counters {

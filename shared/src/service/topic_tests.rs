@@ -37,6 +37,14 @@ async fn pipeline(deps: &Deps, topic: Option<&str>) -> Pipeline {
     pipelines::create(deps, spec).await.unwrap()
 }
 
+/// Fresh deps with a pipeline whose trigger is started on `orders`.
+async fn started_on_orders() -> (Deps, Pipeline) {
+    let deps = deps();
+    let p = pipeline(&deps, Some("orders")).await;
+    topics::start(&deps, p.id, None).await.unwrap();
+    (deps, p)
+}
+
 fn delivery(id: &str, body: &str, attributes: &[(&str, &str)]) -> Delivery {
     Delivery {
         message_id: id.into(),
@@ -182,13 +190,16 @@ async fn a_message_starts_one_execution_per_started_trigger_with_its_payload() {
     }
     assert!(executions_of(&deps, &other).await.is_empty());
     assert_eq!(counters(&deps, "orders").await, (0, 2, 0));
+    let metrics = deps.metrics.render(&[]);
+    assert!(
+        metrics.contains("warren_topic_executions_started_total 2"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn a_redelivered_message_starts_nothing_new() {
-    let deps = deps();
-    let p = pipeline(&deps, Some("orders")).await;
-    topics::start(&deps, p.id, None).await.unwrap();
+    let (deps, p) = started_on_orders().await;
     let message = on_topic("m1", "orders", "[1]");
     topics::dispatch(&deps, &message).await.unwrap();
 
@@ -208,9 +219,7 @@ async fn a_redelivered_message_starts_nothing_new() {
 
 #[tokio::test]
 async fn a_stopped_trigger_runs_nothing_and_the_message_is_counted_and_dropped() {
-    let deps = deps();
-    let p = pipeline(&deps, Some("orders")).await;
-    topics::start(&deps, p.id, None).await.unwrap();
+    let (deps, p) = started_on_orders().await;
     topics::stop(&deps, p.id).await.unwrap();
 
     let done = topics::dispatch(&deps, &on_topic("m1", "orders", "{}"))
@@ -234,13 +243,16 @@ async fn a_stopped_trigger_runs_nothing_and_the_message_is_counted_and_dropped()
     }
     let unrouted = deps.store.get(&Key::new("TSTATS", "UNROUTED")).await;
     assert_eq!(unrouted.unwrap().unwrap().attrs["dropped"], json!(2));
+    let metrics = deps.metrics.render(&[]);
+    assert!(
+        metrics.contains("warren_topic_messages_dropped_total 4"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn an_sns_envelope_is_unwrapped_json_or_plain_text() {
-    let deps = deps();
-    let p = pipeline(&deps, Some("orders")).await;
-    topics::start(&deps, p.id, None).await.unwrap();
+    let (deps, p) = started_on_orders().await;
     let envelope = |message_id: &str, message: &str| {
         json!({
             "Type": "Notification",
@@ -278,9 +290,7 @@ async fn an_sns_envelope_is_unwrapped_json_or_plain_text() {
 
 #[tokio::test]
 async fn publishing_queues_the_message_with_its_topic_for_the_dispatcher() {
-    let deps = deps();
-    let p = pipeline(&deps, Some("orders")).await;
-    topics::start(&deps, p.id, None).await.unwrap();
+    let (deps, p) = started_on_orders().await;
     let id = topics::publish(&deps, "orders", &json!({"n": 2}))
         .await
         .unwrap();
@@ -346,9 +356,7 @@ impl Store for Unwritable {
 
 #[tokio::test]
 async fn a_store_failure_is_an_error_so_the_message_comes_back() {
-    let mut deps = deps();
-    let p = pipeline(&deps, Some("orders")).await;
-    topics::start(&deps, p.id, None).await.unwrap();
+    let (mut deps, _) = started_on_orders().await;
     deps.store = Arc::new(Unwritable(deps.store.clone()));
     for d in [
         on_topic("m1", "orders", "{}"),

@@ -340,6 +340,7 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
             deps.store
                 .transact(vec![count(unrouted_key(), "dropped")])
                 .await?;
+            deps.metrics.dropped_topic_message();
             return Ok(Dispatched::default());
         }
     };
@@ -394,7 +395,9 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
         deps.store
             .transact(vec![count(stats_key(&message.topic), "dropped")])
             .await?;
+        deps.metrics.dropped_topic_message();
     }
+    deps.metrics.dispatched(done.started as u64);
     Ok(done)
 }
 
