@@ -181,6 +181,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         webhook_secret: secret,
         api_key,
         default_workflow: opts.default_workflow,
+        // The in-process queue dies with the process; the store does not.
+        dispatch_inline: embedded.is_some(),
         ..Config::default()
     };
     let deps = Deps::live(store, queue, Arc::new(http), config);

@@ -49,6 +49,10 @@ pub struct Config {
     /// The topic ingress queue: messages published on topics, fanned out
     /// by the dispatcher to the pipelines whose event trigger is started.
     pub topic_queue: String,
+    /// Publish dispatches at once instead of through `topic_queue`: set
+    /// where that queue does not outlive the process (the embedded
+    /// runtime), so a 202 always means the executions are stored.
+    pub dispatch_inline: bool,
     /// Timeout of a task that names none.
     pub default_timeout: Duration,
     /// A running attempt is presumed lost this long after its timeout.
@@ -85,6 +89,7 @@ impl Default for Config {
             webhook_attempts: 4,
             api_key: crate::http::ApiKey::default(),
             default_workflow: None,
+            dispatch_inline: false,
         }
     }
 }

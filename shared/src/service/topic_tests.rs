@@ -358,3 +358,33 @@ async fn a_store_failure_is_an_error_so_the_message_comes_back() {
         assert!(matches!(r, Err(ServiceError::Store(_))), "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn where_the_queue_dies_with_the_process_publishing_dispatches_at_once() {
+    let (mut deps, p) = started_on_orders().await;
+    let mut config = (*deps.config).clone();
+    config.dispatch_inline = true;
+    deps.config = Arc::new(config);
+    let id = topics::publish(&deps, "orders", &json!({"n": 3}))
+        .await
+        .unwrap();
+    // The execution is stored before the 202: nothing waits in memory.
+    let runs = executions_of(&deps, &p).await;
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].trigger_id.as_deref(), Some(id.as_str()));
+    let queued = deps
+        .queue
+        .receive(
+            &deps.config.topic_queue,
+            10,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    assert!(queued.is_empty(), "nothing went through the topic queue");
+    assert_eq!(counters(&deps, "orders").await, (1, 1, 0));
+    drain(&deps).await;
+    let done = executions::get(&deps, runs[0].id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Success);
+}

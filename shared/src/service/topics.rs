@@ -225,9 +225,20 @@ pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String
             ),
         ));
     }
-    deps.queue
-        .send_batch(&deps.config.topic_queue, vec![message])
-        .await?;
+    if deps.config.dispatch_inline {
+        let delivery = Delivery {
+            message_id: message_id.clone(),
+            receipt: String::new(),
+            body: message.body,
+            receive_count: 1,
+            attributes: message.attributes,
+        };
+        dispatch(deps, &delivery).await?;
+    } else {
+        deps.queue
+            .send_batch(&deps.config.topic_queue, vec![message])
+            .await?;
+    }
     // The message is out: a lost count must not make the producer send it again.
     if let Err(e) = deps
         .store
