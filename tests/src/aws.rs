@@ -31,19 +31,30 @@ impl Provisioned {
             task_queue: unique("tasks"),
             topic_queue: unique("topics"),
         };
-        let out = Command::new(warren_bin())
-            .args(["provision", "--table", &p.table])
-            .args(["--task-queue", &p.task_queue])
-            .args(["--topic-queue", &p.topic_queue])
-            .output()
-            .expect("run warren provision");
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = p.provision();
         assert!(
-            out.status.success() && stdout.contains(&format!("queue {}: ready", p.topic_queue)),
-            "warren provision: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+            stdout.contains(&format!("table {}: created", p.table))
+                && stdout.contains(&format!("queue {}: ready", p.topic_queue)),
+            "warren provision: {stdout}"
         );
         p
+    }
+
+    /// Run `warren provision` on these names (it is idempotent); its output.
+    pub fn provision(&self) -> String {
+        let out = Command::new(warren_bin())
+            .args(["provision", "--table", &self.table])
+            .args(["--task-queue", &self.task_queue])
+            .args(["--topic-queue", &self.topic_queue])
+            .output()
+            .expect("run warren provision");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "warren provision failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
     }
 
     /// `warren dev --backend aws` on these resources.

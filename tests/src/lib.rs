@@ -612,6 +612,22 @@ impl Warren {
             .clone()
     }
 
+    /// Create a pipeline from `spec`; its id.
+    pub async fn create_pipeline(&self, spec: &Value) -> String {
+        let r = self.post("/api/v1/pipelines", spec).await;
+        r.expect(201);
+        r.json["id"].as_str().expect("pipeline id").to_string()
+    }
+
+    /// The first page of a pipeline's executions, newest first.
+    pub async fn executions(&self, pipeline: &str) -> Vec<Value> {
+        let r = self
+            .get(&format!("/api/v1/pipelines/{pipeline}/executions"))
+            .await;
+        r.expect(200);
+        r.json.as_array().expect("an array of executions").clone()
+    }
+
     /// Every task of GET /api/v1/tasks?<query>, following X-Next-Cursor.
     pub async fn list_all(&self, query: &str) -> Vec<Value> {
         let mut all = Vec::new();

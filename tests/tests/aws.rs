@@ -3,78 +3,32 @@
 //! SQS (`warren dev --backend aws`), and the real Lambda binaries driven
 //! through the Lambda Runtime API.
 
-use std::process::Command;
 use std::time::Duration;
 
-use sha2::Digest;
 use warren::adapters::aws::{AwsClients, sdk_config};
 use warren::ports::Queue;
-use warren::testing::aws::unique_name;
+use warren_tests::aws::{Provisioned, answer, sha256_hex};
 use warren_tests::lambda::{LambdaFunction, http_event, sqs_event};
 use warren_tests::*;
 
 const KEY: &str = "aws-wire-key";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// Fresh table and queue names, provisioned by the `warren provision` binary.
-fn provision() -> (String, String) {
+/// Fresh resources; `warren provision` creates them, then finds them ready.
+fn provision() -> Provisioned {
+    let p = Provisioned::new();
+    let again = p.provision();
     assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
-        "AWS_ENDPOINT_URL is not set: these tests need the emulator scripts/test starts"
+        again.contains(&format!("table {}: ready", p.table)),
+        "{again}"
     );
-    let (table, queue) = (unique_name("warren"), unique_name("tasks"));
-    for expected in ["created", "ready"] {
-        let out = Command::new(warren_bin())
-            .args(["provision", "--table", &table, "--task-queue", &queue])
-            .output()
-            .expect("run warren provision");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "warren provision failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains(&format!("table {table}: {expected}")),
-            "{stdout}"
-        );
-    }
-    (table, queue)
-}
-
-fn function_env<'a>(table: &'a str, queue: &'a str, key_hash: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("WARREN_TABLE", table),
-        ("WARREN_TASK_QUEUE", queue),
-        ("WARREN_API_KEY_SHA256", key_hash),
-        ("WARREN_WEBHOOK_SECRET", SECRET),
-    ]
-}
-
-fn sha256_hex(s: &str) -> String {
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// The JSON body of an HTTP function's answer, after checking its status.
-#[track_caller]
-fn answer(response: &Value, status: u64) -> Value {
-    assert_eq!(response["statusCode"], status, "{response}");
-    serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null)
+    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
-    let (table, queue) = provision();
-    let w = Warren::start(
-        Opts::new()
-            .args(["--backend", "aws"])
-            .env("WARREN_TABLE", &table)
-            .env("WARREN_TASK_QUEUE", &queue),
-    )
-    .await;
+    let aws = provision();
+    let w = Warren::start(aws.dev()).await;
 
     let id = w
         .enqueue(&json!({"task_name": "echo", "args": [1, "two"], "kwargs": {"k": true}}))
@@ -131,9 +85,9 @@ async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_binaries_serve_http_events_and_sqs_batches() {
-    let (table, queue) = provision();
+    let aws = provision();
     let hash = sha256_hex(KEY);
-    let env = function_env(&table, &queue, &hash);
+    let env = aws.function_env(&hash, SECRET);
     let auth = [("x-api-key", KEY)];
 
     // The HTTP function answers API Gateway events, and checks the key.
@@ -177,7 +131,7 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     // (an at-least-once redelivery) beside a malformed one.
     let clients = AwsClients::new(&sdk_config().await, None);
     let sqs = clients.queue();
-    let message = receive_one(&*sqs, &queue).await;
+    let message = receive_one(&*sqs, &aws.task_queue).await;
     let mut worker = LambdaFunction::start("worker", &env).await;
     let response = worker
         .invoke(sqs_event(&[
@@ -211,7 +165,7 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
         .as_str()
         .unwrap()
         .to_string();
-    let message = receive_one(&*sqs, &queue).await;
+    let message = receive_one(&*sqs, &aws.task_queue).await;
     let mut control = LambdaFunction::start("task-control", &env).await;
     let cancel = control
         .invoke(http_event(
@@ -254,10 +208,10 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_without_an_api_key_refuses_to_start() {
-    let (table, queue) = provision();
+    let aws = provision();
     let env = [
-        ("WARREN_TABLE", table.as_str()),
-        ("WARREN_TASK_QUEUE", queue.as_str()),
+        ("WARREN_TABLE", aws.table.as_str()),
+        ("WARREN_TASK_QUEUE", aws.task_queue.as_str()),
         ("WARREN_WEBHOOK_SECRET", SECRET),
     ];
     let mut f = LambdaFunction::start("enqueue", &env).await;

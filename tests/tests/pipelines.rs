@@ -2,6 +2,7 @@
 //! backend: events run a 3-step pipeline, invalid ones fail with their
 //! violations, manual runs call out signed, and the counters add up.
 
+use warren_tests::aws::Provisioned;
 use warren_tests::*;
 
 const KEY: &[u8] = b"0123456789abcdef-test-key";
@@ -21,12 +22,6 @@ fn orders() -> Value {
             {"name": "say", "kind": "task", "task_name": "echo", "args": ["hi"]}
         ]
     })
-}
-
-async fn create(w: &Warren, spec: &Value) -> String {
-    let r = w.post("/api/v1/pipelines", spec).await;
-    r.expect(201);
-    r.json["id"].as_str().expect("pipeline id").to_string()
 }
 
 /// Poll an event until it leaves `pending`.
@@ -57,38 +52,13 @@ async fn valid_event_runs_the_pipeline_to_success_with_every_step_output() {
 /// too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_run_or_fail_on_the_aws_wire() {
-    let w = valid_event_runs_to_success(aws_opts()).await;
+    let w = valid_event_runs_to_success(Provisioned::new().dev()).await;
     invalid_event_fails_with_its_violations(&w).await;
-}
-
-/// Options of a `warren dev --backend aws` on a fresh table and queue.
-fn aws_opts() -> Opts {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
-        "AWS_ENDPOINT_URL is not set: this test needs the emulator scripts/test starts"
-    );
-    let (table, queue) = (
-        warren::testing::aws::unique_name("warren"),
-        warren::testing::aws::unique_name("tasks"),
-    );
-    let out = std::process::Command::new(warren_bin())
-        .args(["provision", "--table", &table, "--task-queue", &queue])
-        .output()
-        .expect("run warren provision");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Opts::new()
-        .args(["--backend", "aws"])
-        .env("WARREN_TABLE", &table)
-        .env("WARREN_TASK_QUEUE", &queue)
 }
 
 async fn valid_event_runs_to_success(opts: Opts) -> Warren {
     let w = Warren::start(opts.api_key("k3y")).await;
-    let pipeline = create(&w, &orders()).await;
+    let pipeline = w.create_pipeline(&orders()).await;
     let unauthenticated = w
         .send_raw(
             "POST",
@@ -147,7 +117,7 @@ async fn valid_event_runs_to_success(opts: Opts) -> Warren {
 /// An invalid event to the orders pipeline ends `failed` with its
 /// violations stored; the pipeline's id.
 async fn invalid_event_fails_with_its_violations(w: &Warren) -> String {
-    let pipeline = create(w, &orders()).await;
+    let pipeline = w.create_pipeline(&orders()).await;
     let r = w
         .post(
             &format!("/events?workflow={pipeline}"),
@@ -219,14 +189,12 @@ async fn manual_runs_call_out_signed_and_are_counted_in_stats_and_usage() {
             .args(["--webhook-secret".to_string(), webhook_secret(KEY)]),
     )
     .await;
-    let pipeline = create(
-        &w,
-        &json!({"name": "notify", "steps": [
+    let pipeline = w
+        .create_pipeline(&json!({"name": "notify", "steps": [
             {"name": "pick", "kind": "transform", "expression": "event.who"},
             {"name": "tell", "kind": "http", "url": rx.url("/notify"), "headers": {"x-team": "ops"}}
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
 
     let mut ids = Vec::new();
     for who in ["ann", "bob"] {
@@ -304,7 +272,7 @@ async fn manual_runs_call_out_signed_and_are_counted_in_stats_and_usage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_versions_and_bad_definitions_over_http() {
     let w = Warren::default().await;
-    let pipeline = create(&w, &orders()).await;
+    let pipeline = w.create_pipeline(&orders()).await;
     let mut v2 = orders();
     v2["description"] = json!("second");
     let r = w.put(&format!("/api/v1/pipelines/{pipeline}"), &v2).await;
@@ -366,15 +334,13 @@ async fn pipeline_versions_and_bad_definitions_over_http() {
 async fn a_run_killed_between_steps_resumes_after_restart_without_re_running_finished_steps() {
     let rx = Receiver::ok().await;
     let mut w = Warren::start(Opts::new().allow_loopback()).await;
-    let pipeline = create(
-        &w,
-        &json!({"name": "durable", "steps": [
+    let pipeline = w
+        .create_pipeline(&json!({"name": "durable", "steps": [
             {"name": "tell", "kind": "http", "url": rx.url("/once")},
             {"name": "wait", "kind": "task", "task_name": "sleep", "kwargs": {"seconds": 3}},
             {"name": "end", "kind": "transform", "expression": "steps.tell.status"}
-        ]}),
-    )
-    .await;
+        ]}))
+        .await;
     let r = w
         .post(&format!("/api/v1/pipelines/{pipeline}/run"), &json!({}))
         .await;

@@ -17,27 +17,13 @@ fn on_topic(topic: &str) -> Value {
     })
 }
 
-async fn create(w: &Warren, spec: &Value) -> String {
-    let r = w.post("/api/v1/pipelines", spec).await;
-    r.expect(201);
-    r.json["id"].as_str().expect("pipeline id").to_string()
-}
-
-async fn executions(w: &Warren, pipeline: &str) -> Vec<Value> {
-    let r = w
-        .get(&format!("/api/v1/pipelines/{pipeline}/executions"))
-        .await;
-    r.expect(200);
-    r.json.as_array().expect("an array").clone()
-}
-
 /// Wait for the pipeline's execution of message `message_id` to finish.
 async fn finished_run(w: &Warren, pipeline: &str, message_id: &str) -> Value {
     wait_until(
         &format!("the execution of message {message_id}"),
         secs(30),
         async || {
-            executions(w, pipeline)
+            w.executions(pipeline)
                 .await
                 .into_iter()
                 .find(|e| e["trigger_id"] == message_id && e["status"] != "running")
@@ -91,7 +77,7 @@ async fn stop(w: &Warren, pipeline: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_started_trigger_runs_each_published_message_and_a_stopped_one_nothing() {
     let w = Warren::start(Opts::new().api_key("k3y")).await;
-    let pipeline = create(&w, &on_topic("orders")).await;
+    let pipeline = w.create_pipeline(&on_topic("orders")).await;
     start(&w, &pipeline, "orders").await;
 
     let r = w
@@ -109,7 +95,7 @@ async fn a_started_trigger_runs_each_published_message_and_a_stopped_one_nothing
         .expect(202);
     dropped(&w, "orders", 1).await;
     assert_eq!(
-        executions(&w, &pipeline).await.len(),
+        w.executions(&pipeline).await.len(),
         1,
         "stopped: nothing ran"
     );
@@ -129,11 +115,11 @@ async fn a_started_trigger_runs_each_published_message_and_a_stopped_one_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_trigger_and_publish_requests_are_clear_4xx_json() {
     let w = Warren::default().await;
-    let plain = create(
-        &w,
-        &json!({"name": "plain", "steps": [{"name": "t", "kind": "transform", "expression": "event"}]}),
-    )
-    .await;
+    let plain = w
+        .create_pipeline(&json!({"name": "plain", "steps": [
+            {"name": "t", "kind": "transform", "expression": "event"}
+        ]}))
+        .await;
     let r = w.post_empty(&format!("/api/v1/events/{plain}")).await;
     r.expect_error(409, Some("no_topic"));
     assert!(r.message().contains("options.event"), "{}", r.text);
@@ -192,7 +178,7 @@ async fn send(sqs: &aws_sdk_sqs::Client, url: &str, body: &str, topic: Option<&s
 async fn on_the_aws_wire_a_message_sent_straight_to_the_ingress_queue_runs_the_pipeline() {
     let aws = Provisioned::new();
     let w = Warren::start(aws.dev()).await;
-    let pipeline = create(&w, &on_topic("orders")).await;
+    let pipeline = w.create_pipeline(&on_topic("orders")).await;
     start(&w, &pipeline, "orders").await;
     let sqs = aws_sdk_sqs::Client::new(&warren::adapters::aws::sdk_config().await);
     let url = queue_url(&sqs, &aws.topic_queue).await;
@@ -225,7 +211,7 @@ async fn on_the_aws_wire_a_message_sent_straight_to_the_ingress_queue_runs_the_p
     send(&sqs, &url, r#"{"order": 9}"#, Some("orders")).await;
     dropped(&w, "orders", 1).await;
     assert_eq!(
-        executions(&w, &pipeline).await.len(),
+        w.executions(&pipeline).await.len(),
         3,
         "stopped: nothing ran"
     );

@@ -6,7 +6,7 @@
 //! Lambda binary. Last, a `* * * * *` schedule fires exactly once at the
 //! next minute boundary on `warren dev`: the one slow test (≤ ~70 s).
 
-use warren::domain::trigger::token_sha256;
+use warren_tests::aws::{Provisioned, sha256_hex};
 use warren_tests::lambda::{LambdaFunction, http_event};
 use warren_tests::*;
 
@@ -16,20 +16,6 @@ fn flow() -> Value {
     json!({"name": "hooked", "steps": [
         {"name": "shape", "kind": "transform", "expression": "{got: event}"}
     ]})
-}
-
-async fn pipeline(w: &Warren) -> String {
-    let r = w.post("/api/v1/pipelines", &flow()).await;
-    r.expect(201);
-    r.json["id"].as_str().expect("pipeline id").to_string()
-}
-
-async fn executions(w: &Warren, pipeline: &str) -> Vec<Value> {
-    let r = w
-        .get(&format!("/api/v1/pipelines/{pipeline}/executions"))
-        .await;
-    r.expect(200);
-    r.json.as_array().expect("a list").clone()
 }
 
 /// POST `body` to a hook path exactly as an outside caller would: no API key.
@@ -45,28 +31,6 @@ fn tampered(token: &str) -> String {
     format!("{}{other}", &token[..token.len() - 1])
 }
 
-/// Table and queue names `warren provision` created on the emulator, as
-/// the options of a `warren dev --backend aws` on them.
-fn provisioned() -> (String, String, Opts) {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
-        "AWS_ENDPOINT_URL is not set: this test needs the emulator scripts/test starts"
-    );
-    let table = warren::testing::aws::unique_name("warren");
-    let queue = warren::testing::aws::unique_name("tasks");
-    let out = std::process::Command::new(warren_bin())
-        .args(["provision", "--table", &table, "--task-queue", &queue])
-        .output()
-        .expect("run warren provision");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "warren provision: {log}");
-    let opts = Opts::new()
-        .args(["--backend", "aws"])
-        .env("WARREN_TABLE", &table)
-        .env("WARREN_TASK_QUEUE", &queue);
-    (table, queue, opts)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_run_with_their_token_and_bad_triggers_store_nothing() {
     webhooks_and_bad_triggers(Opts::new()).await;
@@ -74,12 +38,12 @@ async fn webhooks_run_with_their_token_and_bad_triggers_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_run_with_their_token_and_bad_triggers_store_nothing_on_the_aws_wire() {
-    webhooks_and_bad_triggers(provisioned().2).await;
+    webhooks_and_bad_triggers(Provisioned::new().dev()).await;
 }
 
 async fn webhooks_and_bad_triggers(opts: Opts) {
     let w = Warren::start(opts.api_key(KEY)).await;
-    let p = pipeline(&w).await;
+    let p = w.create_pipeline(&flow()).await;
     let triggers = format!("/api/v1/pipelines/{p}/triggers");
 
     // GIVEN a webhook trigger: its token and URL are shown once
@@ -125,7 +89,7 @@ async fn webhooks_and_bad_triggers(opts: Opts) {
     call_hook(&w, "/hooks/not-a-token", b"{}")
         .await
         .expect_error(404, Some("not_found"));
-    assert_eq!(executions(&w, &p).await.len(), 1);
+    assert_eq!(w.executions(&p).await.len(), 1);
 
     // AND once deleted, its token is dead
     w.delete(&format!("/api/v1/triggers/{trigger_id}"))
@@ -137,7 +101,7 @@ async fn webhooks_and_bad_triggers(opts: Opts) {
     w.delete(&format!("/api/v1/triggers/{trigger_id}"))
         .await
         .expect_error(404, Some("not_found"));
-    assert_eq!(executions(&w, &p).await.len(), 1);
+    assert_eq!(w.executions(&p).await.len(), 1);
 
     // Bad definitions: a clear 4xx, nothing stored.
     let schedule = |config: Value| json!({"type": "schedule", "name": "s", "config": config});
@@ -164,22 +128,14 @@ async fn webhooks_and_bad_triggers(opts: Opts) {
     .expect_error(404, Some("not_found"));
     let listed = w.get(&triggers).await;
     assert_eq!(listed.json, json!([]), "nothing stored: {}", listed.text);
-    assert_eq!(executions(&w, &p).await.len(), 1);
+    assert_eq!(w.executions(&p).await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipelines_lambda_serves_the_public_hook_route() {
-    let (table, queue, _) = provisioned();
-    let hash = token_sha256(KEY);
-    let env = [
-        ("WARREN_TABLE", table.as_str()),
-        ("WARREN_TASK_QUEUE", queue.as_str()),
-        ("WARREN_API_KEY_SHA256", hash.as_str()),
-        (
-            "WARREN_WEBHOOK_SECRET",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-        ),
-    ];
+    let aws = Provisioned::new();
+    let hash = sha256_hex(KEY);
+    let env = aws.function_env(&hash, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     let mut f = LambdaFunction::start("pipelines", &env).await;
     let auth = [("x-api-key", KEY)];
     let body = |r: &Value| serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap();
@@ -240,7 +196,7 @@ async fn the_pipelines_lambda_serves_the_public_hook_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minutely_schedule_fires_exactly_once_at_the_next_minute() {
     let w = Warren::default().await;
-    let p = pipeline(&w).await;
+    let p = w.create_pipeline(&flow()).await;
     let triggers = format!("/api/v1/pipelines/{p}/triggers");
     let r = w
         .post(
@@ -261,14 +217,14 @@ async fn a_minutely_schedule_fires_exactly_once_at_the_next_minute() {
     assert!(slot > chrono::Utc::now() && slot.timestamp() % 60 == 0);
 
     let runs = wait_until("the schedule to fire", secs(75), async || {
-        let runs = executions(&w, &p).await;
+        let runs = w.executions(&p).await;
         (!runs.is_empty()).then_some(runs)
     })
     .await;
     assert!(chrono::Utc::now() >= slot, "not before its slot");
     // A few more ticks (one a second on `warren dev`) fire nothing more.
     tokio::time::sleep(secs(3)).await;
-    let runs_after = executions(&w, &p).await;
+    let runs_after = w.executions(&p).await;
     assert_eq!(runs_after.len(), 1, "exactly one execution: {runs_after:?}");
     let e = &runs[0];
     assert_eq!(e["trigger_type"], "schedule", "{e}");

@@ -71,6 +71,19 @@ async fn counters(deps: &Deps, topic: &str) -> (i64, i64, i64) {
     (info.published, info.dispatched, info.dropped)
 }
 
+/// What waits on the topic queue (received, so hidden for a while).
+async fn on_topic_queue(deps: &Deps) -> Vec<Delivery> {
+    deps.queue
+        .receive(
+            &deps.config.topic_queue,
+            10,
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .unwrap()
+}
+
 /// The pipelines whose trigger is started on `topic`.
 async fn subscribed(deps: &Deps, topic: &str) -> Vec<Uuid> {
     let info = topics::info(deps, topic).await.unwrap();
@@ -286,16 +299,7 @@ async fn publishing_queues_the_message_with_its_topic_for_the_dispatcher() {
     let id = topics::publish(&deps, "orders", &json!({"n": 2}))
         .await
         .unwrap();
-    let got = deps
-        .queue
-        .receive(
-            &deps.config.topic_queue,
-            10,
-            Duration::from_secs(30),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    let got = on_topic_queue(&deps).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attributes[TOPIC_ATTRIBUTE], "orders");
     topics::dispatch(&deps, &got[0]).await.unwrap();
@@ -372,16 +376,7 @@ async fn where_the_queue_dies_with_the_process_publishing_dispatches_at_once() {
     let runs = executions_of(&deps, &p).await;
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].trigger_id.as_deref(), Some(id.as_str()));
-    let queued = deps
-        .queue
-        .receive(
-            &deps.config.topic_queue,
-            10,
-            Duration::from_secs(30),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    let queued = on_topic_queue(&deps).await;
     assert!(queued.is_empty(), "nothing went through the topic queue");
     assert_eq!(counters(&deps, "orders").await, (1, 1, 0));
     drain(&deps).await;
