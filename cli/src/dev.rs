@@ -183,6 +183,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         default_workflow: opts.default_workflow,
         // The in-process queue dies with the process; the store does not.
         dispatch_inline: embedded.is_some(),
+        snapshot_messages: embedded.is_none(),
         ..Config::default()
     };
     let deps = Deps::live(store, queue, Arc::new(http), config);

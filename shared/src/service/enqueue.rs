@@ -200,19 +200,20 @@ impl Deps {
         }
     }
 
-    /// The message that starts a stored task, carrying `task` as stored
-    /// unless that would not fit in a message.
+    /// The message that starts a stored task: the task as stored (so the
+    /// worker needs no read), unless that would not fit in a message or
+    /// the runtime prefers ids (see [`super::Config::snapshot_messages`]).
     pub fn task_message(&self, task: &Task, delay: Duration) -> OutgoingMessage {
-        let snapshot = TaskMessage::Snapshot {
-            snapshot: Box::new(task.clone()),
-        }
-        .encode();
+        let snapshot = self.config.snapshot_messages.then(|| {
+            TaskMessage::Snapshot {
+                snapshot: Box::new(task.clone()),
+            }
+            .encode()
+        });
         OutgoingMessage {
-            body: if snapshot.len() <= MAX_MESSAGE_BYTES {
-                snapshot
-            } else {
-                TaskMessage::Stored { id: task.id }.encode()
-            },
+            body: snapshot
+                .filter(|s| s.len() <= MAX_MESSAGE_BYTES)
+                .unwrap_or_else(|| TaskMessage::Stored { id: task.id }.encode()),
             delay,
             priority: task.priority,
             ..Default::default()

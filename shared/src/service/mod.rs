@@ -49,6 +49,11 @@ pub struct Config {
     /// The topic ingress queue: messages published on topics, fanned out
     /// by the dispatcher to the pipelines whose event trigger is started.
     pub topic_queue: String,
+    /// Task messages carry the whole task, so the worker starts it without
+    /// reading it (one request less per task on DynamoDB). Off where store
+    /// reads are cheap and serialising costs more (the embedded runtime:
+    /// 10-15 % of batch enqueue throughput, docs/BENCHMARKS.md).
+    pub snapshot_messages: bool,
     /// Publish dispatches at once instead of through `topic_queue`: set
     /// where that queue does not outlive the process (the embedded
     /// runtime), so a 202 always means the executions are stored.
@@ -90,6 +95,7 @@ impl Default for Config {
             api_key: crate::http::ApiKey::default(),
             default_workflow: None,
             dispatch_inline: false,
+            snapshot_messages: true,
         }
     }
 }
