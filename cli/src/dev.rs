@@ -2,7 +2,9 @@
 //! the worker and the topic dispatcher and ticks the scheduler: on an
 //! embedded redb store and in-process queues (default), or on DynamoDB and
 //! SQS (`--backend aws`, e.g. against LocalStack), polling the task and topic
-//! queues the way the Lambda event source mappings do.
+//! queues the way the Lambda event source mappings do (on the embedded
+//! backend a publish dispatches in the request, so only the task queue is
+//! polled).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -207,7 +209,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             stop.clone(),
         ))
     });
-    let dispatcher = (!opts.no_worker).then(|| {
+    // On the embedded backend a publish dispatches in the request
+    // (`dispatch_inline`): its in-process topic queue carries nothing to poll.
+    let dispatcher = (!opts.no_worker && embedded.is_none()).then(|| {
         tokio::spawn(dispatcher::poll(
             deps.clone(),
             DISPATCH_CONCURRENCY,

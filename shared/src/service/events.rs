@@ -6,7 +6,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::executions::{self, event_item, event_key};
-use super::pipelines::{self, from_attrs};
+use super::pipelines;
 use super::{Deps, ServiceError};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, TriggerType};
@@ -83,9 +83,5 @@ pub async fn ingest(
 
 /// The stored event with its status and result.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Event, ServiceError> {
-    deps.store
-        .get(&event_key(id))
-        .await?
-        .and_then(|i| from_attrs(&i))
-        .ok_or(ServiceError::NotFound("no such event"))
+    pipelines::record(deps, &event_key(id), "no such event").await
 }

@@ -63,11 +63,7 @@ pub fn event_item(event: &Event) -> Item {
 
 /// The execution with this id.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Execution, ServiceError> {
-    deps.store
-        .get(&execution_key(id))
-        .await?
-        .and_then(|i| from_attrs(&i))
-        .ok_or(ServiceError::NotFound("no such execution"))
+    pipelines::record(deps, &execution_key(id), "no such execution").await
 }
 
 /// A page of a pipeline's executions, newest first, and the next cursor.

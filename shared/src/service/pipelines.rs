@@ -51,6 +51,25 @@ pub fn from_attrs<T: serde::de::DeserializeOwned>(item: &Item) -> Option<T> {
     serde_json::from_value(Value::Object(item.attrs.clone())).ok()
 }
 
+/// The record stored at `key`, or `None`.
+pub async fn find<T: serde::de::DeserializeOwned>(
+    deps: &Deps,
+    key: &Key,
+) -> Result<Option<T>, ServiceError> {
+    Ok(deps.store.get(key).await?.and_then(|i| from_attrs(&i)))
+}
+
+/// The record stored at `key`; `missing` names it when there is none.
+pub async fn record<T: serde::de::DeserializeOwned>(
+    deps: &Deps,
+    key: &Key,
+    missing: &'static str,
+) -> Result<T, ServiceError> {
+    find(deps, key)
+        .await?
+        .ok_or(ServiceError::NotFound(missing))
+}
+
 fn check(spec: &PipelineSpec) -> Result<(), ServiceError> {
     spec.check()
         .map_err(|e| ServiceError::invalid("invalid_pipeline", e.to_string()))
@@ -93,21 +112,11 @@ pub async fn create(deps: &Deps, spec: PipelineSpec) -> Result<Pipeline, Service
 
 /// The current version, or `version` when given (old versions stay readable).
 pub async fn get(deps: &Deps, id: Uuid, version: Option<u32>) -> Result<Pipeline, ServiceError> {
-    let head = deps
-        .store
-        .get(&head_key(id))
-        .await?
-        .and_then(|i| from_attrs::<Pipeline>(&i))
-        .ok_or(ServiceError::NotFound("no such pipeline"))?;
+    let head: Pipeline = record(deps, &head_key(id), "no such pipeline").await?;
     match version {
         None => Ok(head),
         Some(v) if v == head.version => Ok(head),
-        Some(v) => deps
-            .store
-            .get(&version_key(id, v))
-            .await?
-            .and_then(|i| from_attrs(&i))
-            .ok_or(ServiceError::NotFound("no such pipeline version")),
+        Some(v) => record(deps, &version_key(id, v), "no such pipeline version").await,
     }
 }
 

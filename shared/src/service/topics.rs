@@ -87,11 +87,7 @@ fn invalid_topic(topic: &str, why: String) -> ServiceError {
 }
 
 async fn subscription(deps: &Deps, pipeline: Uuid) -> Result<Option<Subscription>, ServiceError> {
-    Ok(deps
-        .store
-        .get(&subscription_key(pipeline))
-        .await?
-        .and_then(|i| from_attrs(&i)))
+    pipelines::find(deps, &subscription_key(pipeline)).await
 }
 
 /// Start the pipeline's event trigger on the topic its `options.event`
@@ -175,11 +171,6 @@ pub async fn status(deps: &Deps, pipeline_id: Uuid) -> Result<Option<Subscriptio
         Err(ServiceError::NotFound(_)) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// Whether the pipeline's event trigger is started (and would run).
-pub async fn ready(deps: &Deps, pipeline_id: Uuid) -> Result<bool, ServiceError> {
-    Ok(status(deps, pipeline_id).await?.is_some())
 }
 
 /// Stop the pipeline's event trigger; stopping a stopped one is harmless.

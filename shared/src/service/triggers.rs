@@ -97,11 +97,7 @@ pub async fn create(
 }
 
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Trigger, ServiceError> {
-    deps.store
-        .get(&trigger_key(id))
-        .await?
-        .and_then(|i| from_attrs(&i))
-        .ok_or(ServiceError::NotFound("no such trigger"))
+    pipelines::record(deps, &trigger_key(id), "no such trigger").await
 }
 
 /// A page of a pipeline's triggers, newest first, and the next cursor.
