@@ -17,18 +17,15 @@ static void slow_down(void) {
   nanosleep(&t, 0);
 }
 
-int fsync(int fd) {
-  static int (*real)(int);
-  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-  int r = real(fd);
-  slow_down();
-  return r;
-}
+/* Calls the real function, then waits. */
+#define SLOWED(name)                                              \
+  int name(int fd) {                                              \
+    static int (*real)(int);                                      \
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, #name);      \
+    int r = real(fd);                                             \
+    slow_down();                                                  \
+    return r;                                                     \
+  }
 
-int fdatasync(int fd) {
-  static int (*real)(int);
-  if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-  int r = real(fd);
-  slow_down();
-  return r;
-}
+SLOWED(fsync)
+SLOWED(fdatasync)
