@@ -194,8 +194,8 @@ mod tests {
     use warren::handlers::Registry;
     use warren::http::ApiKey;
     use warren::service::pipelines;
-    use warren::testing::memory_deps;
     use warren::testing::router::call;
+    use warren::testing::{memory_deps, pipeline_on_topic};
     use warren::{Config, Deps};
 
     use super::router;
@@ -321,15 +321,7 @@ mod tests {
     }
 
     async fn on_topic(deps: &Deps, topic: Option<&str>) -> uuid::Uuid {
-        let mut spec = json!({
-            "name": "on-topic",
-            "steps": [{"name": "t", "kind": "transform", "expression": "event"}]
-        });
-        if let Some(t) = topic {
-            spec["options"] = json!({ "event": t });
-        }
-        let spec: PipelineSpec = serde_json::from_value(spec).unwrap();
-        pipelines::create(deps, spec).await.unwrap().id
+        pipeline_on_topic(deps, topic).await.id
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ use warren::handlers::Registry;
 use warren::ports::{Item, Key, Query, Store, StoreError, WriteOp};
 use warren::service::enqueue::{Enqueued, NewTask, enqueue};
 use warren::service::tasks::task_key;
-use warren::testing::memory_deps;
+use warren::testing::{memory_deps, receive_now};
 
 /// A store whose writes to one key fail, as a throttled or unreachable
 /// partition would.
@@ -94,16 +94,7 @@ async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
         }
     }
     *store.broken.lock().unwrap() = Some(task_key(ids[1]));
-    let messages = deps
-        .queue
-        .receive(
-            &deps.config.task_queue,
-            10,
-            Duration::from_secs(60),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    let messages = receive_now(&deps, &deps.config.task_queue, Duration::from_secs(60)).await;
     assert_eq!(messages.len(), 3);
     let mut records: Vec<Value> = messages
         .iter()

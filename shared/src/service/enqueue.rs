@@ -368,13 +368,7 @@ fn check_size(task: &Task) -> Result<(), ServiceError> {
     let size = serde_json::to_vec(task)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
-    if size > MAX_MESSAGE_BYTES {
-        return Err(ServiceError::invalid(
-            "payload_too_large",
-            format!("task is {size} bytes; the limit is {MAX_MESSAGE_BYTES}"),
-        ));
-    }
-    Ok(())
+    ServiceError::check_message_size("task", size)
 }
 
 fn ephemeral_message(task: &Task) -> Result<OutgoingMessage, ServiceError> {
@@ -382,15 +376,7 @@ fn ephemeral_message(task: &Task) -> Result<OutgoingMessage, ServiceError> {
         task: Box::new(task.clone()),
     }
     .encode();
-    if body.len() > MAX_MESSAGE_BYTES {
-        return Err(ServiceError::invalid(
-            "payload_too_large",
-            format!(
-                "task is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
-                body.len()
-            ),
-        ));
-    }
+    ServiceError::check_message_size("task", body.len())?;
     let delay = task
         .scheduled_at
         .map(|at| (at - task.created_at).to_std().unwrap_or_default())

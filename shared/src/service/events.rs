@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::executions::{self, event_item, event_key};
 use super::pipelines;
+use super::records::record;
 use super::{Deps, ServiceError};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, TriggerType};
@@ -83,5 +84,5 @@ pub async fn ingest(
 
 /// The stored event with its status and result.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Event, ServiceError> {
-    pipelines::record(deps, &event_key(id), "no such event").await
+    record(deps, &event_key(id), "no such event").await
 }

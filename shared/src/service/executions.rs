@@ -20,7 +20,8 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::enqueue::{Enqueued, NewTask, enqueue};
-use super::pipelines::{self, CHILDREN, attrs_of, executions_parent, from_attrs};
+use super::pipelines::{self, CHILDREN, executions_parent};
+use super::records::{attrs_of, from_attrs, record};
 use super::tasks::{TIMER, TIMER_PREFIX, minute_bucket, timed_key};
 use super::webhook::signed_headers;
 use super::worker::TaskMessage;
@@ -63,7 +64,7 @@ pub fn event_item(event: &Event) -> Item {
 
 /// The execution with this id.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Execution, ServiceError> {
-    pipelines::record(deps, &execution_key(id), "no such execution").await
+    record(deps, &execution_key(id), "no such execution").await
 }
 
 /// A page of a pipeline's executions, newest first, and the next cursor.

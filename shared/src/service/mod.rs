@@ -7,6 +7,7 @@ pub mod events;
 pub mod executions;
 pub mod metrics;
 pub mod pipelines;
+pub mod records;
 pub mod scheduler;
 pub mod tasks;
 pub mod topics;
@@ -123,6 +124,21 @@ impl ServiceError {
             message: message.into(),
             code,
         }
+    }
+
+    /// `payload_too_large` (413) unless `bytes` of `what` fit in one queue
+    /// message.
+    pub fn check_message_size(what: &str, bytes: usize) -> Result<(), Self> {
+        if bytes <= crate::ports::MAX_MESSAGE_BYTES {
+            return Ok(());
+        }
+        Err(ServiceError::invalid(
+            "payload_too_large",
+            format!(
+                "{what} is {bytes} bytes; at most {}",
+                crate::ports::MAX_MESSAGE_BYTES
+            ),
+        ))
     }
 
     /// True for a lost compare-and-set: someone else changed the item first.

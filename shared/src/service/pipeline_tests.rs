@@ -21,7 +21,7 @@ use crate::domain::execution::{Execution, ExecutionStatus, StepStatus, TriggerTy
 use crate::domain::pipeline::{Pipeline, PipelineSpec};
 use crate::handlers::Registry;
 use crate::ports::{Item, Key, Query, Store, StoreError, WriteOp};
-use crate::testing::memory_deps;
+use crate::testing::{memory_deps, receive_now};
 
 fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
@@ -327,15 +327,7 @@ async fn a_lost_message_is_re_sent_by_the_timer() {
     let (_, execution_id) = ingest(&deps, &p, json!({"order_id": "A-2"})).await;
     // The message is received and lost (never processed nor deleted; its
     // visibility outlives the test's clock, which SQS does not share).
-    deps.queue
-        .receive(
-            &deps.config.task_queue,
-            10,
-            Duration::from_secs(3600),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap();
+    receive_now(&deps, &deps.config.task_queue, Duration::from_secs(3600)).await;
     assert_eq!(
         tick(&deps).await.unwrap().executions,
         0,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::records::{attrs_of, count, counters, from_attrs, record};
 use super::{Deps, ServiceError};
 use crate::domain::execution::{Execution, ExecutionStatus};
 use crate::domain::pipeline::{Pipeline, PipelineSpec};
@@ -35,39 +36,6 @@ fn stats_key(id: Uuid) -> Key {
 
 fn usage_key(day: NaiveDate, pipeline: &str) -> Key {
     Key::new(format!("USAGE#{day}"), pipeline)
-}
-
-/// A serialisable value as item attributes.
-pub fn attrs_of<T: Serialize>(value: &T) -> Map<String, Value> {
-    match serde_json::to_value(value) {
-        Ok(Value::Object(m)) => m,
-        // Domain records always serialise to objects; anything else is a bug.
-        other => panic!("record serialised to {other:?}"),
-    }
-}
-
-/// The record in an item, `None` when the item holds something else.
-pub fn from_attrs<T: serde::de::DeserializeOwned>(item: &Item) -> Option<T> {
-    serde_json::from_value(Value::Object(item.attrs.clone())).ok()
-}
-
-/// The record stored at `key`, or `None`.
-pub async fn find<T: serde::de::DeserializeOwned>(
-    deps: &Deps,
-    key: &Key,
-) -> Result<Option<T>, ServiceError> {
-    Ok(deps.store.get(key).await?.and_then(|i| from_attrs(&i)))
-}
-
-/// The record stored at `key`; `missing` names it when there is none.
-pub async fn record<T: serde::de::DeserializeOwned>(
-    deps: &Deps,
-    key: &Key,
-    missing: &'static str,
-) -> Result<T, ServiceError> {
-    find(deps, key)
-        .await?
-        .ok_or(ServiceError::NotFound(missing))
 }
 
 fn check(spec: &PipelineSpec) -> Result<(), ServiceError> {
@@ -255,19 +223,10 @@ pub struct PipelineStats {
     pub last_executed_at: Option<DateTime<Utc>>,
 }
 
-fn count(attrs: &Map<String, Value>, name: &str) -> i64 {
-    attrs.get(name).and_then(Value::as_i64).unwrap_or(0)
-}
-
 /// Totals from the pipeline's counters; the last run from its newest execution.
 pub async fn stats(deps: &Deps, id: Uuid) -> Result<PipelineStats, ServiceError> {
     get(deps, id, None).await?;
-    let attrs = deps
-        .store
-        .get(&stats_key(id))
-        .await?
-        .map(|i| i.attrs)
-        .unwrap_or_default();
+    let attrs = counters(deps, &stats_key(id)).await?;
     let (last, _) = children::<Execution>(deps, &executions_parent(id), 1, None).await?;
     let total = count(&attrs, "runs");
     Ok(PipelineStats {

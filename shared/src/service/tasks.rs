@@ -124,7 +124,7 @@ fn expiry_check_at(
 
 /// The task in an item; `None` when the item is not a valid task.
 pub fn task_from_item(item: &Item) -> Option<Task> {
-    serde_json::from_value(Value::Object(item.attrs.clone())).ok()
+    super::records::from_attrs(item)
 }
 
 /// The counter deltas of a status change (`None` for creation or deletion).

@@ -16,7 +16,7 @@ use crate::adapters::clock::ManualClock;
 use crate::domain::TaskStatus;
 use crate::handlers::Registry;
 use crate::ports::{Clock, Delivery};
-use crate::testing::memory_deps;
+use crate::testing::{memory_deps, receive_now};
 
 fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
@@ -63,15 +63,7 @@ fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
 }
 
 pub(super) async fn receive_all(deps: &Deps) -> Vec<Delivery> {
-    deps.queue
-        .receive(
-            &deps.config.task_queue,
-            10,
-            Duration::from_secs(30),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap()
+    receive_now(deps, &deps.config.task_queue, Duration::from_secs(30)).await
 }
 
 async fn created(deps: &Deps, t: NewTask) -> uuid::Uuid {

@@ -15,26 +15,13 @@ use super::topics::{self, Dispatched, MESSAGE_ID_ATTRIBUTE, TOPIC_ATTRIBUTE};
 use super::{Deps, ServiceError, executions, pipelines};
 use crate::adapters::clock::SystemClock;
 use crate::domain::execution::{ExecutionStatus, TriggerType};
-use crate::domain::pipeline::{Pipeline, PipelineSpec};
+use crate::domain::pipeline::Pipeline;
 use crate::handlers::Registry;
 use crate::ports::{Delivery, Item, Key, MAX_MESSAGE_BYTES, Query, Store, StoreError, WriteOp};
-use crate::testing::memory_deps;
+use crate::testing::{memory_deps, pipeline_on_topic as pipeline, receive_now};
 
 fn deps() -> Deps {
     memory_deps(Arc::new(SystemClock), Registry::standard())
-}
-
-/// A pipeline on `topic` (none when `None`) that echoes its event.
-async fn pipeline(deps: &Deps, topic: Option<&str>) -> Pipeline {
-    let mut spec = json!({
-        "name": "on-topic",
-        "steps": [{"name": "shape", "kind": "transform", "expression": "{got: event}"}]
-    });
-    if let Some(t) = topic {
-        spec["options"] = json!({ "event": t });
-    }
-    let spec: PipelineSpec = serde_json::from_value(spec).unwrap();
-    pipelines::create(deps, spec).await.unwrap()
 }
 
 /// Fresh deps with a pipeline whose trigger is started on `orders`.
@@ -73,15 +60,7 @@ async fn counters(deps: &Deps, topic: &str) -> (i64, i64, i64) {
 
 /// What waits on the topic queue (received, so hidden for a while).
 async fn on_topic_queue(deps: &Deps) -> Vec<Delivery> {
-    deps.queue
-        .receive(
-            &deps.config.topic_queue,
-            10,
-            Duration::from_secs(30),
-            Duration::ZERO,
-        )
-        .await
-        .unwrap()
+    receive_now(deps, &deps.config.topic_queue, Duration::from_secs(30)).await
 }
 
 /// Whether the pipeline's event trigger is started (and would run).

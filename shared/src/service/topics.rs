@@ -23,13 +23,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::executions;
-use super::pipelines::{self, attrs_of, from_attrs};
+use super::pipelines;
+use super::records::{self, attrs_of, from_attrs};
 use super::{Deps, ServiceError};
 use crate::domain::execution::{Execution, TriggerType};
 use crate::domain::pipeline::check_topic;
-use crate::ports::{
-    Condition, Delivery, Item, Key, MAX_MESSAGE_BYTES, OutgoingMessage, Query, StoreError, WriteOp,
-};
+use crate::ports::{Condition, Delivery, Item, Key, OutgoingMessage, Query, StoreError, WriteOp};
 
 /// The message attribute that names a message's topic.
 pub const TOPIC_ATTRIBUTE: &str = "topic";
@@ -87,7 +86,7 @@ fn invalid_topic(topic: &str, why: String) -> ServiceError {
 }
 
 async fn subscription(deps: &Deps, pipeline: Uuid) -> Result<Option<Subscription>, ServiceError> {
-    pipelines::find(deps, &subscription_key(pipeline)).await
+    records::find(deps, &subscription_key(pipeline)).await
 }
 
 /// Start the pipeline's event trigger on the topic its `options.event`
@@ -207,15 +206,7 @@ pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String
     let message = OutgoingMessage::new(payload.to_string())
         .with_attribute(TOPIC_ATTRIBUTE, topic)
         .with_attribute(MESSAGE_ID_ATTRIBUTE, &message_id);
-    if message.size() > MAX_MESSAGE_BYTES {
-        return Err(ServiceError::invalid(
-            "payload_too_large",
-            format!(
-                "the message is {} bytes with its attributes; at most {MAX_MESSAGE_BYTES}",
-                message.size()
-            ),
-        ));
-    }
+    ServiceError::check_message_size("the message with its attributes", message.size())?;
     if deps.config.dispatch_inline {
         let delivery = Delivery {
             message_id: message_id.clone(),
@@ -418,18 +409,12 @@ pub struct TopicInfo {
 
 pub async fn info(deps: &Deps, topic: &str) -> Result<TopicInfo, ServiceError> {
     check_topic(topic).map_err(|why| invalid_topic(topic, why))?;
-    let counters = deps
-        .store
-        .get(&stats_key(topic))
-        .await?
-        .map(|i| i.attrs)
-        .unwrap_or_default();
-    let counter = |name: &str| counters.get(name).and_then(Value::as_i64).unwrap_or(0);
+    let counters = records::counters(deps, &stats_key(topic)).await?;
     Ok(TopicInfo {
         topic: topic.to_string(),
-        published: counter("published"),
-        dispatched: counter("dispatched"),
-        dropped: counter("dropped"),
+        published: records::count(&counters, "published"),
+        dispatched: records::count(&counters, "dispatched"),
+        dropped: records::count(&counters, "dropped"),
         subscriptions: members(deps, topic).await?,
     })
 }

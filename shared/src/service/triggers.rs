@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::pipelines::{self, CHILDREN, attrs_of, from_attrs};
+use super::pipelines::{self, CHILDREN};
+use super::records::{attrs_of, from_attrs, record};
 use super::tasks::{TIMER, TIMER_PREFIX, timed_key};
 use super::{Deps, ServiceError, executions};
 use crate::domain::execution::{Execution, TriggerType};
@@ -97,7 +98,7 @@ pub async fn create(
 }
 
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Trigger, ServiceError> {
-    pipelines::record(deps, &trigger_key(id), "no such trigger").await
+    record(deps, &trigger_key(id), "no such trigger").await
 }
 
 /// A page of a pipeline's triggers, newest first, and the next cursor.
