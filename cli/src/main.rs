@@ -30,6 +30,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    disable_huge_pages();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -40,3 +41,19 @@ fn main() -> anyhow::Result<()> {
         Command::Cost(opts) => runtime.block_on(warren_cli::cost::run(opts)),
     }
 }
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them,
+/// and the first touch of each fresh 2 MiB page makes the kernel zero all of
+/// it inside the faulting call: the store writer, growing its page cache,
+/// stalled 4-5 ms a few times a second, which set the enqueue p99. With
+/// 4 KiB pages the same zeroing is spread thinly over many calls.
+/// See docs/BENCHMARKS.md, "Huge pages and the tail".
+#[cfg(target_os = "linux")]
+fn disable_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory
+    // of ours; on failure (an old kernel) huge pages simply stay as they were.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_huge_pages() {}
