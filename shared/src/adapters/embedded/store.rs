@@ -110,8 +110,9 @@ const GROUP_OPS: usize = 10_000;
 /// Items per writer request of a `put_batch`, so a huge batch interleaves
 /// with other writers instead of holding the writer for its whole length.
 const BATCH_CHUNK: usize = 5_000;
-/// Longest wait for more requests before a group commits (see `writer_loop`).
-const MAX_GATHER: Duration = Duration::from_millis(2);
+/// Longest silence while a group gathers (see `writer_loop`): callers who
+/// have not sent their next request by then are not about to.
+const GATHER_GAP: Duration = Duration::from_millis(1);
 
 impl EmbeddedStore {
     /// Opens (creating it and its parent directories if needed) the store
@@ -601,9 +602,9 @@ impl Work {
 fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Durability) {
     // Since when a non-durable commit has been waiting for a durable one.
     let mut unflushed: Option<Instant> = None;
-    // Size of the last group, and how long it took to apply and commit.
+    // Size of the last group, and how long its commit (the fsync) took.
     let mut returning = 1;
-    let mut last_commit = Duration::ZERO;
+    let mut last_sync = Duration::ZERO;
     loop {
         let first = match unflushed {
             None => match queue.recv() {
@@ -639,15 +640,24 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
             }
         }
         // The callers released by the last commit are usually about to send
-        // their next request: waiting a moment for them (at most half a
-        // commit) puts them all in this group instead of splitting them
-        // over two commits, which would double every caller's latency.
-        // Only worth it when a commit costs an fsync: a relaxed commit is
-        // cheap, and waiting would only add latency.
-        if durability == Durability::Sync && group.len() < returning && ops < GROUP_OPS {
-            let deadline = Instant::now() + (last_commit / 2).min(MAX_GATHER);
-            while group.len() < returning && ops < GROUP_OPS {
-                match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        // their next request: waiting for them (at most half an fsync, and
+        // only while they keep arriving) puts them in this group, beside
+        // those who queued during that commit, instead of leaving two
+        // cohorts that take turns at the disk, which doubles every caller's
+        // latency and halves throughput. On a slow disk they trickle back
+        // over a few milliseconds of HTTP work. Only worth it when a commit
+        // costs an fsync: a relaxed commit is cheap, and waiting would only
+        // add latency. Both waits scale with the fsync, the cost a merge
+        // saves: on a fast disk they are tens of microseconds, so a writer
+        // busy applying big batches does not sit idle waiting for callers
+        // (a wait scaled by the whole commit cost batch enqueue 20%).
+        let expected = group.len() + returning;
+        if durability == Durability::Sync && ops < GROUP_OPS {
+            let deadline = Instant::now() + last_sync / 2;
+            let gap = (last_sync / 8).min(GATHER_GAP);
+            while group.len() < expected && ops < GROUP_OPS {
+                let wait = deadline.saturating_duration_since(Instant::now()).min(gap);
+                match queue.recv_timeout(wait) {
                     Ok(job) => {
                         ops += job.work.ops();
                         group.push(job);
@@ -666,14 +676,13 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         };
         let (works, replies): (Vec<Work>, Vec<_>) =
             group.into_iter().map(|job| (job.work, job.reply)).unzip();
-        let started = Instant::now();
         // Relaxed only asks for durability to flush earlier commits, so that
         // group must commit even if it writes nothing itself.
         let force = durable && durability == Durability::Relaxed;
-        let committed = commit_group(db, works, durable, force);
-        last_commit = started.elapsed();
-        match committed {
-            Ok((outcomes, committed)) => {
+        match commit_group(db, works, durable, force) {
+            Ok((outcomes, synced)) => {
+                let committed = synced.is_some();
+                last_sync = synced.unwrap_or(last_sync);
                 if committed && durable {
                     unflushed = None;
                 } else if committed && unflushed.is_none() {
@@ -710,16 +719,20 @@ fn durable_commit(db: &redb::Database) -> Result<(), BackendError> {
         .map_err(|e| BackendError::new("committing a flush", e))
 }
 
+/// Each request's outcome in a group, in order.
+type Outcomes = Vec<Result<(), StoreError>>;
+
 /// Applies a group and commits it, unless nothing was written and `force`
 /// is off (a group of failed conditions costs no fsync). Returns each
-/// request's outcome and whether a commit happened; `Err` means the whole
-/// group failed (nothing committed).
+/// request's outcome and, if a commit happened, how long the commit itself
+/// took (under `Sync`, the fsync); `Err` means the whole group failed
+/// (nothing committed).
 fn commit_group(
     db: &redb::Database,
     works: Vec<Work>,
     durable: bool,
     force: bool,
-) -> Result<(Vec<Result<(), StoreError>>, bool), BackendError> {
+) -> Result<(Outcomes, Option<Duration>), BackendError> {
     let mut txn = db
         .begin_write()
         .map_err(|e| BackendError::new("beginning a write", e))?;
@@ -756,11 +769,12 @@ fn commit_group(
     if !wrote {
         txn.abort()
             .map_err(|e| BackendError::new("aborting an empty write", e))?;
-        return Ok((outcomes, false));
+        return Ok((outcomes, None));
     }
+    let started = Instant::now();
     txn.commit()
         .map_err(|e| BackendError::new("committing", e))?;
-    Ok((outcomes, true))
+    Ok((outcomes, Some(started.elapsed())))
 }
 
 /// Why a request was not applied: its own fault (only it fails) or the
