@@ -110,9 +110,9 @@ const GROUP_OPS: usize = 10_000;
 /// Items per writer request of a `put_batch`, so a huge batch interleaves
 /// with other writers instead of holding the writer for its whole length.
 const BATCH_CHUNK: usize = 5_000;
-/// Longest silence while a group gathers (see `writer_loop`): callers who
+/// Longest silence while a group gathers (see `gather`): callers who
 /// have not sent their next request by then are not about to.
-const GATHER_GAP: Duration = Duration::from_millis(1);
+const GATHER_GAP: Duration = Duration::from_micros(250);
 
 impl EmbeddedStore {
     /// Opens (creating it and its parent directories if needed) the store
@@ -602,9 +602,7 @@ impl Work {
 fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Durability) {
     // Since when a non-durable commit has been waiting for a durable one.
     let mut unflushed: Option<Instant> = None;
-    // Size of the last group, and how long its commit (the fsync) took.
-    let mut returning = 1;
-    let mut last_sync = Duration::ZERO;
+    let mut last = LastCommit::default();
     loop {
         let first = match unflushed {
             None => match queue.recv() {
@@ -639,34 +637,12 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
                 Err(_) => break,
             }
         }
-        // The callers released by the last commit are usually about to send
-        // their next request: waiting for them (at most half an fsync, and
-        // only while they keep arriving) puts them in this group, beside
-        // those who queued during that commit, instead of leaving two
-        // cohorts that take turns at the disk, which doubles every caller's
-        // latency and halves throughput. On a slow disk they trickle back
-        // over a few milliseconds of HTTP work. Only worth it when a commit
-        // costs an fsync: a relaxed commit is cheap, and waiting would only
-        // add latency. Both waits scale with the fsync, the cost a merge
-        // saves: on a fast disk they are tens of microseconds, so a writer
-        // busy applying big batches does not sit idle waiting for callers
-        // (a wait scaled by the whole commit cost batch enqueue 20%).
-        let expected = group.len() + returning;
-        if durability == Durability::Sync && ops < GROUP_OPS {
-            let deadline = Instant::now() + last_sync / 2;
-            let gap = (last_sync / 8).min(GATHER_GAP);
-            while group.len() < expected && ops < GROUP_OPS {
-                let wait = deadline.saturating_duration_since(Instant::now()).min(gap);
-                match queue.recv_timeout(wait) {
-                    Ok(job) => {
-                        ops += job.work.ops();
-                        group.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+        // Only worth it when a commit costs an fsync: a relaxed commit is
+        // cheap, and waiting would only add latency.
+        if durability == Durability::Sync {
+            gather(queue, &mut group, &mut ops, &last);
         }
-        returning = group.len();
+        let callers = group.len();
         let durable = match durability {
             Durability::Sync => true,
             Durability::Relaxed => {
@@ -679,10 +655,13 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         // Relaxed only asks for durability to flush earlier commits, so that
         // group must commit even if it writes nothing itself.
         let force = durable && durability == Durability::Relaxed;
+        let started = Instant::now();
         match commit_group(db, works, durable, force) {
             Ok((outcomes, synced)) => {
                 let committed = synced.is_some();
-                last_sync = synced.unwrap_or(last_sync);
+                if let Some(sync) = synced {
+                    last = LastCommit::new(callers, ops, started.elapsed(), sync);
+                }
                 if committed && durable {
                     unflushed = None;
                 } else if committed && unflushed.is_none() {
@@ -707,6 +686,69 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         && let Err(e) = durable_commit(db)
     {
         tracing::error!(error = %e, "store flush at shutdown failed");
+    }
+}
+
+/// What the writer learnt from its last commit, to size the next gather.
+#[derive(Default)]
+struct LastCommit {
+    /// Callers it answered.
+    callers: usize,
+    /// How long the commit itself took: under `Sync`, the fsync.
+    sync: Duration,
+    /// How long applying the group took, per operation.
+    apply_per_op: Duration,
+}
+
+impl LastCommit {
+    fn new(callers: usize, ops: usize, total: Duration, sync: Duration) -> LastCommit {
+        let ops = u32::try_from(ops.max(1)).unwrap_or(u32::MAX);
+        LastCommit {
+            callers,
+            sync,
+            apply_per_op: total.saturating_sub(sync) / ops,
+        }
+    }
+
+    /// Whether a group of `ops` operations should wait for more: not once
+    /// its own work outweighs the fsync it would share.
+    fn worth_waiting(&self, ops: usize) -> bool {
+        ops < GROUP_OPS
+            && self
+                .apply_per_op
+                .saturating_mul(u32::try_from(ops).unwrap_or(u32::MAX))
+                < self.sync
+    }
+}
+
+/// Sync mode: before a group commits, waits for the callers the last commit
+/// released, who are usually about to send their next request, so that they
+/// join those who queued during that commit. Without it two cohorts take
+/// turns at the disk, and every caller waits two fsyncs instead of one (on
+/// a slow disk they trickle back over milliseconds of HTTP work). The waits
+/// scale with the fsync, the cost a merge saves: at most half an fsync for
+/// the first caller back (a full round trip), then gaps of an eighth (at
+/// most [`GATHER_GAP`]). On a fast disk they are tens of microseconds, so a
+/// writer busy applying big batches does not sit idle (a wait scaled by the
+/// whole commit cost batch enqueue 20%).
+fn gather(queue: &mpsc::Receiver<Job>, group: &mut Vec<Job>, ops: &mut usize, last: &LastCommit) {
+    let expected = group.len() + last.callers;
+    let deadline = Instant::now() + last.sync / 2;
+    let gap = (last.sync / 8).min(GATHER_GAP);
+    let mut arrived = false;
+    while group.len() < expected && last.worth_waiting(*ops) {
+        let mut wait = deadline.saturating_duration_since(Instant::now());
+        if arrived {
+            wait = wait.min(gap);
+        }
+        match queue.recv_timeout(wait) {
+            Ok(job) => {
+                arrived = true;
+                *ops += job.work.ops();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
     }
 }
 
