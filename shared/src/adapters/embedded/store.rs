@@ -181,7 +181,9 @@ impl EmbeddedStore {
     fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let jobs = self.inner.jobs.as_ref().ok_or_else(writer_gone)?;
-        jobs.send(Job { work, reply }).map_err(|_| writer_gone())?;
+        let sent = Instant::now();
+        jobs.send(Job { work, reply, sent })
+            .map_err(|_| writer_gone())?;
         Ok(answer)
     }
 
@@ -578,6 +580,9 @@ fn slot(index: Index) -> usize {
 struct Job {
     work: Work,
     reply: oneshot::Sender<Result<(), StoreError>>,
+    /// When it was queued, which tells a caller who waited through the last
+    /// commit from one who came back after it (see `gather`).
+    sent: Instant,
 }
 
 enum Work {
@@ -602,7 +607,7 @@ impl Work {
 fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Durability) {
     // Since when a non-durable commit has been waiting for a durable one.
     let mut unflushed: Option<Instant> = None;
-    let mut last = LastCommit::default();
+    let mut last = LastCommit::none();
     loop {
         let first = match unflushed {
             None => match queue.recv() {
@@ -660,7 +665,7 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
             Ok((outcomes, synced)) => {
                 let committed = synced.is_some();
                 if let Some(sync) = synced {
-                    last = LastCommit::new(callers, ops, started.elapsed(), sync);
+                    last = LastCommit::new(callers, ops, started, sync);
                 }
                 if committed && durable {
                     unflushed = None;
@@ -690,10 +695,11 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
 }
 
 /// What the writer learnt from its last commit, to size the next gather.
-#[derive(Default)]
 struct LastCommit {
     /// Callers it answered.
     callers: usize,
+    /// When it ended.
+    ended: Instant,
     /// How long the commit itself took: under `Sync`, the fsync.
     sync: Duration,
     /// How long applying the group took, per operation.
@@ -701,12 +707,24 @@ struct LastCommit {
 }
 
 impl LastCommit {
-    fn new(callers: usize, ops: usize, total: Duration, sync: Duration) -> LastCommit {
+    /// Before any commit: nothing to wait for.
+    fn none() -> LastCommit {
+        LastCommit {
+            callers: 0,
+            ended: Instant::now(),
+            sync: Duration::ZERO,
+            apply_per_op: Duration::ZERO,
+        }
+    }
+
+    fn new(callers: usize, ops: usize, started: Instant, sync: Duration) -> LastCommit {
+        let ended = Instant::now();
         let ops = u32::try_from(ops.max(1)).unwrap_or(u32::MAX);
         LastCommit {
             callers,
+            ended,
             sync,
-            apply_per_op: total.saturating_sub(sync) / ops,
+            apply_per_op: (ended - started).saturating_sub(sync) / ops,
         }
     }
 
@@ -723,7 +741,8 @@ impl LastCommit {
 
 /// Sync mode: before a group commits, waits for the callers the last commit
 /// released, who are usually about to send their next request, so that they
-/// join those who queued during that commit. Without it two cohorts take
+/// join those who queued during that commit (sent before it ended: a caller
+/// who came back after it is one of the released, not one more). Without it two cohorts take
 /// turns at the disk, and every caller waits two fsyncs instead of one (on
 /// a slow disk they trickle back over milliseconds of HTTP work). The waits
 /// scale with the fsync, the cost a merge saves: at most half an fsync for
@@ -732,7 +751,8 @@ impl LastCommit {
 /// writer busy applying big batches does not sit idle (a wait scaled by the
 /// whole commit cost batch enqueue 20%).
 fn gather(queue: &mpsc::Receiver<Job>, group: &mut Vec<Job>, ops: &mut usize, last: &LastCommit) {
-    let expected = group.len() + last.callers;
+    let queued_during = group.iter().filter(|job| job.sent < last.ended).count();
+    let expected = queued_during + last.callers;
     let deadline = Instant::now() + last.sync / 2;
     let gap = (last.sync / 8).min(GATHER_GAP);
     let mut arrived = false;
@@ -1251,5 +1271,81 @@ mod tests {
             .await
             .expect("put_batch");
         assert!(other.get(&Key::new("p", "a")).await.expect("get").is_some());
+    }
+
+    // --- the sync gather -------------------------------------------------
+
+    fn job() -> Job {
+        let (reply, _) = oneshot::channel();
+        Job {
+            work: Work::Flush,
+            reply,
+            sent: Instant::now(),
+        }
+    }
+
+    /// A last commit of `callers`, whose fsync took `sync`, that ended now.
+    fn last_commit(callers: usize, sync: Duration) -> LastCommit {
+        LastCommit {
+            callers,
+            ended: Instant::now(),
+            sync,
+            apply_per_op: Duration::from_micros(1),
+        }
+    }
+
+    #[test]
+    fn a_lone_caller_back_from_the_last_commit_does_not_wait() {
+        // GIVEN a commit that answered one caller, with a slow fsync
+        let (_jobs, queue) = mpsc::channel();
+        let last = last_commit(1, Duration::from_secs(2));
+        // WHEN that caller's next request is the whole group
+        let mut group = vec![job()];
+        let mut ops = 1;
+        let started = Instant::now();
+        gather(&queue, &mut group, &mut ops, &last);
+        // THEN it commits at once: there is nobody else to wait for
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert_eq!(group.len(), 1);
+    }
+
+    #[test]
+    fn callers_queued_during_a_commit_wait_for_those_it_released() {
+        // GIVEN a caller queued during a commit that answered one other
+        let (jobs, queue) = mpsc::channel();
+        let queued = job();
+        let last = last_commit(1, Duration::from_secs(2));
+        // WHEN the released caller comes back 50 ms later
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            jobs.send(job()).expect("the writer listens");
+            jobs
+        });
+        let mut group = vec![queued];
+        let mut ops = 1;
+        gather(&queue, &mut group, &mut ops, &last);
+        // THEN both share one commit
+        assert_eq!(group.len(), 2);
+        assert_eq!(ops, 2);
+        drop(sender.join());
+    }
+
+    #[test]
+    fn no_wait_once_the_work_outweighs_the_fsync() {
+        // GIVEN a group whose apply time (200 ms) exceeds the fsync (100 ms)
+        let (_jobs, queue) = mpsc::channel();
+        let mut last = last_commit(4, Duration::from_millis(100));
+        last.apply_per_op = Duration::from_millis(1);
+        let queued = Job {
+            sent: last.ended - Duration::from_millis(1),
+            ..job()
+        };
+        let mut group = vec![queued];
+        let mut ops = 200;
+        let started = Instant::now();
+        gather(&queue, &mut group, &mut ops, &last);
+        // THEN it commits without waiting (50 ms) for the four callers
+        assert!(started.elapsed() < Duration::from_millis(25));
+        assert_eq!(group.len(), 1);
     }
 }
