@@ -663,14 +663,13 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         let started = Instant::now();
         match commit_group(db, works, durable, force) {
             Ok((outcomes, synced)) => {
-                let committed = synced.is_some();
                 if let Some(sync) = synced {
                     last = LastCommit::new(callers, ops, started, sync);
-                }
-                if committed && durable {
-                    unflushed = None;
-                } else if committed && unflushed.is_none() {
-                    unflushed = Some(Instant::now());
+                    if durable {
+                        unflushed = None;
+                    } else if unflushed.is_none() {
+                        unflushed = Some(Instant::now());
+                    }
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have stopped waiting; the write stands.
@@ -742,14 +741,14 @@ impl LastCommit {
 /// Sync mode: before a group commits, waits for the callers the last commit
 /// released, who are usually about to send their next request, so that they
 /// join those who queued during that commit (sent before it ended: a caller
-/// who came back after it is one of the released, not one more). Without it two cohorts take
-/// turns at the disk, and every caller waits two fsyncs instead of one (on
-/// a slow disk they trickle back over milliseconds of HTTP work). The waits
-/// scale with the fsync, the cost a merge saves: at most half an fsync for
-/// the first caller back (a full round trip), then gaps of an eighth (at
-/// most [`GATHER_GAP`]). On a fast disk they are tens of microseconds, so a
-/// writer busy applying big batches does not sit idle (a wait scaled by the
-/// whole commit cost batch enqueue 20%).
+/// who came back after it is one of the released, not one more). Without
+/// it two cohorts take turns at the disk, and every caller waits two fsyncs
+/// instead of one (on a slow disk they trickle back over milliseconds of
+/// HTTP work). The waits scale with the fsync, the cost a merge saves: at
+/// most half an fsync for the first caller back (a full round trip), then
+/// gaps of an eighth (at most [`GATHER_GAP`]). On a fast disk they are tens
+/// of microseconds, so a writer busy applying big batches does not sit idle
+/// (a wait scaled by the whole commit cost batch enqueue 20%).
 fn gather(queue: &mpsc::Receiver<Job>, group: &mut Vec<Job>, ops: &mut usize, last: &LastCommit) {
     let queued_during = group.iter().filter(|job| job.sent < last.ended).count();
     let expected = queued_during + last.callers;
