@@ -21,7 +21,7 @@ pub struct BenchOptions {
     /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// Enqueue mode: offered load in requests/s across all clients (open
+    /// Enqueue and health modes: offered load in requests/s across all clients (open
     /// loop: latency counts from each request's scheduled start, so a slow
     /// server cannot hide its queueing). 0 = as fast as the server answers.
     #[arg(long, default_value_t = 0)]
@@ -40,6 +40,9 @@ pub struct BenchOptions {
 pub enum BenchMode {
     /// Single-task enqueue: requests/s and latency percentiles.
     Enqueue,
+    /// `GET /health` with the same clients and rate as `enqueue`: the floor of
+    /// HTTP and scheduling on this machine, without a write.
+    Health,
     /// Batch enqueue of `--tasks` per request: tasks/s.
     Batch,
     /// Enqueue `--tasks` echo tasks in batches and wait until all completed: tasks/s.
@@ -52,7 +55,19 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         .pool_max_idle_per_host(opts.concurrency)
         .build()?;
     match opts.mode {
-        BenchMode::Enqueue => enqueue(&client, &opts).await,
+        BenchMode::Enqueue => {
+            paced(&client, &opts, "enqueue", 201, |client, opts, c, i| {
+                let body = json!({"task_name": "echo", "queue_name": "bench", "args": [c, i]});
+                post(client, opts, "/api/v1/enqueue", &body)
+            })
+            .await
+        }
+        BenchMode::Health => {
+            paced(&client, &opts, "health", 200, |client, opts, _, _| {
+                client.get(format!("{}/health", opts.url))
+            })
+            .await
+        }
         BenchMode::Batch => batch(&client, &opts).await,
         BenchMode::E2e => e2e(&client, &opts).await,
     }
@@ -74,7 +89,16 @@ fn post(
     r
 }
 
-async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
+/// Runs `opts.concurrency` clients, each sending `request(client, opts,
+/// client index, request index)` in a closed loop or at its share of
+/// `opts.rate`, and prints requests/s and latency percentiles.
+async fn paced(
+    client: &reqwest::Client,
+    opts: &BenchOptions,
+    label: &'static str,
+    expect: u16,
+    request: fn(&reqwest::Client, &BenchOptions, usize, u64) -> reqwest::RequestBuilder,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(opts.duration);
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -93,7 +117,6 @@ async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Resul
                     p.mul_f64(c as f64 / opts.concurrency as f64)
                 });
             while Instant::now() < deadline {
-                let body = json!({"task_name": "echo", "queue_name": "bench", "args": [c, i]});
                 let t = match period {
                     Some(p) => {
                         tokio::time::sleep_until(next.into()).await;
@@ -112,8 +135,8 @@ async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Resul
                     }
                     None => Instant::now(),
                 };
-                match post(&client, &opts, "/api/v1/enqueue", &body).send().await {
-                    Ok(r) if r.status().as_u16() == 201 => {
+                match request(&client, &opts, c, i).send().await {
+                    Ok(r) if r.status().as_u16() == expect => {
                         latencies.push(t.elapsed().as_micros() as u64)
                     }
                     _ => errors += 1,
@@ -139,7 +162,7 @@ async fn enqueue(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Resul
             / 1000.0
     };
     println!(
-        "enqueue: {} ok, {errors} errors in {secs:.1} s = {:.0} req/s at {} clients ({}); latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+        "{label}: {} ok, {errors} errors in {secs:.1} s = {:.0} req/s at {} clients ({}); latency ms p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
         all.len(),
         all.len() as f64 / secs,
         opts.concurrency,
