@@ -60,7 +60,12 @@ struct Shared {
 struct State {
     /// Next internal key; also the send order, as keys only grow.
     next_key: u64,
-    messages: HashMap<u64, Message>,
+    /// By key. A B-tree, not a hash map: keys only grow, so inserts land on
+    /// its right edge and it never rehashes; a hash map holding a backlog of
+    /// hundreds of thousands of messages stalled every sender while it
+    /// copied and faulted in a new table (7% of the CPU of batch enqueue
+    /// without a worker, docs/BENCHMARKS.md).
+    messages: BTreeMap<u64, Message>,
     /// Visible messages. Entries of deleted messages are left in place and
     /// skipped when popped (cheaper than removing from the middle of a heap).
     ready: BinaryHeap<Ready>,
@@ -73,7 +78,9 @@ struct State {
 }
 
 struct Message {
-    id: String,
+    /// 16 bytes in place, formatted on receive, instead of a string
+    /// allocated for every message of a backlog.
+    id: uuid::Uuid,
     body: String,
     attributes: BTreeMap<String, String>,
     priority: i32,
@@ -249,7 +256,7 @@ impl Queue for MemoryQueue {
                 state.messages.insert(
                     key,
                     Message {
-                        id: uuid::Uuid::now_v7().to_string(),
+                        id: uuid::Uuid::now_v7(),
                         body: m.body,
                         attributes: m.attributes,
                         priority: m.priority,
@@ -303,7 +310,7 @@ impl Queue for MemoryQueue {
                     msg.receipt_gen += 1;
                     msg.hidden_until = Some(hidden_until);
                     out.push(Delivery {
-                        message_id: msg.id.clone(),
+                        message_id: msg.id.to_string(),
                         receipt: receipt(key, msg.receipt_gen),
                         body: msg.body.clone(),
                         receive_count: msg.receive_count,
