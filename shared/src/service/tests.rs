@@ -307,3 +307,28 @@ async fn counters_follow_every_transition() {
         .unwrap();
     assert_eq!(deps.queue_stats().await.unwrap()[0].completed, 0);
 }
+
+#[tokio::test]
+async fn stored_task_leaves_out_its_nulls_and_reads_back_whole() {
+    // GIVEN a task with its optional fields unset
+    let (deps, _) = setup(Registry::standard());
+    let id = created(&deps, new_task("echo")).await;
+    let key = super::tasks::task_key(id);
+    // WHEN its item is read from the store
+    let mut item = deps.store.get(&key).await.unwrap().expect("stored");
+    // THEN the item holds no nulls, and still reads as the whole task
+    assert!(
+        item.attrs.values().all(|v| !v.is_null()),
+        "{:?}",
+        item.attrs
+    );
+    let task = deps.get_task(id).await.unwrap().expect("a task");
+    assert_eq!((task.module_path, task.started_at), (None, None));
+    // AND a record stored with explicit nulls reads the same
+    item.attrs
+        .insert("module_path".into(), serde_json::Value::Null);
+    item.attrs
+        .insert("started_at".into(), serde_json::Value::Null);
+    let old = super::tasks::task_from_item(&item).expect("a task");
+    assert_eq!(old, deps.get_task(id).await.unwrap().unwrap());
+}
