@@ -101,9 +101,6 @@ const INDEXES: [TableDefinition<IndexKey, ()>; 6] = [
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const LAYOUT_VERSION: u64 = 1;
 
-/// Longest relaxed window: a non-durable commit is followed by a durable one
-/// at most this much later.
-const FLUSH_DELAY: Duration = Duration::from_millis(100);
 /// Operations per group commit (soft: a group closes once it reaches this),
 /// so one commit stays short and replies keep flowing under heavy load.
 const GROUP_OPS: usize = 10_000;
@@ -615,31 +612,31 @@ impl Work {
 /// Owns every write: drains the queue into a group, applies it in one redb
 /// transaction, commits once, replies to all.
 fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Durability) {
-    // Since when a non-durable commit has been waiting for a durable one.
-    let mut unflushed: Option<Instant> = None;
+    let mut flusher = Flusher::new();
     let mut last = LastCommit::none();
     loop {
-        let first = match unflushed {
+        let first = match flusher.deadline() {
             None => match queue.recv() {
                 Ok(job) => job,
                 Err(mpsc::RecvError) => break,
             },
-            Some(since) => match queue
-                .recv_timeout((since + FLUSH_DELAY).saturating_duration_since(Instant::now()))
-            {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    unflushed = match durable_commit(db) {
-                        Ok(()) => None,
-                        Err(e) => {
-                            tracing::error!(error = %e, "store flush failed; retrying");
-                            Some(Instant::now())
+            Some(deadline) => {
+                match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let started = Instant::now();
+                        match durable_commit(db) {
+                            Ok(()) => flusher.committed(0, true, started),
+                            Err(e) => {
+                                tracing::error!(error = %e, "store flush failed; retrying");
+                                flusher.retry_later();
+                            }
                         }
-                    };
-                    continue;
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            },
+            }
         };
         let mut ops = first.work.ops();
         let mut group = vec![first];
@@ -661,7 +658,7 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         let durable = match durability {
             Durability::Sync => true,
             Durability::Relaxed => {
-                unflushed.is_some_and(|since| since.elapsed() >= FLUSH_DELAY)
+                flusher.due(ops, Instant::now())
                     || group.iter().any(|job| matches!(job.work, Work::Flush))
             }
         };
@@ -675,11 +672,15 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
             Ok((outcomes, synced)) => {
                 if let Some(sync) = synced {
                     last = LastCommit::new(callers, ops, started, sync);
-                    if durable {
-                        unflushed = None;
-                    } else if unflushed.is_none() {
-                        unflushed = Some(Instant::now());
-                    }
+                    tracing::trace!(
+                        callers,
+                        ops,
+                        durable,
+                        commit_us = sync.as_micros() as u64,
+                        total_us = started.elapsed().as_micros() as u64,
+                        "store group commit"
+                    );
+                    flusher.committed(ops, durable, started);
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have stopped waiting; the write stands.
@@ -696,10 +697,82 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         }
     }
     // Clean shutdown: nothing acknowledged is left only in memory.
-    if unflushed.is_some()
+    if flusher.deadline().is_some()
         && let Err(e) = durable_commit(db)
     {
         tracing::error!(error = %e, "store flush at shutdown failed");
+    }
+}
+
+/// Relaxed mode: when the writer makes its non-durable commits durable. At
+/// the latest [`FLUSH_DELAY`] after the first of them (the window a crash
+/// may lose), and sooner once [`FLUSH_OPS`] operations wait: redb keeps the
+/// pages of non-durable commits in memory and writes them all in the durable
+/// commit, which holds the writer meanwhile, so the stall grows with what
+/// waits (6-8 ms after 100 ms at 30k enqueues/s, 2 ms after 1,000
+/// operations; docs/BENCHMARKS.md). An early flush waits until the writer
+/// has run [`FLUSH_SPACING`] times as long as the last flush took, so a disk
+/// slow to sync is not flushed more often than the window asks (PostgreSQL's
+/// WAL writer has the same two triggers, `wal_writer_delay` and
+/// `wal_writer_flush_after`, without stalling its writers).
+struct Flusher {
+    /// Since when a non-durable commit has been waiting for a durable one.
+    since: Option<Instant>,
+    /// Operations committed since the last durable commit.
+    ops: usize,
+    /// When the last durable commit ended, and how long it held the writer.
+    flushed: Instant,
+    cost: Duration,
+}
+
+/// Longest relaxed window: a non-durable commit is followed by a durable one
+/// at most this much later.
+const FLUSH_DELAY: Duration = Duration::from_millis(100);
+/// Operations after which a durable commit comes early.
+const FLUSH_OPS: usize = 1_000;
+/// An early durable commit waits until this many times the last one's
+/// duration has passed since it ended.
+const FLUSH_SPACING: u32 = 8;
+
+impl Flusher {
+    fn new() -> Flusher {
+        Flusher {
+            since: None,
+            ops: 0,
+            flushed: Instant::now(),
+            cost: Duration::ZERO,
+        }
+    }
+
+    /// When a flush is due if nothing else is written: `None` when nothing waits.
+    fn deadline(&self) -> Option<Instant> {
+        self.since.map(|since| since + FLUSH_DELAY)
+    }
+
+    /// Whether a group of `ops` operations committing at `now` must be durable.
+    fn due(&self, ops: usize, now: Instant) -> bool {
+        self.deadline().is_some_and(|d| now >= d)
+            || (self.ops + ops >= FLUSH_OPS
+                && now.saturating_duration_since(self.flushed) >= self.cost * FLUSH_SPACING)
+    }
+
+    /// A flush failed: try again a window later, not in a tight loop.
+    fn retry_later(&mut self) {
+        self.since = Some(Instant::now());
+    }
+
+    /// A commit of `ops` operations begun at `started` has just ended.
+    fn committed(&mut self, ops: usize, durable: bool, started: Instant) {
+        let now = Instant::now();
+        if durable {
+            self.since = None;
+            self.ops = 0;
+            self.flushed = now;
+            self.cost = now - started;
+        } else {
+            self.since.get_or_insert(now);
+            self.ops += ops;
+        }
     }
 }
 
@@ -783,11 +856,17 @@ fn gather(queue: &mpsc::Receiver<Job>, group: &mut Vec<Job>, ops: &mut usize, la
 
 /// An empty durable commit: makes every earlier non-durable commit durable.
 fn durable_commit(db: &redb::Database) -> Result<(), BackendError> {
+    let started = Instant::now();
     let txn = db
         .begin_write()
         .map_err(|e| BackendError::new("beginning a flush", e))?;
     txn.commit()
-        .map_err(|e| BackendError::new("committing a flush", e))
+        .map_err(|e| BackendError::new("committing a flush", e))?;
+    tracing::trace!(
+        total_us = started.elapsed().as_micros() as u64,
+        "store flush"
+    );
+    Ok(())
 }
 
 /// Each request's outcome in a group, in order.
@@ -1280,6 +1359,70 @@ mod tests {
             .await
             .expect("put_batch");
         assert!(other.get(&Key::new("p", "a")).await.expect("get").is_some());
+    }
+
+    // --- the relaxed flush -----------------------------------------------
+
+    /// A flusher whose last durable commit took `cost` and ended `ago`, with
+    /// `ops` operations committed since, the first of them `waiting` ago.
+    fn flusher(cost: Duration, ago: Duration, ops: usize, waiting: Duration) -> (Flusher, Instant) {
+        let now = Instant::now();
+        let flusher = Flusher {
+            since: Some(now - waiting),
+            ops,
+            flushed: now - ago,
+            cost,
+        };
+        (flusher, now)
+    }
+
+    #[test]
+    fn a_relaxed_commit_is_made_durable_within_the_window() {
+        // GIVEN nothing written yet
+        let mut flusher = Flusher::new();
+        assert_eq!(flusher.deadline(), None, "nothing waits, no flush");
+        // WHEN a small non-durable commit ends
+        let started = Instant::now();
+        assert!(!flusher.due(3, started));
+        flusher.committed(3, false, started);
+        // THEN a flush is due FLUSH_DELAY after it, and not before
+        let deadline = flusher.deadline().expect("a flush is due");
+        assert!(deadline <= Instant::now() + FLUSH_DELAY);
+        assert!(!flusher.due(3, deadline - Duration::from_millis(1)));
+        assert!(flusher.due(3, deadline));
+        // AND a durable commit clears it
+        flusher.committed(0, true, Instant::now());
+        assert_eq!(flusher.deadline(), None);
+    }
+
+    #[test]
+    fn many_waiting_operations_are_flushed_early_on_a_fast_disk() {
+        // GIVEN a 2 ms flush that ended 30 ms ago, and 990 operations since
+        let (flusher, now) = flusher(
+            Duration::from_millis(2),
+            Duration::from_millis(30),
+            990,
+            Duration::from_millis(20),
+        );
+        // THEN the group that brings them to FLUSH_OPS is durable, a smaller one not
+        assert!(flusher.due(FLUSH_OPS - 990, now));
+        assert!(!flusher.due(5, now));
+    }
+
+    #[test]
+    fn a_slow_disk_is_flushed_no_more_often_than_the_window_asks() {
+        // GIVEN a flush that held the writer 15 ms and ended 50 ms ago, with
+        // far more than FLUSH_OPS operations waiting for 40 ms
+        let (flusher, now) = flusher(
+            Duration::from_millis(15),
+            Duration::from_millis(50),
+            10 * FLUSH_OPS,
+            Duration::from_millis(40),
+        );
+        // THEN no early flush: the writer has not yet run FLUSH_SPACING flushes' time
+        assert!(!flusher.due(1, now));
+        // AND the window still bounds what a crash may lose
+        assert!(flusher.due(1, now + Duration::from_millis(60)));
     }
 
     // --- the sync gather -------------------------------------------------
