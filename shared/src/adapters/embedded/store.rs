@@ -626,7 +626,12 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         let started = Instant::now();
                         match durable_commit(db) {
-                            Ok(()) => flusher.committed(0, true, started),
+                            Ok(()) => {
+                                let ended = Instant::now();
+                                let held = ended - started;
+                                tracing::trace!(total_us = held.as_micros() as u64, "store flush");
+                                flusher.committed(0, true, ended, held);
+                            }
                             Err(e) => {
                                 tracing::error!(error = %e, "store flush failed; retrying");
                                 flusher.retry_later();
@@ -672,15 +677,16 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
             Ok((outcomes, synced)) => {
                 if let Some(sync) = synced {
                     last = LastCommit::new(callers, ops, started, sync);
+                    let held = last.ended - started;
                     tracing::trace!(
                         callers,
                         ops,
                         durable,
                         commit_us = sync.as_micros() as u64,
-                        total_us = started.elapsed().as_micros() as u64,
+                        total_us = held.as_micros() as u64,
                         "store group commit"
                     );
-                    flusher.committed(ops, durable, started);
+                    flusher.committed(ops, durable, last.ended, held);
                 }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // The caller may have stopped waiting; the write stands.
@@ -720,9 +726,9 @@ struct Flusher {
     since: Option<Instant>,
     /// Operations committed since the last durable commit.
     ops: usize,
-    /// When the last durable commit ended, and how long it held the writer.
-    flushed: Instant,
-    cost: Duration,
+    /// The earliest an early flush may come: the last durable commit's end,
+    /// plus [`FLUSH_SPACING`] times how long it held the writer.
+    early_from: Instant,
 }
 
 /// Longest relaxed window: a non-durable commit is followed by a durable one
@@ -739,8 +745,7 @@ impl Flusher {
         Flusher {
             since: None,
             ops: 0,
-            flushed: Instant::now(),
-            cost: Duration::ZERO,
+            early_from: Instant::now(),
         }
     }
 
@@ -752,8 +757,7 @@ impl Flusher {
     /// Whether a group of `ops` operations committing at `now` must be durable.
     fn due(&self, ops: usize, now: Instant) -> bool {
         self.deadline().is_some_and(|d| now >= d)
-            || (self.ops + ops >= FLUSH_OPS
-                && now.saturating_duration_since(self.flushed) >= self.cost * FLUSH_SPACING)
+            || (self.ops + ops >= FLUSH_OPS && now >= self.early_from)
     }
 
     /// A flush failed: try again a window later, not in a tight loop.
@@ -761,16 +765,14 @@ impl Flusher {
         self.since = Some(Instant::now());
     }
 
-    /// A commit of `ops` operations begun at `started` has just ended.
-    fn committed(&mut self, ops: usize, durable: bool, started: Instant) {
-        let now = Instant::now();
+    /// A commit of `ops` operations ended at `ended`, having held the writer for `held`.
+    fn committed(&mut self, ops: usize, durable: bool, ended: Instant, held: Duration) {
         if durable {
             self.since = None;
             self.ops = 0;
-            self.flushed = now;
-            self.cost = now - started;
+            self.early_from = ended + held * FLUSH_SPACING;
         } else {
-            self.since.get_or_insert(now);
+            self.since.get_or_insert(ended);
             self.ops += ops;
         }
     }
@@ -856,17 +858,11 @@ fn gather(queue: &mpsc::Receiver<Job>, group: &mut Vec<Job>, ops: &mut usize, la
 
 /// An empty durable commit: makes every earlier non-durable commit durable.
 fn durable_commit(db: &redb::Database) -> Result<(), BackendError> {
-    let started = Instant::now();
     let txn = db
         .begin_write()
         .map_err(|e| BackendError::new("beginning a flush", e))?;
     txn.commit()
-        .map_err(|e| BackendError::new("committing a flush", e))?;
-    tracing::trace!(
-        total_us = started.elapsed().as_micros() as u64,
-        "store flush"
-    );
-    Ok(())
+        .map_err(|e| BackendError::new("committing a flush", e))
 }
 
 /// Each request's outcome in a group, in order.
@@ -1370,8 +1366,7 @@ mod tests {
         let flusher = Flusher {
             since: Some(now - waiting),
             ops,
-            flushed: now - ago,
-            cost,
+            early_from: now - ago + cost * FLUSH_SPACING,
         };
         (flusher, now)
     }
@@ -1382,16 +1377,16 @@ mod tests {
         let mut flusher = Flusher::new();
         assert_eq!(flusher.deadline(), None, "nothing waits, no flush");
         // WHEN a small non-durable commit ends
-        let started = Instant::now();
-        assert!(!flusher.due(3, started));
-        flusher.committed(3, false, started);
+        let ended = Instant::now();
+        assert!(!flusher.due(3, ended));
+        flusher.committed(3, false, ended, Duration::from_micros(50));
         // THEN a flush is due FLUSH_DELAY after it, and not before
         let deadline = flusher.deadline().expect("a flush is due");
         assert!(deadline <= Instant::now() + FLUSH_DELAY);
         assert!(!flusher.due(3, deadline - Duration::from_millis(1)));
         assert!(flusher.due(3, deadline));
         // AND a durable commit clears it
-        flusher.committed(0, true, Instant::now());
+        flusher.committed(0, true, Instant::now(), Duration::from_millis(2));
         assert_eq!(flusher.deadline(), None);
     }
 
