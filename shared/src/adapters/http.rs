@@ -43,7 +43,9 @@ pub fn parse_allow_list(s: &str) -> Result<Vec<IpNet>, String> {
 }
 
 /// Whether an address is on the public internet (not private, loopback,
-/// link-local, CGNAT, multicast, documentation or otherwise special).
+/// link-local, CGNAT, multicast, documentation or otherwise special). An
+/// IPv6 address that carries an IPv4 one (mapped, compatible, NAT64 and
+/// 6to4) is as public as that IPv4 address.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
@@ -62,29 +64,60 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a >= 240) // reserved
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_ipv4(v6) {
                 return is_public(IpAddr::V4(v4));
             }
-            let seg0 = v6.segments()[0];
-            // ::a.b.c.d (IPv4-compatible, deprecated) and NAT64 carry an IPv4 address.
-            if v6.segments()[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified()
-            {
-                let [.., c, d] = v6.segments();
-                let v4 = std::net::Ipv4Addr::new((c >> 8) as u8, c as u8, (d >> 8) as u8, d as u8);
-                return is_public(IpAddr::V4(v4));
-            }
+            let s = v6.segments();
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local
-                || (seg0 & 0xffc0) == 0xfe80 // link-local
-                || seg0 == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+                || s[..6] == [0; 6] // the rest of ::/96 (IPv4-compatible, reserved)
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed internally)
+                || s[..4] == [0x100, 0, 0, 0] // discard-only 100::/64
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
+                || (s[0] == 0x2001 && s[1] < 0x200) // IETF special purpose 2001::/23 (Teredo, benchmarking, ORCHID)
+                || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+                || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20
         }
     }
 }
 
+/// The IPv4 address an IPv6 one stands for: IPv4-mapped `::ffff:a.b.c.d`,
+/// IPv4-compatible `::a.b.c.d`, well-known NAT64 `64:ff9b::a.b.c.d` and
+/// 6to4 `2002:aabb:ccdd::/48`. Teredo (2001::/32) is refused as a whole
+/// instead: its client address is obfuscated and its server is a relay.
+fn embedded_ipv4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| {
+        let [a, b] = hi.to_be_bytes();
+        let [c, d] = lo.to_be_bytes();
+        std::net::Ipv4Addr::new(a, b, c, d)
+    };
+    if let Some(mapped) = v6.to_ipv4_mapped() {
+        return Some(mapped);
+    }
+    match s {
+        // ::a.b.c.d, but not :: and ::1 (judged as IPv6) nor ::0.0.x.y.
+        [0, 0, 0, 0, 0, 0, hi, _] if hi != 0 => Some(v4(s[6], s[7])),
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => None,
+    }
+}
+
+/// Public, or on the allow-list itself or through the IPv4 address it
+/// carries (`::ffff:127.0.0.1` is allowed by `127.0.0.1/32`).
 fn allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
-    is_public(ip) || allow.iter().any(|net| net.contains(&ip))
+    let carried = match ip {
+        IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+        IpAddr::V4(_) => None,
+    };
+    is_public(ip)
+        || allow
+            .iter()
+            .any(|net| net.contains(&ip) || carried.is_some_and(|v4| net.contains(&v4)))
 }
 
 /// Marks a refusal by the resolver, found again in reqwest's error chain.
@@ -142,7 +175,10 @@ impl GuardedHttpClient {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
+        // No proxy, whatever HTTP(S)_PROXY/ALL_PROXY say: through a proxy
+        // the guard would only ever see the proxy's address.
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .dns_resolver(Arc::new(GuardedResolver {
                 allow: self.allow.clone(),
@@ -323,10 +359,32 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "ff02::1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::8.8.8.8",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:2::1",
+            "2001:10::1",
+            "fec0::1",
+            "100::1",
+            "2001:db8::1",
+            "3fff::1",
+            "::0.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} must not be public");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1", "::ffff:8.8.8.8"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1",
+            "::ffff:8.8.8.8",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(ip.parse().unwrap()), "{ip} is public");
         }
     }
