@@ -7,6 +7,7 @@ pub mod provision;
 
 use axum::Router;
 use warren::Deps;
+use warren::http::guard::{AllowedOrigins, loopback_same_origin};
 
 /// Every HTTP function's router merged into one app: the local gateway
 /// serves exactly what the Lambda functions serve.
@@ -18,8 +19,16 @@ pub fn app(deps: Deps) -> Router {
         task_control::router(deps.clone()),
         pipelines::router(deps.clone()),
         events::router(deps.clone()),
-        ops::router(deps),
+        ops::router(deps.clone()),
     ];
     let app = routers.into_iter().fold(Router::new(), Router::merge);
-    warren::http::with_fallbacks(app)
+    let app = warren::http::with_fallbacks(app);
+    match deps.config.api_key.is_enabled() {
+        true => app,
+        // Without a key (loopback only), no web page may drive it.
+        false => app.layer(axum::middleware::from_fn_with_state(
+            AllowedOrigins::default(),
+            loopback_same_origin,
+        )),
+    }
 }

@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod domain;
 pub mod handlers;
 pub mod http;
+pub mod json;
 pub mod ports;
 pub mod service;
 pub mod testing;

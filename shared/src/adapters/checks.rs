@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use crate::json::MAX_ITEM_DEPTH;
+
 use crate::ports::{
     Condition, Index, Item, Key, MAX_DELAY, MAX_ITEM_BYTES, MAX_MESSAGE_ATTRIBUTES,
     MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_TRANSACT_OPS, OutgoingMessage, QueueError, StoreError,
@@ -134,7 +136,8 @@ pub(crate) fn check_key(key: &Key) -> Result<(), String> {
     check_key_parts(&key.pk, &key.sk).map_err(|m| format!("key ({}, {}): {m}", key.pk, key.sk))
 }
 
-/// An item's keys, index keys (one per index) and attribute names.
+/// An item's keys, index keys (one per index), attribute names, and how
+/// deep its attribute values nest (DynamoDB refuses more than 32 levels).
 fn check_item(item: &Item) -> Result<(), String> {
     check_key(&item.key)?;
     let mut seen = HashSet::with_capacity(item.indexes.len());
@@ -148,7 +151,18 @@ fn check_item(item: &Item) -> Result<(), String> {
         check_key_parts(&key.pk, &key.sk)
             .map_err(|m| format!("{} key ({}, {}): {m}", index.name(), key.pk, key.sk))?;
     }
-    item.attrs.keys().try_for_each(|name| check_attr_name(name))
+    item.attrs.keys().try_for_each(|name| check_attr_name(name))?;
+    match item
+        .attrs
+        .iter()
+        .find(|(_, value)| crate::json::deeper_than(value, MAX_ITEM_DEPTH))
+    {
+        Some((name, _)) => Err(format!(
+            "attribute {name:?} of item ({}, {}) nests deeper than {MAX_ITEM_DEPTH} levels",
+            item.key.pk, item.key.sk
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The item's size as one flat JSON object (keys, index keys and TTL as

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod dto;
+pub mod guard;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::json::MAX_INPUT_DEPTH;
 use crate::ports::StoreError;
 use crate::service::ServiceError;
 
@@ -106,16 +108,19 @@ impl From<ServiceError> for ApiError {
                 )
             }
             ServiceError::Queue(e) => ApiError::internal(&e),
+            ServiceError::Crashed(e) => ApiError::internal(&e),
         }
     }
 }
 
 /// Parse a JSON object body into `T`: 400 `invalid_json` for malformed text
-/// (whatever else is wrong with it), else 422 naming the field. Objects only:
-/// serde would otherwise take an array as a struct's fields in order, which no
-/// client means.
+/// (whatever else is wrong with it), 400 `too_deep` past
+/// [`MAX_INPUT_DEPTH`], else 422 naming the field. Objects only: serde would
+/// otherwise take an array as a struct's fields in order, which no client
+/// means.
 pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     expect_start(text, b'{', "the body must be a JSON object")?;
+    check_depth(text)?;
     let mut de = serde_json::Deserializer::from_slice(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         if !well_formed(text) {
@@ -134,7 +139,7 @@ pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Any JSON value (object, array, scalar): 400 `invalid_json` when the body
-/// is empty or malformed.
+/// is empty or malformed, 400 `too_deep` past [`MAX_INPUT_DEPTH`].
 pub fn parse_any_json(text: &[u8]) -> Result<Value, ApiError> {
     if text.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
@@ -142,7 +147,20 @@ pub fn parse_any_json(text: &[u8]) -> Result<Value, ApiError> {
             "request body is empty; JSON expected",
         ));
     }
+    check_depth(text)?;
     serde_json::from_slice(text).map_err(|_| malformed(text))
+}
+
+/// 400 `too_deep` when the text nests deeper than any item may be stored
+/// (checked before parsing, so a hostile document costs one scan).
+fn check_depth(text: &[u8]) -> Result<(), ApiError> {
+    match crate::json::text_deeper_than(text, MAX_INPUT_DEPTH) {
+        false => Ok(()),
+        true => Err(ApiError::bad_request(
+            "too_deep",
+            format!("JSON nests deeper than {MAX_INPUT_DEPTH} levels"),
+        )),
+    }
 }
 
 /// Whether `text` is syntactically valid JSON (checked only on error paths).
@@ -151,13 +169,14 @@ fn well_formed(text: &[u8]) -> bool {
 }
 
 fn malformed(text: &[u8]) -> ApiError {
-    let reason = serde_json::from_slice::<serde::de::IgnoredAny>(text)
-        .err()
-        .map_or_else(
-            || "malformed JSON".to_string(),
-            |e| format!("malformed JSON: {e}"),
-        );
-    ApiError::bad_request("invalid_json", reason)
+    match serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+        Err(e) => malformed_because(&e),
+        Ok(_) => ApiError::bad_request("invalid_json", "malformed JSON"),
+    }
+}
+
+fn malformed_because(e: &dyn std::fmt::Display) -> ApiError {
+    ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))
 }
 
 /// The JSON text must open with `open` (`{` or `[`): else 400 if it is
@@ -187,31 +206,84 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// A JSON array body whose items are objects, each read as `T`; a bad item
-/// answers 422 naming its index.
-pub struct JsonArray<T>(pub Vec<T>);
+/// A JSON array body of at most `MAX` items, each an object read as `T`; a
+/// bad item answers 422 naming its index, one item too many 413
+/// `batch_too_large`.
+pub struct JsonArray<T, const MAX: usize>(pub Vec<T>);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArray<T> {
+impl<S: Send + Sync, T: DeserializeOwned, const MAX: usize> FromRequest<S> for JsonArray<T, MAX> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = body_bytes(req, state).await?;
-        expect_start(&bytes, b'[', "the body must be a JSON array")?;
-        // Borrowed raw items: the text is checked once, and each item is read
-        // straight into `T` without building a JSON tree first.
-        let items: Vec<&serde_json::value::RawValue> =
-            serde_json::from_slice(&bytes).map_err(|_| malformed(&bytes))?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                parse_json(item.get().as_bytes()).map_err(|e| {
-                    let message = format!("item {i}: {}", e.message);
-                    ApiError { message, ..e }.with("index", i)
-                })
+        parse_array(&bytes, MAX).map(JsonArray)
+    }
+}
+
+/// Parse a JSON array of at most `max` objects into `T`s. Items are counted
+/// while the text is read, and the reading stops at the first one too many,
+/// so a body of a million tiny items costs no more than `max` of them.
+pub fn parse_array<T: DeserializeOwned>(text: &[u8], max: usize) -> Result<Vec<T>, ApiError> {
+    use serde::de::Deserializer as _;
+    expect_start(text, b'[', "the body must be a JSON array")?;
+    check_depth(text)?;
+    // Borrowed raw items: each is read straight into `T` afterwards,
+    // without building a JSON tree first.
+    let too_many = std::cell::Cell::new(false);
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let items = de
+        .deserialize_seq(CappedItems {
+            max,
+            too_many: &too_many,
+        })
+        .and_then(|items| de.end().map(|()| items));
+    let items = match items {
+        Ok(items) => items,
+        Err(_) if too_many.get() => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "batch_too_large",
+                format!("more than {max} items in one request; the limit is {max}"),
+            ));
+        }
+        Err(e) => return Err(malformed_because(&e)),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            parse_json(item.get().as_bytes()).map_err(|e| {
+                let message = format!("item {i}: {}", e.message);
+                ApiError { message, ..e }.with("index", i)
             })
-            .collect::<Result<_, _>>()
-            .map(JsonArray)
+        })
+        .collect()
+}
+
+/// The raw items of a JSON array, refusing the one past `max` (and saying
+/// so in `too_many`, to tell that apart from malformed text).
+struct CappedItems<'a> {
+    max: usize,
+    too_many: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::Visitor<'de> for CappedItems<'_> {
+    type Value = Vec<&'de serde_json::value::RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(self.max.min(1024));
+        while let Some(item) = seq.next_element()? {
+            if items.len() == self.max {
+                self.too_many.set(true);
+                return Err(serde::de::Error::custom("too many items"));
+            }
+            items.push(item);
+        }
+        Ok(items)
     }
 }
 

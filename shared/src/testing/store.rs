@@ -56,6 +56,7 @@ where
     duplicate_keys_in_one_put_batch_are_invalid(make().await).await;
     transact_takes_one_to_max_operations(make().await).await;
     oversize_item_is_invalid(make().await).await;
+    too_deep_item_is_invalid(make().await).await;
     reserved_attribute_names_are_invalid(make().await).await;
     empty_keys_and_zero_limit_are_invalid(make().await).await;
     empty_put_batch_succeeds(make().await).await;
@@ -815,6 +816,38 @@ pub async fn oversize_item_is_invalid(store: Arc<dyn Store>) {
         get(&*store, &big).await,
         Some(large),
         "an item under the size limit round-trips"
+    );
+}
+
+/// GIVEN an attribute nesting deeper than `MAX_ITEM_DEPTH` (DynamoDB's 32
+/// levels) WHEN put by transact or put_batch THEN `Invalid` and nothing is
+/// written; one exactly at the limit round-trips.
+pub async fn too_deep_item_is_invalid(store: Arc<dyn Store>) {
+    use crate::json::MAX_ITEM_DEPTH;
+    let nested = |depth: usize| -> Value {
+        let text = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        serde_json::from_str(&text).expect("nested JSON")
+    };
+    let p = fresh("deep");
+    let deep = Key::new(format!("{p}#item"), "deep");
+    let too_deep = item(&deep, json!({"v": nested(MAX_ITEM_DEPTH + 1)}));
+    assert_invalid(
+        store
+            .transact(vec![put_op(too_deep.clone(), Condition::None)])
+            .await,
+        "transact with an item nesting 33 levels",
+    );
+    assert_invalid(
+        store.put_batch(vec![too_deep]).await,
+        "put_batch with an item nesting 33 levels",
+    );
+    assert_missing(&*store, &deep, "a too deep item is not written").await;
+    let at_limit = item(&deep, json!({"v": nested(MAX_ITEM_DEPTH)}));
+    put(&*store, at_limit.clone()).await;
+    assert_eq!(
+        get(&*store, &deep).await,
+        Some(at_limit),
+        "an item nesting 32 levels round-trips"
     );
 }
 
