@@ -346,7 +346,15 @@ impl Store for DynamoStore {
                 .await
                 .map_err(|e| classify("Query", e).error())?;
             for raw in page.items.unwrap_or_default() {
-                let item = decode(raw)?;
+                // A damaged item is reported and skipped, so it cannot stop
+                // every list and sweep that reads past it (a get still fails).
+                let item = match decode(raw) {
+                    Ok(item) => item,
+                    Err(e) => {
+                        tracing::error!(error = %e, "skipping a damaged item");
+                        continue;
+                    }
+                };
                 let sk = match query.index {
                     None => Some(item.key.sk.as_str()),
                     Some(index) => item.index_key(index).map(|k| k.sk.as_str()),

@@ -18,7 +18,7 @@ use super::webhook;
 use super::worker::{After, TaskMessage, apply, redispatch};
 use super::{Deps, ServiceError};
 use crate::domain::{AfterFailure, Task, TaskStatus};
-use crate::ports::{Condition, Index, Item, Key, OutgoingMessage, Query, WriteOp};
+use crate::ports::{Condition, Index, Item, Key, OutgoingMessage, Query, StoreError, WriteOp};
 
 /// The most entries one tick handles per index; the rest wait for the next.
 const MAX_PER_TICK: usize = 2000;
@@ -44,35 +44,96 @@ pub struct TickReport {
     pub expired: usize,
     /// Items deleted at the end of their TTL.
     pub deleted: usize,
+    /// Entries whose action failed; each is logged, the others still run,
+    /// and a backend outage keeps its entry due for the next tick.
+    pub failed: usize,
 }
 
-/// Fire everything due at the clock's now.
+/// Fire everything due at the clock's now. One entry's failure is logged
+/// and counted, never the end of the tick: the sweep moves on, and the
+/// index's cursor stays at the first entry that failed for want of a
+/// backend, so the next tick tries it again.
 pub async fn tick(deps: &Deps) -> Result<TickReport, ServiceError> {
     let now = deps.now();
     let mut report = TickReport::default();
-    for item in due_entries(deps, TIMER_PREFIX, TIMER, now).await? {
-        on_timer(deps, &item.key, now, &mut report).await?;
-    }
-    for item in due_entries(deps, EXPIRY_PREFIX, EXPIRY, now).await? {
-        on_expiry(deps, &item.key, now, &mut report).await?;
+    for (prefix, index) in [(TIMER_PREFIX, TIMER), (EXPIRY_PREFIX, EXPIRY)] {
+        let sweep = due_entries(deps, prefix, index, now).await?;
+        let mut retry_from: Option<DateTime<Utc>> = None;
+        for item in &sweep.due {
+            let done = match index {
+                TIMER => on_timer(deps, &item.key, now, &mut report).await,
+                _ => on_expiry(deps, &item.key, now, &mut report).await,
+            };
+            if let Err(e) = done {
+                report.failed += 1;
+                let transient = matches!(
+                    e,
+                    ServiceError::Store(StoreError::Unavailable(_)) | ServiceError::Queue(_)
+                );
+                tracing::error!(pk = %item.key.pk, sk = %item.key.sk, error = %e, transient, "scheduler entry failed");
+                let minute = item
+                    .index_key(index)
+                    .and_then(|k| k.pk.rsplit('#').next())
+                    .and_then(parse_minute);
+                if let (true, Some(m)) = (transient, minute) {
+                    retry_from = Some(retry_from.map_or(m, |r| r.min(m)));
+                }
+            }
+        }
+        sweep.advance(deps, retry_from).await?;
     }
     Ok(report)
 }
 
-/// Entries of a bucketed index due by `now`, oldest bucket first; moves the
-/// index's cursor past the buckets swept completely.
+/// The entries of one bucketed index that are due, and how far the index's
+/// cursor may move once they are handled.
+struct Sweep {
+    cursor_key: Key,
+    old_cursor: Option<String>,
+    /// The first minute not swept completely (or re-swept for slack).
+    swept_to: DateTime<Utc>,
+    due: Vec<Item>,
+}
+
+impl Sweep {
+    /// Move the cursor to where the sweep got, but not past `retry_from`.
+    async fn advance(
+        self,
+        deps: &Deps,
+        retry_from: Option<DateTime<Utc>>,
+    ) -> Result<(), ServiceError> {
+        let to = retry_from.map_or(self.swept_to, |r| r.min(self.swept_to));
+        let new_cursor = minute_bucket(to);
+        if self.old_cursor.as_deref() == Some(new_cursor.as_str()) {
+            return Ok(());
+        }
+        let mut attrs = Map::new();
+        attrs.insert("minute".into(), Value::from(new_cursor));
+        let op = WriteOp::Put {
+            item: Item::new(self.cursor_key, attrs),
+            cond: Condition::None,
+        };
+        deps.store.transact(vec![op]).await?;
+        Ok(())
+    }
+}
+
+/// Entries of a bucketed index due by `now`, oldest bucket first, from the
+/// index's cursor on.
 async fn due_entries(
     deps: &Deps,
     prefix: &str,
     index: Index,
     now: DateTime<Utc>,
-) -> Result<Vec<Item>, ServiceError> {
+) -> Result<Sweep, ServiceError> {
     let cursor_key = Key::new("SCHED", prefix);
-    let cursor = deps.store.get(&cursor_key).await?;
-    let start = cursor
-        .as_ref()
-        .and_then(|i| i.attrs.get("minute"))
-        .and_then(Value::as_str)
+    let old_cursor = deps
+        .store
+        .get(&cursor_key)
+        .await?
+        .and_then(|i| i.attrs.get("minute").and_then(Value::as_str).map(str::to_string));
+    let start = old_cursor
+        .as_deref()
         .and_then(parse_minute)
         .unwrap_or(now - ChronoDuration::minutes(FIRST_LOOKBACK_MINUTES));
     let until = format!("{}~", sort_time(now)); // every sort key at or before now
@@ -109,21 +170,12 @@ async fn due_entries(
     } else {
         minute
     };
-    let new_cursor = minute_bucket(swept_to.max(start));
-    let old_cursor = cursor
-        .as_ref()
-        .and_then(|i| i.attrs.get("minute"))
-        .and_then(Value::as_str);
-    if old_cursor != Some(new_cursor.as_str()) {
-        let mut attrs = Map::new();
-        attrs.insert("minute".into(), Value::from(new_cursor));
-        let op = WriteOp::Put {
-            item: Item::new(cursor_key, attrs),
-            cond: Condition::None,
-        };
-        deps.store.transact(vec![op]).await?;
-    }
-    Ok(due)
+    Ok(Sweep {
+        cursor_key,
+        old_cursor,
+        swept_to: swept_to.max(start),
+        due,
+    })
 }
 
 fn parse_minute(s: &str) -> Option<DateTime<Utc>> {
@@ -334,10 +386,12 @@ pub async fn recover_exclusive(deps: &Deps) -> Result<(usize, usize), ServiceErr
         )
         .await
         {
+            Ok(()) => rescued += 1,
             Err(e) if e.is_conflict() => {}
-            other => {
-                other?;
-                rescued += 1;
+            // One task that cannot be rescued must not keep warren from
+            // starting: its lease still runs out, and the scheduler retries.
+            Err(e) => {
+                tracing::error!(task_id = %task.id, error = %e, "could not rescue a task at start; the scheduler will")
             }
         }
     }

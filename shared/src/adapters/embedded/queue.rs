@@ -45,7 +45,17 @@ pub struct MemoryQueue {
     // Queues are created once and then only looked up, so a read lock keeps
     // lookups from different queues from contending.
     queues: RwLock<HashMap<String, Arc<Shared>>>,
+    /// SQS's redrive policy: a message received this many times without
+    /// being deleted moves to `<queue>-dlq` instead of coming back again.
+    max_receives: Option<u32>,
 }
+
+/// The dead-letter queue of `queue` under a redrive policy.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}{DEAD_LETTER_SUFFIX}")
+}
+
+const DEAD_LETTER_SUFFIX: &str = "-dlq";
 
 /// One named queue: its state and the notifier its long pollers wait on.
 #[derive(Default)]
@@ -191,6 +201,17 @@ impl MemoryQueue {
         Self::default()
     }
 
+    /// An empty backend with SQS's redrive policy on every queue (but
+    /// dead-letter queues): a message received `max_receives` times moves to
+    /// [`dead_letter_queue`] on its next receive, so a message that can
+    /// never be handled is not redelivered forever.
+    pub fn with_redrive(max_receives: u32) -> Self {
+        MemoryQueue {
+            max_receives: Some(max_receives.max(1)),
+            ..Self::default()
+        }
+    }
+
     /// How many messages of `queue` are visible, in flight and delayed now.
     /// An unknown queue counts as empty (and is not created).
     pub fn counts(&self, queue: &str) -> QueueCounts {
@@ -221,6 +242,41 @@ impl MemoryQueue {
             .entry(name.to_owned())
             .or_default()
             .clone()
+    }
+}
+
+impl MemoryQueue {
+    /// Move messages past their receive limit to `queue`'s dead-letter
+    /// queue, as they were sent (SQS keeps the body and attributes).
+    fn dead_letter(&self, queue: &str, dead: Vec<Message>) {
+        if dead.is_empty() {
+            return;
+        }
+        let dlq = self.queue(&dead_letter_queue(queue));
+        let mut state = dlq.lock();
+        for msg in dead {
+            tracing::warn!(
+                queue,
+                message_id = %msg.id,
+                receives = msg.receive_count,
+                "message received too often without success; moved to the dead-letter queue"
+            );
+            let key = state.next_key;
+            state.next_key += 1;
+            state.ready.push(Ready {
+                priority: msg.priority,
+                key,
+            });
+            state.messages.insert(
+                key,
+                Message {
+                    receive_count: 0,
+                    receipt_gen: 0,
+                    hidden_until: None,
+                    ..msg
+                },
+            );
+        }
     }
 }
 
@@ -283,6 +339,9 @@ impl Queue for MemoryQueue {
         check_receive(max)?;
         let shared = self.queue(queue);
         let deadline = after(Instant::now(), wait);
+        let max_receives = self
+            .max_receives
+            .filter(|_| !queue.ends_with(DEAD_LETTER_SUFFIX));
         loop {
             // Register for wake-ups before looking, so a send between the
             // look and the sleep is not missed.
@@ -290,6 +349,7 @@ impl Queue for MemoryQueue {
             tokio::pin!(notified);
             notified.as_mut().enable();
 
+            let mut dead = Vec::new();
             let next_due = {
                 let mut state = shared.lock();
                 let now = Instant::now();
@@ -306,6 +366,12 @@ impl Queue for MemoryQueue {
                     if msg.hidden_until.is_some() {
                         continue; // defensive: never hand out a hidden message
                     }
+                    if max_receives.is_some_and(|m| msg.receive_count >= m) {
+                        if let Some(msg) = state.messages.remove(&key) {
+                            dead.push(msg);
+                        }
+                        continue;
+                    }
                     msg.receive_count += 1;
                     msg.receipt_gen += 1;
                     msg.hidden_until = Some(hidden_until);
@@ -321,6 +387,7 @@ impl Queue for MemoryQueue {
                 }
                 if !out.is_empty() {
                     drop(state);
+                    self.dead_letter(queue, dead);
                     if visibility.is_zero() {
                         // Visible again at once: others may be waiting.
                         shared.notify.notify_waiters();
@@ -329,6 +396,7 @@ impl Queue for MemoryQueue {
                 }
                 state.timers.first().map(|&(due, _)| due)
             };
+            self.dead_letter(queue, dead);
 
             let now = Instant::now();
             if now >= deadline {
@@ -430,6 +498,31 @@ mod tests {
         let got = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
         let bodies: Vec<_> = got.iter().map(|d| d.body.as_str()).collect();
         assert_eq!(bodies, ["high-1", "high-2", "mid", "low-1", "low-2", "neg"]);
+    }
+
+    #[tokio::test]
+    async fn a_message_received_too_often_moves_to_the_dead_letter_queue() {
+        let q = MemoryQueue::with_redrive(3);
+        q.send_batch("q", vec![msg("poison", 0), msg("fine", 0)])
+            .await
+            .unwrap();
+        for round in 1..=3 {
+            let got = q.receive("q", 10, Duration::ZERO, Duration::ZERO).await.unwrap();
+            let poison = got.iter().find(|d| d.body == "poison").unwrap();
+            assert_eq!(poison.receive_count, round);
+            // "fine" is handled the first time; "poison" never is.
+            let fine: Vec<_> = got.iter().filter(|d| d.body == "fine").map(|d| d.receipt.clone()).collect();
+            q.delete_batch("q", fine).await.unwrap();
+        }
+        let got = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
+        assert!(got.is_empty(), "a fourth receive gets nothing: {got:?}");
+        assert_eq!(q.counts("q"), QueueCounts::default());
+        let dead = q
+            .receive(&dead_letter_queue("q"), 10, LONG, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].body.as_str(), dead[0].receive_count), ("poison", 1));
     }
 
     #[tokio::test]

@@ -334,10 +334,13 @@ impl Reader {
             .range::<(&str, &str)>((Bound::Included((pk, lower.as_str())), end))
             .map_err(|e| unavailable("reading a partition", e))?;
         let mut out = Vec::with_capacity(query.limit.min(256));
-        for entry in ordered(range, query.descending).take(query.limit) {
+        for entry in ordered(range, query.descending) {
+            if out.len() == query.limit {
+                break;
+            }
             let (key, record) = entry.map_err(|e| unavailable("reading a partition", e))?;
             let (pk, sk) = key.value();
-            out.push(decode_item(Key::new(pk, sk), record.value())?);
+            out.extend(readable(decode_item(Key::new(pk, sk), record.value())));
         }
         Ok(out)
     }
@@ -371,12 +374,26 @@ impl Reader {
             let (_, _, pk, sk) = key.value();
             // Index and items are written in the same transaction, so a miss
             // means a damaged file; skipping keeps the rest readable.
-            if let Some(item) = self.item(Key::new(pk, sk))? {
-                out.push(item);
+            let found = self
+                .items
+                .get((pk, sk))
+                .map_err(|e| unavailable("reading an item", e))?;
+            if let Some(record) = found {
+                out.extend(readable(decode_item(Key::new(pk, sk), record.value())));
             }
         }
         Ok(out)
     }
+}
+
+/// An item a query returns, or nothing for one that cannot be decoded: a
+/// damaged item is reported and skipped, so it cannot stop every list, the
+/// scheduler and start-up recovery that read past it (a `get` of it still
+/// fails).
+fn readable(decoded: Result<Item, StoreError>) -> Option<Item> {
+    decoded
+        .inspect_err(|e| tracing::error!(error = %e, "skipping a damaged item"))
+        .ok()
 }
 
 /// The smallest sort key a query reads: just past `after` (appending NUL
