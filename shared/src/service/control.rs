@@ -44,27 +44,28 @@ pub async fn cancel(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
     update(deps, id, |t| t.cancel(now).map(|t| (t, None))).await
 }
 
-/// failed → pending, due now, with a fresh attempt budget.
+/// failed → pending, due now, with a fresh attempt budget. Once written,
+/// its message is sent even if the caller goes away.
 pub async fn requeue(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
-    let now = deps.now();
-    let task = update(deps, id, |t| {
-        let next = t.requeue(now)?;
-        let plan = deps.dispatch_plan(&next, now);
-        Ok((next, Some(Deps::pending_timer(&plan))))
+    let deps = deps.clone();
+    super::outbox::detached(async move {
+        let now = deps.now();
+        let task = update(&deps, id, |t| {
+            let next = t.requeue(now)?;
+            let plan = deps.dispatch_plan(&next, now);
+            Ok((next, Some(Deps::pending_timer(&plan))))
+        })
+        .await?;
+        if let Dispatch::Send { delay, .. } = deps.dispatch_plan(&task, now) {
+            let message = deps.task_message(&task, delay);
+            super::outbox::send_or_recheck(&deps, vec![message], |soon| {
+                vec![super::enqueue::recheck_op(&deps, &task, soon)]
+            })
+            .await;
+        }
+        Ok(task)
     })
-    .await?;
-    if let Dispatch::Send { delay, .. } = deps.dispatch_plan(&task, now)
-        && let Err(e) = deps
-            .queue
-            .send_batch(
-                &deps.config.task_queue,
-                vec![deps.task_message(&task, delay)],
-            )
-            .await
-    {
-        tracing::warn!(task_id = %id, error = %e, "requeued but not sent; the scheduler will re-send");
-    }
-    Ok(task)
+    .await
 }
 
 /// Record progress (0-100) of a running task.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::worker::TaskMessage;
-use super::{Deps, ServiceError};
+use super::{Deps, ServiceError, outbox};
 use crate::domain::{Task, TaskStatus};
 use crate::ports::{
     Condition, Index, Item, Key, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_TRANSACT_OPS, OutgoingMessage,
@@ -221,7 +221,8 @@ impl Deps {
     }
 }
 
-/// Enqueue one task.
+/// Enqueue one task. Once its write has committed, its message is sent
+/// even if the caller goes away (see [`outbox`]).
 pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError> {
     new.validate()?;
     let now = deps.now();
@@ -231,6 +232,11 @@ pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError
         return Ok(Enqueued::Ephemeral);
     }
     check_size(&task)?;
+    let deps = deps.clone();
+    outbox::detached(async move { store_and_send(&deps, task, now).await }).await
+}
+
+async fn store_and_send(deps: &Deps, task: Task, now: DateTime<Utc>) -> Result<Enqueued, ServiceError> {
     let plan = deps.dispatch_plan(&task, now);
     let mut ops = deps.task_write(None, &task, Some(Deps::pending_timer(&plan)));
     let idem_op = task
@@ -249,24 +255,26 @@ pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError
     }
     deps.metrics.enqueued(1);
     if let Dispatch::Send { delay, .. } = plan {
-        // The task is stored: if this send fails, its timer re-sends it.
-        if let Err(e) = deps
-            .queue
-            .send_batch(
-                &deps.config.task_queue,
-                vec![deps.task_message(&task, delay)],
-            )
-            .await
-        {
-            tracing::warn!(task_id = %task.id, error = %e, "task stored but not sent; the scheduler will re-send it");
-        }
+        let message = deps.task_message(&task, delay);
+        outbox::send_or_recheck(deps, vec![message], |soon| {
+            vec![recheck_op(deps, &task, soon)]
+        })
+        .await;
     }
     Ok(Enqueued::Created(task.id))
 }
 
+/// The write that brings a pending task's timer forward to `soon`, at the
+/// same version: a message sent meanwhile (whose send only seemed to fail)
+/// still starts it.
+pub fn recheck_op(deps: &Deps, task: &Task, soon: DateTime<Utc>) -> Vec<WriteOp> {
+    deps.task_write(Some(task), task, Some(soon))
+}
+
 /// Enqueue many tasks: validated as a whole first (one bad item rejects the
 /// batch, naming its index), then written in atomic chunks with their
-/// counters and sent in batches. Returns the ids in order (`None` for
+/// counters, each chunk's messages sent once it has committed, whether or
+/// not the caller is still there. Returns the ids in order (`None` for
 /// ephemeral tasks).
 pub async fn enqueue_batch(
     deps: &Deps,
@@ -286,71 +294,100 @@ pub async fn enqueue_batch(
     for (i, t) in tasks.iter().enumerate() {
         check_size(t).map_err(|e| at_index(i, e))?;
     }
-    let mut messages = Vec::with_capacity(tasks.len());
-    let mut ops: Vec<WriteOp> = Vec::with_capacity(MAX_TRANSACT_OPS);
-    let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
+    let mut ephemeral = Vec::new();
     let mut ids = Vec::with_capacity(tasks.len());
     let mut chunks = Vec::new();
+    let mut chunk = Chunk::default();
+    let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
     let mut stored = 0;
-    for task in &tasks {
+    for task in tasks {
         if task.ttl_seconds == Some(0) {
-            messages.push(ephemeral_message(task)?);
+            ephemeral.push(ephemeral_message(&task)?);
             ids.push(None);
             continue;
         }
         ids.push(Some(task.id));
-        let plan = deps.dispatch_plan(task, now);
-        if let Dispatch::Send { delay, .. } = plan {
-            messages.push(deps.task_message(task, delay));
-        }
         // Counters are summed per chunk: one Add per (shard, queue), not per task.
         let shard_key = (super::tasks::shard_of(task.id), task.queue_name.clone());
-        if ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
-            chunks.push(close_chunk(&mut ops, &mut counters));
+        if chunk.ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
+            chunks.push(chunk.close(&mut counters));
         }
-        let mut put = deps.task_write(None, task, Some(Deps::pending_timer(&plan)));
+        let plan = deps.dispatch_plan(&task, now);
+        let mut put = deps.task_write(None, &task, Some(Deps::pending_timer(&plan)));
         put.truncate(1); // the counter is summed instead
-        ops.extend(put);
+        chunk.ops.extend(put);
+        if let Dispatch::Send { delay, .. } = plan {
+            chunk.messages.push(deps.task_message(&task, delay));
+            chunk.sent.push(task);
+        }
         *counters.entry(shard_key).or_default() += 1;
         stored += 1;
     }
-    if !ops.is_empty() {
-        chunks.push(close_chunk(&mut ops, &mut counters));
+    if !chunk.ops.is_empty() {
+        chunks.push(chunk.close(&mut counters));
     }
-    // Chunks are written concurrently so they share group commits (one
-    // fsync for the lot, not one per chunk); each chunk stays atomic.
-    let mut writes = tokio::task::JoinSet::new();
-    for chunk in chunks {
-        let store = deps.store.clone();
-        writes.spawn(async move { store.transact(chunk).await });
+    // Tasks that are not stored exist only as messages: if they cannot be
+    // sent, the request fails before anything is written.
+    if !ephemeral.is_empty() {
+        deps.queue
+            .send_batch(&deps.config.task_queue, ephemeral)
+            .await?;
     }
-    while let Some(done) = writes.join_next().await {
-        done.map_err(|e| ServiceError::Store(StoreError::Unavailable(Box::new(e))))??;
-    }
-    deps.metrics.enqueued(stored);
-    if let Err(e) = deps
-        .queue
-        .send_batch(&deps.config.task_queue, messages)
-        .await
-    {
-        tracing::warn!(error = %e, "batch stored but not all sent; the scheduler will re-send");
-    }
-    Ok(ids)
+    let deps = deps.clone();
+    outbox::detached(async move {
+        // Chunks are written concurrently so they share group commits (one
+        // fsync for the lot, not one per chunk); each chunk stays atomic and
+        // sends its own messages once written.
+        let mut writes = tokio::task::JoinSet::new();
+        for chunk in chunks {
+            let deps = deps.clone();
+            writes.spawn(async move { chunk.store_and_send(&deps).await });
+        }
+        let mut outcome = Ok(());
+        while let Some(done) = writes.join_next().await {
+            let result = done.unwrap_or_else(|crash| Err(ServiceError::Crashed(crash.to_string())));
+            if let (Err(e), Ok(())) = (result, &outcome) {
+                outcome = Err(e);
+            }
+        }
+        outcome?;
+        deps.metrics.enqueued(stored);
+        Ok(ids)
+    })
+    .await
 }
 
-/// The operations of one chunk: its task puts plus one counter add per
-/// (shard, queue) it touches.
-fn close_chunk(
-    ops: &mut Vec<WriteOp>,
-    counters: &mut std::collections::BTreeMap<(u32, String), i64>,
-) -> Vec<WriteOp> {
-    for ((shard, queue), n) in std::mem::take(counters) {
-        ops.push(WriteOp::Add {
-            key: Key::new(format!("QSTATS#{shard}"), queue),
-            deltas: vec![("pending".into(), n)],
-        });
+/// One atomic write of a batch: its operations, and the messages of the
+/// tasks it stores (with those tasks, to bring their timers forward if the
+/// messages are lost).
+#[derive(Default)]
+struct Chunk {
+    ops: Vec<WriteOp>,
+    messages: Vec<OutgoingMessage>,
+    sent: Vec<Task>,
+}
+
+impl Chunk {
+    /// The chunk with one counter add per (shard, queue) it touches.
+    fn close(&mut self, counters: &mut std::collections::BTreeMap<(u32, String), i64>) -> Chunk {
+        for ((shard, queue), n) in std::mem::take(counters) {
+            self.ops.push(WriteOp::Add {
+                key: Key::new(format!("QSTATS#{shard}"), queue),
+                deltas: vec![("pending".into(), n)],
+            });
+        }
+        std::mem::take(self)
     }
-    std::mem::take(ops)
+
+    async fn store_and_send(self, deps: &Deps) -> Result<(), ServiceError> {
+        deps.store.transact(self.ops).await?;
+        let sent = self.sent;
+        outbox::send_or_recheck(deps, self.messages, |soon| {
+            sent.iter().map(|t| recheck_op(deps, t, soon)).collect()
+        })
+        .await;
+        Ok(())
+    }
 }
 
 fn at_index(i: usize, e: ServiceError) -> ServiceError {

@@ -25,10 +25,11 @@ use super::records::{attrs_of, from_attrs, record};
 use super::tasks::{TIMER, TIMER_PREFIX, minute_bucket, timed_key};
 use super::webhook::signed_headers;
 use super::worker::TaskMessage;
-use super::{Deps, ServiceError};
+use super::{Deps, ServiceError, outbox};
 use crate::domain::event::Event;
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
-use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate, violations};
+use super::schemas::{self, SchemaId};
+use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate};
 use crate::handlers::TaskContext;
 use crate::ports::{Condition, HttpError, HttpRequest, Item, Key, OutgoingMessage, WriteOp};
 
@@ -92,24 +93,30 @@ fn message(id: Uuid) -> OutgoingMessage {
 }
 
 /// Store a new execution (with `extra` writes in the same transaction) and
-/// queue it. A lost send is repaired by the execution's timer.
+/// queue it. Once written, its message is sent even if the caller goes
+/// away; a send that fails brings its timer forward (see [`outbox`]).
 pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<(), ServiceError> {
-    let mut ops = vec![WriteOp::Put {
-        item: execution_item(e, Some(deps.now() + redispatch_window(deps))),
-        cond: Condition::Absent {
-            now: deps.now().timestamp(),
-        },
-    }];
-    ops.extend(extra);
-    deps.store.transact(ops).await?;
-    if let Err(err) = deps
-        .queue
-        .send_batch(&deps.config.task_queue, vec![message(e.id)])
-        .await
-    {
-        tracing::warn!(execution_id = %e.id, error = %err, "execution stored but not sent; the scheduler will re-send it");
-    }
-    Ok(())
+    let (deps, e) = (deps.clone(), e.clone());
+    outbox::detached(async move {
+        let mut ops = vec![WriteOp::Put {
+            item: execution_item(&e, Some(deps.now() + redispatch_window(&deps))),
+            cond: Condition::Absent {
+                now: deps.now().timestamp(),
+            },
+        }];
+        ops.extend(extra);
+        deps.store.transact(ops).await?;
+        outbox::send_or_recheck(&deps, vec![message(e.id)], |soon| {
+            // Same version: the message, if it did go, still claims it.
+            vec![vec![WriteOp::Put {
+                item: execution_item(&e, Some(soon)),
+                cond: Condition::version(e.version),
+            }]]
+        })
+        .await;
+        Ok(())
+    })
+    .await
 }
 
 /// Start a run of `pipeline` on `input`.
@@ -227,7 +234,12 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         .iter()
         .any(|s| matches!(s.kind, StepKind::Validate { schema: None }));
     if let (0, false, Some(schema)) = (first, validated_by_a_step, &pipeline.spec.event_schema) {
-        let found = violations(schema, &current.input);
+        let found = schemas::violations(
+            SchemaId::of(&pipeline, None),
+            schema,
+            current.input.clone(),
+        )
+        .await;
         if !found.is_empty() {
             let next = current.rejected(found, now);
             return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
@@ -311,6 +323,7 @@ async fn run_step(
             deps: deps.clone(),
             step: step.clone(),
             event_schema: pipeline.spec.event_schema.clone(),
+            schema_id: SchemaId::of(pipeline, Some(index)),
             context: context.clone(),
             execution: e.id,
             attempt,
@@ -340,6 +353,8 @@ struct Attempt {
     deps: Deps,
     step: Step,
     event_schema: Option<Value>,
+    /// The step's own schema, or the event schema when it names none.
+    schema_id: SchemaId,
     context: Value,
     execution: Uuid,
     attempt: u32,
@@ -349,8 +364,12 @@ impl Attempt {
     async fn run(self) -> Result<Value, Failure> {
         match &self.step.kind {
             StepKind::Validate { schema } => {
-                let schema = schema.as_ref().or(self.event_schema.as_ref());
-                let found = schema.map_or_else(Vec::new, |s| violations(s, &self.context["event"]));
+                let (id, schema) = match (schema, &self.event_schema) {
+                    (Some(own), _) => (self.schema_id, own),
+                    (None, Some(event_schema)) => (SchemaId { step: None, ..self.schema_id }, event_schema),
+                    (None, None) => return Ok(json!({ "valid": true })),
+                };
+                let found = schemas::violations(id, schema, self.context["event"].clone()).await;
                 match found.is_empty() {
                     true => Ok(json!({ "valid": true })),
                     false => Err(Failure::Invalid(found)),
@@ -398,8 +417,9 @@ impl Attempt {
         }
     }
 
-    /// Send the context, signed like a webhook (`webhook-id` is stable
-    /// across attempts so the receiver can drop duplicates).
+    /// Send the context, signed like a webhook but with the step secret
+    /// (`webhook-id` is stable across attempts so the receiver can drop
+    /// duplicates).
     async fn http(
         &self,
         url: &str,
@@ -409,7 +429,7 @@ impl Attempt {
         let body = self.context.to_string();
         let id = format!("msg_{}_{}", self.execution, self.step.name);
         let signed = signed_headers(
-            &self.deps.config.webhook_secret,
+            &self.deps.config.step_secret,
             &id,
             self.deps.now().timestamp(),
             &body,
@@ -571,9 +591,16 @@ pub async fn recover_exclusive(
                 let Some(e) = current.as_ref().and_then(from_attrs::<Execution>) else {
                     continue;
                 };
-                if e.next_step().is_some() {
-                    resend(deps, &e, now).await?;
-                    resent += 1;
+                if e.next_step().is_none() {
+                    continue;
+                }
+                // One execution that cannot be re-sent must not keep warren
+                // from starting: its timer is still due for the scheduler.
+                match resend(deps, &e, now).await {
+                    Ok(()) => resent += 1,
+                    Err(err) => {
+                        tracing::error!(execution_id = %e.id, error = %err, "could not resume an execution at start; the scheduler will")
+                    }
                 }
             }
             match page.last().and_then(|i| i.index_key(TIMER)) {

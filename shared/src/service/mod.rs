@@ -6,9 +6,11 @@ pub mod enqueue;
 pub mod events;
 pub mod executions;
 pub mod metrics;
+pub mod outbox;
 pub mod pipelines;
 pub mod records;
 pub mod scheduler;
+pub mod schemas;
 pub mod tasks;
 pub mod topics;
 pub mod triggers;
@@ -70,8 +72,12 @@ pub struct Config {
     pub expired_retention: chrono::Duration,
     /// How long a received message stays hidden while its task runs.
     pub visibility: Duration,
-    /// The secret that signs outgoing webhooks (Standard Webhooks, `whsec_…`).
+    /// The secret that signs task webhooks (Standard Webhooks, `whsec_…`).
     pub webhook_secret: Vec<u8>,
+    /// The secret that signs pipeline `http` steps. Never the webhook one: a
+    /// hook caller chooses what a step sends, so with one key warren would
+    /// sign a forged `task.completed` for whoever asked.
+    pub step_secret: Vec<u8>,
     /// Attempts of one webhook delivery before it is recorded as failed.
     pub webhook_attempts: u32,
     /// The key every `/api` route requires (hashed); disabled only for
@@ -92,6 +98,7 @@ impl Default for Config {
             expired_retention: chrono::Duration::hours(1),
             visibility: Duration::from_secs(60),
             webhook_secret: Vec::new(),
+            step_secret: Vec::new(),
             webhook_attempts: 4,
             api_key: crate::http::ApiKey::default(),
             default_workflow: None,
@@ -116,6 +123,9 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The code that ran the use case panicked.
+    #[error("crashed: {0}")]
+    Crashed(String),
 }
 
 impl ServiceError {
