@@ -245,8 +245,22 @@ impl StepKind {
 /// remote references: they are never fetched).
 pub fn check_schema(schema: &Value) -> Result<(), String> {
     jsonschema::meta::validate(schema).map_err(|e| format!("not a valid JSON Schema: {e}"))?;
-    jsonschema::validator_for(schema)
-        .map(|_| ())
+    compile_schema(schema).map(|_| ())
+}
+
+/// Largest compiled `pattern` (the regex crate's own default is 10 MiB).
+const MAX_PATTERN_BYTES: usize = 1 << 20;
+
+/// A schema's validator. Patterns use the `regex` engine, whose matching is
+/// linear in the input: a `pattern` with nested quantifiers cannot make one
+/// event cost seconds (lookaround and backreferences are refused instead).
+pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
+    let patterns = jsonschema::PatternOptions::regex()
+        .size_limit(MAX_PATTERN_BYTES)
+        .dfa_size_limit(MAX_PATTERN_BYTES);
+    jsonschema::options()
+        .with_pattern_options(patterns)
+        .build(schema)
         .map_err(|e| format!("not a usable JSON Schema: {e}"))
 }
 
@@ -283,20 +297,25 @@ pub struct SchemaViolation {
 /// Every way `instance` breaks `schema` (empty when it is valid). The
 /// schema was checked when the pipeline was written.
 pub fn violations(schema: &Value, instance: &Value) -> Vec<SchemaViolation> {
-    match jsonschema::validator_for(schema) {
-        Ok(v) => v
-            .iter_errors(instance)
-            .take(50)
-            .map(|e| SchemaViolation {
-                path: e.instance_path().to_string(),
-                message: e.to_string(),
-            })
-            .collect(),
-        Err(e) => vec![SchemaViolation {
+    match compile_schema(schema) {
+        Ok(v) => violations_of(&v, instance),
+        Err(message) => vec![SchemaViolation {
             path: String::new(),
-            message: format!("schema does not compile: {e}"),
+            message,
         }],
     }
+}
+
+/// The first 50 ways `instance` breaks a compiled schema.
+pub fn violations_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<SchemaViolation> {
+    validator
+        .iter_errors(instance)
+        .take(50)
+        .map(|e| SchemaViolation {
+            path: e.instance_path().to_string(),
+            message: e.to_string(),
+        })
+        .collect()
 }
 
 /// Evaluate a JMESPath expression (checked when the pipeline was written).

@@ -11,7 +11,8 @@ use super::records::record;
 use super::{Deps, ServiceError};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, TriggerType};
-use crate::domain::pipeline::{SchemaViolation, violations};
+use super::schemas::{self, SchemaId};
+use crate::domain::pipeline::SchemaViolation;
 use crate::ports::{Condition, WriteOp};
 
 /// What became of a posted event.
@@ -40,7 +41,7 @@ pub async fn ingest(
     };
     let pipeline = pipelines::get(deps, workflow, None).await?;
     if validate_now && let Some(schema) = &pipeline.spec.event_schema {
-        let found = violations(schema, &data);
+        let found = schemas::violations(SchemaId::of(&pipeline, None), schema, data.clone()).await;
         if !found.is_empty() {
             return Ok(Ingested::Invalid(found));
         }
