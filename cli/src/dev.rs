@@ -62,10 +62,15 @@ pub struct DevOptions {
     /// e.g. `127.0.0.1/32,10.0.0.0/8`. Everything private is refused otherwise.
     #[arg(long, default_value = "", env = "WARREN_OUTBOUND_ALLOW")]
     pub outbound_allow: String,
-    /// Secret that signs webhooks (`whsec_...`). Default: one generated and
-    /// kept in `<data-dir>/webhook-secret`.
+    /// Secret that signs task webhooks (`whsec_...`). Default: one
+    /// generated and kept in `<data-dir>/webhook-secret`.
     #[arg(long, env = "WARREN_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Secret that signs pipeline `http` steps (`whsec_...`), never the
+    /// webhook one. Default: one generated and kept in
+    /// `<data-dir>/step-secret`.
+    #[arg(long, env = "WARREN_STEP_SECRET", hide_env_values = true)]
+    pub step_secret: Option<String>,
     /// The API key every /api route requires (X-API-Key).
     #[arg(long, env = "WARREN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -92,6 +97,10 @@ pub struct DevOptions {
     #[arg(long, env = "WARREN_TOPIC_QUEUE", default_value = "warren-topics")]
     pub topic_queue: String,
 }
+
+/// Receives of one message before the embedded queue dead-letters it
+/// (template.yaml's `maxReceiveCount`).
+const MAX_RECEIVES: u32 = 5;
 
 /// Topic messages dispatched at once: one SQS batch. Dispatching only
 /// writes and queues executions (the worker runs them), so one batch keeps up.
@@ -149,7 +158,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
                 EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             );
-            let queue = Arc::new(MemoryQueue::new());
+            // As template.yaml's redrive policy: a message that fails five
+            // receives in a row goes to `<queue>-dlq`, not round forever.
+            let queue = Arc::new(MemoryQueue::with_redrive(MAX_RECEIVES));
             let names = Config::default();
             (
                 Some(store.clone()),
@@ -172,7 +183,11 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let allow = parse_allow_list(&opts.outbound_allow)
         .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
     let http = GuardedHttpClient::new(allow).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let secret = webhook_secret(opts.webhook_secret.as_deref(), &opts.data_dir)?;
+    let secret = signing_secret(opts.webhook_secret.as_deref(), &opts.data_dir, "webhook-secret")?;
+    let step_secret = signing_secret(opts.step_secret.as_deref(), &opts.data_dir, "step-secret")?;
+    if step_secret == secret {
+        bail!("the step secret must differ from the webhook secret");
+    }
 
     let config = Config {
         task_queue,
@@ -181,6 +196,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         expired_retention: chrono::Duration::seconds(opts.expired_retention as i64),
         redispatch_after: Duration::from_secs(opts.redispatch_after),
         webhook_secret: secret,
+        step_secret,
         api_key,
         default_workflow: opts.default_workflow,
         // The in-process queue dies with the process; the store does not.
@@ -275,18 +291,19 @@ fn resolve_host(host: &str) -> anyhow::Result<IpAddr> {
         .with_context(|| format!("--host must be an IP address (or localhost), got `{host}`"))
 }
 
-/// The webhook signing key: given, or generated once and kept beside the data.
-fn webhook_secret(given: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+/// A signing key: given, or generated once and kept beside the data in
+/// `file`.
+fn signing_secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = given {
-        return webhook::decode_secret(s).map_err(|e| anyhow::anyhow!(e));
+        return webhook::decode_secret(s).map_err(|e| anyhow::anyhow!("{file}: {e}"));
     }
-    let path = data_dir.join("webhook-secret");
+    let path = data_dir.join(file);
     let secret = match std::fs::read_to_string(&path) {
         Ok(s) => s,
         Err(_) => {
             let s = webhook::generate_secret();
             write_private(&path, &s)?;
-            tracing::info!(path = %path.display(), "generated a webhook signing secret");
+            tracing::info!(path = %path.display(), "generated a signing secret");
             s
         }
     };

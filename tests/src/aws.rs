@@ -67,7 +67,8 @@ impl Provisioned {
     }
 
     /// The environment of a Lambda function on these resources, its API key
-    /// given by hash, signing webhooks with `webhook_secret`.
+    /// given by hash, signing webhooks with `webhook_secret` (and pipeline
+    /// steps with [`STEP_SECRET`]).
     pub fn function_env<'a>(
         &'a self,
         key_hash: &'a str,
@@ -79,6 +80,7 @@ impl Provisioned {
             ("WARREN_TOPIC_QUEUE", &self.topic_queue),
             ("WARREN_API_KEY_SHA256", key_hash),
             ("WARREN_WEBHOOK_SECRET", webhook_secret),
+            ("WARREN_STEP_SECRET", STEP_SECRET),
         ]
     }
 }
@@ -88,6 +90,9 @@ impl Default for Provisioned {
         Self::new()
     }
 }
+
+/// The key that signs pipeline `http` steps in the Lambda tests.
+pub const STEP_SECRET: &str = "whsec_c3RlcHMgYXJlIHNpZ25lZCB3aXRoIHRoZWlyIG93biBrZXk=";
 
 /// Hex SHA-256, as `WARREN_API_KEY_SHA256` takes an API key.
 pub fn sha256_hex(s: &str) -> String {

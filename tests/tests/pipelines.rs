@@ -182,12 +182,14 @@ async fn invalid_event_fails_with_its_violations_and_sync_validation_refuses_it_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_runs_call_out_signed_and_are_counted_in_stats_and_usage() {
+    const STEP_KEY: &[u8] = b"pipeline steps have their own key";
     let rx = Receiver::ok().await;
-    let w = Warren::start(
-        Opts::new()
-            .allow_loopback()
-            .args(["--webhook-secret".to_string(), webhook_secret(KEY)]),
-    )
+    let w = Warren::start(Opts::new().allow_loopback().args([
+        "--webhook-secret".to_string(),
+        webhook_secret(KEY),
+        "--step-secret".to_string(),
+        webhook_secret(STEP_KEY),
+    ]))
     .await;
     let pipeline = w
         .create_pipeline(&json!({"name": "notify", "steps": [
@@ -227,7 +229,13 @@ async fn manual_runs_call_out_signed_and_are_counted_in_stats_and_usage() {
         call.header("webhook-id").unwrap(),
         call.header("webhook-timestamp").unwrap(),
     );
+    // Signed with the step key: a receiver of task webhooks, which checks
+    // the webhook key, can never take a step's body for a task event.
     assert_eq!(
+        call.header("webhook-signature"),
+        Some(webhook_signature(STEP_KEY, id, timestamp, &call.body).as_str())
+    );
+    assert_ne!(
         call.header("webhook-signature"),
         Some(webhook_signature(KEY, id, timestamp, &call.body).as_str())
     );

@@ -142,7 +142,9 @@ fn env_or(name: &str, default: &str) -> String {
 /// What every Lambda function of warren starts with, from its environment:
 /// `WARREN_TABLE`, `WARREN_TASK_QUEUE`, `WARREN_TOPIC_QUEUE` (where
 /// `POST /api/v1/topics/{topic}/messages` publishes), `WARREN_API_KEY_SHA256` (required
-/// unless `WARREN_AUTH=disabled`), `WARREN_WEBHOOK_SECRET` (required),
+/// unless `WARREN_AUTH=disabled`), `WARREN_WEBHOOK_SECRET` and
+/// `WARREN_STEP_SECRET` (required, different: task webhooks and pipeline
+/// `http` steps are signed with their own keys),
 /// `WARREN_TASK_TIMEOUT` (seconds, default 300), `WARREN_OUTBOUND_ALLOW`,
 /// `WARREN_DEFAULT_WORKFLOW` (the pipeline id `POST /events` uses when the
 /// request names none).
@@ -164,10 +166,16 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
             );
         }
     };
-    let secret = std::env::var("WARREN_WEBHOOK_SECRET")
-        .map_err(|_| "WARREN_WEBHOOK_SECRET is not set (a whsec_... signing secret)")?;
-    let webhook_secret =
-        webhook::decode_secret(&secret).map_err(|e| format!("WARREN_WEBHOOK_SECRET: {e}"))?;
+    let secret = |name: &str| -> Result<Vec<u8>, BoxError> {
+        let value = std::env::var(name)
+            .map_err(|_| format!("{name} is not set (a whsec_... signing secret)"))?;
+        Ok(webhook::decode_secret(&value).map_err(|e| format!("{name}: {e}"))?)
+    };
+    let webhook_secret = secret("WARREN_WEBHOOK_SECRET")?;
+    let step_secret = secret("WARREN_STEP_SECRET")?;
+    if step_secret == webhook_secret {
+        return Err("WARREN_STEP_SECRET must differ from WARREN_WEBHOOK_SECRET".into());
+    }
     let default_timeout = match std::env::var("WARREN_TASK_TIMEOUT") {
         Ok(s) => Duration::from_secs(
             s.parse()
@@ -196,6 +204,7 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
             topic_queue: resources.topic_queue,
             default_timeout,
             webhook_secret,
+            step_secret,
             api_key,
             default_workflow,
             ..Config::default()

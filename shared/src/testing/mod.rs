@@ -30,6 +30,7 @@ pub fn memory_deps(clock: Arc<dyn Clock>, handlers: Registry) -> Deps {
         metrics: Default::default(),
         config: Arc::new(Config {
             webhook_secret: vec![7; 32],
+            step_secret: vec![8; 32],
             ..Config::default()
         }),
     }
