@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -27,7 +27,7 @@ use warren::service::{executions, pipelines, triggers};
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 /// Days `GET /api/v1/usage` covers when the client names no period.
-pub const DEFAULT_USAGE_DAYS: i64 = 30;
+pub const DEFAULT_USAGE_DAYS: u64 = 30;
 
 pub fn router(deps: Deps) -> Router {
     let routes = Router::new()
@@ -316,9 +316,14 @@ async fn usage(
     Params(p): Params<UsageParams>,
 ) -> Result<Response, ApiError> {
     let to = p.to.unwrap_or_else(|| deps.now().date_naive());
-    let from = p
-        .from
-        .unwrap_or(to - Duration::days(DEFAULT_USAGE_DAYS - 1));
+    let from = match p.from {
+        Some(from) => from,
+        None => to
+            .checked_sub_days(chrono::Days::new(DEFAULT_USAGE_DAYS - 1))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_period", "`to` is too far in the past")
+            })?,
+    };
     let days = pipelines::usage(&deps, from, to).await?;
     let mut per_pipeline = Map::new();
     for (id, runs) in days.iter().flat_map(|d| d.pipelines.iter()) {

@@ -7,6 +7,10 @@ use serde_json::{Map, Value, json};
 use super::{Registry, TaskContext, TaskFailure};
 use crate::ports::{HttpError, HttpRequest};
 
+/// The longest a built-in waits, whatever it is told: a day, the longest
+/// task timeout (a task's own timeout cuts it short anyway).
+const MAX_WAIT_SECONDS: f64 = crate::service::enqueue::MAX_TIMEOUT_SECONDS as f64;
+
 pub fn register(registry: &mut Registry) {
     registry.register("echo", echo);
     registry.register("sleep", sleep);
@@ -26,7 +30,9 @@ async fn sleep(ctx: TaskContext) -> Result<Value, TaskFailure> {
         .as_f64()
         .filter(|s| s.is_finite() && *s >= 0.0)
         .ok_or_else(|| TaskFailure::fatal("kwargs.seconds must be a non-negative number"))?;
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
+    // The task timeout ends it long before; the cap only keeps a huge
+    // number (1e300) from overflowing the duration.
+    tokio::time::sleep(Duration::from_secs_f64(secs.min(MAX_WAIT_SECONDS))).await;
     Ok(json!({ "slept": secs }))
 }
 
@@ -93,7 +99,8 @@ async fn http(ctx: TaskContext) -> Result<Value, TaskFailure> {
         .get("timeout")
         .and_then(Value::as_f64)
         .filter(|t| t.is_finite() && *t > 0.0)
-        .unwrap_or(30.0);
+        .unwrap_or(30.0)
+        .min(MAX_WAIT_SECONDS);
     let request = HttpRequest {
         method,
         url,
