@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod execution;
+pub mod expression;
 pub mod pipeline;
 pub mod task;
 pub mod trigger;

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::expression::Expression;
+
 /// The most steps one pipeline may have.
 pub const MAX_STEPS: usize = 50;
 /// The most attempts of one step (1 + retries).
@@ -281,9 +283,9 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
 }
 
 fn check_expression(expression: &str) -> Result<(), String> {
-    jmespath::compile(expression)
+    Expression::compile(expression)
         .map(|_| ())
-        .map_err(|e| format!("not a valid JMESPath expression: {e}"))
+        .map_err(|e| e.to_string())
 }
 
 /// One error of an input against a schema: where, and what.
@@ -318,11 +320,12 @@ pub fn violations_of(validator: &jsonschema::Validator, instance: &Value) -> Vec
         .collect()
 }
 
-/// Evaluate a JMESPath expression (checked when the pipeline was written).
+/// Evaluate a JMESPath expression (checked when the pipeline was written)
+/// within its work budget: CPU-bound, so callers run it on a blocking thread.
 pub fn evaluate(expression: &str, data: &Value) -> Result<Value, String> {
-    let expr = jmespath::compile(expression).map_err(|e| e.to_string())?;
-    let result = expr.search(data).map_err(|e| e.to_string())?;
-    serde_json::to_value(&*result).map_err(|e| e.to_string())
+    Expression::compile(expression)
+        .and_then(|e| e.evaluate(data))
+        .map_err(|e| e.to_string())
 }
 
 /// One stored version of a pipeline.
