@@ -439,7 +439,7 @@ async fn cancel_requeue_and_bulk_delete_follow_the_state_machine() {
     assert_eq!(queues[0]["cancelled"], 1);
     assert_eq!(queues[0]["pending"], 0);
     let deleted = call(&deps, "DELETE", "/api/v1/tasks?status=cancelled", None, &[]).await;
-    assert_eq!(deleted.body, json!({"deleted": 1}));
+    assert_eq!(deleted.body, json!({"deleted": 1, "more": false}));
     assert_eq!(
         get(&deps, &format!("/api/v1/tasks/{id}")).await.status,
         StatusCode::NOT_FOUND

@@ -19,7 +19,9 @@ use warren::domain::execution::{Execution, TriggerType};
 use warren::domain::pipeline::PipelineSpec;
 use warren::domain::trigger::{Trigger, TriggerKind, TriggerSpec};
 use warren::http::dto::{ExecutionResponse, id_of};
-use warren::http::{ApiError, JsonBody, Params, decode_cursor, page_response, parse_any_json};
+use warren::http::{
+    ApiError, JsonBody, Params, RawBody, decode_cursor, page_response, parse_any_json,
+};
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::{executions, pipelines, triggers};
 
@@ -139,7 +141,7 @@ async fn run(
     State(deps): State<Deps>,
     Path(id): Path<String>,
     Params(p): Params<VersionParams>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let pipeline = pipelines::get(&deps, id_of(&id, "pipeline")?, p.version).await?;
     let e = executions::run_pipeline(
@@ -277,7 +279,7 @@ async fn remove_trigger(
 async fn hook(
     State(deps): State<Deps>,
     Path(token): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let trigger = triggers::by_token(&deps, &token).await?;
     let e = triggers::run_webhook(&deps, &trigger, input_of(&body)?).await?;

@@ -10,7 +10,7 @@ use warren::Deps;
 use warren::ServiceError;
 use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, task_id};
-use warren::http::{ApiError, JsonBody, Params};
+use warren::http::{ApiError, JsonBody, Params, decode_cursor, encode_cursor};
 use warren::service::control;
 use warren::service::tasks::TaskFilter;
 
@@ -103,9 +103,15 @@ struct DeleteParams {
     args: Option<String>,
     result: Option<String>,
     error: Option<String>,
+    /// Delete every task: required when no filter is given.
+    #[serde(default)]
+    all: bool,
+    cursor: Option<String>,
 }
 
-/// Delete every task matching the filters: `{"deleted": n}`.
+/// Delete the tasks matching the filters, at most 1000 per call:
+/// `{"deleted": n, "more": false}`, or with `"more": true` and a `cursor`
+/// to pass to the next call. Without any filter, `all=true` is required.
 async fn delete_many(
     State(deps): State<Deps>,
     Params(p): Params<DeleteParams>,
@@ -125,8 +131,28 @@ async fn delete_many(
         args: nonempty(p.args),
         result: nonempty(p.result),
         error: nonempty(p.error),
-        before: None,
+        before: match nonempty(p.cursor) {
+            Some(c) => Some(decode_cursor(&c)?),
+            None => None,
+        },
     };
-    let deleted = control::delete_matching(&deps, &filter).await?;
-    Ok(Json(json!({ "deleted": deleted })))
+    let unfiltered = filter.queue.is_none()
+        && filter.status.is_none()
+        && filter.task_name.is_none()
+        && filter.args.is_none()
+        && filter.result.is_none()
+        && filter.error.is_none();
+    if unfiltered && !p.all {
+        return Err(ApiError::bad_request(
+            "filter_required",
+            "name a filter (queue, status, task_name, args, result, error), or pass all=true to delete every task",
+        ));
+    }
+    let done = control::delete_matching(&deps, &filter).await?;
+    Ok(Json(match done.next {
+        None => json!({ "deleted": done.deleted, "more": false }),
+        Some(cursor) => {
+            json!({ "deleted": done.deleted, "more": true, "cursor": encode_cursor(&cursor) })
+        }
+    }))
 }

@@ -84,13 +84,19 @@ impl TriggerError {
 impl TriggerSpec {
     /// The schedule of a schedule trigger (`None` for the other kinds), once
     /// the whole definition is known to be valid.
-    pub fn check(&self, now: DateTime<Utc>) -> Result<Option<Schedule>, TriggerError> {
+    pub fn check(
+        &self,
+        now: DateTime<Utc>,
+        min_interval: chrono::Duration,
+    ) -> Result<Option<Schedule>, TriggerError> {
         let chars = self.name.trim().chars().count();
         if chars == 0 || chars > MAX_NAME_CHARS {
             return Err(TriggerError::Name);
         }
         match self.kind {
-            TriggerKind::Schedule => Schedule::from_config(&self.config, now).map(Some),
+            TriggerKind::Schedule => {
+                Schedule::from_config(&self.config, now, min_interval).map(Some)
+            }
             kind => match self.config.keys().next() {
                 None => Ok(None),
                 Some(field) => Err(TriggerError::Config(format!(
@@ -101,6 +107,9 @@ impl TriggerSpec {
         }
     }
 }
+
+/// Fire times sampled to find a schedule's shortest interval.
+pub const INTERVAL_SAMPLE: usize = 100;
 
 /// A cron schedule in a timezone: 5 fields (minute hour day month weekday)
 /// or 6 with leading seconds, evaluated on the zone's wall clock. Across
@@ -122,18 +131,35 @@ fn utc() -> String {
 }
 
 impl Schedule {
-    /// Read and check a schedule trigger's `config`: it must fire after `now`.
+    /// Read and check a schedule trigger's `config`: it must fire after
+    /// `now`, and never twice within `min_interval` (judged on its next
+    /// [`INTERVAL_SAMPLE`] fire times, which cover every pattern that
+    /// repeats within an hour or a day).
     pub fn from_config(
         config: &Map<String, Value>,
         now: DateTime<Utc>,
+        min_interval: chrono::Duration,
     ) -> Result<Schedule, TriggerError> {
         let schedule: Schedule = serde_json::from_value(Value::Object(config.clone()))
             .map_err(|e| TriggerError::Config(e.to_string()))?;
         schedule.compile()?;
-        if schedule.next_after(now).is_none() {
+        let fires = schedule.next_fires(now, INTERVAL_SAMPLE);
+        if fires.is_empty() {
             return Err(TriggerError::Cron {
                 cron: schedule.cron.clone(),
                 reason: "it never fires".into(),
+            });
+        }
+        if let Some(gap) = fires.windows(2).map(|w| w[1] - w[0]).min()
+            && gap < min_interval
+        {
+            return Err(TriggerError::Cron {
+                cron: schedule.cron.clone(),
+                reason: format!(
+                    "it fires {} s apart; the minimum interval is {} s",
+                    gap.num_seconds(),
+                    min_interval.num_seconds()
+                ),
             });
         }
         Ok(schedule)
@@ -215,16 +241,18 @@ pub struct Trigger {
 }
 
 impl Trigger {
-    /// The trigger `spec` defines, checked; `token` is the new webhook
-    /// token of a webhook trigger.
+    /// The trigger `spec` defines, checked (a schedule fires at most once
+    /// per `min_interval`); `token` is the new webhook token of a webhook
+    /// trigger.
     pub fn new(
         id: Uuid,
         pipeline_id: Uuid,
         spec: TriggerSpec,
         token: Option<&str>,
         now: DateTime<Utc>,
+        min_interval: chrono::Duration,
     ) -> Result<Trigger, TriggerError> {
-        let schedule = spec.check(now)?;
+        let schedule = spec.check(now, min_interval)?;
         let webhook = token.filter(|_| spec.kind == TriggerKind::Webhook);
         Ok(Trigger {
             id,
@@ -318,9 +346,11 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const ANY: chrono::Duration = chrono::Duration::zero();
+
     fn schedule(cron: &str, timezone: &str) -> Schedule {
         let config = json!({ "cron": cron, "timezone": timezone });
-        Schedule::from_config(config.as_object().unwrap(), Utc::now()).unwrap()
+        Schedule::from_config(config.as_object().unwrap(), Utc::now(), ANY).unwrap()
     }
 
     fn spec(value: Value) -> TriggerSpec {
@@ -345,7 +375,7 @@ mod tests {
     #[test]
     fn the_timezone_defaults_to_utc_and_shifts_the_wall_clock() {
         let config = json!({"cron": "0 9 * * 1-5"});
-        let s = Schedule::from_config(config.as_object().unwrap(), Utc::now()).unwrap();
+        let s = Schedule::from_config(config.as_object().unwrap(), Utc::now(), ANY).unwrap();
         assert_eq!(s.timezone, "UTC");
         // Sunday 1 March 2026 → Monday 09:00.
         assert_eq!(
@@ -396,25 +426,43 @@ mod tests {
             (json!({"cron": "* * * * *", "every": 5}), "invalid_trigger"),
             (json!({"timezone": "UTC"}), "invalid_trigger"),
         ] {
-            let err = Schedule::from_config(config.as_object().unwrap(), Utc::now()).unwrap_err();
+            let err =
+                Schedule::from_config(config.as_object().unwrap(), Utc::now(), ANY).unwrap_err();
             assert_eq!(err.code(), code, "{config}: {err}");
         }
         let feb_30 = json!({"cron": "0 0 30 2 *"});
-        let err = Schedule::from_config(feb_30.as_object().unwrap(), Utc::now()).unwrap_err();
+        let err = Schedule::from_config(feb_30.as_object().unwrap(), Utc::now(), ANY).unwrap_err();
         assert!(err.to_string().contains("never fires"), "{err}");
+    }
+
+    #[test]
+    fn a_schedule_firing_closer_than_the_minimum_interval_is_refused() {
+        let minute = chrono::Duration::seconds(60);
+        let check = |cron: &str| {
+            let config = json!({ "cron": cron });
+            Schedule::from_config(config.as_object().unwrap(), Utc::now(), minute)
+        };
+        for too_often in ["* * * * * *", "*/30 * * * * *", "0,1 0 0 * * *", "0,59 * * * * *"] {
+            let err = check(too_often).unwrap_err();
+            assert_eq!(err.code(), "invalid_cron", "{too_often}");
+            assert!(err.to_string().contains("minimum interval is 60 s"), "{err}");
+        }
+        for fine in ["* * * * *", "0 * * * * *", "0 9 * * 1-5", "@hourly"] {
+            assert!(check(fine).is_ok(), "{fine}");
+        }
     }
 
     #[test]
     fn only_schedules_take_a_config_and_names_are_bounded() {
         let webhook = spec(json!({"type": "webhook", "name": "hook"}));
         let now = Utc::now();
-        assert_eq!(webhook.check(now), Ok(None));
+        assert_eq!(webhook.check(now, ANY), Ok(None));
         let extra = spec(json!({"type": "manual", "name": "m", "config": {"cron": "* * * * *"}}));
-        assert_eq!(extra.check(now).unwrap_err().code(), "invalid_trigger");
+        assert_eq!(extra.check(now, ANY).unwrap_err().code(), "invalid_trigger");
         let blank = spec(json!({"type": "webhook", "name": "  "}));
-        assert_eq!(blank.check(now), Err(TriggerError::Name));
+        assert_eq!(blank.check(now, ANY), Err(TriggerError::Name));
         let long = spec(json!({"type": "webhook", "name": "x".repeat(MAX_NAME_CHARS + 1)}));
-        assert_eq!(long.check(now), Err(TriggerError::Name));
+        assert_eq!(long.check(now, ANY), Err(TriggerError::Name));
         assert!(
             serde_json::from_value::<TriggerSpec>(json!({"type": "cronjob", "name": "x"})).is_err()
         );
@@ -439,6 +487,7 @@ mod tests {
             spec(json!({"type": "webhook", "name": "hook"})),
             Some(&token),
             at("2026-03-01T12:00:00Z"),
+            ANY,
         )
         .unwrap();
         assert_eq!(
@@ -466,6 +515,7 @@ mod tests {
             spec(json!({"type": "schedule", "name": "hourly", "config": {"cron": "0 * * * *"}})),
             None,
             at("2026-03-01T12:10:00Z"),
+            ANY,
         )
         .unwrap();
         assert_eq!(t.next_fire, Some(at("2026-03-01T13:00:00Z")));

@@ -88,8 +88,24 @@ pub async fn progress(
     .await
 }
 
-/// Delete every task matching `filter`; returns how many went.
-pub async fn delete_matching(deps: &Deps, filter: &TaskFilter) -> Result<u64, ServiceError> {
+/// The most tasks one bulk delete removes; the caller continues with the
+/// cursor it gets back.
+pub const MAX_DELETED_PER_CALL: u64 = 1000;
+/// How long one bulk delete may work (well under API Gateway's 29 s).
+const DELETE_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one bulk delete did, and where the next one goes on (`None` when
+/// every matching task is gone).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Deleted {
+    pub deleted: u64,
+    pub next: Option<String>,
+}
+
+/// Delete tasks matching `filter`, newest first, from its cursor on: at
+/// most [`MAX_DELETED_PER_CALL`] of them within [`DELETE_BUDGET`].
+pub async fn delete_matching(deps: &Deps, filter: &TaskFilter) -> Result<Deleted, ServiceError> {
+    let started = std::time::Instant::now();
     let mut filter = filter.clone();
     let mut deleted = 0;
     loop {
@@ -102,10 +118,21 @@ pub async fn delete_matching(deps: &Deps, filter: &TaskFilter) -> Result<u64, Se
                 Err(e) if e.is_conflict() => {}
                 Err(e) => return Err(e),
             }
+            // Task ids are the lists' sort keys: the next call starts below it.
+            let next = Some(task.id.to_string());
+            if deleted == MAX_DELETED_PER_CALL || started.elapsed() > DELETE_BUDGET {
+                return Ok(Deleted { deleted, next });
+            }
         }
         match page.next {
+            Some(cursor) if started.elapsed() > DELETE_BUDGET => {
+                return Ok(Deleted {
+                    deleted,
+                    next: Some(cursor),
+                });
+            }
             Some(cursor) => filter.before = Some(cursor),
-            None => return Ok(deleted),
+            None => return Ok(Deleted { deleted, next: None }),
         }
     }
 }

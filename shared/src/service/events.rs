@@ -71,7 +71,7 @@ pub async fn ingest(
         updated_at: now,
     };
     let put_event = WriteOp::Put {
-        item: event_item(&event),
+        item: event_item(deps, &event),
         cond: Condition::Absent {
             now: now.timestamp(),
         },

@@ -22,15 +22,16 @@ use uuid::Uuid;
 use super::enqueue::{Enqueued, NewTask, enqueue};
 use super::pipelines::{self, CHILDREN, executions_parent};
 use super::records::{attrs_of, from_attrs, record};
-use super::tasks::{TIMER, TIMER_PREFIX, minute_bucket, timed_key};
+use super::tasks::{EXPIRY, EXPIRY_PREFIX, TIMER, TIMER_PREFIX, minute_bucket, timed_key};
 use super::webhook::signed_headers;
 use super::worker::TaskMessage;
 use super::{Deps, ServiceError, outbox};
-use crate::domain::event::Event;
+use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
 use super::schemas::{self, SchemaId};
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate};
 use crate::handlers::TaskContext;
+use crate::json::MAX_OUTPUT_DEPTH;
 use crate::ports::{Condition, HttpError, HttpRequest, Item, Key, OutgoingMessage, WriteOp};
 
 /// The most tasks one `enqueue` step may fan out.
@@ -48,7 +49,7 @@ pub fn event_key(id: Uuid) -> Key {
     Key::new(format!("EVENT#{id}"), "EVENT")
 }
 
-fn execution_item(e: &Execution, timer: Option<DateTime<Utc>>) -> Item {
+fn execution_item(deps: &Deps, e: &Execution, timer: Option<DateTime<Utc>>) -> Item {
     let id = e.id.to_string();
     let mut item = Item::new(execution_key(e.id), attrs_of(e));
     item.indexes
@@ -56,11 +57,27 @@ fn execution_item(e: &Execution, timer: Option<DateTime<Utc>>) -> Item {
     if let Some(at) = timer {
         item.indexes.push((TIMER, timed_key(TIMER_PREFIX, at, &id)));
     }
-    item
+    let ended = (e.status != ExecutionStatus::Running).then_some(e.completed_at.unwrap_or(e.started_at));
+    retained(deps, item, ended)
 }
 
-pub fn event_item(event: &Event) -> Item {
-    Item::new(event_key(event.id), attrs_of(event))
+pub fn event_item(deps: &Deps, event: &Event) -> Item {
+    let item = Item::new(event_key(event.id), attrs_of(event));
+    let ended = (event.status != EventStatus::Pending).then_some(event.updated_at);
+    retained(deps, item, ended)
+}
+
+/// A finished execution or event is kept for the configured retention
+/// after it `ended`: a TTL the backend may act on (DynamoDB's, lazily;
+/// readers filter it) and an expiry entry on which the scheduler deletes it.
+fn retained(deps: &Deps, mut item: Item, ended: Option<DateTime<Utc>>) -> Item {
+    if let Some(end) = ended {
+        let at = end + deps.config.execution_retention;
+        item.ttl = Some(at.timestamp());
+        let entry = timed_key(EXPIRY_PREFIX, at, &item.key.pk);
+        item.indexes.push((EXPIRY, entry));
+    }
+    item
 }
 
 /// The execution with this id.
@@ -99,7 +116,7 @@ pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<()
     let (deps, e) = (deps.clone(), e.clone());
     outbox::detached(async move {
         let mut ops = vec![WriteOp::Put {
-            item: execution_item(&e, Some(deps.now() + redispatch_window(&deps))),
+            item: execution_item(&deps, &e, Some(deps.now() + redispatch_window(&deps))),
             cond: Condition::Absent {
                 now: deps.now().timestamp(),
             },
@@ -109,7 +126,7 @@ pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<()
         outbox::send_or_recheck(&deps, vec![message(e.id)], |soon| {
             // Same version: the message, if it did go, still claims it.
             vec![vec![WriteOp::Put {
-                item: execution_item(&e, Some(soon)),
+                item: execution_item(&deps, &e, Some(soon)),
                 cond: Condition::version(e.version),
             }]]
         })
@@ -148,7 +165,7 @@ async fn save(
     extra: Vec<WriteOp>,
 ) -> Result<(), ServiceError> {
     let mut ops = vec![WriteOp::Put {
-        item: execution_item(next, timer),
+        item: execution_item(deps, next, timer),
         cond: Condition::version(prev.version),
     }];
     ops.extend(extra);
@@ -179,7 +196,7 @@ async fn finishing_writes(deps: &Deps, e: &Execution) -> Result<Vec<WriteOp>, Se
             .and_then(|i| from_attrs::<Event>(&i));
         if let Some(event) = event {
             ops.push(WriteOp::Put {
-                item: event_item(&event.finished(e, deps.now())),
+                item: event_item(deps, &event.finished(e, deps.now())),
                 cond: Condition::Exists,
             });
         }
@@ -257,7 +274,20 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         if let Some(following) = next.next_step() {
             next = next.claimed(lease_end(deps, &pipeline.spec.steps[following], now));
         }
-        if let Err(e) = checkpoint(deps, &held, &next).await {
+        let saved = match checkpoint(deps, &held, &next).await {
+            // The output cannot be kept (too large or too deep for an item):
+            // the step fails without it, rather than run again forever.
+            Err(ServiceError::Store(crate::ports::StoreError::Invalid(why))) => {
+                let failed = StepOutcome::Error {
+                    message: format!("the step's output cannot be kept: {why}"),
+                    violations: Vec::new(),
+                };
+                next = held.record(index, failed, attempts, started, now);
+                checkpoint(deps, &held, &next).await
+            }
+            other => other,
+        };
+        if let Err(e) = saved {
             return taken_over_is_fine(Err(e), id);
         }
         held = next;
@@ -332,6 +362,11 @@ async fn run_step(
         // instead of taking the worker down.
         let mut run = tokio::spawn(job.run());
         let failure = match tokio::time::timeout(step.timeout(), &mut run).await {
+            Ok(Ok(Ok(output))) if crate::json::deeper_than(&output, MAX_OUTPUT_DEPTH) => {
+                Failure::Fatal(format!(
+                    "the step's output nests deeper than {MAX_OUTPUT_DEPTH} levels"
+                ))
+            }
             Ok(Ok(Ok(output))) => return (StepOutcome::Success(output), attempt),
             Ok(Ok(Err(f))) => f,
             Ok(Err(crash)) => Failure::Retry(format!("step crashed: {crash}")),
@@ -406,15 +441,24 @@ impl Attempt {
                 method,
                 headers,
             } => self.http(url, method, headers).await,
-            StepKind::Transform { expression } => {
-                evaluate(expression, &self.context).map_err(Failure::Fatal)
-            }
+            StepKind::Transform { expression } => self.evaluate(expression).await,
             StepKind::Enqueue {
                 task_name,
                 queue_name,
                 items,
             } => self.fan_out(task_name, queue_name, items.as_deref()).await,
         }
+    }
+
+    /// Evaluate a JMESPath expression over the context on a blocking thread:
+    /// bounded work, but CPU the async workers should not spend. Its
+    /// failures are the expression's own, so never retried.
+    async fn evaluate(&self, expression: &str) -> Result<Value, Failure> {
+        let (expression, context) = (expression.to_string(), self.context.clone());
+        tokio::task::spawn_blocking(move || evaluate(&expression, &context))
+            .await
+            .map_err(|crash| Failure::Fatal(format!("expression crashed: {crash}")))?
+            .map_err(Failure::Fatal)
     }
 
     /// Send the context, signed like a webhook but with the step secret
@@ -476,7 +520,7 @@ impl Attempt {
                 self.context.clone(),
             )])],
             Some(expression) => {
-                match evaluate(expression, &self.context).map_err(Failure::Fatal)? {
+                match self.evaluate(expression).await? {
                     Value::Array(items) if items.len() <= MAX_FAN_OUT => items
                         .into_iter()
                         .map(|item| Map::from_iter([("item".to_string(), item)]))
@@ -507,7 +551,10 @@ impl Attempt {
                     ids.push(Value::from(id.to_string()))
                 }
                 Ok(Enqueued::Ephemeral) => {}
-                Err(e @ ServiceError::Invalid { .. }) => return Err(Failure::Fatal(e.to_string())),
+                Err(
+                    e @ (ServiceError::Invalid { .. }
+                    | ServiceError::Store(crate::ports::StoreError::Invalid(_))),
+                ) => return Err(Failure::Fatal(e.to_string())),
                 Err(e) => return Err(Failure::Retry(e.to_string())),
             }
         }

@@ -85,6 +85,10 @@ pub struct Config {
     pub api_key: crate::http::ApiKey,
     /// The pipeline that processes `POST /events` when the request names none.
     pub default_workflow: Option<uuid::Uuid>,
+    /// The shortest interval between two fires of a schedule trigger.
+    pub min_schedule_interval: Duration,
+    /// How long a finished execution (and its event) stays readable.
+    pub execution_retention: chrono::Duration,
 }
 
 impl Default for Config {
@@ -102,6 +106,8 @@ impl Default for Config {
             webhook_attempts: 4,
             api_key: crate::http::ApiKey::default(),
             default_workflow: None,
+            min_schedule_interval: Duration::from_secs(60),
+            execution_retention: chrono::Duration::days(30),
             dispatch_inline: false,
             snapshot_messages: true,
         }

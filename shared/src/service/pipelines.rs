@@ -175,7 +175,9 @@ pub async fn children<T: serde::de::DeserializeOwned>(
                 .map(|k| k.sk.clone())
         })
         .flatten();
-    Ok((items.iter().filter_map(from_attrs).collect(), next))
+    let now = deps.now().timestamp();
+    let live = items.iter().filter(|i| !i.is_expired(now));
+    Ok((live.filter_map(from_attrs).collect(), next))
 }
 
 pub async fn list(

@@ -22,9 +22,16 @@ pub fn from_attrs<T: DeserializeOwned>(item: &Item) -> Option<T> {
     serde_json::from_value(Value::Object(item.attrs.clone())).ok()
 }
 
-/// The record stored at `key`, or `None`.
+/// The record stored at `key`, or `None` (also once its TTL has passed:
+/// the backend may keep it a while longer).
 pub async fn find<T: DeserializeOwned>(deps: &Deps, key: &Key) -> Result<Option<T>, ServiceError> {
-    Ok(deps.store.get(key).await?.and_then(|i| from_attrs(&i)))
+    let now = deps.now().timestamp();
+    Ok(deps
+        .store
+        .get(key)
+        .await?
+        .filter(|i| !i.is_expired(now))
+        .and_then(|i| from_attrs(&i)))
 }
 
 /// The record stored at `key`; `missing` names it when there is none.

@@ -28,6 +28,7 @@ use super::records::{self, attrs_of, from_attrs};
 use super::{Deps, ServiceError};
 use crate::domain::execution::{Execution, TriggerType};
 use crate::domain::pipeline::check_topic;
+use crate::json::MAX_INPUT_DEPTH;
 use crate::ports::{Condition, Delivery, Item, Key, OutgoingMessage, Query, StoreError, WriteOp};
 
 /// The message attribute that names a message's topic.
@@ -256,9 +257,13 @@ struct SnsEnvelope {
     message_id: Option<String>,
 }
 
-/// JSON text as its value, anything else as a string.
-fn json_or_string(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+/// JSON text as its value, anything else as a string; refused when it
+/// nests deeper than an execution can keep as its input.
+fn json_or_string(text: &str) -> Result<Value, String> {
+    if crate::json::text_deeper_than(text.as_bytes(), MAX_INPUT_DEPTH) {
+        return Err(format!("the message nests deeper than {MAX_INPUT_DEPTH} levels"));
+    }
+    Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
 }
 
 fn usable_id(id: &str) -> bool {
@@ -277,14 +282,14 @@ impl TopicMessage {
     pub fn read(d: &Delivery) -> Result<TopicMessage, String> {
         let (topic, id, payload) = if let Some(topic) = d.attributes.get(TOPIC_ATTRIBUTE) {
             let id = d.attributes.get(MESSAGE_ID_ATTRIBUTE);
-            (topic.clone(), id.cloned(), json_or_string(&d.body))
+            (topic.clone(), id.cloned(), json_or_string(&d.body)?)
         } else {
             let envelope = serde_json::from_str::<SnsEnvelope>(&d.body)
                 .ok()
                 .filter(|e| e.kind == "Notification" && e.topic_arn.starts_with("arn:"))
                 .ok_or("no `topic` attribute and not an SNS notification")?;
             let topic = envelope.topic_arn.rsplit(':').next().unwrap_or_default();
-            let payload = json_or_string(&envelope.message);
+            let payload = json_or_string(&envelope.message)?;
             (topic.to_string(), envelope.message_id, payload)
         };
         check_topic(&topic).map_err(|why| format!("topic `{topic}`: {why}"))?;

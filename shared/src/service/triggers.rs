@@ -75,7 +75,9 @@ pub async fn create(
 ) -> Result<Created, ServiceError> {
     let now = deps.now();
     let token = (spec.kind == TriggerKind::Webhook).then(new_token);
-    let trigger = Trigger::new(Uuid::now_v7(), pipeline, spec, token.as_deref(), now)
+    let min_interval =
+        chrono::Duration::from_std(deps.config.min_schedule_interval).unwrap_or_default();
+    let trigger = Trigger::new(Uuid::now_v7(), pipeline, spec, token.as_deref(), now, min_interval)
         .map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?;
     pipelines::get(deps, pipeline, None).await?;
     let absent = Condition::Absent {
