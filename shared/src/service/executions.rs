@@ -34,7 +34,9 @@ use crate::handlers::TaskContext;
 use crate::json::MAX_OUTPUT_DEPTH;
 use crate::ports::{Condition, HttpError, HttpRequest, Item, Key, OutgoingMessage, WriteOp};
 
-/// The most tasks one `enqueue` step may fan out.
+/// The most tasks one execution may enqueue, all its `enqueue` steps
+/// together: a pipeline of 50 steps cannot turn one hook call into 50,000
+/// tasks.
 pub const MAX_FAN_OUT: usize = 1000;
 /// The longest pause between two attempts of a step.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
@@ -346,6 +348,7 @@ async fn run_step(
 ) -> (StepOutcome, u32) {
     let step = &pipeline.spec.steps[index];
     let context = e.context();
+    let fan_out_left = MAX_FAN_OUT.saturating_sub(enqueued_by_earlier_steps(e));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -354,6 +357,7 @@ async fn run_step(
             step: step.clone(),
             event_schema: pipeline.spec.event_schema.clone(),
             schema_id: SchemaId::of(pipeline, Some(index)),
+            fan_out_left,
             context: context.clone(),
             execution: e.id,
             attempt,
@@ -383,6 +387,16 @@ async fn run_step(
     }
 }
 
+/// Tasks the finished `enqueue` steps of `e` enqueued (their outputs'
+/// `task_ids`).
+fn enqueued_by_earlier_steps(e: &Execution) -> usize {
+    e.steps
+        .iter()
+        .filter(|s| s.kind == "enqueue")
+        .filter_map(|s| s.output.as_ref()?.get("task_ids")?.as_array().map(Vec::len))
+        .sum()
+}
+
 /// One attempt of one step, owned so it can run on its own tokio task.
 struct Attempt {
     deps: Deps,
@@ -390,6 +404,8 @@ struct Attempt {
     event_schema: Option<Value>,
     /// The step's own schema, or the event schema when it names none.
     schema_id: SchemaId,
+    /// Tasks this execution may still enqueue.
+    fan_out_left: usize,
     context: Value,
     execution: Uuid,
     attempt: u32,
@@ -514,6 +530,11 @@ impl Attempt {
         queue: &str,
         items: Option<&str>,
     ) -> Result<Value, Failure> {
+        if self.fan_out_left == 0 {
+            return Err(Failure::Fatal(format!(
+                "this execution has enqueued {MAX_FAN_OUT} tasks, the most one may"
+            )));
+        }
         let kwargs: Vec<Map<String, Value>> = match items {
             None => vec![Map::from_iter([(
                 "context".to_string(),
@@ -521,14 +542,15 @@ impl Attempt {
             )])],
             Some(expression) => {
                 match self.evaluate(expression).await? {
-                    Value::Array(items) if items.len() <= MAX_FAN_OUT => items
+                    Value::Array(items) if items.len() <= self.fan_out_left => items
                         .into_iter()
                         .map(|item| Map::from_iter([("item".to_string(), item)]))
                         .collect(),
                     Value::Array(items) => {
                         return Err(Failure::Fatal(format!(
-                            "`items` yields {} elements; at most {MAX_FAN_OUT}",
-                            items.len()
+                            "`items` yields {} elements; this execution may enqueue {} more (at most {MAX_FAN_OUT} in all)",
+                            items.len(),
+                            self.fan_out_left
                         )));
                     }
                     other => {

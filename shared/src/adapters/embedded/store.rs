@@ -118,6 +118,23 @@ const GATHER_GAP: Duration = Duration::from_micros(250);
 /// 41-56k with 64 MiB (docs/BENCHMARKS.md).
 const CACHE_BYTES: usize = 64 << 20;
 
+/// Create the store file readable by its owner only (0600), or make an
+/// existing one so: it holds every task, result and (hashed) key. redb
+/// initialises an empty file as a new database.
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    options.open(path).map(|_| ())
+}
+
 impl EmbeddedStore {
     /// Opens (creating it and its parent directories if needed) the store
     /// file at `path`. Fails if another process has it open.
@@ -126,6 +143,8 @@ impl EmbeddedStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| unavailable(format!("creating directory {}", parent.display()), e))?;
         }
+        restrict_to_owner(path)
+            .map_err(|e| unavailable(format!("creating store file {}", path.display()), e))?;
         let opened = redb::Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(path);
