@@ -71,13 +71,38 @@ pub struct DevOptions {
     /// `<data-dir>/step-secret`.
     #[arg(long, env = "WARREN_STEP_SECRET", hide_env_values = true)]
     pub step_secret: Option<String>,
-    /// The API key every /api route requires (X-API-Key).
+    /// The API key every /api route requires (X-API-Key). lapinq's
+    /// `LAPINQ_API_KEY` is read when neither this nor WARREN_API_KEY is set.
     #[arg(long, env = "WARREN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Origins browsers may call the API from (comma-separated, `*` for
+    /// any): CORS answers, preflights included. Default: none.
+    #[arg(long, env = "WARREN_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+    /// Requests per minute per client address on /api/* (429 past it); 0
+    /// is no limit. lapinq's `LAPINQ_RATE_LIMIT` is read when neither this
+    /// nor WARREN_RATE_LIMIT is set.
+    #[arg(long, env = "WARREN_RATE_LIMIT")]
+    pub rate_limit: Option<u32>,
     /// The pipeline `POST /events` runs when the request names none
     /// (`?workflow=`).
     #[arg(long, env = "WARREN_DEFAULT_WORKFLOW")]
     pub default_workflow: Option<uuid::Uuid>,
+    /// The key `GET /metrics` requires (Authorization: Bearer, or
+    /// X-API-Key). Default: /metrics is public.
+    #[arg(long, env = "WARREN_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<String>,
+    /// The URL clients reach this API at, for the links it hands out (a
+    /// webhook trigger's URL). Default: the Host the request named.
+    #[arg(long, env = "WARREN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Shortest interval, in seconds, between two fires of a schedule trigger.
+    #[arg(long, default_value_t = 60, env = "WARREN_MIN_SCHEDULE_INTERVAL")]
+    pub min_schedule_interval: u64,
+    /// Seconds a finished pipeline execution (and its event) stays readable
+    /// before it is deleted (default 30 days).
+    #[arg(long, default_value_t = 30 * 86_400, env = "WARREN_EXECUTION_RETENTION")]
+    pub execution_retention: u64,
     /// Serve the API only: no worker, no topic dispatcher.
     #[arg(long)]
     pub no_worker: bool,
@@ -97,6 +122,9 @@ pub struct DevOptions {
     #[arg(long, env = "WARREN_TOPIC_QUEUE", default_value = "warren-topics")]
     pub topic_queue: String,
 }
+
+/// The shortest key accepted on a non-loopback address.
+const MIN_KEY_CHARS: usize = 16;
 
 /// Receives of one message before the embedded queue dead-letters it
 /// (template.yaml's `maxReceiveCount`).
@@ -129,6 +157,17 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         .init();
 
     let ip = resolve_host(&opts.host)?;
+    // lapinq's names, so a lapinq deployment moves over by its URL alone.
+    let lapinq = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut opts = opts;
+    opts.api_key = opts.api_key.clone().or_else(|| lapinq("LAPINQ_API_KEY"));
+    let rate_limit = match (opts.rate_limit, lapinq("LAPINQ_RATE_LIMIT")) {
+        (Some(n), _) => n,
+        (None, Some(n)) => n
+            .parse()
+            .with_context(|| format!("LAPINQ_RATE_LIMIT: `{n}` is not a number"))?,
+        (None, None) => 0,
+    };
     let api_key = ApiKey::new(opts.api_key.as_deref());
     if !api_key.is_enabled() {
         if !ip.is_loopback() {
@@ -140,6 +179,19 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             "no WARREN_API_KEY set: the API is open to anyone on this machine (loopback only)"
         );
     }
+    for (name, key) in [("WARREN_API_KEY", &opts.api_key), ("WARREN_METRICS_KEY", &opts.metrics_key)] {
+        let chars = key.as_deref().map_or(0, |k| k.chars().count());
+        if (1..MIN_KEY_CHARS).contains(&chars) && !ip.is_loopback() {
+            bail!("{name} is {chars} characters; one served beyond loopback needs at least {MIN_KEY_CHARS}");
+        }
+    }
+    let public_url = match opts.public_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(u) => match reqwest::Url::parse(u) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(u.to_string()),
+            _ => bail!("--public-url must be an absolute http(s) URL, got `{u}`"),
+        },
+        None => None,
+    };
 
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
@@ -193,12 +245,20 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         task_queue,
         topic_queue,
         default_timeout: Duration::from_secs(opts.task_timeout),
-        expired_retention: chrono::Duration::seconds(opts.expired_retention as i64),
+        expired_retention: chrono::Duration::seconds(
+            opts.expired_retention.min(100 * 365 * 86_400) as i64,
+        ),
         redispatch_after: Duration::from_secs(opts.redispatch_after),
         webhook_secret: secret,
         step_secret,
         api_key,
+        metrics_key: ApiKey::new(opts.metrics_key.as_deref()),
         default_workflow: opts.default_workflow,
+        min_schedule_interval: Duration::from_secs(opts.min_schedule_interval),
+        execution_retention: chrono::Duration::seconds(
+            opts.execution_retention.min(100 * 365 * 86_400) as i64,
+        ),
+        public_url,
         // The in-process queue dies with the process; the store does not.
         dispatch_inline: embedded.is_some(),
         snapshot_messages: embedded.is_none(),
@@ -241,7 +301,11 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", ip, opts.port))?;
     let addr = listener.local_addr()?;
-    let app = warren_cli_app(deps.clone());
+    let gateway = crate::Gateway {
+        cors_origins: opts.cors_origin.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
+        rate_limit,
+    };
+    let app = warren_cli_app(deps.clone(), &gateway);
     println!("warren listening on http://{addr}");
     tracing::info!(
         %addr,
@@ -253,6 +317,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     );
 
     let mut shutdown = stop.clone();
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {
@@ -279,8 +344,18 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn warren_cli_app(deps: Deps) -> axum::Router {
-    crate::app(deps).layer(tower_http::trace::TraceLayer::new_for_http())
+fn warren_cli_app(deps: Deps, gateway: &crate::Gateway) -> axum::Router {
+    // Spans name the path without its secrets (a hook's token is its credential).
+    let trace = tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!(
+                "request",
+                method = %req.method(),
+                path = %warren::http::redacted_path(req.uri().path()),
+            )
+        },
+    );
+    crate::gateway(deps, gateway).layer(trace)
 }
 
 fn resolve_host(host: &str) -> anyhow::Result<IpAddr> {

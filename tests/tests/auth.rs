@@ -3,7 +3,7 @@
 
 use warren_tests::*;
 
-const KEY: &str = "test-key-5f2b9c";
+const KEY: &str = "test-key-5f2b9c-7e41a";
 
 /// One request per /api route and method.
 fn api_routes() -> Vec<(&'static str, String, Option<Value>)> {
@@ -145,6 +145,18 @@ fn non_loopback_host_without_an_api_key_is_refused_at_start() {
         "the message does not mention WARREN_API_KEY: {stderr}"
     );
     assert!(!stdout.contains("warren listening"), "{stdout}");
+}
+
+#[test]
+fn a_key_shorter_than_16_characters_is_refused_beyond_loopback() {
+    let (status, stdout, stderr) = run_to_exit(
+        &["--host", "0.0.0.0", "--no-worker"],
+        &[("WARREN_API_KEY", "k")],
+        secs(20),
+    );
+    let status = status.unwrap_or_else(|| panic!("a 1-character key served 0.0.0.0: {stdout}"));
+    assert!(!status.success(), "exit status {status}");
+    assert!(stderr.contains("at least 16"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,7 +55,7 @@ async fn batch_with_one_bad_item_is_rejected_naming_its_index_and_stores_nothing
     let mut batch = items(5, "batch");
     batch[3] = json!({"queue_name": "batch", "args": [3]}); // no task_name
     let r = w.post("/api/v1/enqueue/batch", &batch).await;
-    r.expect_error(422, None);
+    r.expect_error(400, None);
     assert!(
         r.message().contains("item 3"),
         "message does not name item 3: {}",
@@ -70,7 +70,7 @@ async fn batch_with_one_bad_item_is_rejected_naming_its_index_and_stores_nothing
     let mut batch = items(5, "batch");
     batch[1]["args"] = json!("not a list");
     let r = w.post("/api/v1/enqueue/batch", &batch).await;
-    r.expect_error(422, None);
+    r.expect_error(400, None);
     assert!(
         r.message().contains("item 1"),
         "message does not name item 1: {}",
@@ -80,7 +80,7 @@ async fn batch_with_one_bad_item_is_rejected_naming_its_index_and_stores_nothing
     let mut batch = items(4, "batch");
     batch[2]["scheduled_at"] = json!("next tuesday");
     let r = w.post("/api/v1/enqueue/batch", &batch).await;
-    r.expect_error(422, None);
+    r.expect_error(400, None);
     assert!(
         r.message().contains("item 2"),
         "message does not name item 2: {}",
@@ -90,7 +90,7 @@ async fn batch_with_one_bad_item_is_rejected_naming_its_index_and_stores_nothing
     let mut batch = items(4, "batch");
     batch[0]["queue_name"] = json!("bad queue#");
     let r = w.post("/api/v1/enqueue/batch", &batch).await;
-    r.expect_error(422, None);
+    r.expect_error(400, None);
     assert!(
         r.message().contains("item 0"),
         "message does not name item 0: {}",
@@ -111,10 +111,10 @@ async fn batch_of_1001_items_is_413_and_stores_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn empty_batch_is_422() {
+async fn empty_batch_is_400() {
     let w = Warren::start(Opts::new().no_worker()).await;
     let r = w.post("/api/v1/enqueue/batch", &json!([])).await;
-    r.expect_error(422, None);
+    r.expect_error(400, None);
     assert_eq!(w.total_counted().await, 0);
 }
 

@@ -104,7 +104,7 @@ async fn metrics_escape_queue_names_in_labels() {
             &json!({"task_name": "echo", "queue_name": "we\"ird\\q"}),
         )
         .await;
-    if r.status == 422 {
+    if r.status == 400 {
         return; // such queue names are refused: nothing to escape
     }
     r.expect(201);

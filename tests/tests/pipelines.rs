@@ -173,7 +173,7 @@ async fn invalid_event_fails_with_its_violations_and_sync_validation_refuses_it_
 
     w.post("/events", &json!({}))
         .await
-        .expect_error(422, Some("no_workflow"));
+        .expect_error(400, Some("no_workflow"));
     let unknown = uuid::Uuid::now_v7();
     w.post(&format!("/events?workflow={unknown}"), &json!({}))
         .await
@@ -304,17 +304,17 @@ async fn pipeline_versions_and_bad_definitions_over_http() {
     bad_kind["steps"][0]["kind"] = json!("teleport");
     w.post("/api/v1/pipelines", &bad_kind)
         .await
-        .expect_error(422, None);
+        .expect_error(400, None);
     let mut bad_expression = orders();
     bad_expression["steps"][1]["expression"] = json!("{id: ");
     w.put(&format!("/api/v1/pipelines/{pipeline}"), &bad_expression)
         .await
-        .expect_error(422, Some("invalid_pipeline"));
+        .expect_error(400, Some("invalid_pipeline"));
     let mut bad_schema = orders();
     bad_schema["event_schema"] = json!({"type": "nothing"});
     w.post("/api/v1/pipelines", &bad_schema)
         .await
-        .expect_error(422, Some("invalid_pipeline"));
+        .expect_error(400, Some("invalid_pipeline"));
     let all = w.get("/api/v1/pipelines").await;
     assert_eq!(
         all.json.as_array().map(Vec::len),

@@ -135,7 +135,7 @@ async fn bad_trigger_and_publish_requests_are_clear_4xx_json() {
         .expect_error(400, Some("invalid_id"));
     w.post("/api/v1/topics/no%20spaces/messages", &json!({}))
         .await
-        .expect_error(422, Some("invalid_topic"));
+        .expect_error(400, Some("invalid_topic"));
     w.post_bytes("/api/v1/topics/orders/messages", "{oops")
         .await
         .expect_error(400, Some("invalid_json"));

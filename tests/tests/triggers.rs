@@ -117,7 +117,7 @@ async fn webhooks_and_bad_triggers(opts: Opts) {
         ),
         (json!({"type": "cron", "name": "x"}), "invalid_field"),
     ] {
-        w.post(&triggers, &body).await.expect_error(422, Some(code));
+        w.post(&triggers, &body).await.expect_error(400, Some(code));
     }
     let unknown = uuid::Uuid::now_v7();
     w.post(

@@ -25,17 +25,19 @@ pub fn router(deps: Deps) -> Router {
     warren::http::api(&deps, routes)
 }
 
-/// 201 `{"task_ids": [...], "count": n}`; one bad item rejects the whole
-/// batch with its index, and nothing is stored.
+/// 201 `{"task_ids": [...], "count": n}`: the ids of the stored tasks in
+/// order (a `ttl_seconds: 0` task runs but is not stored, so it has none,
+/// as lapinq answers); one bad item rejects the whole batch with its
+/// index, and nothing is stored.
 async fn enqueue_many(
     State(deps): State<Deps>,
     JsonArray(items): JsonArray<EnqueueRequest, MAX_BATCH>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if items.is_empty() {
-        return Err(ApiError::unprocessable("the batch is empty"));
+        return Err(ApiError::invalid_field("the batch is empty"));
     }
     let batch = items.into_iter().map(NewTask::from).collect();
-    let ids = enqueue_batch(&deps, batch).await?;
+    let ids: Vec<_> = enqueue_batch(&deps, batch).await?.into_iter().flatten().collect();
     let count = ids.len();
     Ok((
         StatusCode::CREATED,

@@ -245,7 +245,7 @@ mod tests {
         let a = call(router(none), "POST", "/events", "{}").await;
         assert_eq!(
             (a.status, a.body["code"].as_str()),
-            (StatusCode::UNPROCESSABLE_ENTITY, Some("no_workflow"))
+            (StatusCode::BAD_REQUEST, Some("no_workflow"))
         );
         let mut with_default = deps(|_| {});
         let id = pipeline(&with_default).await;
@@ -461,12 +461,12 @@ mod tests {
             (
                 "/api/v1/topics/bad%20topic/messages",
                 "{}",
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::BAD_REQUEST,
             ),
             (
                 "/api/v1/topics/a.b/messages",
                 "{}",
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::BAD_REQUEST,
             ),
             (
                 "/api/v1/topics/orders/messages",
@@ -486,7 +486,7 @@ mod tests {
             (
                 "/api/v1/topics/bad%20topic",
                 "",
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::BAD_REQUEST,
             ),
         ] {
             let method = if path.ends_with("messages") {

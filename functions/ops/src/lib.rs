@@ -1,7 +1,7 @@
 //! Operations endpoints, public by design: `GET /health` and `GET /metrics`.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -33,7 +33,10 @@ async fn health(State(deps): State<Deps>) -> Response {
 }
 
 /// Prometheus text: task counts per queue and status, counters, durations.
-async fn metrics(State(deps): State<Deps>) -> Result<Response, ApiError> {
+/// With a metrics key configured, only for scrapers that present it
+/// (`Authorization: Bearer`, as Prometheus sends it, or `X-API-Key`).
+async fn metrics(State(deps): State<Deps>, headers: HeaderMap) -> Result<Response, ApiError> {
+    deps.config.metrics_key.check(&headers)?;
     let queues = deps.queue_stats().await?;
     let body = deps.metrics.render(&queues);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())

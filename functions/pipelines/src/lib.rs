@@ -209,10 +209,14 @@ impl TriggerResponse {
     }
 }
 
-/// Where this API is reached, as the client reached it: the forwarded
-/// host and scheme behind a proxy or API Gateway, else the Host header and
-/// the request's scheme (`http` when it has none, as on `warren dev`).
-fn public_base(headers: &HeaderMap, uri: &Uri) -> String {
+/// Where this API is reached: the configured public URL, else the Host
+/// the client named (with API Gateway's `X-Forwarded-Proto` scheme). A
+/// client's `X-Forwarded-Host` is never used: it would let a caller point
+/// the URL shown with a fresh token anywhere.
+fn public_base(deps: &Deps, headers: &HeaderMap, uri: &Uri) -> String {
+    if let Some(url) = &deps.config.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
     let header = |name: &str| {
         headers
             .get(name)
@@ -221,8 +225,7 @@ fn public_base(headers: &HeaderMap, uri: &Uri) -> String {
             .map(str::trim)
             .filter(|v| !v.is_empty())
     };
-    let host = header("x-forwarded-host")
-        .or_else(|| header("host"))
+    let host = header("host")
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
     let scheme = match header("x-forwarded-proto").or_else(|| uri.scheme_str()) {
@@ -244,7 +247,10 @@ async fn create_trigger(
     let created = triggers::create(&deps, id_of(&id, "pipeline")?, spec).await?;
     let mut body = TriggerResponse::new(created.trigger, deps.now());
     if let Some(token) = created.token {
-        body.webhook_url = Some(format!("{}/hooks/{token}", public_base(&headers, &uri)));
+        body.webhook_url = Some(format!(
+            "{}/hooks/{token}",
+            public_base(&deps, &headers, &uri)
+        ));
         body.webhook_token = Some(token);
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -433,7 +439,7 @@ mod tests {
             let a = call(app.clone(), "POST", "/api/v1/pipelines", &body.to_string()).await;
             assert_eq!(
                 (a.status, a.body["code"].as_str()),
-                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                (StatusCode::BAD_REQUEST, Some(code)),
                 "{body}"
             );
             assert!(a.body["error"].as_str().is_some_and(|e| !e.is_empty()));
@@ -517,7 +523,7 @@ mod tests {
         .await;
         assert_eq!(
             (a.status, a.body["code"].as_str()),
-            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_period"))
+            (StatusCode::BAD_REQUEST, Some("invalid_period"))
         );
         let b = call(app(), "GET", "/api/v1/usage?from=yesterday", "").await;
         assert_eq!(b.status, StatusCode::BAD_REQUEST);
@@ -656,7 +662,7 @@ mod tests {
             let a = trigger(&app, &id, body.clone()).await;
             assert_eq!(
                 (a.status, a.body["code"].as_str()),
-                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                (StatusCode::BAD_REQUEST, Some(code)),
                 "{body}: {:?}",
                 a.body
             );

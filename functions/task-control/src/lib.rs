@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use warren::Deps;
 use warren::ServiceError;
 use warren::domain::TaskStatus;
-use warren::http::dto::{TaskResponse, task_id};
+use warren::http::dto::{TaskResponse, number, task_id};
 use warren::http::{ApiError, JsonBody, Params, decode_cursor, encode_cursor};
 use warren::service::control;
 use warren::service::tasks::TaskFilter;
@@ -25,35 +25,35 @@ pub fn router(deps: Deps) -> Router {
 
 #[derive(Deserialize)]
 struct ProgressRequest {
-    progress: u8,
+    #[serde(default)]
+    progress: Option<Value>,
     #[serde(default)]
     message: Option<String>,
 }
 
-/// 200 with the task; 409 unless it is running.
+/// 200 `{"status": "ok", "id", "progress", "progress_message"}` (lapinq's
+/// answer, with what was stored), whatever the task's status; 400 unless
+/// `progress` is a number from 0 to 100.
 async fn progress(
     State(deps): State<Deps>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ProgressRequest>,
-) -> Result<Json<TaskResponse>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let id = task_id(&id)?;
-    if body.progress > 100 {
-        return Err(ApiError::unprocessable("progress must be 0 to 100").with("field", "progress"));
-    }
-    let task = control::progress(&deps, id, body.progress, body.message)
+    let Some(progress) = body.progress.as_ref().and_then(Value::as_f64) else {
+        return Err(
+            ApiError::invalid_field("progress is required (0-100)").with("field", "progress")
+        );
+    };
+    let task = control::progress(&deps, id, progress, body.message)
         .await
-        .map_err(|e| match e {
-            ServiceError::Conflict {
-                code: "invalid_transition",
-                ..
-            } => ApiError::new(
-                StatusCode::CONFLICT,
-                "task_not_running",
-                "progress can only be reported for a running task",
-            ),
-            other => other.into(),
-        })?;
-    Ok(Json(task.into()))
+        .map_err(|e| ApiError::from(e).with("field", "progress"))?;
+    Ok(Json(json!({
+        "status": "ok",
+        "id": task.id,
+        "progress": task.progress.map(number),
+        "progress_message": task.progress_message,
+    })))
 }
 
 /// Cancel a pending task: 200 with the task; 404 if there is no pending task
@@ -73,16 +73,14 @@ async fn cancel(
     Ok(Json(task.into()))
 }
 
-/// Requeue a failed task: 200 with the task; 404 unless it is failed.
-async fn requeue(
-    State(deps): State<Deps>,
-    Path(id): Path<String>,
-) -> Result<Json<TaskResponse>, ApiError> {
+/// Requeue a failed task: 200 `{"status": "requeued", "id"}` (lapinq's
+/// answer); 404 unless it is failed.
+async fn requeue(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = task_id(&id)?;
     let task = control::requeue(&deps, id)
         .await
         .map_err(|e| not_in_state(e, "task_not_failed", "only a failed task can be requeued"))?;
-    Ok(Json(task.into()))
+    Ok(Json(json!({ "status": "requeued", "id": task.id })))
 }
 
 fn not_in_state(e: ServiceError, code: &'static str, message: &str) -> ApiError {

@@ -62,7 +62,7 @@ fn task(name: &str) -> NewTask {
         priority: 0,
         ttl_seconds: None,
         metadata: Map::new(),
-        retry_delay: Some(60),
+        retry_delay: Some(60.0),
         retry_backoff: false,
         webhook_url: None,
         timeout_seconds: Some(30),

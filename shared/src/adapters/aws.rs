@@ -147,7 +147,9 @@ fn env_or(name: &str, default: &str) -> String {
 /// `http` steps are signed with their own keys),
 /// `WARREN_TASK_TIMEOUT` (seconds, default 300), `WARREN_OUTBOUND_ALLOW`,
 /// `WARREN_DEFAULT_WORKFLOW` (the pipeline id `POST /events` uses when the
-/// request names none).
+/// request names none), `WARREN_MIN_SCHEDULE_INTERVAL` and
+/// `WARREN_EXECUTION_RETENTION` (seconds), `WARREN_METRICS_KEY_SHA256` (the
+/// key `/metrics` requires, by hash), `WARREN_PUBLIC_URL`.
 /// A missing or malformed setting fails the cold start with its name.
 pub async fn lambda_deps() -> Result<Deps, BoxError> {
     init_lambda_logging();
@@ -193,6 +195,35 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
         ),
         _ => None,
     };
+    let seconds = |name: &str, default: u64| -> Result<u64, BoxError> {
+        match std::env::var(name) {
+            Ok(s) if !s.trim().is_empty() => Ok(s
+                .trim()
+                .parse()
+                .map_err(|_| format!("{name}: `{s}` is not a number of seconds"))?),
+            _ => Ok(default),
+        }
+    };
+    let defaults = Config::default();
+    let min_schedule_interval = Duration::from_secs(seconds(
+        "WARREN_MIN_SCHEDULE_INTERVAL",
+        defaults.min_schedule_interval.as_secs(),
+    )?);
+    let execution_retention = chrono::Duration::seconds(
+        seconds(
+            "WARREN_EXECUTION_RETENTION",
+            defaults.execution_retention.num_seconds() as u64,
+        )?
+        .min(100 * 365 * 86_400) as i64,
+    );
+    let metrics_key = match std::env::var("WARREN_METRICS_KEY_SHA256") {
+        Ok(hex) if !hex.trim().is_empty() => ApiKey::from_sha256_hex(&hex)
+            .map_err(|e| format!("WARREN_METRICS_KEY_SHA256: {e}"))?,
+        _ => ApiKey::default(),
+    };
+    let public_url = std::env::var("WARREN_PUBLIC_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
     let resources = Resources::from_env();
     let clients = AwsClients::new(&sdk_config().await, None);
     Ok(Deps::live(
@@ -206,7 +237,11 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
             webhook_secret,
             step_secret,
             api_key,
+            metrics_key,
             default_workflow,
+            min_schedule_interval,
+            execution_retention,
+            public_url,
             ..Config::default()
         },
     ))

@@ -63,18 +63,19 @@ impl std::str::FromStr for TaskStatus {
 }
 
 /// How a failed attempt is retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryPolicy {
     pub max_retries: u32,
-    /// Fixed delay, or the base of the exponential backoff.
-    pub retry_delay: Option<u64>,
+    /// Fixed delay, or the base of the exponential backoff, in seconds
+    /// (fractions allowed, as lapinq takes them).
+    pub retry_delay: Option<f64>,
     pub retry_backoff: bool,
 }
 
-/// Base delay of exponential backoff when no `retry_delay` is given.
-const DEFAULT_BACKOFF_BASE: u64 = 1;
-/// No backoff waits longer than this.
-const MAX_BACKOFF: u64 = 3600;
+/// Base delay of exponential backoff when no (positive) `retry_delay` is given.
+const DEFAULT_BACKOFF_BASE: f64 = 1.0;
+/// No retry waits longer than this.
+const MAX_BACKOFF: f64 = 3600.0;
 
 impl RetryPolicy {
     /// Total attempts allowed: the first one plus the retries.
@@ -87,12 +88,13 @@ impl RetryPolicy {
     /// so a burst of failures does not retry in lockstep. `unit` is a uniform
     /// random number in [0, 1).
     pub fn delay_after(&self, attempt: u32, unit: f64) -> Duration {
+        let delay = self.retry_delay.filter(|d| d.is_finite() && *d > 0.0);
         if !self.retry_backoff {
-            return Duration::from_secs(self.retry_delay.unwrap_or(0));
+            return Duration::from_secs_f64(delay.unwrap_or(0.0).min(MAX_BACKOFF));
         }
-        let base = self.retry_delay.unwrap_or(DEFAULT_BACKOFF_BASE).max(1);
+        let base = delay.unwrap_or(DEFAULT_BACKOFF_BASE);
         let exp = attempt.saturating_sub(1).min(30);
-        let ceiling = base.saturating_mul(1u64 << exp).min(MAX_BACKOFF) as f64;
+        let ceiling = (base * f64::from(1u32 << exp)).min(MAX_BACKOFF);
         Duration::from_secs_f64(ceiling * unit.clamp(0.0, 1.0))
     }
 }
@@ -121,10 +123,10 @@ pub struct Task {
     pub status: TaskStatus,
     pub priority: i32,
     pub max_retries: u32,
-    pub retry_delay: Option<u64>,
+    pub retry_delay: Option<f64>,
     pub retry_backoff: bool,
     pub timeout_seconds: u64,
-    pub ttl_seconds: Option<u64>,
+    pub ttl_seconds: Option<f64>,
     pub metadata: Map<String, Value>,
     pub webhook_url: Option<String>,
     pub idempotency_key: Option<String>,
@@ -133,7 +135,8 @@ pub struct Task {
     /// The handler's result, as JSON text (the wire shape of the task API).
     pub result: Option<String>,
     pub error: Option<String>,
-    pub progress: Option<u8>,
+    /// 0 to 100, fractions allowed (as lapinq keeps it).
+    pub progress: Option<f64>,
     pub progress_message: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Not before this time (delayed tasks and retries).
@@ -175,8 +178,9 @@ impl Task {
 
     /// When the TTL runs out, if it has one.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        // Validated at enqueue to at most ten years: the sum cannot overflow.
         self.ttl_seconds
-            .map(|s| self.created_at + chrono::Duration::seconds(s as i64))
+            .map(|s| self.created_at + chrono::Duration::milliseconds((s * 1000.0).round() as i64))
     }
 
     /// Whether it may run at `now` (delayed tasks wait).
@@ -203,8 +207,11 @@ impl Task {
         t.attempts += 1;
         t.started_at = Some(now);
         t.completed_at = None;
-        t.progress = None;
-        t.progress_message = None;
+        if self.attempts > 0 {
+            // A retry starts over; progress reported before the first start stays.
+            t.progress = None;
+            t.progress_message = None;
+        }
         let lease = Duration::from_secs(t.timeout_seconds) + grace;
         t.lease_until =
             Some(now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX));
@@ -278,13 +285,14 @@ impl Task {
         Ok(t)
     }
 
-    /// Record progress of the running attempt.
+    /// Record progress (0 to 100), whatever the status: lapinq takes a
+    /// report for a task that has not started, or has just finished.
     pub fn report_progress(
         &self,
-        progress: u8,
+        progress: f64,
         message: Option<String>,
     ) -> Result<Task, TransitionError> {
-        let mut t = self.next("report progress", &[TaskStatus::Running])?;
+        let mut t = self.next("report progress", &TaskStatus::ALL)?;
         t.progress = Some(progress);
         t.progress_message = message;
         Ok(t)
@@ -314,7 +322,7 @@ mod tests {
             status,
             priority: 0,
             max_retries: 2,
-            retry_delay: Some(10),
+            retry_delay: Some(10.0),
             retry_backoff: false,
             timeout_seconds: 30,
             ttl_seconds: None,
@@ -442,21 +450,21 @@ mod tests {
     fn backoff_is_full_jitter_under_an_exponential_ceiling() {
         let p = RetryPolicy {
             max_retries: 10,
-            retry_delay: Some(2),
+            retry_delay: Some(2.0),
             retry_backoff: true,
         };
         assert_eq!(p.delay_after(1, 0.0), Duration::ZERO);
         assert_eq!(p.delay_after(1, 1.0), Duration::from_secs(2));
         assert_eq!(p.delay_after(3, 1.0), Duration::from_secs(8));
         assert_eq!(p.delay_after(3, 0.5), Duration::from_secs(4));
-        assert_eq!(p.delay_after(40, 1.0), Duration::from_secs(MAX_BACKOFF));
+        assert_eq!(p.delay_after(40, 1.0), Duration::from_secs_f64(MAX_BACKOFF));
     }
 
     #[test]
     fn fixed_delay_ignores_jitter() {
         let p = RetryPolicy {
             max_retries: 1,
-            retry_delay: Some(30),
+            retry_delay: Some(30.0),
             retry_backoff: false,
         };
         assert_eq!(p.delay_after(1, 0.1), Duration::from_secs(30));
@@ -476,14 +484,20 @@ mod tests {
     }
 
     #[test]
-    fn progress_is_only_for_running_tasks() {
-        assert!(task(TaskStatus::Pending).report_progress(5, None).is_err());
-        let t = task(TaskStatus::Running)
-            .report_progress(50, Some("half".into()))
-            .unwrap();
-        assert_eq!(
-            (t.progress, t.progress_message.as_deref()),
-            (Some(50), Some("half"))
-        );
+    fn progress_is_kept_in_any_status_and_a_retry_starts_it_over() {
+        for status in TaskStatus::ALL {
+            let t = task(status).report_progress(50.5, Some("half".into())).unwrap();
+            assert_eq!(
+                (t.progress, t.progress_message.as_deref()),
+                (Some(50.5), Some("half"))
+            );
+        }
+        let reported = task(TaskStatus::Pending).report_progress(5.0, None).unwrap();
+        let first = reported.start(now(), Duration::ZERO).unwrap();
+        assert_eq!(first.progress, Some(5.0), "reported before the first start");
+        let mut failed_once = first.clone();
+        failed_once.status = TaskStatus::Pending;
+        let retry = failed_once.start(now(), Duration::ZERO).unwrap();
+        assert_eq!(retry.progress, None, "a retry starts over");
     }
 }

@@ -20,9 +20,9 @@ pub struct EnqueueRequest {
     pub queue_name: Option<String>,
     #[serde(default)]
     pub module_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "array")]
     pub args: Option<Vec<Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object")]
     pub kwargs: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "timestamp")]
     pub scheduled_at: Option<DateTime<Utc>>,
@@ -30,12 +30,14 @@ pub struct EnqueueRequest {
     pub max_retries: Option<u32>,
     #[serde(default)]
     pub priority: Option<i32>,
+    /// Seconds, fractions allowed (lapinq keeps them as floats).
     #[serde(default)]
-    pub ttl_seconds: Option<u64>,
-    #[serde(default)]
+    pub ttl_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "object")]
     pub metadata: Option<Map<String, Value>>,
+    /// Seconds, fractions allowed.
     #[serde(default)]
-    pub retry_delay: Option<u64>,
+    pub retry_delay: Option<f64>,
     #[serde(default)]
     pub retry_backoff: Option<bool>,
     #[serde(default)]
@@ -69,6 +71,25 @@ impl From<EnqueueRequest> for NewTask {
             timeout_seconds: r.timeout_seconds,
             idempotency_key: r.idempotency_key,
         }
+    }
+}
+
+/// A JSON object or null; anything else is refused in lapinq's words
+/// ("metadata must be a JSON object").
+fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Map<String, Value>>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(_) => Err(serde::de::Error::custom("must be a JSON object")),
+    }
+}
+
+/// A JSON array or null.
+fn array<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Value>>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::Array(items)) => Ok(Some(items)),
+        Some(_) => Err(serde::de::Error::custom("must be a JSON array")),
     }
 }
 
@@ -110,16 +131,19 @@ pub struct TaskResponse {
     pub priority: i32,
     pub max_retries: u32,
     pub attempts: u32,
-    pub retry_delay: Option<u64>,
+    #[serde(serialize_with = "whole_as_integer")]
+    pub retry_delay: Option<f64>,
     pub retry_backoff: bool,
     pub timeout_seconds: u64,
-    pub ttl_seconds: Option<u64>,
+    #[serde(serialize_with = "whole_as_integer")]
+    pub ttl_seconds: Option<f64>,
     pub metadata: Map<String, Value>,
     pub webhook_url: Option<String>,
     pub idempotency_key: Option<String>,
     pub result: Option<String>,
     pub error: Option<String>,
-    pub progress: Option<u8>,
+    #[serde(serialize_with = "whole_as_integer")]
+    pub progress: Option<f64>,
     pub progress_message: Option<String>,
     pub created_at: DateTime<Utc>,
     pub scheduled_at: Option<DateTime<Utc>>,
@@ -158,6 +182,20 @@ impl From<Task> for TaskResponse {
             completed_at: t.completed_at,
             webhook: t.webhook,
         }
+    }
+}
+
+/// Seconds and percentages that may have fractions: whole ones are written
+/// as integers (`30`, not `30.0`), as warren has always answered them.
+fn whole_as_integer<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    v.map(number).serialize(s)
+}
+
+/// A JSON number, an integer when it is whole.
+pub fn number(x: f64) -> Value {
+    match x.fract() == 0.0 && x.abs() < 9.0e15 {
+        true => Value::from(x as i64),
+        false => Value::from(x),
     }
 }
 

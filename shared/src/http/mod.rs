@@ -3,8 +3,10 @@
 //! and the task DTOs of the wire API.
 
 pub mod auth;
+pub mod cors;
 pub mod dto;
 pub mod guard;
+pub mod rate;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,8 +47,10 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn unprocessable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+    /// 400 `invalid_field`: a well-formed request whose fields are not
+    /// acceptable (lapinq answers 400 to both kinds of bad request).
+    pub fn invalid_field(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_field", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -89,7 +93,7 @@ impl From<ServiceError> for ApiError {
                 code: "payload_too_large",
             } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
             ServiceError::Invalid { message, code } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+                ApiError::new(StatusCode::BAD_REQUEST, code, message)
             }
             ServiceError::Store(StoreError::Conflict { .. }) => ApiError::new(
                 StatusCode::CONFLICT,
@@ -115,9 +119,9 @@ impl From<ServiceError> for ApiError {
 
 /// Parse a JSON object body into `T`: 400 `invalid_json` for malformed text
 /// (whatever else is wrong with it), 400 `too_deep` past
-/// [`MAX_INPUT_DEPTH`], else 422 naming the field. Objects only: serde would
-/// otherwise take an array as a struct's fields in order, which no client
-/// means.
+/// [`MAX_INPUT_DEPTH`], else 400 `invalid_field` naming the field. Objects
+/// only: serde would otherwise take an array as a struct's fields in order,
+/// which no client means.
 pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
     expect_start(text, b'{', "the body must be a JSON object")?;
     check_depth(text)?;
@@ -128,10 +132,28 @@ pub fn parse_json<T: DeserializeOwned>(text: &[u8]) -> Result<T, ApiError> {
         }
         let path = e.path().to_string();
         let inner = e.into_inner();
+        let reason = inner.to_string();
+        // serde's "missing field `x` at line 1 column 9", in lapinq's words.
+        if let Some(field) = reason
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+        {
+            let field = match path.as_str() {
+                "." | "" => field.to_string(),
+                outer => format!("{outer}.{field}"),
+            };
+            return ApiError::invalid_field(format!("{field} is required")).with("field", field);
+        }
         if path == "." || path.is_empty() {
-            ApiError::unprocessable(format!("invalid body: {inner}"))
+            ApiError::invalid_field(format!("invalid body: {inner}"))
         } else {
-            ApiError::unprocessable(format!("invalid `{path}`: {inner}")).with("field", path)
+            // serde_json appends where in the text it was; the field says more.
+            let reason = reason.split(" at line ").next().unwrap_or(&reason);
+            let message = match reason.starts_with("must ") {
+                true => format!("{path} {reason}"), // "metadata must be a JSON object"
+                false => format!("{path}: {reason}"),
+            };
+            ApiError::invalid_field(message).with("field", path)
         }
     })?;
     de.end().map_err(|_| malformed(text))?;
@@ -188,7 +210,7 @@ fn expect_start(text: &[u8], open: u8, shape: &str) -> Result<(), ApiError> {
             "invalid_json",
             "request body is empty; JSON expected",
         )),
-        Some(_) if well_formed(text) => Err(ApiError::unprocessable(shape)),
+        Some(_) if well_formed(text) => Err(ApiError::invalid_field(shape)),
         Some(_) => Err(malformed(text)),
     }
 }
@@ -336,6 +358,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| Params(q.0))
             .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    }
+}
+
+/// A request path fit for logs: a hook's token (its credential) masked.
+pub fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/hooks/") {
+        Some(token) if !token.is_empty() => "/hooks/<token>".into(),
+        _ => path.into(),
     }
 }
 

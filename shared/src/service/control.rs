@@ -1,7 +1,10 @@
 //! Operator actions on tasks: cancel, requeue, report progress, bulk delete.
 //! Each is a compare-and-set; a lost race re-reads and tries again.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+type Timer = DateTime<Utc>;
 
 use super::enqueue::Dispatch;
 use super::tasks::TaskFilter;
@@ -11,18 +14,19 @@ use crate::domain::{Task, TaskStatus, TransitionError};
 /// Races lost before giving up (each needs a concurrent writer of the same task).
 const CAS_TRIES: usize = 8;
 
-/// Apply `change` to the current task until it sticks. The closure's error
-/// ends the attempt (the transition is not allowed from the current state).
+/// Apply `change` to the current task (and its current timer) until it
+/// sticks. The closure's error ends the attempt (the transition is not
+/// allowed from the current state).
 async fn update<F>(deps: &Deps, id: Uuid, change: F) -> Result<Task, ServiceError>
 where
-    F: Fn(&Task) -> Result<(Task, Option<chrono::DateTime<chrono::Utc>>), TransitionError>,
+    F: Fn(&Task, Option<Timer>) -> Result<(Task, Option<Timer>), TransitionError>,
 {
     for _ in 0..CAS_TRIES {
-        let task = deps
-            .get_task(id)
+        let (task, timer) = deps
+            .get_task_and_timer(id)
             .await?
             .ok_or(ServiceError::NotFound("task not found"))?;
-        let (next, timer) = change(&task).map_err(|e| ServiceError::Conflict {
+        let (next, timer) = change(&task, timer).map_err(|e| ServiceError::Conflict {
             message: e.to_string(),
             code: "invalid_transition",
         })?;
@@ -41,7 +45,7 @@ where
 /// pending → cancelled. Its message, when it arrives, is dropped.
 pub async fn cancel(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
     let now = deps.now();
-    update(deps, id, |t| t.cancel(now).map(|t| (t, None))).await
+    update(deps, id, |t, _| t.cancel(now).map(|t| (t, None))).await
 }
 
 /// failed → pending, due now, with a fresh attempt budget. Once written,
@@ -50,7 +54,7 @@ pub async fn requeue(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
     let deps = deps.clone();
     super::outbox::detached(async move {
         let now = deps.now();
-        let task = update(&deps, id, |t| {
+        let task = update(&deps, id, |t, _| {
             let next = t.requeue(now)?;
             let plan = deps.dispatch_plan(&next, now);
             Ok((next, Some(Deps::pending_timer(&plan))))
@@ -68,22 +72,23 @@ pub async fn requeue(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
     .await
 }
 
-/// Record progress (0-100) of a running task.
+/// Record progress (0-100) of a task, whatever its status (as lapinq does).
 pub async fn progress(
     deps: &Deps,
     id: Uuid,
-    progress: u8,
+    progress: f64,
     message: Option<String>,
 ) -> Result<Task, ServiceError> {
-    if progress > 100 {
+    if !(0.0..=100.0).contains(&progress) {
         return Err(ServiceError::invalid(
             "invalid_field",
-            "progress must be 0 to 100",
+            "progress must be between 0 and 100",
         ));
     }
-    update(deps, id, |t| {
+    update(deps, id, |t, timer| {
         let next = t.report_progress(progress, message.clone())?;
-        Ok((next, t.lease_until))
+        // Its timer stays: when the scheduler must look at it next.
+        Ok((next, timer))
     })
     .await
 }

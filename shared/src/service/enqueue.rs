@@ -20,6 +20,10 @@ use crate::ports::{
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 /// Longest accepted task timeout.
 pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+/// Longest accepted retry delay: a week.
+pub const MAX_RETRY_DELAY_SECONDS: f64 = 7.0 * 86_400.0;
+/// Longest accepted TTL: ten years.
+pub const MAX_TTL_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
 
 /// A task as a client asks for it, before it exists.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,9 +36,9 @@ pub struct NewTask {
     pub scheduled_at: Option<DateTime<Utc>>,
     pub max_retries: u32,
     pub priority: i32,
-    pub ttl_seconds: Option<u64>,
+    pub ttl_seconds: Option<f64>,
     pub metadata: Map<String, Value>,
-    pub retry_delay: Option<u64>,
+    pub retry_delay: Option<f64>,
     pub retry_backoff: bool,
     pub webhook_url: Option<String>,
     pub timeout_seconds: Option<u64>,
@@ -89,8 +93,13 @@ impl NewTask {
         if self.max_retries > 1000 {
             return bad("max_retries must be at most 1000".into());
         }
-        if self.retry_delay.is_some_and(|d| d > 7 * 86_400) {
-            return bad("retry_delay must be at most 604800 seconds".into());
+        if self
+            .retry_delay
+            .is_some_and(|d| !(0.0..=MAX_RETRY_DELAY_SECONDS).contains(&d))
+        {
+            return bad(format!(
+                "retry_delay must be 0 to {MAX_RETRY_DELAY_SECONDS} seconds"
+            ));
         }
         if let Some(t) = self.timeout_seconds
             && !(1..=MAX_TIMEOUT_SECONDS).contains(&t)
@@ -99,8 +108,16 @@ impl NewTask {
                 "timeout_seconds must be 1 to {MAX_TIMEOUT_SECONDS}"
             ));
         }
-        if self.ttl_seconds.is_some_and(|t| t > 10 * 365 * 86_400) {
-            return bad("ttl_seconds is too large".into());
+        if self
+            .ttl_seconds
+            .is_some_and(|t| !(0.0..=MAX_TTL_SECONDS).contains(&t))
+        {
+            return bad(format!("ttl_seconds must be 0 to {MAX_TTL_SECONDS} seconds"));
+        }
+        if let Some(at) = self.scheduled_at
+            && !(1970..=9999).contains(&chrono::Datelike::year(&at))
+        {
+            return bad("scheduled_at must lie between the years 1970 and 9999".into());
         }
         if let Some(url) = &self.webhook_url {
             match reqwest::Url::parse(url) {
@@ -227,7 +244,7 @@ pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError
     new.validate()?;
     let now = deps.now();
     let task = new.into_task(deps, now);
-    if task.ttl_seconds == Some(0) {
+    if task.ttl_seconds == Some(0.0) {
         send_ephemeral(deps, &task).await?;
         return Ok(Enqueued::Ephemeral);
     }
@@ -301,7 +318,7 @@ pub async fn enqueue_batch(
     let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
     let mut stored = 0;
     for task in tasks {
-        if task.ttl_seconds == Some(0) {
+        if task.ttl_seconds == Some(0.0) {
             ephemeral.push(ephemeral_message(&task)?);
             ids.push(None);
             continue;

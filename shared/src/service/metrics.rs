@@ -88,18 +88,28 @@ impl Metrics {
     /// The Prometheus exposition of these counters and the queue counts.
     pub fn render(&self, queues: &[QueueStats]) -> String {
         let mut out = String::with_capacity(2048);
-        out.push_str(
-            "# HELP warren_tasks Task counts by queue and status\n# TYPE warren_tasks gauge\n",
-        );
-        for q in queues {
-            for s in TaskStatus::ALL {
-                let _ = writeln!(
-                    out,
-                    "warren_tasks{{queue=\"{}\",status=\"{}\"}} {}",
-                    q.queue_name,
-                    s.as_str(),
-                    q.count(s)
-                );
+        // A queue whose tasks are all gone keeps its (zero) counters: its
+        // rows would stay forever. lapinq's gauge name is kept beside
+        // warren's, so a lapinq scrape config and its panels keep working.
+        let live: Vec<&QueueStats> = queues
+            .iter()
+            .filter(|q| TaskStatus::ALL.iter().any(|s| q.count(*s) != 0))
+            .collect();
+        for gauge in ["warren_tasks", "lapinq_tasks"] {
+            let _ = writeln!(
+                out,
+                "# HELP {gauge} Task counts by queue and status\n# TYPE {gauge} gauge"
+            );
+            for q in &live {
+                for s in TaskStatus::ALL {
+                    let _ = writeln!(
+                        out,
+                        "{gauge}{{queue=\"{}\",status=\"{}\"}} {}",
+                        q.queue_name,
+                        s.as_str(),
+                        q.count(s)
+                    );
+                }
             }
         }
         let counters = [

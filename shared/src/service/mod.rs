@@ -83,12 +83,18 @@ pub struct Config {
     /// The key every `/api` route requires (hashed); disabled only for
     /// loopback development.
     pub api_key: crate::http::ApiKey,
+    /// The key `GET /metrics` requires (hashed); disabled: public.
+    pub metrics_key: crate::http::ApiKey,
     /// The pipeline that processes `POST /events` when the request names none.
     pub default_workflow: Option<uuid::Uuid>,
     /// The shortest interval between two fires of a schedule trigger.
     pub min_schedule_interval: Duration,
     /// How long a finished execution (and its event) stays readable.
     pub execution_retention: chrono::Duration,
+    /// The URL clients reach this API at (`https://api.example.com`), for
+    /// the links it hands out (a webhook trigger's URL); else the request's
+    /// own Host.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -105,9 +111,11 @@ impl Default for Config {
             step_secret: Vec::new(),
             webhook_attempts: 4,
             api_key: crate::http::ApiKey::default(),
+            metrics_key: crate::http::ApiKey::default(),
             default_workflow: None,
             min_schedule_interval: Duration::from_secs(60),
             execution_retention: chrono::Duration::days(30),
+            public_url: None,
             dispatch_inline: false,
             snapshot_messages: true,
         }

@@ -165,6 +165,23 @@ impl Deps {
             .and_then(task_from_item))
     }
 
+    /// The live task with this id and when its timer fires (`None` when it
+    /// has none).
+    pub async fn get_task_and_timer(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(Task, Option<DateTime<Utc>>)>, ServiceError> {
+        let now = self.now().timestamp();
+        let item = self.store.get(&task_key(id)).await?;
+        Ok(item.filter(|i| !i.is_expired(now)).and_then(|item| {
+            let timer = item
+                .index_key(TIMER)
+                .and_then(|k| k.sk.split('#').next()?.parse().ok())
+                .and_then(DateTime::<Utc>::from_timestamp_millis);
+            task_from_item(&item).map(|task| (task, timer))
+        }))
+    }
+
     /// The writes that replace `prev` (the stored version, if any) by `next`:
     /// a compare-and-set on the version plus the counter change.
     pub fn task_write(

@@ -34,7 +34,7 @@ fn new_task(name: &str) -> NewTask {
         priority: 0,
         ttl_seconds: None,
         metadata: Map::new(),
-        retry_delay: Some(0),
+        retry_delay: Some(0.0),
         retry_backoff: false,
         webhook_url: None,
         timeout_seconds: Some(30),
@@ -247,7 +247,7 @@ async fn lost_message_is_re_sent_by_the_outbox_timer() {
 async fn pending_task_past_its_ttl_expires_then_is_deleted() {
     let (deps, clock) = setup(Registry::standard());
     let mut t = new_task("echo");
-    t.ttl_seconds = Some(60);
+    t.ttl_seconds = Some(60.0);
     t.scheduled_at = Some(t0() + chrono::Duration::hours(1));
     let id = created(&deps, t).await;
     clock.advance(chrono::Duration::seconds(61));
