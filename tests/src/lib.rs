@@ -341,6 +341,34 @@ impl Warren {
         self.spawn().await;
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("warren is running").id()
+    }
+
+    /// The most memory the server has held resident so far, in MiB (its
+    /// high-water mark, VmHWM).
+    pub fn peak_rss_mib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+            .expect("VmHWM in /proc/<pid>/status")
+    }
+
+    /// Stop the server and start it again on the same data, then check it
+    /// serves: health, and every list that reads past stored records.
+    pub async fn restarts_and_serves(&mut self) {
+        self.restart().await;
+        self.get("/health").await.expect(200);
+        for list in ["/api/v1/tasks?limit=1000", "/api/v1/queues", "/api/v1/pipelines?limit=1000"] {
+            self.get(list).await.expect(200);
+        }
+    }
+
     /// The data directory (`--data-dir`).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -710,6 +738,15 @@ pub async fn wait_until<T>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The execution `id` once it is no longer running (within 20 s).
+pub async fn finished_execution(w: &Warren, id: &str) -> Value {
+    wait_until("the execution to finish", secs(20), async || {
+        let e = w.get(&format!("/api/v1/executions/{id}")).await.json;
+        (e["status"] != "running").then_some(e)
+    })
+    .await
 }
 
 /// Run `warren dev` (fresh data dir, port 0, plus `args`/`env`) expecting it

@@ -34,13 +34,6 @@ async fn finished_event(w: &Warren, id: &str) -> Value {
 }
 
 /// Poll an execution until it leaves `running`.
-async fn finished_execution(w: &Warren, id: &str) -> Value {
-    wait_until("the execution to finish", secs(20), async || {
-        let e = w.get(&format!("/api/v1/executions/{id}")).await.json;
-        (e["status"] != "running").then_some(e)
-    })
-    .await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_event_runs_the_pipeline_to_success_with_every_step_output() {

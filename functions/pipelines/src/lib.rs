@@ -57,7 +57,7 @@ pub fn router(deps: Deps) -> Router {
         .route("/hooks/{token}", post(hook))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .with_state(deps.clone());
-    warren::http::api(&deps, routes).merge(public)
+    warren::http::api(&deps, routes).merge(warren::http::private(public))
 }
 
 #[derive(Deserialize)]

@@ -383,14 +383,34 @@ pub fn with_fallbacks(router: Router) -> Router {
 }
 
 /// Finish an `/api` router: every route requires the API key (when one is
-/// configured) and gets the shared dependencies as state.
+/// configured), gets the shared dependencies as state, and answers as
+/// [`private`].
 pub fn api(deps: &crate::Deps, routes: Router<crate::Deps>) -> Router {
-    routes
-        .route_layer(axum::middleware::from_fn_with_state(
-            deps.config.api_key.clone(),
-            require_api_key,
-        ))
-        .with_state(deps.clone())
+    private(
+        routes
+            .route_layer(axum::middleware::from_fn_with_state(
+                deps.config.api_key.clone(),
+                require_api_key,
+            ))
+            .with_state(deps.clone()),
+    )
+}
+
+/// Answers that may carry tokens, keys or task data: never cached, never
+/// sniffed as another content type by a browser.
+pub fn private(routes: Router) -> Router {
+    routes.layer(axum::middleware::map_response(
+        |mut answer: Response| async move {
+            use axum::http::{HeaderValue, header};
+            let headers = answer.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            answer
+        },
+    ))
 }
 
 /// Decode a list cursor from a query parameter.
