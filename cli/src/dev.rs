@@ -179,15 +179,22 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             "no WARREN_API_KEY set: the API is open to anyone on this machine (loopback only)"
         );
     }
-    for (name, key) in [("WARREN_API_KEY", &opts.api_key), ("WARREN_METRICS_KEY", &opts.metrics_key)] {
+    for (name, key) in [
+        ("WARREN_API_KEY", &opts.api_key),
+        ("WARREN_METRICS_KEY", &opts.metrics_key),
+    ] {
         let chars = key.as_deref().map_or(0, |k| k.chars().count());
         if (1..MIN_KEY_CHARS).contains(&chars) && !ip.is_loopback() {
-            bail!("{name} is {chars} characters; one served beyond loopback needs at least {MIN_KEY_CHARS}");
+            bail!(
+                "{name} is {chars} characters; one served beyond loopback needs at least {MIN_KEY_CHARS}"
+            );
         }
     }
     let public_url = match opts.public_url.as_deref().filter(|u| !u.is_empty()) {
         Some(u) => match reqwest::Url::parse(u) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(u.to_string()),
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                Some(u.to_string())
+            }
             _ => bail!("--public-url must be an absolute http(s) URL, got `{u}`"),
         },
         None => None,
@@ -235,7 +242,11 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let allow = parse_allow_list(&opts.outbound_allow)
         .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
     let http = GuardedHttpClient::new(allow).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let secret = signing_secret(opts.webhook_secret.as_deref(), &opts.data_dir, "webhook-secret")?;
+    let secret = signing_secret(
+        opts.webhook_secret.as_deref(),
+        &opts.data_dir,
+        "webhook-secret",
+    )?;
     let step_secret = signing_secret(opts.step_secret.as_deref(), &opts.data_dir, "step-secret")?;
     if step_secret == secret {
         bail!("the step secret must differ from the webhook secret");
@@ -302,7 +313,12 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}:{}", ip, opts.port))?;
     let addr = listener.local_addr()?;
     let gateway = crate::Gateway {
-        cors_origins: opts.cors_origin.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect(),
+        cors_origins: opts
+            .cors_origin
+            .iter()
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect(),
         rate_limit,
     };
     let app = warren_cli_app(deps.clone(), &gateway);

@@ -17,7 +17,7 @@ struct Cli {
 enum Command {
     /// Run warren locally: every endpoint, the worker and the scheduler in
     /// one process, with an embedded durable store.
-    Dev(warren_cli::dev::DevOptions),
+    Dev(Box<warren_cli::dev::DevOptions>),
     /// Load-test a running warren (enqueue, batch enqueue, end-to-end).
     Bench(warren_cli::bench::BenchOptions),
     /// Create the DynamoDB table and the SQS queues warren uses, on AWS or on
@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Dev(opts) => runtime.block_on(warren_cli::dev::run(opts)),
+        Command::Dev(opts) => runtime.block_on(warren_cli::dev::run(*opts)),
         Command::Bench(opts) => runtime.block_on(warren_cli::bench::run(opts)),
         Command::Provision(opts) => runtime.block_on(warren_cli::provision::run(opts)),
         Command::Cost(opts) => runtime.block_on(warren_cli::cost::run(opts)),

@@ -429,7 +429,11 @@ async fn cancel_requeue_and_bulk_delete_follow_the_state_machine() {
         &[],
     )
     .await;
-    assert_eq!(progress.status, StatusCode::OK, "lapinq records progress in any status");
+    assert_eq!(
+        progress.status,
+        StatusCode::OK,
+        "lapinq records progress in any status"
+    );
     assert_eq!(progress.body["status"], "ok");
     let cancel = call(&deps, "DELETE", &format!("/api/v1/tasks/{id}"), None, &[]).await;
     assert_eq!(cancel.status, StatusCode::OK);

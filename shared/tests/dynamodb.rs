@@ -122,12 +122,22 @@ async fn a_damaged_item_is_skipped_by_queries_and_refused_by_get() {
         .await
         .expect("write a damaged item");
     let sks = |items: Vec<Item>| -> Vec<String> { items.into_iter().map(|i| i.key.sk).collect() };
-    let table_page = store.query(&Query::table("part", 2)).await.expect("table query");
-    assert_eq!(sks(table_page), ["a", "c"], "the page is filled past the damaged item");
+    let table_page = store
+        .query(&Query::table("part", 2))
+        .await
+        .expect("table query");
+    assert_eq!(
+        sks(table_page),
+        ["a", "c"],
+        "the page is filled past the damaged item"
+    );
     let index_page = store
         .query(&Query::index(Index::Gsi1, "ipart", 10))
         .await
         .expect("index query");
     assert_eq!(sks(index_page), ["a", "c"]);
-    assert!(store.get(&Key::new("part", "b")).await.is_err(), "a get of it fails");
+    assert!(
+        store.get(&Key::new("part", "b")).await.is_err(),
+        "a get of it fails"
+    );
 }

@@ -364,7 +364,11 @@ impl Warren {
     pub async fn restarts_and_serves(&mut self) {
         self.restart().await;
         self.get("/health").await.expect(200);
-        for list in ["/api/v1/tasks?limit=1000", "/api/v1/queues", "/api/v1/pipelines?limit=1000"] {
+        for list in [
+            "/api/v1/tasks?limit=1000",
+            "/api/v1/queues",
+            "/api/v1/pipelines?limit=1000",
+        ] {
             self.get(list).await.expect(200);
         }
     }

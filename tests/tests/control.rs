@@ -90,7 +90,11 @@ async fn progress_of_a_pending_task_is_kept_as_lapinq_keeps_it() {
     let t = w.task(&id).await;
     assert_eq!(
         (&t["status"], &t["progress"], &t["progress_message"]),
-        (&json!("pending"), &json!(12.5), &json!("queued behind others"))
+        (
+            &json!("pending"),
+            &json!(12.5),
+            &json!("queued behind others")
+        )
     );
     let unknown = uuid::Uuid::now_v7();
     w.patch(

@@ -76,7 +76,10 @@ async fn a_short_expression_that_doubles_its_result_fails_its_step_without_eatin
     // A sane expression still runs.
     let p = w.create_pipeline(&transform("{got: event.n}")).await;
     let e = run(&w, &p, &json!({"n": 7})).await;
-    assert_eq!((&e["status"], &e["output"]), (&json!("success"), &json!({"got": 7})));
+    assert_eq!(
+        (&e["status"], &e["output"]),
+        (&json!("success"), &json!({"got": 7}))
+    );
     w.restarts_and_serves().await;
 }
 
@@ -95,7 +98,10 @@ async fn deep_json_is_refused_everywhere(w: &Warren) {
         )
         .await;
     hook.expect(201);
-    let token = hook.json["webhook_token"].as_str().expect("token").to_string();
+    let token = hook.json["webhook_token"]
+        .as_str()
+        .expect("token")
+        .to_string();
     w.post(&format!("/api/v1/events/{p}"), &json!({}))
         .await
         .expect(200);
@@ -110,7 +116,10 @@ async fn deep_json_is_refused_everywhere(w: &Warren) {
             .await
             .expect_error(400, Some("too_deep"));
     }
-    let task = format!(r#"{{"task_name": "echo", "kwargs": {{"k": {}}}}}"#, nested(40));
+    let task = format!(
+        r#"{{"task_name": "echo", "kwargs": {{"k": {}}}}}"#,
+        nested(40)
+    );
     w.post_bytes("/api/v1/enqueue", task.clone())
         .await
         .expect_error(400, Some("too_deep"));
@@ -122,13 +131,21 @@ async fn deep_json_is_refused_everywhere(w: &Warren) {
 
     // At the limit: stored and read back; its output would nest deeper
     // than an execution keeps, so the step fails, not the store.
-    let at_limit = w.post(&format!("/events?workflow={p}"), &nested_value(32)).await;
+    let at_limit = w
+        .post(&format!("/events?workflow={p}"), &nested_value(32))
+        .await;
     at_limit.expect(202);
     let e = finished_execution(w, at_limit.json["task_id"].as_str().unwrap()).await;
     assert_eq!(e["status"], "error", "{e}");
-    assert!(e["error"].as_str().unwrap_or("").contains("nests deeper"), "{e}");
+    assert!(
+        e["error"].as_str().unwrap_or("").contains("nests deeper"),
+        "{e}"
+    );
     let event = w
-        .get(&format!("/events/{}", at_limit.json["event_id"].as_str().unwrap()))
+        .get(&format!(
+            "/events/{}",
+            at_limit.json["event_id"].as_str().unwrap()
+        ))
         .await;
     event.expect(200);
     assert_eq!(event.json["data"], nested_value(32));
@@ -158,7 +175,9 @@ fn damage(data_dir: &std::path::Path, pk: &str, sk: &str) {
     let tx = db.begin_write().expect("write transaction");
     {
         let mut items = tx.open_table(ITEMS).expect("items table");
-        let old = items.insert((pk, sk), b"\x01damaged".as_slice()).expect("overwrite");
+        let old = items
+            .insert((pk, sk), b"\x01damaged".as_slice())
+            .expect("overwrite");
         assert!(old.is_some(), "({pk}, {sk}) was stored");
     }
     tx.commit().expect("commit");
@@ -167,8 +186,12 @@ fn damage(data_dir: &std::path::Path, pk: &str, sk: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_is_skipped_by_lists_the_scheduler_and_start_up() {
     let mut w = Warren::start(Opts::new().no_worker()).await;
-    let damaged = w.enqueue(&json!({"task_name": "echo", "args": ["damaged"]})).await;
-    let now_due = w.enqueue(&json!({"task_name": "echo", "args": ["now"]})).await;
+    let damaged = w
+        .enqueue(&json!({"task_name": "echo", "args": ["damaged"]}))
+        .await;
+    let now_due = w
+        .enqueue(&json!({"task_name": "echo", "args": ["now"]}))
+        .await;
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
     let later = w
         .enqueue(&json!({"task_name": "echo", "args": ["soon"], "scheduled_at": soon}))
@@ -200,7 +223,14 @@ async fn outgoing_calls_never_go_through_a_proxy_from_the_environment() {
     let proxy = Receiver::ok().await;
     let target = Receiver::ok().await;
     let mut opts = Opts::new();
-    for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+    for var in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
         opts = opts.env(var, &proxy.base);
     }
     let mut w = Warren::start(opts.clone()).await;
@@ -212,16 +242,26 @@ async fn outgoing_calls_never_go_through_a_proxy_from_the_environment() {
     let t = w.wait_for_status(&id, "failed", secs(20)).await;
     assert!(t["error"].as_str().unwrap_or("").contains("refused"), "{t}");
     let hook = w
-        .enqueue(&json!({"task_name": "echo", "webhook_url": format!("http://localhost:{port}/hook")}))
+        .enqueue(
+            &json!({"task_name": "echo", "webhook_url": format!("http://localhost:{port}/hook")}),
+        )
         .await;
     let t = wait_until("the webhook outcome", secs(20), async || {
         let t = w.task(&hook).await;
         (t["webhook"]["status"] == "failed").then_some(t)
     })
     .await;
-    assert!(t["webhook"]["last_error"].as_str().unwrap_or("").contains("refused"), "{t}");
+    assert!(
+        t["webhook"]["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("refused"),
+        "{t}"
+    );
     let p = w
-        .create_pipeline(&json!({"name": "out", "steps": [{"name": "h", "kind": "http", "url": url}]}))
+        .create_pipeline(
+            &json!({"name": "out", "steps": [{"name": "h", "kind": "http", "url": url}]}),
+        )
         .await;
     let e = run(&w, &p, &json!({})).await;
     assert_eq!(e["status"], "error", "{e}");
@@ -244,13 +284,13 @@ async fn ipv6_addresses_that_reach_ipv4_or_special_ranges_are_refused() {
     let mut w = Warren::default().await;
     let mut ids = Vec::new();
     for host in [
-        "[64:ff9b::7f00:1]",           // NAT64 of 127.0.0.1
-        "[64:ff9b::a9fe:a9fe]",        // NAT64 of 169.254.169.254
-        "[64:ff9b:1::808:808]",        // local-use NAT64
-        "[2002:7f00:1::1]",            // 6to4 of 127.0.0.1
+        "[64:ff9b::7f00:1]",                      // NAT64 of 127.0.0.1
+        "[64:ff9b::a9fe:a9fe]",                   // NAT64 of 169.254.169.254
+        "[64:ff9b:1::808:808]",                   // local-use NAT64
+        "[2002:7f00:1::1]",                       // 6to4 of 127.0.0.1
         "[2001:0:4136:e378:8000:63bf:3fff:fdd2]", // Teredo
-        "[fec0::1]",                   // site-local
-        "[100::1]",                    // discard-only
+        "[fec0::1]",                              // site-local
+        "[100::1]",                               // discard-only
     ] {
         let url = format!("http://{host}:8080/");
         let id = w
@@ -260,9 +300,15 @@ async fn ipv6_addresses_that_reach_ipv4_or_special_ranges_are_refused() {
     }
     for (host, id) in ids {
         let t = w.wait_for_status(&id, "failed", secs(20)).await;
-        assert_eq!(t["attempts"], 1, "{host}: refused at once, not retried: {t}");
+        assert_eq!(
+            t["attempts"], 1,
+            "{host}: refused at once, not retried: {t}"
+        );
         assert!(
-            t["error"].as_str().unwrap_or("").contains("private or internal"),
+            t["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("private or internal"),
             "{host}: {t}"
         );
     }
@@ -325,19 +371,31 @@ async fn web_pages_cannot_drive_a_gateway_without_a_key() {
         .await
         .expect(201);
     let own = w.base.clone();
-    w.send_raw("POST", "/api/v1/enqueue", &[text, ("origin", &own)], Some(task.clone()))
-        .await
-        .expect(201);
+    w.send_raw(
+        "POST",
+        "/api/v1/enqueue",
+        &[text, ("origin", &own)],
+        Some(task.clone()),
+    )
+    .await
+    .expect(201);
 
     // An origin allowed with --cors-origin gets CORS answers.
-    w.restart_with(Opts::new().no_worker().args(["--cors-origin", "http://localhost:3000"]))
-        .await;
+    w.restart_with(
+        Opts::new()
+            .no_worker()
+            .args(["--cors-origin", "http://localhost:3000"]),
+    )
+    .await;
     let dev = ("origin", "http://localhost:3000");
     let r = w
         .send_raw("POST", "/api/v1/enqueue", &[text, dev], Some(task.clone()))
         .await;
     r.expect(201);
-    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:3000"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:3000")
+    );
     let preflight = w
         .send_raw(
             "OPTIONS",
@@ -347,7 +405,10 @@ async fn web_pages_cannot_drive_a_gateway_without_a_key() {
         )
         .await;
     preflight.expect(200);
-    assert_eq!(preflight.header("access-control-allow-methods"), Some("POST"));
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("POST")
+    );
     w.send_raw("OPTIONS", "/api/v1/enqueue", &[], None)
         .await
         .expect_error(405, None);
@@ -379,7 +440,8 @@ async fn huge_batches_are_refused_while_read(w: &Warren, fits: usize) {
         .await;
     if let Ok(r) = r {
         assert_eq!(r.status().as_u16(), 413);
-        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
+        let body: Value =
+            serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
         assert_eq!(body["code"], "payload_too_large", "{body}");
     }
     assert_eq!(w.total_counted().await, 0, "nothing was stored");
@@ -428,7 +490,11 @@ async fn bulk_delete_goes_in_bounded_steps(w: &Warren, n: usize, min_calls: u32)
         let started = Instant::now();
         let r = w.delete(&format!("/api/v1/tasks?all=true{cursor}")).await;
         r.expect(200);
-        assert!(started.elapsed() < secs(20), "one call took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < secs(20),
+            "one call took {:?}",
+            started.elapsed()
+        );
         calls += 1;
         let got = r.json["deleted"].as_u64().expect("deleted count");
         assert!(got <= 1000, "one call deleted {got}");
@@ -461,15 +527,21 @@ async fn work_per_request_and_per_record_is_bounded() {
 
     // Executions and their events expire after the retention.
     let e = run(&w, &p, &json!({"x": 1})).await;
-    let event = w.post(&format!("/events?workflow={p}"), &json!({"y": 2})).await;
+    let event = w
+        .post(&format!("/events?workflow={p}"), &json!({"y": 2}))
+        .await;
     event.expect(202);
     finished_execution(&w, event.json["task_id"].as_str().unwrap()).await;
     let execution = format!("/api/v1/executions/{}", e["id"].as_str().unwrap());
     let event = format!("/events/{}", event.json["event_id"].as_str().unwrap());
-    wait_until("the finished execution and event to expire", secs(20), async || {
-        let gone = w.get(&execution).await.status == 404 && w.get(&event).await.status == 404;
-        gone.then_some(())
-    })
+    wait_until(
+        "the finished execution and event to expire",
+        secs(20),
+        async || {
+            let gone = w.get(&execution).await.status == 404 && w.get(&event).await.status == 404;
+            gone.then_some(())
+        },
+    )
     .await;
 
     // Fan-out: 1000 tasks per execution across all its enqueue steps.
@@ -481,9 +553,18 @@ async fn work_per_request_and_per_record_is_bounded() {
     let items = Value::Array((0..600).map(Value::from).collect());
     let e = run(&w, &fan, &json!({"a": items, "b": items})).await;
     assert_eq!(e["status"], "error", "{e}");
-    assert!(e["steps"][1]["error"].as_str().unwrap_or("").contains("at most 1000"), "{e}");
+    assert!(
+        e["steps"][1]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("at most 1000"),
+        "{e}"
+    );
     let fanned = w.queue("fan").await.expect("the fan queue");
-    let total: u64 = ["pending", "running", "completed"].iter().map(|s| fanned[s].as_u64().unwrap()).sum();
+    let total: u64 = ["pending", "running", "completed"]
+        .iter()
+        .map(|s| fanned[s].as_u64().unwrap())
+        .sum();
     assert_eq!(total, 600, "{fanned}");
 
     w.restart_with(Opts::new().no_worker()).await;
@@ -514,20 +595,40 @@ async fn huge_numbers_and_far_dates_answer_4xx_or_fail_the_task_never_the_proces
             .await
             .expect_error(400, None);
     }
-    for at in ["+262142-12-31T23:59:59Z", "-262143-01-01T00:00:00Z", "0000-01-01T00:00:00Z"] {
-        w.post("/api/v1/enqueue", &json!({"task_name": "echo", "scheduled_at": at}))
-            .await
-            .expect_error(400, None);
+    for at in [
+        "+262142-12-31T23:59:59Z",
+        "-262143-01-01T00:00:00Z",
+        "0000-01-01T00:00:00Z",
+    ] {
+        w.post(
+            "/api/v1/enqueue",
+            &json!({"task_name": "echo", "scheduled_at": at}),
+        )
+        .await
+        .expect_error(400, None);
     }
     for ttl in [json!(1e300), json!(-1), json!(1e-300)] {
-        let r = w.post("/api/v1/enqueue", &json!({"task_name": "echo", "ttl_seconds": ttl})).await;
-        assert!(r.status == 201 || r.status == 400, "ttl {ttl}: {} {}", r.status, r.text);
+        let r = w
+            .post(
+                "/api/v1/enqueue",
+                &json!({"task_name": "echo", "ttl_seconds": ttl}),
+            )
+            .await;
+        assert!(
+            r.status == 201 || r.status == 400,
+            "ttl {ttl}: {} {}",
+            r.status,
+            r.text
+        );
     }
     let sleepy = w
         .enqueue(&json!({"task_name": "sleep", "kwargs": {"seconds": 1e300}, "timeout_seconds": 1, "max_retries": 0}))
         .await;
     let t = w.wait_for_status(&sleepy, "failed", secs(20)).await;
-    assert!(t["error"].as_str().unwrap_or("").contains("timed out"), "{t}");
+    assert!(
+        t["error"].as_str().unwrap_or("").contains("timed out"),
+        "{t}"
+    );
     let slow_http = w
         .enqueue(&json!({"task_name": "http", "kwargs": {"url": "http://127.0.0.1:9/", "timeout": 1e300}, "max_retries": 0}))
         .await;
@@ -569,7 +670,12 @@ async fn clients_that_hang_up_mid_request_leave_no_task_waiting() {
                 .build()
                 .expect("client");
             let body = json!({"task_name": "echo", "queue_name": "hangups", "args": [i]});
-            client.post(&url).body(body.to_string()).send().await.is_ok()
+            client
+                .post(&url)
+                .body(body.to_string())
+                .send()
+                .await
+                .is_ok()
         });
         while requests.len() >= 16 {
             requests.join_next().await;
@@ -579,7 +685,10 @@ async fn clients_that_hang_up_mid_request_leave_no_task_waiting() {
     while let Some(done) = requests.join_next().await {
         answered += usize::from(done.unwrap_or(false));
     }
-    assert!(answered < 400, "no request was cut short; the test proves nothing");
+    assert!(
+        answered < 400,
+        "no request was cut short; the test proves nothing"
+    );
     // Whatever was stored starts within seconds, not after the 600 s re-dispatch.
     let stored = wait_until("every stored task to complete", secs(30), async || {
         match w.queue("hangups").await {
@@ -629,12 +738,17 @@ async fn hook_tokens_stay_out_of_the_logs_and_links_use_the_public_url() {
     let mut w = Warren::start(Opts::new().no_worker().env("RUST_LOG", "debug")).await;
     let p = w.create_pipeline(&transform("@")).await;
     let triggers = format!("/api/v1/pipelines/{p}/triggers");
-    let spec = json!({"type": "webhook", "name": "in"}).to_string().into_bytes();
+    let spec = json!({"type": "webhook", "name": "in"})
+        .to_string()
+        .into_bytes();
     let made = w
         .send_raw(
             "POST",
             &triggers,
-            &[("content-type", "application/json"), ("x-forwarded-host", "evil.example")],
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-host", "evil.example"),
+            ],
             Some(spec.clone()),
         )
         .await;
@@ -644,37 +758,59 @@ async fn hook_tokens_stay_out_of_the_logs_and_links_use_the_public_url() {
     assert_eq!(made.header("cache-control"), Some("no-store"));
     assert_eq!(made.header("x-content-type-options"), Some("nosniff"));
     let token = made.json["webhook_token"].as_str().unwrap().to_string();
-    w.post(&format!("/hooks/{token}"), &json!({})).await.expect(202);
+    w.post(&format!("/hooks/{token}"), &json!({}))
+        .await
+        .expect(202);
     let log = w.log_tail(100_000);
     assert!(log.contains("/hooks/<token>"), "requests are traced");
     assert!(!log.contains(&token[4..]), "the token is in the log");
 
-    w.restart_with(Opts::new().no_worker().args(["--public-url", "https://api.example.com/"]))
+    w.restart_with(
+        Opts::new()
+            .no_worker()
+            .args(["--public-url", "https://api.example.com/"]),
+    )
+    .await;
+    let made = w
+        .post(&triggers, &json!({"type": "webhook", "name": "out"}))
         .await;
-    let made = w.post(&triggers, &json!({"type": "webhook", "name": "out"})).await;
     made.expect(201);
     let url = made.json["webhook_url"].as_str().unwrap();
-    assert!(url.starts_with("https://api.example.com/hooks/whk_"), "{url}");
+    assert!(
+        url.starts_with("https://api.example.com/hooks/whk_"),
+        "{url}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_drop_emptied_queues_and_can_require_a_key() {
     const KEY: &str = "metrics-key-0123456789";
     let mut w = Warren::start(Opts::new().no_worker()).await;
-    w.enqueue(&json!({"task_name": "echo", "queue_name": "kept"})).await;
-    w.enqueue(&json!({"task_name": "echo", "queue_name": "emptied"})).await;
+    w.enqueue(&json!({"task_name": "echo", "queue_name": "kept"}))
+        .await;
+    w.enqueue(&json!({"task_name": "echo", "queue_name": "emptied"}))
+        .await;
     w.delete("/api/v1/tasks?queue=emptied").await.expect(200);
     let text = w.get("/metrics").await.text;
-    assert!(text.contains(r#"warren_tasks{queue="kept",status="pending"} 1"#), "{text}");
-    assert!(text.contains(r#"lapinq_tasks{queue="kept",status="pending"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"warren_tasks{queue="kept",status="pending"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"lapinq_tasks{queue="kept",status="pending"} 1"#),
+        "{text}"
+    );
     assert!(!text.contains("emptied"), "{text}");
 
-    w.restart_with(Opts::new().no_worker().args(["--metrics-key", KEY])).await;
+    w.restart_with(Opts::new().no_worker().args(["--metrics-key", KEY]))
+        .await;
     w.send_raw("GET", "/metrics", &[], None)
         .await
         .expect_error(401, Some("unauthorized"));
     let bearer = format!("Bearer {KEY}");
-    let r = w.send_raw("GET", "/metrics", &[("authorization", &bearer)], None).await;
+    let r = w
+        .send_raw("GET", "/metrics", &[("authorization", &bearer)], None)
+        .await;
     r.expect(200);
     assert!(r.text.contains("warren_tasks"));
     w.get("/health").await.expect(200);
@@ -685,11 +821,17 @@ async fn oversize_run_and_hook_bodies_answer_413_as_json() {
     let w = Warren::start(Opts::new().no_worker()).await;
     let p = w.create_pipeline(&transform("@")).await;
     let made = w
-        .post(&format!("/api/v1/pipelines/{p}/triggers"), &json!({"type": "webhook", "name": "in"}))
+        .post(
+            &format!("/api/v1/pipelines/{p}/triggers"),
+            &json!({"type": "webhook", "name": "in"}),
+        )
         .await;
     let token = made.json["webhook_token"].as_str().unwrap().to_string();
     let huge = format!("\"{}\"", "x".repeat(300 * 1024));
-    for path in [format!("/api/v1/pipelines/{p}/run"), format!("/hooks/{token}")] {
+    for path in [
+        format!("/api/v1/pipelines/{p}/run"),
+        format!("/hooks/{token}"),
+    ] {
         w.post_bytes(&path, huge.clone())
             .await
             .expect_error(413, Some("payload_too_large"));

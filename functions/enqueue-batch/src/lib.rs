@@ -37,7 +37,11 @@ async fn enqueue_many(
         return Err(ApiError::invalid_field("the batch is empty"));
     }
     let batch = items.into_iter().map(NewTask::from).collect();
-    let ids: Vec<_> = enqueue_batch(&deps, batch).await?.into_iter().flatten().collect();
+    let ids: Vec<_> = enqueue_batch(&deps, batch)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
     let count = ids.len();
     Ok((
         StatusCode::CREATED,

@@ -463,11 +463,7 @@ mod tests {
                 "{}",
                 StatusCode::BAD_REQUEST,
             ),
-            (
-                "/api/v1/topics/a.b/messages",
-                "{}",
-                StatusCode::BAD_REQUEST,
-            ),
+            ("/api/v1/topics/a.b/messages", "{}", StatusCode::BAD_REQUEST),
             (
                 "/api/v1/topics/orders/messages",
                 "{",
@@ -483,11 +479,7 @@ mod tests {
                 huge.as_str(),
                 StatusCode::PAYLOAD_TOO_LARGE,
             ),
-            (
-                "/api/v1/topics/bad%20topic",
-                "",
-                StatusCode::BAD_REQUEST,
-            ),
+            ("/api/v1/topics/bad%20topic", "", StatusCode::BAD_REQUEST),
         ] {
             let method = if path.ends_with("messages") {
                 "POST"

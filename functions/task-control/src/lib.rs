@@ -75,7 +75,10 @@ async fn cancel(
 
 /// Requeue a failed task: 200 `{"status": "requeued", "id"}` (lapinq's
 /// answer); 404 unless it is failed.
-async fn requeue(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn requeue(
+    State(deps): State<Deps>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = task_id(&id)?;
     let task = control::requeue(&deps, id)
         .await

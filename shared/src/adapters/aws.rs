@@ -217,8 +217,9 @@ pub async fn lambda_deps() -> Result<Deps, BoxError> {
         .min(100 * 365 * 86_400) as i64,
     );
     let metrics_key = match std::env::var("WARREN_METRICS_KEY_SHA256") {
-        Ok(hex) if !hex.trim().is_empty() => ApiKey::from_sha256_hex(&hex)
-            .map_err(|e| format!("WARREN_METRICS_KEY_SHA256: {e}"))?,
+        Ok(hex) if !hex.trim().is_empty() => {
+            ApiKey::from_sha256_hex(&hex).map_err(|e| format!("WARREN_METRICS_KEY_SHA256: {e}"))?
+        }
         _ => ApiKey::default(),
     };
     let public_url = std::env::var("WARREN_PUBLIC_URL")

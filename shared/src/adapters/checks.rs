@@ -151,7 +151,9 @@ fn check_item(item: &Item) -> Result<(), String> {
         check_key_parts(&key.pk, &key.sk)
             .map_err(|m| format!("{} key ({}, {}): {m}", index.name(), key.pk, key.sk))?;
     }
-    item.attrs.keys().try_for_each(|name| check_attr_name(name))?;
+    item.attrs
+        .keys()
+        .try_for_each(|name| check_attr_name(name))?;
     match item
         .attrs
         .iter()

@@ -486,13 +486,17 @@ mod tests {
     #[test]
     fn progress_is_kept_in_any_status_and_a_retry_starts_it_over() {
         for status in TaskStatus::ALL {
-            let t = task(status).report_progress(50.5, Some("half".into())).unwrap();
+            let t = task(status)
+                .report_progress(50.5, Some("half".into()))
+                .unwrap();
             assert_eq!(
                 (t.progress, t.progress_message.as_deref()),
                 (Some(50.5), Some("half"))
             );
         }
-        let reported = task(TaskStatus::Pending).report_progress(5.0, None).unwrap();
+        let reported = task(TaskStatus::Pending)
+            .report_progress(5.0, None)
+            .unwrap();
         let first = reported.start(now(), Duration::ZERO).unwrap();
         assert_eq!(first.progress, Some(5.0), "reported before the first start");
         let mut failed_once = first.clone();

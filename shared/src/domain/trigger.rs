@@ -442,10 +442,18 @@ mod tests {
             let config = json!({ "cron": cron });
             Schedule::from_config(config.as_object().unwrap(), Utc::now(), minute)
         };
-        for too_often in ["* * * * * *", "*/30 * * * * *", "0,1 0 0 * * *", "0,59 * * * * *"] {
+        for too_often in [
+            "* * * * * *",
+            "*/30 * * * * *",
+            "0,1 0 0 * * *",
+            "0,59 * * * * *",
+        ] {
             let err = check(too_often).unwrap_err();
             assert_eq!(err.code(), "invalid_cron", "{too_often}");
-            assert!(err.to_string().contains("minimum interval is 60 s"), "{err}");
+            assert!(
+                err.to_string().contains("minimum interval is 60 s"),
+                "{err}"
+            );
         }
         for fine in ["* * * * *", "0 * * * * *", "0 9 * * 1-5", "@hourly"] {
             assert!(check(fine).is_ok(), "{fine}");

@@ -90,7 +90,10 @@ fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .or_else(|| {
-            let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+            let value = headers
+                .get(axum::http::header::AUTHORIZATION)?
+                .to_str()
+                .ok()?;
             let (scheme, credentials) = value.trim_start().split_once(' ')?;
             scheme
                 .eq_ignore_ascii_case("bearer")
@@ -115,13 +118,20 @@ mod tests {
     #[test]
     fn the_bearer_scheme_is_read_in_any_case() {
         let key = ApiKey::new(Some("s3cret-s3cret-s3cret"));
-        for value in ["Bearer s3cret-s3cret-s3cret", "bearer s3cret-s3cret-s3cret", "BEARER  s3cret-s3cret-s3cret"] {
+        for value in [
+            "Bearer s3cret-s3cret-s3cret",
+            "bearer s3cret-s3cret-s3cret",
+            "BEARER  s3cret-s3cret-s3cret",
+        ] {
             let mut headers = axum::http::HeaderMap::new();
             headers.insert("authorization", value.parse().unwrap());
             assert!(key.check(&headers).is_ok(), "{value}");
         }
         let mut basic = axum::http::HeaderMap::new();
-        basic.insert("authorization", "Basic s3cret-s3cret-s3cret".parse().unwrap());
+        basic.insert(
+            "authorization",
+            "Basic s3cret-s3cret-s3cret".parse().unwrap(),
+        );
         assert!(key.check(&basic).is_err());
     }
 

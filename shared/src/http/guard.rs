@@ -27,7 +27,9 @@ pub struct AllowedOrigins(pub Arc<Vec<String>>);
 
 impl AllowedOrigins {
     pub fn allows(&self, origin: &str) -> bool {
-        self.0.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+        self.0
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
     }
 }
 
@@ -39,7 +41,9 @@ pub async fn loopback_same_origin(
 ) -> Response {
     match refusal(req.headers(), &allowed) {
         None => next.run(req).await,
-        Some((code, message)) => ApiError::new(StatusCode::FORBIDDEN, code, message).into_response(),
+        Some((code, message)) => {
+            ApiError::new(StatusCode::FORBIDDEN, code, message).into_response()
+        }
     }
 }
 
@@ -102,7 +106,10 @@ fn split_authority(authority: &str) -> (&str, Option<&str>) {
 
 /// `localhost`, `*.localhost`, 127.0.0.0/8 or `[::1]`, with any port.
 fn is_loopback_host(host: &str) -> bool {
-    let name = split_authority(host).0.trim_end_matches('.').to_ascii_lowercase();
+    let name = split_authority(host)
+        .0
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     name == "localhost"
         || name.ends_with(".localhost")
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -124,10 +131,25 @@ mod tests {
 
     #[test]
     fn loopback_names_pass_and_others_are_refused() {
-        for host in ["localhost", "localhost:8000", "127.0.0.1:8000", "127.1.2.3", "[::1]:80", "app.localhost:3000", "LOCALHOST."] {
+        for host in [
+            "localhost",
+            "localhost:8000",
+            "127.0.0.1:8000",
+            "127.1.2.3",
+            "[::1]:80",
+            "app.localhost:3000",
+            "LOCALHOST.",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["evil.example:8000", "10.0.0.1", "[::2]", "localhost.evil.example", "0.0.0.0:8000", ""] {
+        for host in [
+            "evil.example:8000",
+            "10.0.0.1",
+            "[::2]",
+            "localhost.evil.example",
+            "0.0.0.0:8000",
+            "",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -138,16 +160,38 @@ mod tests {
         let ok = |pairs: &[(&'static str, &str)]| refusal(&headers(pairs), &none).is_none();
         assert!(ok(&[("host", "127.0.0.1:8000")]));
         assert!(ok(&[]));
-        assert!(ok(&[("host", "localhost:8000"), ("origin", "http://localhost:8000")]));
-        assert!(ok(&[("host", "localhost"), ("origin", "http://localhost:80")]));
-        assert!(ok(&[("host", "localhost:8000"), ("sec-fetch-site", "same-origin")]));
-        assert!(!ok(&[("host", "localhost:8000"), ("origin", "https://evil.example")]));
-        assert!(!ok(&[("host", "localhost:8000"), ("origin", "http://localhost:3000")]));
+        assert!(ok(&[
+            ("host", "localhost:8000"),
+            ("origin", "http://localhost:8000")
+        ]));
+        assert!(ok(&[
+            ("host", "localhost"),
+            ("origin", "http://localhost:80")
+        ]));
+        assert!(ok(&[
+            ("host", "localhost:8000"),
+            ("sec-fetch-site", "same-origin")
+        ]));
+        assert!(!ok(&[
+            ("host", "localhost:8000"),
+            ("origin", "https://evil.example")
+        ]));
+        assert!(!ok(&[
+            ("host", "localhost:8000"),
+            ("origin", "http://localhost:3000")
+        ]));
         assert!(!ok(&[("host", "localhost:8000"), ("origin", "null")]));
-        assert!(!ok(&[("host", "localhost:8000"), ("sec-fetch-site", "cross-site")]));
+        assert!(!ok(&[
+            ("host", "localhost:8000"),
+            ("sec-fetch-site", "cross-site")
+        ]));
         assert!(!ok(&[("host", "rebound.example:8000")]));
         let dev = AllowedOrigins(Arc::new(vec!["http://localhost:3000".into()]));
-        let pairs = headers(&[("host", "localhost:8000"), ("origin", "http://localhost:3000"), ("sec-fetch-site", "same-site")]);
+        let pairs = headers(&[
+            ("host", "localhost:8000"),
+            ("origin", "http://localhost:3000"),
+            ("sec-fetch-site", "same-site"),
+        ]);
         assert!(refusal(&pairs, &dev).is_none());
     }
 }

@@ -90,8 +90,14 @@ mod tests {
         let t0 = Instant::now();
         assert!((0..3).all(|i| limiter.admit(a, t0 + Duration::from_secs(i))));
         assert!(!limiter.admit(a, t0 + Duration::from_secs(5)));
-        assert!(limiter.admit(b, t0 + Duration::from_secs(5)), "others are not held back");
-        assert!(limiter.admit(a, t0 + WINDOW), "the first request left the window");
+        assert!(
+            limiter.admit(b, t0 + Duration::from_secs(5)),
+            "others are not held back"
+        );
+        assert!(
+            limiter.admit(a, t0 + WINDOW),
+            "the first request left the window"
+        );
         assert!(!limiter.admit(a, t0 + WINDOW));
     }
 }

@@ -137,7 +137,12 @@ pub async fn delete_matching(deps: &Deps, filter: &TaskFilter) -> Result<Deleted
                 });
             }
             Some(cursor) => filter.before = Some(cursor),
-            None => return Ok(Deleted { deleted, next: None }),
+            None => {
+                return Ok(Deleted {
+                    deleted,
+                    next: None,
+                });
+            }
         }
     }
 }

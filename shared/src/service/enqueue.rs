@@ -112,7 +112,9 @@ impl NewTask {
             .ttl_seconds
             .is_some_and(|t| !(0.0..=MAX_TTL_SECONDS).contains(&t))
         {
-            return bad(format!("ttl_seconds must be 0 to {MAX_TTL_SECONDS} seconds"));
+            return bad(format!(
+                "ttl_seconds must be 0 to {MAX_TTL_SECONDS} seconds"
+            ));
         }
         if let Some(at) = self.scheduled_at
             && !(1970..=9999).contains(&chrono::Datelike::year(&at))
@@ -253,7 +255,11 @@ pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError
     outbox::detached(async move { store_and_send(&deps, task, now).await }).await
 }
 
-async fn store_and_send(deps: &Deps, task: Task, now: DateTime<Utc>) -> Result<Enqueued, ServiceError> {
+async fn store_and_send(
+    deps: &Deps,
+    task: Task,
+    now: DateTime<Utc>,
+) -> Result<Enqueued, ServiceError> {
     let plan = deps.dispatch_plan(&task, now);
     let mut ops = deps.task_write(None, &task, Some(Deps::pending_timer(&plan)));
     let idem_op = task

@@ -8,10 +8,10 @@ use uuid::Uuid;
 use super::executions::{self, event_item, event_key};
 use super::pipelines;
 use super::records::record;
+use super::schemas::{self, SchemaId};
 use super::{Deps, ServiceError};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, TriggerType};
-use super::schemas::{self, SchemaId};
 use crate::domain::pipeline::SchemaViolation;
 use crate::ports::{Condition, WriteOp};
 

@@ -22,13 +22,13 @@ use uuid::Uuid;
 use super::enqueue::{Enqueued, NewTask, enqueue};
 use super::pipelines::{self, CHILDREN, executions_parent};
 use super::records::{attrs_of, from_attrs, record};
+use super::schemas::{self, SchemaId};
 use super::tasks::{EXPIRY, EXPIRY_PREFIX, TIMER, TIMER_PREFIX, minute_bucket, timed_key};
 use super::webhook::signed_headers;
 use super::worker::TaskMessage;
 use super::{Deps, ServiceError, outbox};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
-use super::schemas::{self, SchemaId};
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate};
 use crate::handlers::TaskContext;
 use crate::json::MAX_OUTPUT_DEPTH;
@@ -59,7 +59,8 @@ fn execution_item(deps: &Deps, e: &Execution, timer: Option<DateTime<Utc>>) -> I
     if let Some(at) = timer {
         item.indexes.push((TIMER, timed_key(TIMER_PREFIX, at, &id)));
     }
-    let ended = (e.status != ExecutionStatus::Running).then_some(e.completed_at.unwrap_or(e.started_at));
+    let ended =
+        (e.status != ExecutionStatus::Running).then_some(e.completed_at.unwrap_or(e.started_at));
     retained(deps, item, ended)
 }
 
@@ -253,12 +254,8 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         .iter()
         .any(|s| matches!(s.kind, StepKind::Validate { schema: None }));
     if let (0, false, Some(schema)) = (first, validated_by_a_step, &pipeline.spec.event_schema) {
-        let found = schemas::violations(
-            SchemaId::of(&pipeline, None),
-            schema,
-            current.input.clone(),
-        )
-        .await;
+        let found =
+            schemas::violations(SchemaId::of(&pipeline, None), schema, current.input.clone()).await;
         if !found.is_empty() {
             let next = current.rejected(found, now);
             return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
@@ -417,7 +414,13 @@ impl Attempt {
             StepKind::Validate { schema } => {
                 let (id, schema) = match (schema, &self.event_schema) {
                     (Some(own), _) => (self.schema_id, own),
-                    (None, Some(event_schema)) => (SchemaId { step: None, ..self.schema_id }, event_schema),
+                    (None, Some(event_schema)) => (
+                        SchemaId {
+                            step: None,
+                            ..self.schema_id
+                        },
+                        event_schema,
+                    ),
                     (None, None) => return Ok(json!({ "valid": true })),
                 };
                 let found = schemas::violations(id, schema, self.context["event"].clone()).await;
@@ -540,26 +543,24 @@ impl Attempt {
                 "context".to_string(),
                 self.context.clone(),
             )])],
-            Some(expression) => {
-                match self.evaluate(expression).await? {
-                    Value::Array(items) if items.len() <= self.fan_out_left => items
-                        .into_iter()
-                        .map(|item| Map::from_iter([("item".to_string(), item)]))
-                        .collect(),
-                    Value::Array(items) => {
-                        return Err(Failure::Fatal(format!(
-                            "`items` yields {} elements; this execution may enqueue {} more (at most {MAX_FAN_OUT} in all)",
-                            items.len(),
-                            self.fan_out_left
-                        )));
-                    }
-                    other => {
-                        return Err(Failure::Fatal(format!(
-                            "`items` must yield an array, not {other}"
-                        )));
-                    }
+            Some(expression) => match self.evaluate(expression).await? {
+                Value::Array(items) if items.len() <= self.fan_out_left => items
+                    .into_iter()
+                    .map(|item| Map::from_iter([("item".to_string(), item)]))
+                    .collect(),
+                Value::Array(items) => {
+                    return Err(Failure::Fatal(format!(
+                        "`items` yields {} elements; this execution may enqueue {} more (at most {MAX_FAN_OUT} in all)",
+                        items.len(),
+                        self.fan_out_left
+                    )));
                 }
-            }
+                other => {
+                    return Err(Failure::Fatal(format!(
+                        "`items` must yield an array, not {other}"
+                    )));
+                }
+            },
         };
         let mut ids = Vec::with_capacity(kwargs.len());
         for (i, kwargs) in kwargs.into_iter().enumerate() {

@@ -127,11 +127,12 @@ async fn due_entries(
     now: DateTime<Utc>,
 ) -> Result<Sweep, ServiceError> {
     let cursor_key = Key::new("SCHED", prefix);
-    let old_cursor = deps
-        .store
-        .get(&cursor_key)
-        .await?
-        .and_then(|i| i.attrs.get("minute").and_then(Value::as_str).map(str::to_string));
+    let old_cursor = deps.store.get(&cursor_key).await?.and_then(|i| {
+        i.attrs
+            .get("minute")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let start = old_cursor
         .as_deref()
         .and_then(parse_minute)

@@ -216,7 +216,10 @@ pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String
             receive_count: 1,
             attributes: message.attributes,
         };
-        dispatch(deps, &delivery).await?;
+        // Every started trigger gets its execution, even if the publisher
+        // hangs up halfway through them.
+        let deps = deps.clone();
+        super::outbox::detached(async move { dispatch(&deps, &delivery).await }).await?;
     } else {
         deps.queue
             .send_batch(&deps.config.topic_queue, vec![message])
@@ -261,7 +264,9 @@ struct SnsEnvelope {
 /// nests deeper than an execution can keep as its input.
 fn json_or_string(text: &str) -> Result<Value, String> {
     if crate::json::text_deeper_than(text.as_bytes(), MAX_INPUT_DEPTH) {
-        return Err(format!("the message nests deeper than {MAX_INPUT_DEPTH} levels"));
+        return Err(format!(
+            "the message nests deeper than {MAX_INPUT_DEPTH} levels"
+        ));
     }
     Ok(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string())))
 }

@@ -77,8 +77,15 @@ pub async fn create(
     let token = (spec.kind == TriggerKind::Webhook).then(new_token);
     let min_interval =
         chrono::Duration::from_std(deps.config.min_schedule_interval).unwrap_or_default();
-    let trigger = Trigger::new(Uuid::now_v7(), pipeline, spec, token.as_deref(), now, min_interval)
-        .map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?;
+    let trigger = Trigger::new(
+        Uuid::now_v7(),
+        pipeline,
+        spec,
+        token.as_deref(),
+        now,
+        min_interval,
+    )
+    .map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?;
     pipelines::get(deps, pipeline, None).await?;
     let absent = Condition::Absent {
         now: now.timestamp(),

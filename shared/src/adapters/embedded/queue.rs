@@ -507,11 +507,18 @@ mod tests {
             .await
             .unwrap();
         for round in 1..=3 {
-            let got = q.receive("q", 10, Duration::ZERO, Duration::ZERO).await.unwrap();
+            let got = q
+                .receive("q", 10, Duration::ZERO, Duration::ZERO)
+                .await
+                .unwrap();
             let poison = got.iter().find(|d| d.body == "poison").unwrap();
             assert_eq!(poison.receive_count, round);
             // "fine" is handled the first time; "poison" never is.
-            let fine: Vec<_> = got.iter().filter(|d| d.body == "fine").map(|d| d.receipt.clone()).collect();
+            let fine: Vec<_> = got
+                .iter()
+                .filter(|d| d.body == "fine")
+                .map(|d| d.receipt.clone())
+                .collect();
             q.delete_batch("q", fine).await.unwrap();
         }
         let got = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
@@ -522,7 +529,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(dead.len(), 1);
-        assert_eq!((dead[0].body.as_str(), dead[0].receive_count), ("poison", 1));
+        assert_eq!(
+            (dead[0].body.as_str(), dead[0].receive_count),
+            ("poison", 1)
+        );
     }
 
     #[tokio::test]
