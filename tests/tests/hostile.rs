@@ -861,3 +861,83 @@ async fn lapinq_s_configuration_names_are_read() {
     assert_eq!(r.json["error"], "rate limit exceeded");
     w.get("/health").await.expect(200);
 }
+
+// ----- found by scripts/fuzz-http -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_parameters_that_are_not_utf8_answer_400_as_json() {
+    let w = Warren::start(Opts::new().no_worker()).await;
+    for (method, path) in [
+        ("GET", "/events/%FF"),
+        ("POST", "/hooks/%C0%80"),
+        ("GET", "/api/v1/tasks/%FF"),
+        ("DELETE", "/api/v1/tasks/%FF"),
+        ("GET", "/api/v1/pipelines/%FF/executions"),
+        ("GET", "/api/v1/topics/%FF"),
+    ] {
+        w.send(method, path, &[], None)
+            .await
+            .expect_error(400, Some("invalid_path"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_of_empty_list_items_is_refused_at_once() {
+    let mut w = Warren::start(Opts::new().no_worker()).await;
+    let p = w.create_pipeline(&transform("@")).await;
+    for cron in [", * * * * *", ", * * * *", "1,, * * * *"] {
+        let started = Instant::now();
+        let r = w
+            .post(
+                &format!("/api/v1/pipelines/{p}/triggers"),
+                &json!({"type": "schedule", "name": "x", "config": {"cron": cron}}),
+            )
+            .await;
+        r.expect_error(400, Some("invalid_cron"));
+        assert!(
+            started.elapsed() < secs(3),
+            "{cron}: {:?}",
+            started.elapsed()
+        );
+    }
+    w.restarts_and_serves().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_takes_at_most_100_triggers_and_a_deleted_pipeline_leaves_none() {
+    let w = Warren::start(Opts::new().no_worker()).await;
+    let spec = json!({"name": "sub", "options": {"event": "busy"},
+        "steps": [{"name": "t", "kind": "transform", "expression": "@"}]});
+    let mut pipelines = Vec::new();
+    for _ in 0..101 {
+        pipelines.push(w.create_pipeline(&spec).await);
+    }
+    for p in &pipelines[..100] {
+        w.post(&format!("/api/v1/events/{p}"), &json!({}))
+            .await
+            .expect(200);
+    }
+    w.post(&format!("/api/v1/events/{}", pipelines[100]), &json!({}))
+        .await
+        .expect_error(409, Some("topic_full"));
+    // Deleting a pipeline stops its trigger and makes room.
+    w.delete(&format!("/api/v1/pipelines/{}", pipelines[0]))
+        .await
+        .expect(204);
+    let topic = w.get("/api/v1/topics/busy").await;
+    topic.expect(200);
+    assert!(!topic.text.contains(&pipelines[0]), "{}", topic.text);
+    w.post(&format!("/api/v1/events/{}", pipelines[100]), &json!({}))
+        .await
+        .expect(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_step_names_a_queue_that_can_exist() {
+    let w = Warren::start(Opts::new().no_worker()).await;
+    let spec = json!({"name": "fan", "steps": [
+        {"name": "e", "kind": "enqueue", "task_name": "echo", "queue_name": "a b"}]});
+    w.post("/api/v1/pipelines", &spec)
+        .await
+        .expect_error(400, Some("invalid_pipeline"));
+}

@@ -7,7 +7,7 @@
 //! topic trigger; `POST /api/v1/topics/{topic}/messages` publishes on a
 //! topic; `GET /api/v1/topics/{topic}` shows its counters and triggers.
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 use warren::Deps;
 use warren::http::dto::id_of;
-use warren::http::{AnyJson, ApiError, Params};
+use warren::http::{AnyJson, ApiError, Params, Path};
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::events::{self, Ingested};
 use warren::service::topics::{self, Subscription};

@@ -5,7 +5,7 @@
 //! the secret token authorises instead of the API key.
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,7 @@ use warren::domain::pipeline::PipelineSpec;
 use warren::domain::trigger::{Trigger, TriggerKind, TriggerSpec};
 use warren::http::dto::{ExecutionResponse, id_of};
 use warren::http::{
-    ApiError, JsonBody, Params, RawBody, decode_cursor, page_response, parse_any_json,
+    ApiError, JsonBody, Params, Path, RawBody, decode_cursor, page_response, parse_any_json,
 };
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::{executions, pipelines, triggers};

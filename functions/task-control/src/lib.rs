@@ -1,6 +1,6 @@
 //! Changing tasks: progress reports, cancel, requeue, bulk delete.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use warren::Deps;
 use warren::ServiceError;
 use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, number, task_id};
-use warren::http::{ApiError, JsonBody, Params, decode_cursor, encode_cursor};
+use warren::http::{ApiError, JsonBody, Params, Path, decode_cursor, encode_cursor};
 use warren::service::control;
 use warren::service::tasks::TaskFilter;
 

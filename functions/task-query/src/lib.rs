@@ -1,7 +1,7 @@
 //! Reading tasks: one task, its result, lists (filtered, newest first, with a
 //! cursor), the failed list (dead letters), and per-queue counts.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,7 +11,7 @@ use serde_json::json;
 use warren::Deps;
 use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, TaskResultResponse, task_id};
-use warren::http::{ApiError, Params, decode_cursor, page_response};
+use warren::http::{ApiError, Params, Path, decode_cursor, page_response};
 use warren::service::control::is_finished;
 use warren::service::tasks::TaskFilter;
 

@@ -231,8 +231,11 @@ impl StepKind {
             StepKind::Enqueue {
                 queue_name, items, ..
             } => {
-                if queue_name.trim().is_empty() || queue_name.len() > 100 {
-                    return Err(("queue_name", "must be 1 to 100 characters".into()));
+                if !super::task::valid_queue_name(queue_name) {
+                    return Err((
+                        "queue_name",
+                        "1 to 100 letters, digits, `_`, `-`, `.` or `:`".into(),
+                    ));
                 }
                 match items {
                     Some(e) => check_expression(e).map_err(|m| ("items", m)),

@@ -62,6 +62,14 @@ impl std::str::FromStr for TaskStatus {
     }
 }
 
+/// Queue names become parts of keys and metric labels: keep them plain.
+pub fn valid_queue_name(q: &str) -> bool {
+    !q.is_empty()
+        && q.len() <= 100
+        && q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
 /// How a failed attempt is retried.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryPolicy {

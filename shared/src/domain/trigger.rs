@@ -108,8 +108,10 @@ impl TriggerSpec {
     }
 }
 
-/// Fire times sampled to find a schedule's shortest interval.
+/// Fire times sampled to find a schedule's shortest interval: the first
+/// 100, or those of the next two years when fewer.
 pub const INTERVAL_SAMPLE: usize = 100;
+const INTERVAL_HORIZON: chrono::Duration = chrono::Duration::days(2 * 366);
 
 /// A cron schedule in a timezone: 5 fields (minute hour day month weekday)
 /// or 6 with leading seconds, evaluated on the zone's wall clock. Across
@@ -143,7 +145,7 @@ impl Schedule {
         let schedule: Schedule = serde_json::from_value(Value::Object(config.clone()))
             .map_err(|e| TriggerError::Config(e.to_string()))?;
         schedule.compile()?;
-        let fires = schedule.next_fires(now, INTERVAL_SAMPLE);
+        let fires = schedule.fires(now, INTERVAL_SAMPLE, Some(now + INTERVAL_HORIZON));
         if fires.is_empty() {
             return Err(TriggerError::Cron {
                 cron: schedule.cron.clone(),
@@ -176,6 +178,18 @@ impl Schedule {
                 ),
             });
         }
+        // croner reads an empty list item (`,`, `1,,2`) as "matches nothing"
+        // and then searches for a fire time until the year 5000.
+        if let Some(field) = self
+            .cron
+            .split_whitespace()
+            .find(|f| f.split(',').any(str::is_empty))
+        {
+            return Err(TriggerError::Cron {
+                cron: self.cron.clone(),
+                reason: format!("the field `{field}` has an empty list item"),
+            });
+        }
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
@@ -198,18 +212,28 @@ impl Schedule {
     /// The next `n` fire times strictly after `t`. Cron slots are whole
     /// seconds, so `t` counts from its second: a slot at `t`'s second is not after it.
     pub fn next_fires(&self, t: DateTime<Utc>, n: usize) -> Vec<DateTime<Utc>> {
+        self.fires(t, n, None)
+    }
+
+    /// Up to `n` fire times strictly after `t`, none after `until`.
+    fn fires(
+        &self,
+        t: DateTime<Utc>,
+        n: usize,
+        until: Option<DateTime<Utc>>,
+    ) -> Vec<DateTime<Utc>> {
         let Ok((cron, tz)) = self.compile() else {
             return Vec::new();
         };
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(n.min(1000));
         let mut at = t.trunc_subsecs(0).with_timezone(&tz);
         while out.len() < n {
             match cron.find_next_occurrence(&at, false) {
-                Ok(next) => {
+                Ok(next) if until.is_none_or(|u| next <= u) => {
                     out.push(next.with_timezone(&Utc));
                     at = next;
                 }
-                Err(_) => break,
+                _ => break,
             }
         }
         out
@@ -419,6 +443,8 @@ mod tests {
             (json!({"cron": "* * *"}), "invalid_cron"),
             (json!({"cron": "0 0 * * * * 2030"}), "invalid_cron"),
             (json!({"cron": "0 0 30 2 *"}), "invalid_cron"),
+            (json!({"cron": ", * * * * *"}), "invalid_cron"),
+            (json!({"cron": "1,, * * * *"}), "invalid_cron"),
             (
                 json!({"cron": "* * * * *", "timezone": "Mars/Olympus"}),
                 "invalid_timezone",

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::worker::TaskMessage;
 use super::{Deps, ServiceError, outbox};
+use crate::domain::task::valid_queue_name;
 use crate::domain::{Task, TaskStatus};
 use crate::ports::{
     Condition, Index, Item, Key, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_TRANSACT_OPS, OutgoingMessage,
@@ -170,14 +171,6 @@ impl NewTask {
             version: 1,
         }
     }
-}
-
-/// Queue names become parts of keys and metric labels: keep them plain.
-pub fn valid_queue_name(q: &str) -> bool {
-    !q.is_empty()
-        && q.len() <= 100
-        && q.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
 
 /// When a task should be released, and how: a message now (with a delay the

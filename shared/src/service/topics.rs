@@ -42,6 +42,8 @@ const MAX_MESSAGE_ID: usize = 128;
 const DISPATCH_MEMORY: chrono::Duration = chrono::Duration::days(1);
 /// Members read per query page.
 const PAGE: usize = 100;
+/// The most event triggers one topic may have started.
+pub const MAX_TRIGGERS_PER_TOPIC: usize = 100;
 
 /// A started event trigger.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -117,6 +119,9 @@ pub async fn start(
         {
             return Ok(c.clone());
         }
+        if current.as_ref().is_none_or(|c| c.topic != topic) {
+            check_room(deps, &topic).await?;
+        }
         let now = deps.now();
         let next = Subscription {
             pipeline_id,
@@ -158,6 +163,27 @@ pub async fn start(
     }
 }
 
+/// Refuse one more event trigger on a full topic: every publish runs one
+/// execution per trigger, so the triggers bound what one message costs.
+async fn check_room(deps: &Deps, topic: &str) -> Result<(), ServiceError> {
+    let members = deps
+        .store
+        .query(&Query::table(
+            topic_partition(topic),
+            MAX_TRIGGERS_PER_TOPIC,
+        ))
+        .await?;
+    match members.len() < MAX_TRIGGERS_PER_TOPIC {
+        true => Ok(()),
+        false => Err(ServiceError::Conflict {
+            message: format!(
+                "topic `{topic}` already has {MAX_TRIGGERS_PER_TOPIC} started event triggers, the most one may have"
+            ),
+            code: "topic_full",
+        }),
+    }
+}
+
 /// The pipeline's started trigger, if it would run: `None` when it is
 /// stopped, or when the pipeline version it runs was deleted. An unknown
 /// pipeline without a trigger is `NotFound`.
@@ -174,11 +200,20 @@ pub async fn status(deps: &Deps, pipeline_id: Uuid) -> Result<Option<Subscriptio
 }
 
 /// Stop the pipeline's event trigger; stopping a stopped one is harmless.
+/// An unknown pipeline without a trigger is `NotFound`.
 pub async fn stop(deps: &Deps, pipeline_id: Uuid) -> Result<(), ServiceError> {
+    if !stop_started(deps, pipeline_id).await? {
+        pipelines::get(deps, pipeline_id, None).await?;
+    }
+    Ok(())
+}
+
+/// Stop the pipeline's event trigger if it is started (whether or not the
+/// pipeline still exists); whether it was.
+pub async fn stop_started(deps: &Deps, pipeline_id: Uuid) -> Result<bool, ServiceError> {
     loop {
         let Some(current) = subscription(deps, pipeline_id).await? else {
-            pipelines::get(deps, pipeline_id, None).await?;
-            return Ok(());
+            return Ok(false);
         };
         let ops = vec![
             WriteOp::Delete {
@@ -195,7 +230,7 @@ pub async fn stop(deps: &Deps, pipeline_id: Uuid) -> Result<(), ServiceError> {
         ];
         match deps.store.transact(ops).await {
             Err(StoreError::Conflict { .. }) => continue,
-            other => return other.map_err(Into::into),
+            other => return other.map(|()| true).map_err(Into::into),
         }
     }
 }

@@ -59,6 +59,9 @@ fn trigger_item(t: &Trigger) -> Item {
     item
 }
 
+/// The longest the check of a new trigger's schedule may take.
+const SCHEDULE_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A new trigger, with the webhook token it answers to (shown this once).
 #[derive(Debug)]
 pub struct Created {
@@ -77,15 +80,29 @@ pub async fn create(
     let token = (spec.kind == TriggerKind::Webhook).then(new_token);
     let min_interval =
         chrono::Duration::from_std(deps.config.min_schedule_interval).unwrap_or_default();
-    let trigger = Trigger::new(
-        Uuid::now_v7(),
-        pipeline,
-        spec,
-        token.as_deref(),
-        now,
-        min_interval,
-    )
-    .map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?;
+    // A cron pattern is walked fire by fire to check it: on a blocking
+    // thread, within a budget, so no pattern can hold an async worker.
+    let hook = token.clone();
+    let check = tokio::task::spawn_blocking(move || {
+        Trigger::new(
+            Uuid::now_v7(),
+            pipeline,
+            spec,
+            hook.as_deref(),
+            now,
+            min_interval,
+        )
+    });
+    let trigger = match tokio::time::timeout(SCHEDULE_CHECK_BUDGET, check).await {
+        Ok(Ok(checked)) => checked.map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?,
+        Ok(Err(crash)) => return Err(ServiceError::Crashed(crash.to_string())),
+        Err(_) => {
+            return Err(ServiceError::invalid(
+                "invalid_cron",
+                "the schedule takes too long to check; simplify its pattern",
+            ));
+        }
+    };
     pipelines::get(deps, pipeline, None).await?;
     let absent = Condition::Absent {
         now: now.timestamp(),
@@ -153,6 +170,8 @@ async fn remove(deps: &Deps, t: &Trigger) -> Result<(), ServiceError> {
 /// failure halfway is removed when it next fires).
 pub async fn delete_pipeline(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
     pipelines::delete(deps, id).await?;
+    // Its event trigger would be looked up by every publish on its topic.
+    super::topics::stop_started(deps, id).await?;
     let parent = triggers_parent(id);
     loop {
         let (page, next) =
