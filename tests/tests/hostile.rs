@@ -708,7 +708,7 @@ async fn clients_that_hang_up_mid_request_leave_no_task_waiting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_and_the_secrets_are_readable_by_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let w = Warren::start(Opts::new().no_worker()).await;
+    let mut w = Warren::start(Opts::new().no_worker()).await;
     for file in ["warren.redb", "webhook-secret", "step-secret"] {
         let mode = std::fs::metadata(w.data_dir().join(file))
             .expect("the file exists")
@@ -716,12 +716,19 @@ async fn the_store_and_the_secrets_are_readable_by_their_owner_only() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file} is {:o}", mode & 0o777);
     }
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_is_read_in_any_case() {
     const KEY: &str = "a-key-of-more-than-16-chars";
-    let w = Warren::start(Opts::new().args(["--api-key", KEY]).no_worker()).await;
+    let mut w = Warren::start(
+        Opts::new()
+            .args(["--api-key", KEY])
+            .client_key(KEY)
+            .no_worker(),
+    )
+    .await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let value = format!("{scheme} {KEY}");
         w.send_raw("GET", "/api/v1/tasks", &[("authorization", &value)], None)
@@ -731,6 +738,7 @@ async fn bearer_is_read_in_any_case() {
     let r = w.send_raw("GET", "/api/v1/tasks", &[], None).await;
     r.expect_error(401, Some("unauthorized"));
     assert_eq!(r.json["error"], "unauthorized", "lapinq's answer");
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -780,6 +788,7 @@ async fn hook_tokens_stay_out_of_the_logs_and_links_use_the_public_url() {
         url.starts_with("https://api.example.com/hooks/whk_"),
         "{url}"
     );
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -814,11 +823,12 @@ async fn metrics_drop_emptied_queues_and_can_require_a_key() {
     r.expect(200);
     assert!(r.text.contains("warren_tasks"));
     w.get("/health").await.expect(200);
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversize_run_and_hook_bodies_answer_413_as_json() {
-    let w = Warren::start(Opts::new().no_worker()).await;
+    let mut w = Warren::start(Opts::new().no_worker()).await;
     let p = w.create_pipeline(&transform("@")).await;
     let made = w
         .post(
@@ -836,12 +846,13 @@ async fn oversize_run_and_hook_bodies_answer_413_as_json() {
             .await
             .expect_error(413, Some("payload_too_large"));
     }
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lapinq_s_configuration_names_are_read() {
     const KEY: &str = "lapinq-style-key-123";
-    let w = Warren::start(
+    let mut w = Warren::start(
         Opts::new()
             .no_worker()
             .env("LAPINQ_API_KEY", KEY)
@@ -860,13 +871,14 @@ async fn lapinq_s_configuration_names_are_read() {
     r.expect_error(429, None);
     assert_eq!(r.json["error"], "rate limit exceeded");
     w.get("/health").await.expect(200);
+    w.restarts_and_serves().await;
 }
 
 // ----- found by scripts/fuzz-http -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_parameters_that_are_not_utf8_answer_400_as_json() {
-    let w = Warren::start(Opts::new().no_worker()).await;
+    let mut w = Warren::start(Opts::new().no_worker()).await;
     for (method, path) in [
         ("GET", "/events/%FF"),
         ("POST", "/hooks/%C0%80"),
@@ -879,6 +891,7 @@ async fn path_parameters_that_are_not_utf8_answer_400_as_json() {
             .await
             .expect_error(400, Some("invalid_path"));
     }
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -905,7 +918,7 @@ async fn a_cron_of_empty_list_items_is_refused_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_takes_at_most_100_triggers_and_a_deleted_pipeline_leaves_none() {
-    let w = Warren::start(Opts::new().no_worker()).await;
+    let mut w = Warren::start(Opts::new().no_worker()).await;
     let spec = json!({"name": "sub", "options": {"event": "busy"},
         "steps": [{"name": "t", "kind": "transform", "expression": "@"}]});
     let mut pipelines = Vec::new();
@@ -930,14 +943,16 @@ async fn a_topic_takes_at_most_100_triggers_and_a_deleted_pipeline_leaves_none()
     w.post(&format!("/api/v1/events/{}", pipelines[100]), &json!({}))
         .await
         .expect(200);
+    w.restarts_and_serves().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enqueue_step_names_a_queue_that_can_exist() {
-    let w = Warren::start(Opts::new().no_worker()).await;
+    let mut w = Warren::start(Opts::new().no_worker()).await;
     let spec = json!({"name": "fan", "steps": [
         {"name": "e", "kind": "enqueue", "task_name": "echo", "queue_name": "a b"}]});
     w.post("/api/v1/pipelines", &spec)
         .await
         .expect_error(400, Some("invalid_pipeline"));
+    w.restarts_and_serves().await;
 }
