@@ -6,15 +6,13 @@
 //! operation, retries included.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use tokio::sync::watch;
 use warren::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
-use warren::adapters::http::GuardedHttpClient;
 use warren::service::enqueue::{NewTask, enqueue, enqueue_batch};
-use warren::{Config, Deps};
+use warren::{Config, Deps, keys, runtime};
 
 #[derive(Args, Debug, Clone)]
 pub struct CostOptions {
@@ -54,15 +52,14 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         topic_queue: format!("warren-cost-topics-{stamp}"),
     };
     crate::provision::ensure(&clients, &resources, Duration::from_secs(60)).await?;
-    let deps = Deps::live(
-        clients.store(&resources.table),
-        clients.queue(),
-        Arc::new(GuardedHttpClient::new(Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?),
-        Config {
-            task_queue: resources.task_queue.clone(),
-            ..Config::default()
-        },
-    );
+    // Webhooks are not measured: fresh signing secrets stand in for real ones.
+    let mut settings = runtime::Overrides::default();
+    settings
+        .set("WARREN_WEBHOOK_SECRET", Some(keys::generate_secret()))
+        .set("WARREN_STEP_SECRET", Some(keys::generate_secret()));
+    let config = Config::from_settings(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let http = runtime::http_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deps = runtime::aws(config, http, &resources, Some(&counter)).await;
     counter.reset();
 
     let window = Duration::from_secs(opts.batch_window);

@@ -15,12 +15,11 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
-use warren::adapters::aws::{AwsClients, sdk_config};
+use warren::adapters::aws::Resources;
 use warren::adapters::embedded::{Durability, EmbeddedStore, MemoryQueue};
-use warren::adapters::http::{GuardedHttpClient, parse_allow_list};
-use warren::http::ApiKey;
-use warren::ports::{Queue, Store};
-use warren::service::webhook;
+use warren::keys;
+use warren::runtime::{self, Overrides};
+use warren::service::maintenance::recovery;
 use warren::{Config, Deps};
 
 #[derive(Args, Debug, Clone)]
@@ -168,8 +167,8 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             .with_context(|| format!("LAPINQ_RATE_LIMIT: `{n}` is not a number"))?,
         (None, None) => 0,
     };
-    let api_key = ApiKey::new(opts.api_key.as_deref());
-    if !api_key.is_enabled() {
+    let open = opts.api_key.as_deref().is_none_or(str::is_empty);
+    if open {
         if !ip.is_loopback() {
             bail!(
                 "refusing to serve an open API on {ip}: set WARREN_API_KEY (or --api-key), or bind a loopback address"
@@ -190,24 +189,11 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             );
         }
     }
-    let public_url = match opts.public_url.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => match reqwest::Url::parse(u) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                Some(u.to_string())
-            }
-            _ => bail!("--public-url must be an absolute http(s) URL, got `{u}`"),
-        },
-        None => None,
-    };
-
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("creating data directory {}", opts.data_dir.display()))?;
-    let (embedded, store, queue, (task_queue, topic_queue)): (
-        _,
-        Arc<dyn Store>,
-        Arc<dyn Queue>,
-        _,
-    ) = match opts.backend {
+    let config = Config::from_settings(&settings(&opts)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let http = runtime::http_client(&settings(&opts)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (deps, embedded) = match opts.backend {
         Backend::Embedded => {
             let durability = match opts.durability {
                 DurabilityArg::Sync => Durability::Sync,
@@ -220,66 +206,22 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             // As template.yaml's redrive policy: a message that fails five
             // receives in a row goes to `<queue>-dlq`, not round forever.
             let queue = Arc::new(MemoryQueue::with_redrive(MAX_RECEIVES));
-            let names = Config::default();
-            (
-                Some(store.clone()),
-                store,
-                queue,
-                (names.task_queue, names.topic_queue),
-            )
+            let deps = runtime::embedded(config, http, store.clone(), queue);
+            (deps, Some(store))
         }
         Backend::Aws => {
-            let clients = AwsClients::new(&sdk_config().await, None);
-            let store = clients.store(&opts.table);
-            (
-                None,
-                store,
-                clients.queue(),
-                (opts.task_queue.clone(), opts.topic_queue.clone()),
-            )
+            let resources = Resources {
+                table: opts.table.clone(),
+                task_queue: opts.task_queue.clone(),
+                topic_queue: opts.topic_queue.clone(),
+            };
+            (runtime::aws(config, http, &resources, None).await, None)
         }
     };
-    let allow = parse_allow_list(&opts.outbound_allow)
-        .map_err(|e| anyhow::anyhow!("--outbound-allow: {e}"))?;
-    let http = GuardedHttpClient::new(allow).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let secret = signing_secret(
-        opts.webhook_secret.as_deref(),
-        &opts.data_dir,
-        "webhook-secret",
-    )?;
-    let step_secret = signing_secret(opts.step_secret.as_deref(), &opts.data_dir, "step-secret")?;
-    if step_secret == secret {
-        bail!("the step secret must differ from the webhook secret");
-    }
-
-    let config = Config {
-        task_queue,
-        topic_queue,
-        default_timeout: Duration::from_secs(opts.task_timeout),
-        expired_retention: chrono::Duration::seconds(
-            opts.expired_retention.min(100 * 365 * 86_400) as i64,
-        ),
-        redispatch_after: Duration::from_secs(opts.redispatch_after),
-        webhook_secret: secret,
-        step_secret,
-        api_key,
-        metrics_key: ApiKey::new(opts.metrics_key.as_deref()),
-        default_workflow: opts.default_workflow,
-        min_schedule_interval: Duration::from_secs(opts.min_schedule_interval),
-        execution_retention: chrono::Duration::seconds(
-            opts.execution_retention.min(100 * 365 * 86_400) as i64,
-        ),
-        public_url,
-        // The in-process queue dies with the process; the store does not.
-        dispatch_inline: embedded.is_some(),
-        snapshot_messages: embedded.is_none(),
-        ..Config::default()
-    };
-    let deps = Deps::live(store, queue, Arc::new(http), config);
 
     if embedded.is_some() {
         // The in-process queue starts empty: refill it from the store.
-        let (resent, rescued) = scheduler::recover_exclusive(&deps)
+        let (resent, rescued) = recovery::recover_exclusive(&deps)
             .await
             .map_err(|e| anyhow::anyhow!("recovering tasks: {e}"))?;
         if resent + rescued > 0 {
@@ -382,23 +324,59 @@ fn resolve_host(host: &str) -> anyhow::Result<IpAddr> {
         .with_context(|| format!("--host must be an IP address (or localhost), got `{host}`"))
 }
 
-/// A signing key: given, or generated once and kept beside the data in
-/// `file`.
-fn signing_secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
+/// The engine's settings as the command line gave them (clap has read the
+/// environment behind each option already), with the signing secrets
+/// generated into the data directory when none is given.
+fn settings(opts: &DevOptions) -> anyhow::Result<Overrides> {
+    let mut s = Overrides::default();
+    s.set("WARREN_TASK_TIMEOUT", Some(opts.task_timeout))
+        .set("WARREN_EXPIRED_RETENTION", Some(opts.expired_retention))
+        .set("WARREN_REDISPATCH_AFTER", Some(opts.redispatch_after))
+        .set(
+            "WARREN_MIN_SCHEDULE_INTERVAL",
+            Some(opts.min_schedule_interval),
+        )
+        .set("WARREN_EXECUTION_RETENTION", Some(opts.execution_retention))
+        .set("WARREN_OUTBOUND_ALLOW", Some(&opts.outbound_allow))
+        .set("WARREN_API_KEY", opts.api_key.as_ref())
+        .set("WARREN_METRICS_KEY", opts.metrics_key.as_ref())
+        .set("WARREN_DEFAULT_WORKFLOW", opts.default_workflow)
+        .set("WARREN_PUBLIC_URL", opts.public_url.as_ref())
+        .set(
+            "WARREN_WEBHOOK_SECRET",
+            Some(signing_secret(
+                opts.webhook_secret.as_deref(),
+                &opts.data_dir,
+                "webhook-secret",
+            )?),
+        )
+        .set(
+            "WARREN_STEP_SECRET",
+            Some(signing_secret(
+                opts.step_secret.as_deref(),
+                &opts.data_dir,
+                "step-secret",
+            )?),
+        );
+    Ok(s)
+}
+
+/// A signing key (`whsec_...`): given, or generated once and kept beside
+/// the data in `file`.
+fn signing_secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<String> {
     if let Some(s) = given {
-        return webhook::decode_secret(s).map_err(|e| anyhow::anyhow!("{file}: {e}"));
+        return Ok(s.to_string());
     }
     let path = data_dir.join(file);
-    let secret = match std::fs::read_to_string(&path) {
-        Ok(s) => s,
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(s.trim().to_string()),
         Err(_) => {
-            let s = webhook::generate_secret();
+            let s = keys::generate_secret();
             write_private(&path, &s)?;
             tracing::info!(path = %path.display(), "generated a signing secret");
-            s
+            Ok(s)
         }
-    };
-    webhook::decode_secret(secret.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

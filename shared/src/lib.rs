@@ -2,12 +2,19 @@
 //! and the use cases every function and runtime calls.
 
 pub mod adapters;
+pub mod config;
 pub mod domain;
 pub mod handlers;
 pub mod http;
 pub mod json;
+pub mod keys;
+pub mod messages;
 pub mod ports;
+pub mod runtime;
 pub mod service;
+pub mod table;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use service::{Config, Deps, ServiceError};
+pub use config::Config;
+pub use service::{Deps, ServiceError};

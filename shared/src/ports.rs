@@ -207,6 +207,13 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl StoreError {
+    /// True for a lost compare-and-set: someone else changed the item first.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
 /// The key-value table (DynamoDB's single-table model).
 ///
 /// Strong consistency is promised for [`Store::get`] and table queries only;

@@ -25,7 +25,7 @@ impl Provisioned {
             std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()),
             "AWS_ENDPOINT_URL is not set: these tests need the emulator scripts/test starts"
         );
-        let unique = warren::testing::aws::unique_name;
+        let unique = |prefix: &str| format!("{prefix}-{}", uuid::Uuid::now_v7().simple());
         let p = Provisioned {
             table: unique("warren"),
             task_queue: unique("tasks"),

@@ -6,7 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = &warren::adapters::aws::lambda_deps().await?;
+    let deps = &warren::runtime::lambda().await?;
     let handler = |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, lambda_runtime::Error>(dispatcher::handle_batch(deps, event.payload).await)
     };

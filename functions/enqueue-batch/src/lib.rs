@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use warren::Deps;
 use warren::http::dto::EnqueueRequest;
 use warren::http::{ApiError, JsonArray};
-use warren::service::enqueue::{NewTask, enqueue_batch};
+use warren::service::enqueue::enqueue_batch;
 
 /// Most tasks in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -31,12 +31,11 @@ pub fn router(deps: Deps) -> Router {
 /// index, and nothing is stored.
 async fn enqueue_many(
     State(deps): State<Deps>,
-    JsonArray(items): JsonArray<EnqueueRequest, MAX_BATCH>,
+    JsonArray(batch): JsonArray<EnqueueRequest, MAX_BATCH>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if items.is_empty() {
+    if batch.is_empty() {
         return Err(ApiError::invalid_field("the batch is empty"));
     }
-    let batch = items.into_iter().map(NewTask::from).collect();
     let ids: Vec<_> = enqueue_batch(&deps, batch)
         .await?
         .into_iter()

@@ -10,7 +10,7 @@ use warren::Deps;
 use warren::http::dto::EnqueueRequest;
 use warren::http::{ApiError, JsonBody};
 use warren::ports::MAX_MESSAGE_BYTES;
-use warren::service::enqueue::{Enqueued, NewTask, enqueue};
+use warren::service::enqueue::{Enqueued, enqueue};
 
 pub fn router(deps: Deps) -> Router {
     let routes = Router::new()
@@ -25,9 +25,8 @@ pub fn router(deps: Deps) -> Router {
 async fn enqueue_one(
     State(deps): State<Deps>,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<EnqueueRequest>,
+    JsonBody(mut new): JsonBody<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
-    let mut new = NewTask::from(request);
     if new.idempotency_key.is_none() {
         new.idempotency_key = headers
             .get("idempotency-key")

@@ -37,7 +37,7 @@ async fn health(State(deps): State<Deps>) -> Response {
 /// (`Authorization: Bearer`, as Prometheus sends it, or `X-API-Key`).
 async fn metrics(State(deps): State<Deps>, headers: HeaderMap) -> Result<Response, ApiError> {
     deps.config.metrics_key.check(&headers)?;
-    let queues = deps.queue_stats().await?;
+    let queues = deps.tasks().queue_stats().await?;
     let body = deps.metrics.render(&queues);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }

@@ -1,12 +1,13 @@
-//! The scheduler: [`tick`] fires due timers and TTL work (called by an
-//! EventBridge schedule in AWS); [`run_every`] calls it on a timer locally.
+//! The scheduler: [`tick`] runs every maintenance service once (called by
+//! an EventBridge schedule in AWS); [`run_every`] calls it on a timer
+//! locally.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use warren::Deps;
 
-pub use warren::service::scheduler::{TickReport, recover_exclusive, tick};
+pub use warren::service::maintenance::{TickReport, tick};
 
 /// Tick every `interval` until `stop` turns true.
 pub async fn run_every(deps: Deps, interval: Duration, mut stop: watch::Receiver<bool>) {
@@ -26,6 +27,7 @@ pub async fn run_every(deps: Deps, interval: Duration, mut stop: watch::Receiver
                 triggers = r.triggers,
                 expired = r.expired,
                 deleted = r.deleted,
+                failed = r.failed,
                 "scheduler tick"
             ),
             Ok(_) => {}

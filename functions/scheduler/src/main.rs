@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    let deps = &warren::adapters::aws::lambda_deps().await?;
+    let deps = &warren::runtime::lambda().await?;
     let handler = |_: LambdaEvent<serde_json::Value>| async move {
         let report = scheduler::tick(deps).await?;
         Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)

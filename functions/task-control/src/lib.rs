@@ -12,7 +12,7 @@ use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, number, task_id};
 use warren::http::{ApiError, JsonBody, Params, Path, decode_cursor, encode_cursor};
 use warren::service::control;
-use warren::service::tasks::TaskFilter;
+use warren::table::tasks::TaskFilter;
 
 pub fn router(deps: Deps) -> Router {
     let routes = Router::new()

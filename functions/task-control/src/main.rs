@@ -2,6 +2,6 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    let deps = warren::adapters::aws::lambda_deps().await?;
+    let deps = warren::runtime::lambda().await?;
     lambda_http::run(task_control::router(deps)).await
 }

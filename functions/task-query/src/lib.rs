@@ -13,7 +13,7 @@ use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, TaskResultResponse, task_id};
 use warren::http::{ApiError, Params, Path, decode_cursor, page_response};
 use warren::service::control::is_finished;
-use warren::service::tasks::TaskFilter;
+use warren::table::tasks::TaskFilter;
 
 /// Page size when the client names none, and the most one page holds.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -92,7 +92,7 @@ async fn page(
     if let Some(c) = cursor.filter(|c| !c.is_empty()) {
         filter.before = Some(decode_cursor(&c)?);
     }
-    let page = deps.list_tasks(&filter, limit).await?;
+    let page = deps.tasks().list(&filter, limit).await?;
     let body: Vec<TaskResponse> = page.tasks.into_iter().map(TaskResponse::from).collect();
     Ok(page_response(&uri, body, page.next))
 }
@@ -103,7 +103,8 @@ async fn one(
 ) -> Result<Json<TaskResponse>, ApiError> {
     let id = task_id(&id)?;
     let task = deps
-        .get_task(id)
+        .tasks()
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found("task not found"))?;
     Ok(Json(task.into()))
@@ -114,7 +115,8 @@ async fn one(
 async fn result(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = task_id(&id)?;
     let task = deps
-        .get_task(id)
+        .tasks()
+        .get(id)
         .await?
         .ok_or_else(|| ApiError::not_found("task not found"))?;
     if !is_finished(task.status) {
@@ -133,5 +135,5 @@ async fn result(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Resp
 
 /// One object per queue: `queue_name` and a count per status.
 async fn queues(State(deps): State<Deps>) -> Result<Response, ApiError> {
-    Ok(Json(deps.queue_stats().await?).into_response())
+    Ok(Json(deps.tasks().queue_stats().await?).into_response())
 }

@@ -14,7 +14,7 @@ use warren::domain::TaskStatus;
 use warren::handlers::Registry;
 use warren::ports::{Item, Key, Query, Store, StoreError, WriteOp};
 use warren::service::enqueue::{Enqueued, NewTask, enqueue};
-use warren::service::tasks::task_key;
+use warren::table::tasks::key as task_key;
 use warren::testing::{memory_deps, receive_now};
 
 /// A store whose writes to one key fail, as a throttled or unreachable
@@ -121,7 +121,7 @@ async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
     // AND the others ran once; the crash is its task's failed attempt, to be retried
     let get = |id| {
         let deps = deps.clone();
-        async move { deps.get_task(id).await.unwrap().unwrap() }
+        async move { deps.tasks().get(id).await.unwrap().unwrap() }
     };
     let echo = get(ids[0]).await;
     assert_eq!((echo.status, echo.attempts), (TaskStatus::Completed, 1));

@@ -7,4 +7,6 @@ pub mod pipeline;
 pub mod task;
 pub mod trigger;
 
-pub use task::{AfterFailure, RetryPolicy, Task, TaskStatus, TransitionError, WebhookOutcome};
+pub use task::{
+    AfterFailure, RetryPolicy, Task, TaskStatus, TransitionError, WebhookOutcome, WebhookStatus,
+};

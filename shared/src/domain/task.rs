@@ -107,11 +107,21 @@ impl RetryPolicy {
     }
 }
 
+/// Where a webhook delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    /// Owed: a delivery is under way or will be retried.
+    Pending,
+    Delivered,
+    /// Given up: refused for good, or out of attempts.
+    Failed,
+}
+
 /// What became of a webhook delivery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookOutcome {
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
+    pub status: WebhookStatus,
     pub attempts: u32,
     pub last_status_code: Option<u16>,
     pub last_error: Option<String>,
@@ -304,6 +314,15 @@ impl Task {
         t.progress = Some(progress);
         t.progress_message = message;
         Ok(t)
+    }
+
+    /// The same task at the next version, for a write that changes only
+    /// where it is filed (its timer): a message still carrying the older
+    /// version finds it moved on and reads it again.
+    pub fn refiled(&self) -> Task {
+        let mut t = self.clone();
+        t.version += 1;
+        t
     }
 
     /// Record what became of the webhook call (any status).

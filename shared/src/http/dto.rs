@@ -1,122 +1,18 @@
 //! Wire shapes of the task API (compatible with the lapinq REST API): what
 //! clients send and what they get back. Never the stored structs.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::domain::execution::{Execution, ExecutionStatus, StepRecord, TriggerType};
 use crate::domain::pipeline::SchemaViolation;
 use crate::domain::{Task, TaskStatus, WebhookOutcome};
-use crate::service::enqueue::NewTask;
 
-/// The body of `POST /api/v1/enqueue` and of each batch item. Every field but
-/// `task_name` may be omitted or null.
-#[derive(Clone, Debug, Deserialize)]
-pub struct EnqueueRequest {
-    pub task_name: String,
-    #[serde(default)]
-    pub queue_name: Option<String>,
-    #[serde(default)]
-    pub module_path: Option<String>,
-    #[serde(default, deserialize_with = "array")]
-    pub args: Option<Vec<Value>>,
-    #[serde(default, deserialize_with = "object")]
-    pub kwargs: Option<Map<String, Value>>,
-    #[serde(default, deserialize_with = "timestamp")]
-    pub scheduled_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub max_retries: Option<u32>,
-    #[serde(default)]
-    pub priority: Option<i32>,
-    /// Seconds, fractions allowed (lapinq keeps them as floats).
-    #[serde(default)]
-    pub ttl_seconds: Option<f64>,
-    #[serde(default, deserialize_with = "object")]
-    pub metadata: Option<Map<String, Value>>,
-    /// Seconds, fractions allowed.
-    #[serde(default)]
-    pub retry_delay: Option<f64>,
-    #[serde(default)]
-    pub retry_backoff: Option<bool>,
-    #[serde(default)]
-    pub webhook_url: Option<String>,
-    #[serde(default)]
-    pub timeout_seconds: Option<u64>,
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
-}
-
-/// Defaults of the task API.
-pub const DEFAULT_QUEUE: &str = "default";
-pub const DEFAULT_MAX_RETRIES: u32 = 3;
-
-impl From<EnqueueRequest> for NewTask {
-    fn from(r: EnqueueRequest) -> Self {
-        NewTask {
-            task_name: r.task_name,
-            queue_name: r.queue_name.unwrap_or_else(|| DEFAULT_QUEUE.into()),
-            module_path: r.module_path,
-            args: r.args.unwrap_or_default(),
-            kwargs: r.kwargs.unwrap_or_default(),
-            scheduled_at: r.scheduled_at,
-            max_retries: r.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
-            priority: r.priority.unwrap_or(0),
-            ttl_seconds: r.ttl_seconds,
-            metadata: r.metadata.unwrap_or_default(),
-            retry_delay: r.retry_delay,
-            retry_backoff: r.retry_backoff.unwrap_or(true),
-            webhook_url: r.webhook_url,
-            timeout_seconds: r.timeout_seconds,
-            idempotency_key: r.idempotency_key,
-        }
-    }
-}
-
-/// A JSON object or null; anything else is refused in lapinq's words
-/// ("metadata must be a JSON object").
-fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Map<String, Value>>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(serde::de::Error::custom("must be a JSON object")),
-    }
-}
-
-/// A JSON array or null.
-fn array<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Value>>, D::Error> {
-    match Option::<Value>::deserialize(d)? {
-        None => Ok(None),
-        Some(Value::Array(items)) => Ok(Some(items)),
-        Some(_) => Err(serde::de::Error::custom("must be a JSON array")),
-    }
-}
-
-/// ISO 8601 with an offset, or without one (read as UTC, as lapinq writes them).
-fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-    let Some(s) = Option::<String>::deserialize(d)? else {
-        return Ok(None);
-    };
-    parse_timestamp(&s)
-        .map(Some)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an ISO 8601 date-time")))
-}
-
-/// Parse an ISO 8601 date-time, with or without offset.
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-    .map(|n| n.and_utc())
-}
+/// The body of `POST /api/v1/enqueue` and of each batch item: the use
+/// case's input, read with the task API's defaults and lapinq's messages.
+pub use crate::service::enqueue::NewTask as EnqueueRequest;
 
 /// A task as the API shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -260,32 +156,5 @@ impl From<Execution> for ExecutionResponse {
             validation_errors: e.validation_errors,
             steps: e.steps,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_with_and_without_offset_are_utc() {
-        let z = parse_timestamp("2026-06-15T12:00:00Z").unwrap();
-        assert_eq!(parse_timestamp("2026-06-15T12:00:00").unwrap(), z);
-        assert_eq!(parse_timestamp("2026-06-15T14:00:00+02:00").unwrap(), z);
-        assert_eq!(parse_timestamp("2026-06-15 12:00:00.000").unwrap(), z);
-        assert!(parse_timestamp("tomorrow").is_none());
-        assert!(parse_timestamp("2026-13-01T00:00:00Z").is_none());
-    }
-
-    #[test]
-    fn omitted_and_null_fields_take_the_defaults() {
-        let r: EnqueueRequest =
-            serde_json::from_str(r#"{"task_name": "echo", "queue_name": null, "args": null}"#)
-                .unwrap();
-        let t = NewTask::from(r);
-        assert_eq!(t.queue_name, "default");
-        assert_eq!(t.max_retries, 3);
-        assert!(t.retry_backoff);
-        assert!(t.args.is_empty());
     }
 }

@@ -117,6 +117,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ServiceError::Store(e).into()
+    }
+}
+
 /// Parse a JSON object body into `T`: 400 `invalid_json` for malformed text
 /// (whatever else is wrong with it), 400 `too_deep` past
 /// [`MAX_INPUT_DEPTH`], else 400 `invalid_field` naming the field. Objects

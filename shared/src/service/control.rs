@@ -4,12 +4,14 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-type Timer = DateTime<Utc>;
-
-use super::enqueue::Dispatch;
-use super::tasks::TaskFilter;
+use super::dispatch::{self, Dispatch};
+use super::worker::invalid_transition;
 use super::{Deps, ServiceError};
 use crate::domain::{Task, TaskStatus, TransitionError};
+use crate::table::tasks::TaskFilter;
+
+/// When the scheduler must next look at a task.
+type Timer = DateTime<Utc>;
 
 /// Races lost before giving up (each needs a concurrent writer of the same task).
 const CAS_TRIES: usize = 8;
@@ -23,16 +25,14 @@ where
 {
     for _ in 0..CAS_TRIES {
         let (task, timer) = deps
-            .get_task_and_timer(id)
+            .tasks()
+            .get_with_timer(id)
             .await?
             .ok_or(ServiceError::NotFound("task not found"))?;
-        let (next, timer) = change(&task, timer).map_err(|e| ServiceError::Conflict {
-            message: e.to_string(),
-            code: "invalid_transition",
-        })?;
-        match deps.save_task(&task, &next, timer).await {
+        let (next, timer) = change(&task, timer).map_err(invalid_transition)?;
+        match deps.tasks().save(&task, &next, timer).await {
             Err(e) if e.is_conflict() => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
             Ok(()) => return Ok(next),
         }
     }
@@ -52,18 +52,18 @@ pub async fn cancel(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
 /// its message is sent even if the caller goes away.
 pub async fn requeue(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
     let deps = deps.clone();
-    super::outbox::detached(async move {
+    dispatch::detached(async move {
         let now = deps.now();
         let task = update(&deps, id, |t, _| {
             let next = t.requeue(now)?;
-            let plan = deps.dispatch_plan(&next, now);
-            Ok((next, Some(Deps::pending_timer(&plan))))
+            let plan = dispatch::plan(&deps, &next, now);
+            Ok((next, Some(plan.timer())))
         })
         .await?;
-        if let Dispatch::Send { delay, .. } = deps.dispatch_plan(&task, now) {
-            let message = deps.task_message(&task, delay);
-            super::outbox::send_or_recheck(&deps, vec![message], |soon| {
-                vec![super::enqueue::recheck_op(&deps, &task, soon)]
+        if let Dispatch::Send { delay, .. } = dispatch::plan(&deps, &task, now) {
+            let message = dispatch::message(&deps, &task, delay);
+            dispatch::send_or_recheck(&deps, vec![message], |soon| {
+                vec![dispatch::recheck(&deps, &task, soon)]
             })
             .await;
         }
@@ -114,14 +114,14 @@ pub async fn delete_matching(deps: &Deps, filter: &TaskFilter) -> Result<Deleted
     let mut filter = filter.clone();
     let mut deleted = 0;
     loop {
-        let page = deps.list_tasks(&filter, 200).await?;
+        let page = deps.tasks().list(&filter, 200).await?;
         for task in &page.tasks {
-            match deps.delete_task(task).await {
+            match deps.tasks().delete(task).await {
                 Ok(()) => deleted += 1,
                 // Changed since we read it: it is re-read on the next pass only
                 // if it still matches; skip it here.
                 Err(e) if e.is_conflict() => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
             // Task ids are the lists' sort keys: the next call starts below it.
             let next = Some(task.id.to_string());

@@ -1,21 +1,20 @@
 //! Enqueue: write the task, then send its message. The write comes first so a
 //! message never names a task that does not exist; a message lost after the
-//! write is re-sent by the scheduler (the task's timer is its outbox entry).
+//! write is re-sent by the scheduler (the task's timer is its outbox entry,
+//! see [`dispatch`]).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::worker::TaskMessage;
-use super::{Deps, ServiceError, outbox};
+use super::dispatch::{self, Dispatch};
+use super::{Deps, ServiceError};
 use crate::domain::task::valid_queue_name;
 use crate::domain::{Task, TaskStatus};
-use crate::ports::{
-    Condition, Index, Item, Key, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_TRANSACT_OPS, OutgoingMessage,
-    StoreError, WriteOp,
-};
+use crate::messages::TaskMessage;
+use crate::ports::{MAX_DELAY, MAX_TRANSACT_OPS, OutgoingMessage, StoreError, WriteOp};
+use crate::table::{idempotency, tasks};
 
 /// How long an idempotency key keeps answering with its first task.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
@@ -25,24 +24,50 @@ pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
 pub const MAX_RETRY_DELAY_SECONDS: f64 = 7.0 * 86_400.0;
 /// Longest accepted TTL: ten years.
 pub const MAX_TTL_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+/// The queue of a task that names none.
+pub const DEFAULT_QUEUE: &str = "default";
+/// Retries of a task that names none (attempts = 1 + retries).
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
-/// A task as a client asks for it, before it exists.
-#[derive(Clone, Debug, PartialEq)]
+/// A task as a client asks for it, before it exists: the body of
+/// `POST /api/v1/enqueue` and of each batch item, read as lapinq clients
+/// write it. Every field but `task_name` may be omitted or null, which
+/// takes the default.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct NewTask {
     pub task_name: String,
+    #[serde(default = "default_queue", deserialize_with = "or_default_queue")]
     pub queue_name: String,
+    #[serde(default)]
     pub module_path: Option<String>,
+    #[serde(default, deserialize_with = "array")]
     pub args: Vec<Value>,
+    #[serde(default, deserialize_with = "object")]
     pub kwargs: Map<String, Value>,
+    #[serde(default, deserialize_with = "timestamp")]
     pub scheduled_at: Option<DateTime<Utc>>,
+    #[serde(
+        default = "default_max_retries",
+        deserialize_with = "or_default_max_retries"
+    )]
     pub max_retries: u32,
+    #[serde(default, deserialize_with = "or_default")]
     pub priority: i32,
+    /// Seconds, fractions allowed (lapinq keeps them as floats).
+    #[serde(default)]
     pub ttl_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "object")]
     pub metadata: Map<String, Value>,
+    /// Seconds, fractions allowed.
+    #[serde(default)]
     pub retry_delay: Option<f64>,
+    #[serde(default = "yes", deserialize_with = "or_yes")]
     pub retry_backoff: bool,
+    #[serde(default)]
     pub webhook_url: Option<String>,
+    #[serde(default)]
     pub timeout_seconds: Option<u64>,
+    #[serde(default)]
     pub idempotency_key: Option<String>,
 }
 
@@ -67,7 +92,7 @@ impl NewTask {
             args: Vec::new(),
             kwargs: Map::new(),
             scheduled_at: None,
-            max_retries: crate::http::dto::DEFAULT_MAX_RETRIES,
+            max_retries: DEFAULT_MAX_RETRIES,
             priority: 0,
             ttl_seconds: None,
             metadata: Map::new(),
@@ -173,68 +198,8 @@ impl NewTask {
     }
 }
 
-/// When a task should be released, and how: a message now (with a delay the
-/// queue can hold), or a timer the scheduler fires later.
-pub enum Dispatch {
-    /// Send now with this delay; the timer re-sends if it never starts.
-    Send {
-        delay: Duration,
-        recheck_at: DateTime<Utc>,
-    },
-    /// Too far ahead for the queue: the scheduler sends it at this time.
-    Later { at: DateTime<Utc> },
-}
-
-impl Deps {
-    /// How to release a pending task at `now`.
-    pub fn dispatch_plan(&self, task: &Task, now: DateTime<Utc>) -> Dispatch {
-        let due = task.scheduled_at.unwrap_or(now).max(now);
-        let wait = (due - now).to_std().unwrap_or_default();
-        if wait > MAX_DELAY {
-            // Hand it to the queue a little before it is due, with a delay.
-            let lead =
-                chrono::Duration::from_std(MAX_DELAY - Duration::from_secs(60)).unwrap_or_default();
-            return Dispatch::Later { at: due - lead };
-        }
-        let redispatch =
-            chrono::Duration::from_std(self.config.redispatch_after).unwrap_or_default();
-        Dispatch::Send {
-            delay: wait,
-            recheck_at: due + redispatch,
-        }
-    }
-
-    /// The timer a pending task is stored with under a plan.
-    pub fn pending_timer(plan: &Dispatch) -> DateTime<Utc> {
-        match plan {
-            Dispatch::Send { recheck_at, .. } => *recheck_at,
-            Dispatch::Later { at } => *at,
-        }
-    }
-
-    /// The message that starts a stored task: the task as stored (so the
-    /// worker needs no read), unless that would not fit in a message or
-    /// the runtime prefers ids (see [`super::Config::snapshot_messages`]).
-    pub fn task_message(&self, task: &Task, delay: Duration) -> OutgoingMessage {
-        let snapshot = self.config.snapshot_messages.then(|| {
-            TaskMessage::Snapshot {
-                snapshot: Box::new(task.clone()),
-            }
-            .encode()
-        });
-        OutgoingMessage {
-            body: snapshot
-                .filter(|s| s.len() <= MAX_MESSAGE_BYTES)
-                .unwrap_or_else(|| TaskMessage::Stored { id: task.id }.encode()),
-            delay,
-            priority: task.priority,
-            ..Default::default()
-        }
-    }
-}
-
 /// Enqueue one task. Once its write has committed, its message is sent
-/// even if the caller goes away (see [`outbox`]).
+/// even if the caller goes away (see [`dispatch::detached`]).
 pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError> {
     new.validate()?;
     let now = deps.now();
@@ -245,7 +210,7 @@ pub async fn enqueue(deps: &Deps, new: NewTask) -> Result<Enqueued, ServiceError
     }
     check_size(&task)?;
     let deps = deps.clone();
-    outbox::detached(async move { store_and_send(&deps, task, now).await }).await
+    dispatch::detached(async move { store_and_send(&deps, task, now).await }).await
 }
 
 async fn store_and_send(
@@ -253,38 +218,38 @@ async fn store_and_send(
     task: Task,
     now: DateTime<Utc>,
 ) -> Result<Enqueued, ServiceError> {
-    let plan = deps.dispatch_plan(&task, now);
-    let mut ops = deps.task_write(None, &task, Some(Deps::pending_timer(&plan)));
-    let idem_op = task
+    let plan = dispatch::plan(deps, &task, now);
+    let mut ops = deps.tasks().write(None, &task, Some(plan.timer()));
+    let claim = task
         .idempotency_key
         .as_ref()
-        .map(|k| idempotency_put(k, task.id, now));
-    let idem_index = idem_op.as_ref().map(|_| ops.len());
-    ops.extend(idem_op);
+        .map(|k| idempotency::claim(k, task.id, now, now + IDEMPOTENCY_WINDOW));
+    let claim_index = claim.as_ref().map(|_| ops.len());
+    ops.extend(claim);
     match deps.store.transact(ops).await {
         Ok(()) => {}
-        Err(StoreError::Conflict { op }) if Some(op) == idem_index => {
+        Err(StoreError::Conflict { op }) if Some(op) == claim_index => {
             let key = task.idempotency_key.as_deref().unwrap_or_default();
-            return existing_for_key(deps, key).await;
+            return match idempotency::holder(&*deps.store, key).await? {
+                Some(id) => Ok(Enqueued::Existing(id)),
+                // It expired between our write and this read: a retry will create it.
+                None => Err(ServiceError::Conflict {
+                    message: "idempotency key changed concurrently; retry".into(),
+                    code: "idempotency_conflict",
+                }),
+            };
         }
         Err(e) => return Err(e.into()),
     }
     deps.metrics.enqueued(1);
     if let Dispatch::Send { delay, .. } = plan {
-        let message = deps.task_message(&task, delay);
-        outbox::send_or_recheck(deps, vec![message], |soon| {
-            vec![recheck_op(deps, &task, soon)]
+        let message = dispatch::message(deps, &task, delay);
+        dispatch::send_or_recheck(deps, vec![message], |soon| {
+            vec![dispatch::recheck(deps, &task, soon)]
         })
         .await;
     }
     Ok(Enqueued::Created(task.id))
-}
-
-/// The write that brings a pending task's timer forward to `soon`, at the
-/// same version: a message sent meanwhile (whose send only seemed to fail)
-/// still starts it.
-pub fn recheck_op(deps: &Deps, task: &Task, soon: DateTime<Utc>) -> Vec<WriteOp> {
-    deps.task_write(Some(task), task, Some(soon))
 }
 
 /// Enqueue many tasks: validated as a whole first (one bad item rejects the
@@ -316,6 +281,7 @@ pub async fn enqueue_batch(
     let mut chunk = Chunk::default();
     let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
     let mut stored = 0;
+    let table = deps.tasks();
     for task in tasks {
         if task.ttl_seconds == Some(0.0) {
             ephemeral.push(ephemeral_message(&task)?);
@@ -323,17 +289,15 @@ pub async fn enqueue_batch(
             continue;
         }
         ids.push(Some(task.id));
-        // Counters are summed per chunk: one Add per (shard, queue), not per task.
-        let shard_key = (super::tasks::shard_of(task.id), task.queue_name.clone());
+        // Counters are summed per chunk: one add per (shard, queue), not per task.
+        let shard_key = (tasks::counter_shard(&task), task.queue_name.clone());
         if chunk.ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
             chunks.push(chunk.close(&mut counters));
         }
-        let plan = deps.dispatch_plan(&task, now);
-        let mut put = deps.task_write(None, &task, Some(Deps::pending_timer(&plan)));
-        put.truncate(1); // the counter is summed instead
-        chunk.ops.extend(put);
+        let plan = dispatch::plan(deps, &task, now);
+        chunk.ops.push(table.put(None, &task, Some(plan.timer())));
         if let Dispatch::Send { delay, .. } = plan {
-            chunk.messages.push(deps.task_message(&task, delay));
+            chunk.messages.push(dispatch::message(deps, &task, delay));
             chunk.sent.push(task);
         }
         *counters.entry(shard_key).or_default() += 1;
@@ -350,7 +314,7 @@ pub async fn enqueue_batch(
             .await?;
     }
     let deps = deps.clone();
-    outbox::detached(async move {
+    dispatch::detached(async move {
         // Chunks are written concurrently so they share group commits (one
         // fsync for the lot, not one per chunk); each chunk stays atomic and
         // sends its own messages once written.
@@ -387,10 +351,7 @@ impl Chunk {
     /// The chunk with one counter add per (shard, queue) it touches.
     fn close(&mut self, counters: &mut std::collections::BTreeMap<(u32, String), i64>) -> Chunk {
         for ((shard, queue), n) in std::mem::take(counters) {
-            self.ops.push(WriteOp::Add {
-                key: Key::new(format!("QSTATS#{shard}"), queue),
-                deltas: vec![("pending".into(), n)],
-            });
+            self.ops.push(tasks::pending_added(shard, &queue, n));
         }
         std::mem::take(self)
     }
@@ -398,8 +359,10 @@ impl Chunk {
     async fn store_and_send(self, deps: &Deps) -> Result<(), ServiceError> {
         deps.store.transact(self.ops).await?;
         let sent = self.sent;
-        outbox::send_or_recheck(deps, self.messages, |soon| {
-            sent.iter().map(|t| recheck_op(deps, t, soon)).collect()
+        dispatch::send_or_recheck(deps, self.messages, |soon| {
+            sent.iter()
+                .map(|t| dispatch::recheck(deps, t, soon))
+                .collect()
         })
         .await;
         Ok(())
@@ -457,47 +420,104 @@ async fn send_ephemeral(deps: &Deps, task: &Task) -> Result<(), ServiceError> {
     Ok(())
 }
 
-fn idempotency_key(key: &str) -> Key {
-    Key::new(format!("IDEM#{key}"), "IDEM")
+// ----- reading a NewTask as clients write it
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.into()
 }
 
-/// The record that maps an idempotency key to its task for the window; the
-/// scheduler deletes it through the expiry index.
-fn idempotency_put(key: &str, id: Uuid, now: DateTime<Utc>) -> WriteOp {
-    let expires = now + IDEMPOTENCY_WINDOW;
-    let mut attrs = Map::new();
-    attrs.insert("task_id".into(), Value::from(id.to_string()));
-    attrs.insert("expires".into(), Value::from(expires.timestamp()));
-    let item = Item {
-        key: idempotency_key(key),
-        indexes: vec![(
-            Index::Gsi6,
-            super::tasks::timed_key(super::tasks::EXPIRY_PREFIX, expires, &format!("IDEM#{key}")),
-        )],
-        ttl: Some(expires.timestamp()),
-        attrs,
-    };
-    WriteOp::Put {
-        item,
-        cond: Condition::Absent {
-            now: now.timestamp(),
-        },
+fn default_max_retries() -> u32 {
+    DEFAULT_MAX_RETRIES
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A value, or its type's default when null.
+fn or_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn or_default_queue<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(default_queue))
+}
+
+fn or_default_max_retries<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(Option::<u32>::deserialize(d)?.unwrap_or(DEFAULT_MAX_RETRIES))
+}
+
+fn or_yes<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(d)?.unwrap_or(true))
+}
+
+/// A JSON object or null; anything else is refused in lapinq's words
+/// ("metadata must be a JSON object").
+fn object<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(serde::de::Error::custom("must be a JSON object")),
     }
 }
 
-async fn existing_for_key(deps: &Deps, key: &str) -> Result<Enqueued, ServiceError> {
-    let item = deps.store.get(&idempotency_key(key)).await?;
-    let id = item
-        .as_ref()
-        .and_then(|i| i.attrs.get("task_id"))
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok());
-    match id {
-        Some(id) => Ok(Enqueued::Existing(id)),
-        // It expired between our write and this read: a retry will create it.
-        None => Err(ServiceError::Conflict {
-            message: "idempotency key changed concurrently; retry".into(),
-            code: "idempotency_conflict",
-        }),
+/// A JSON array or null.
+fn array<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Value>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(serde::de::Error::custom("must be a JSON array")),
+    }
+}
+
+/// ISO 8601 with an offset, or without one (read as UTC, as lapinq writes them).
+fn timestamp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(s) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    parse_timestamp(&s)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an ISO 8601 date-time")))
+}
+
+/// Parse an ISO 8601 date-time, with or without offset.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|n| n.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_with_and_without_offset_are_utc() {
+        let z = parse_timestamp("2026-06-15T12:00:00Z").unwrap();
+        assert_eq!(parse_timestamp("2026-06-15T12:00:00").unwrap(), z);
+        assert_eq!(parse_timestamp("2026-06-15T14:00:00+02:00").unwrap(), z);
+        assert_eq!(parse_timestamp("2026-06-15 12:00:00.000").unwrap(), z);
+        assert!(parse_timestamp("tomorrow").is_none());
+        assert!(parse_timestamp("2026-13-01T00:00:00Z").is_none());
+    }
+
+    #[test]
+    fn omitted_and_null_fields_take_the_defaults() {
+        let t: NewTask =
+            serde_json::from_str(r#"{"task_name": "echo", "queue_name": null, "args": null, "max_retries": null, "retry_backoff": null}"#)
+                .unwrap();
+        assert_eq!(t, NewTask::named("echo", "default"));
+        assert_eq!(t.max_retries, 3);
+        assert!(t.retry_backoff);
     }
 }

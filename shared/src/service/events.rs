@@ -5,15 +5,14 @@
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::executions::{self, event_item, event_key};
+use super::executions;
 use super::pipelines;
-use super::records::record;
 use super::schemas::{self, SchemaId};
-use super::{Deps, ServiceError};
+use super::{Deps, ServiceError, found};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, TriggerType};
 use crate::domain::pipeline::SchemaViolation;
-use crate::ports::{Condition, WriteOp};
+use crate::table::events;
 
 /// What became of a posted event.
 #[derive(Debug)]
@@ -70,12 +69,7 @@ pub async fn ingest(
         created_at: now,
         updated_at: now,
     };
-    let put_event = WriteOp::Put {
-        item: event_item(deps, &event),
-        cond: Condition::Absent {
-            now: now.timestamp(),
-        },
-    };
+    let put_event = events::create(&event, deps.config.execution_retention, now);
     executions::start(deps, &execution, vec![put_event]).await?;
     Ok(Ingested::Queued {
         event_id,
@@ -85,5 +79,6 @@ pub async fn ingest(
 
 /// The stored event with its status and result.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Event, ServiceError> {
-    record(deps, &event_key(id), "no such event").await
+    let now = deps.now().timestamp();
+    found(events::get(&*deps.store, id, now).await?, "no such event")
 }

@@ -1,17 +1,13 @@
 //! Executions: start one, run it from the task queue step by step, and
 //! resume it when its worker is lost.
 //!
-//! | item      | pk           | sk      | indexes                                             |
-//! |-----------|--------------|---------|-----------------------------------------------------|
-//! | execution | `EXEC#<id>`  | `EXEC`  | gsi2 `PEXEC#<pipeline>` / id, gsi5 timer while running |
-//! | event     | `EVENT#<id>` | `EVENT` | none                                                |
-//!
 //! A worker claims a running execution by compare-and-set with a lease long
 //! enough for its next step, and checkpoints each finished step (claiming
-//! the next one in the same write). The execution's timer (gsi5) is its
-//! lease end, or, before any claim, when its message counts as lost; the
-//! scheduler re-sends the message of a free execution whose timer fired, so
-//! a crash between steps resumes at the first unfinished step.
+//! the next one in the same write). The execution's timer is its lease end,
+//! or, before any claim, when its message counts as lost; the scheduler
+//! re-sends the message of a free execution whose timer fired, so a crash
+//! between steps resumes at the first unfinished step. Where executions and
+//! events live: [`crate::table::executions`], [`crate::table::events`].
 
 use std::time::Duration;
 
@@ -19,20 +15,20 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use super::dispatch;
 use super::enqueue::{Enqueued, NewTask, enqueue};
-use super::pipelines::{self, CHILDREN, executions_parent};
-use super::records::{attrs_of, from_attrs, record};
+use super::pipelines;
 use super::schemas::{self, SchemaId};
-use super::tasks::{EXPIRY, EXPIRY_PREFIX, TIMER, TIMER_PREFIX, minute_bucket, timed_key};
 use super::webhook::signed_headers;
-use super::worker::TaskMessage;
-use super::{Deps, ServiceError, outbox};
-use crate::domain::event::{Event, EventStatus};
+use super::{Deps, ServiceError, found};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate};
 use crate::handlers::TaskContext;
 use crate::json::MAX_OUTPUT_DEPTH;
-use crate::ports::{Condition, HttpError, HttpRequest, Item, Key, OutgoingMessage, WriteOp};
+use crate::messages::TaskMessage;
+use crate::ports::{HttpError, HttpRequest, Item, OutgoingMessage, StoreError, WriteOp};
+use crate::table::timers::{self, Owner};
+use crate::table::{events, executions as table};
 
 /// The most tasks one execution may enqueue, all its `enqueue` steps
 /// together: a pipeline of 50 steps cannot turn one hook call into 50,000
@@ -41,51 +37,13 @@ pub const MAX_FAN_OUT: usize = 1000;
 /// The longest pause between two attempts of a step.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
 
-pub const EXECUTION_PREFIX: &str = "EXEC#";
-
-pub fn execution_key(id: Uuid) -> Key {
-    Key::new(format!("{EXECUTION_PREFIX}{id}"), "EXEC")
-}
-
-pub fn event_key(id: Uuid) -> Key {
-    Key::new(format!("EVENT#{id}"), "EVENT")
-}
-
-fn execution_item(deps: &Deps, e: &Execution, timer: Option<DateTime<Utc>>) -> Item {
-    let id = e.id.to_string();
-    let mut item = Item::new(execution_key(e.id), attrs_of(e));
-    item.indexes
-        .push((CHILDREN, Key::new(executions_parent(e.pipeline_id), &id)));
-    if let Some(at) = timer {
-        item.indexes.push((TIMER, timed_key(TIMER_PREFIX, at, &id)));
-    }
-    let ended =
-        (e.status != ExecutionStatus::Running).then_some(e.completed_at.unwrap_or(e.started_at));
-    retained(deps, item, ended)
-}
-
-pub fn event_item(deps: &Deps, event: &Event) -> Item {
-    let item = Item::new(event_key(event.id), attrs_of(event));
-    let ended = (event.status != EventStatus::Pending).then_some(event.updated_at);
-    retained(deps, item, ended)
-}
-
-/// A finished execution or event is kept for the configured retention
-/// after it `ended`: a TTL the backend may act on (DynamoDB's, lazily;
-/// readers filter it) and an expiry entry on which the scheduler deletes it.
-fn retained(deps: &Deps, mut item: Item, ended: Option<DateTime<Utc>>) -> Item {
-    if let Some(end) = ended {
-        let at = end + deps.config.execution_retention;
-        item.ttl = Some(at.timestamp());
-        let entry = timed_key(EXPIRY_PREFIX, at, &item.key.pk);
-        item.indexes.push((EXPIRY, entry));
-    }
-    item
-}
-
 /// The execution with this id.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Execution, ServiceError> {
-    record(deps, &execution_key(id), "no such execution").await
+    let now = deps.now().timestamp();
+    found(
+        table::get(&*deps.store, id, now).await?,
+        "no such execution",
+    )
 }
 
 /// A page of a pipeline's executions, newest first, and the next cursor.
@@ -95,8 +53,8 @@ pub async fn list(
     limit: usize,
     before: Option<String>,
 ) -> Result<(Vec<Execution>, Option<String>), ServiceError> {
-    let page =
-        pipelines::children(deps, &executions_parent(pipeline), limit, before.clone()).await?;
+    let now = deps.now().timestamp();
+    let page = table::list(&*deps.store, pipeline, limit, before.clone(), now).await?;
     // Executions outlive their pipeline; an unknown pipeline with none is a 404.
     if page.0.is_empty() && before.is_none() {
         pipelines::get(deps, pipeline, None).await?;
@@ -114,24 +72,23 @@ fn message(id: Uuid) -> OutgoingMessage {
 
 /// Store a new execution (with `extra` writes in the same transaction) and
 /// queue it. Once written, its message is sent even if the caller goes
-/// away; a send that fails brings its timer forward (see [`outbox`]).
+/// away; a send that fails brings its timer forward (see [`dispatch`]).
 pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<(), ServiceError> {
     let (deps, e) = (deps.clone(), e.clone());
-    outbox::detached(async move {
-        let mut ops = vec![WriteOp::Put {
-            item: execution_item(&deps, &e, Some(deps.now() + redispatch_window(&deps))),
-            cond: Condition::Absent {
-                now: deps.now().timestamp(),
-            },
-        }];
+    dispatch::detached(async move {
+        let now = deps.now();
+        let retention = deps.config.execution_retention;
+        let mut ops = vec![table::create(
+            &e,
+            now + redispatch_window(&deps),
+            retention,
+            now,
+        )];
         ops.extend(extra);
         deps.store.transact(ops).await?;
-        outbox::send_or_recheck(&deps, vec![message(e.id)], |soon| {
+        dispatch::send_or_recheck(&deps, vec![message(e.id)], |soon| {
             // Same version: the message, if it did go, still claims it.
-            vec![vec![WriteOp::Put {
-                item: execution_item(&deps, &e, Some(soon)),
-                cond: Condition::version(e.version),
-            }]]
+            vec![vec![table::replace(&e, &e, Some(soon), retention)]]
         })
         .await;
         Ok(())
@@ -167,10 +124,8 @@ async fn save(
     timer: Option<DateTime<Utc>>,
     extra: Vec<WriteOp>,
 ) -> Result<(), ServiceError> {
-    let mut ops = vec![WriteOp::Put {
-        item: execution_item(deps, next, timer),
-        cond: Condition::version(prev.version),
-    }];
+    let retention = deps.config.execution_retention;
+    let mut ops = vec![table::replace(prev, next, timer, retention)];
     ops.extend(extra);
     deps.store.transact(ops).await?;
     Ok(())
@@ -190,18 +145,13 @@ fn lease_budget(deps: &Deps, timeout: Duration, retries: u32) -> chrono::Duratio
 /// The writes that go with an execution's final checkpoint: the pipeline's
 /// counters and, for an ingested event, the event's outcome.
 async fn finishing_writes(deps: &Deps, e: &Execution) -> Result<Vec<WriteOp>, ServiceError> {
-    let mut ops = pipelines::finished_counters(e);
+    let mut ops = crate::table::pipelines::finished_counters(e);
     if let Some(id) = e.event_id {
-        let event = deps
-            .store
-            .get(&event_key(id))
-            .await?
-            .and_then(|i| from_attrs::<Event>(&i));
+        let now = deps.now();
+        let event = events::get(&*deps.store, id, now.timestamp()).await?;
         if let Some(event) = event {
-            ops.push(WriteOp::Put {
-                item: event_item(deps, &event.finished(e, deps.now())),
-                cond: Condition::Exists,
-            });
+            let retention = deps.config.execution_retention;
+            ops.push(events::finish(&event.finished(e, now), retention));
         }
     }
     Ok(ops)
@@ -575,8 +525,8 @@ impl Attempt {
                 }
                 Ok(Enqueued::Ephemeral) => {}
                 Err(
-                    e @ (ServiceError::Invalid { .. }
-                    | ServiceError::Store(crate::ports::StoreError::Invalid(_))),
+                    e
+                    @ (ServiceError::Invalid { .. } | ServiceError::Store(StoreError::Invalid(_))),
                 ) => return Err(Failure::Fatal(e.to_string())),
                 Err(e) => return Err(Failure::Retry(e.to_string())),
             }
@@ -589,7 +539,7 @@ impl Attempt {
 /// message was lost, or its worker's lease ran out), re-send its message
 /// and set the next timer. True when it was re-sent.
 pub async fn resume(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bool, ServiceError> {
-    let Some(e) = from_attrs::<Execution>(item) else {
+    let Some(e) = table::from_item(item) else {
         return Ok(false);
     };
     if e.next_step().is_none() || !e.is_free(now) {
@@ -643,42 +593,26 @@ pub async fn recover_exclusive(
         MAX_STEP_RETRIES,
     );
     let horizon = now + longest_lease.max(redispatch_window(deps));
-    let mut minute = now - lookback;
     let mut resent = 0;
-    while minute <= horizon {
-        let mut q = crate::ports::Query::index(
-            TIMER,
-            format!("{TIMER_PREFIX}#{}", minute_bucket(minute)),
-            500,
-        );
-        loop {
-            let page = deps.store.query(&q).await?;
-            for entry in page
-                .iter()
-                .filter(|i| i.key.pk.starts_with(EXECUTION_PREFIX))
-            {
-                let current = deps.store.get(&entry.key).await?;
-                let Some(e) = current.as_ref().and_then(from_attrs::<Execution>) else {
-                    continue;
-                };
-                if e.next_step().is_none() {
-                    continue;
-                }
-                // One execution that cannot be re-sent must not keep warren
-                // from starting: its timer is still due for the scheduler.
-                match resend(deps, &e, now).await {
-                    Ok(()) => resent += 1,
-                    Err(err) => {
-                        tracing::error!(execution_id = %e.id, error = %err, "could not resume an execution at start; the scheduler will")
-                    }
-                }
-            }
-            match page.last().and_then(|i| i.index_key(TIMER)) {
-                Some(k) if page.len() == q.limit => q.after = Some(k.sk.clone()),
-                _ => break,
+    for due in timers::between(&*deps.store, now - lookback, horizon).await? {
+        if !matches!(due.owner, Owner::Execution(_)) {
+            continue;
+        }
+        let current = deps.store.get(due.owner.key()).await?;
+        let Some(e) = current.as_ref().and_then(table::from_item) else {
+            continue;
+        };
+        if e.next_step().is_none() {
+            continue;
+        }
+        // One execution that cannot be re-sent must not keep warren
+        // from starting: its timer is still due for the scheduler.
+        match resend(deps, &e, now).await {
+            Ok(()) => resent += 1,
+            Err(err) => {
+                tracing::error!(execution_id = %e.id, error = %err, "could not resume an execution at start; the scheduler will")
             }
         }
-        minute += chrono::Duration::minutes(1);
     }
     Ok(resent)
 }

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::tasks::QueueStats;
 use crate::domain::TaskStatus;
+use crate::table::tasks::QueueStats;
 
 /// Upper bounds (seconds) of the duration histogram buckets.
 const BUCKETS: [f64; 14] = [

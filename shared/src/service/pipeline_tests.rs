@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::events::{self, Ingested};
-use super::scheduler::tick;
+use super::maintenance::tick;
 use super::worker::process;
 use super::{Deps, executions, pipelines};
 use crate::adapters::clock::ManualClock;
@@ -396,7 +396,8 @@ async fn enqueue_step_fans_out_one_task_per_item() {
     let ids = e.output.unwrap()["task_ids"].as_array().unwrap().clone();
     assert_eq!(ids.len(), 2);
     let task = deps
-        .get_task(ids[1].as_str().unwrap().parse().unwrap())
+        .tasks()
+        .get(ids[1].as_str().unwrap().parse().unwrap())
         .await
         .unwrap()
         .unwrap();

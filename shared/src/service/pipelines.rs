@@ -1,55 +1,25 @@
 //! Pipelines: create, read (any version), update (a new version), delete,
-//! list; and their statistics, kept as counters.
-//!
-//! Keys: the current version at `PIPE#<id>`/`HEAD` (listed newest first in
-//! index gsi2 under `PIPES`), every version at `PIPE#<id>`/`V#<version>`,
-//! counters at `PSTATS#<id>`/`STATS` and `USAGE#<day>`/`<id>`.
+//! list; and their statistics, kept as counters (see
+//! [`crate::table::pipelines`] for where they live).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::records::{attrs_of, count, counters, from_attrs, record};
-use super::{Deps, ServiceError};
-use crate::domain::execution::{Execution, ExecutionStatus};
+use super::{Deps, ServiceError, found};
 use crate::domain::pipeline::{Pipeline, PipelineSpec};
-use crate::ports::{Condition, Index, Item, Key, Query, WriteOp};
+use crate::table::{self, count};
 
-/// Lists by parent, newest first: pipelines, a pipeline's executions and triggers.
-pub const CHILDREN: Index = Index::Gsi2;
-const ALL_PIPELINES: &str = "PIPES";
 /// The longest period `usage` reports on.
 pub const MAX_USAGE_DAYS: i64 = 366;
-
-fn head_key(id: Uuid) -> Key {
-    Key::new(format!("PIPE#{id}"), "HEAD")
-}
-
-fn version_key(id: Uuid, version: u32) -> Key {
-    Key::new(format!("PIPE#{id}"), format!("V#{version:010}"))
-}
-
-fn stats_key(id: Uuid) -> Key {
-    Key::new(format!("PSTATS#{id}"), "STATS")
-}
-
-fn usage_key(day: NaiveDate, pipeline: &str) -> Key {
-    Key::new(format!("USAGE#{day}"), pipeline)
-}
 
 fn check(spec: &PipelineSpec) -> Result<(), ServiceError> {
     spec.check()
         .map_err(|e| ServiceError::invalid("invalid_pipeline", e.to_string()))
 }
 
-fn head_item(p: &Pipeline) -> Item {
-    let mut item = Item::new(head_key(p.id), attrs_of(p));
-    item.indexes
-        .push((CHILDREN, Key::new(ALL_PIPELINES, p.id.to_string())));
-    item
-}
-
+/// Store a new pipeline at version 1.
 pub async fn create(deps: &Deps, spec: PipelineSpec) -> Result<Pipeline, ServiceError> {
     check(&spec)?;
     let now = deps.now();
@@ -60,31 +30,27 @@ pub async fn create(deps: &Deps, spec: PipelineSpec) -> Result<Pipeline, Service
         created_at: now,
         updated_at: now,
     };
-    let absent = Condition::Absent {
-        now: now.timestamp(),
-    };
     deps.store
-        .transact(vec![
-            WriteOp::Put {
-                item: head_item(&p),
-                cond: absent.clone(),
-            },
-            WriteOp::Put {
-                item: Item::new(version_key(p.id, 1), attrs_of(&p)),
-                cond: absent,
-            },
-        ])
+        .transact(table::pipelines::create(&p, now))
         .await?;
     Ok(p)
 }
 
 /// The current version, or `version` when given (old versions stay readable).
 pub async fn get(deps: &Deps, id: Uuid, version: Option<u32>) -> Result<Pipeline, ServiceError> {
-    let head: Pipeline = record(deps, &head_key(id), "no such pipeline").await?;
+    let now = deps.now().timestamp();
+    let store = &*deps.store;
+    let head = found(
+        table::pipelines::head(store, id, now).await?,
+        "no such pipeline",
+    )?;
     match version {
         None => Ok(head),
         Some(v) if v == head.version => Ok(head),
-        Some(v) => record(deps, &version_key(id, v), "no such pipeline version").await,
+        Some(v) => found(
+            table::pipelines::version(store, id, v, now).await?,
+            "no such pipeline version",
+        ),
     }
 }
 
@@ -99,24 +65,10 @@ pub async fn update(deps: &Deps, id: Uuid, spec: PipelineSpec) -> Result<Pipelin
             updated_at: deps.now(),
             ..current.clone()
         };
-        let ops = vec![
-            WriteOp::Put {
-                item: head_item(&next),
-                cond: Condition::Equals {
-                    attr: "version".into(),
-                    value: current.version.into(),
-                },
-            },
-            WriteOp::Put {
-                item: Item::new(version_key(id, next.version), attrs_of(&next)),
-                cond: Condition::Absent {
-                    now: deps.now().timestamp(),
-                },
-            },
-        ];
+        let ops = table::pipelines::update(&current, &next, deps.now());
         match deps.store.transact(ops).await {
             // Another update won the race: build on its version.
-            Err(crate::ports::StoreError::Conflict { .. }) => continue,
+            Err(e) if e.is_conflict() => continue,
             other => return other.map(|_| next).map_err(Into::into),
         }
     }
@@ -125,93 +77,18 @@ pub async fn update(deps: &Deps, id: Uuid, spec: PipelineSpec) -> Result<Pipelin
 /// Delete the pipeline and its versions. Its executions stay readable.
 pub async fn delete(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
     let current = get(deps, id, None).await?;
-    // Old versions first, the head last: a failure halfway leaves it listed.
-    let keys: Vec<Key> = (1..current.version).map(|v| version_key(id, v)).collect();
-    for chunk in keys.chunks(crate::ports::MAX_TRANSACT_OPS) {
-        let ops = chunk
-            .iter()
-            .map(|k| WriteOp::Delete {
-                key: k.clone(),
-                cond: Condition::None,
-            })
-            .collect();
-        deps.store.transact(ops).await?;
-    }
-    deps.store
-        .transact(vec![
-            WriteOp::Delete {
-                key: version_key(id, current.version),
-                cond: Condition::None,
-            },
-            WriteOp::Delete {
-                key: head_key(id),
-                cond: Condition::Equals {
-                    attr: "version".into(),
-                    value: current.version.into(),
-                },
-            },
-        ])
-        .await?;
+    table::pipelines::delete(&*deps.store, &current).await?;
     Ok(())
 }
 
-/// A page of records listed under `parent` in [`CHILDREN`], newest first,
-/// and the cursor of the next page.
-pub async fn children<T: serde::de::DeserializeOwned>(
-    deps: &Deps,
-    parent: &str,
-    limit: usize,
-    before: Option<String>,
-) -> Result<(Vec<T>, Option<String>), ServiceError> {
-    let mut q = Query::index(CHILDREN, parent, limit);
-    q.descending = true;
-    q.before = before;
-    let items = deps.store.query(&q).await?;
-    let next = (items.len() == limit)
-        .then(|| {
-            items
-                .last()
-                .and_then(|i| i.index_key(CHILDREN))
-                .map(|k| k.sk.clone())
-        })
-        .flatten();
-    let now = deps.now().timestamp();
-    let live = items.iter().filter(|i| !i.is_expired(now));
-    Ok((live.filter_map(from_attrs).collect(), next))
-}
-
+/// A page of pipelines, newest first, and the next cursor.
 pub async fn list(
     deps: &Deps,
     limit: usize,
     before: Option<String>,
 ) -> Result<(Vec<Pipeline>, Option<String>), ServiceError> {
-    children(deps, ALL_PIPELINES, limit, before).await
-}
-
-/// The counter updates of a finished execution, for its final write.
-pub fn finished_counters(e: &Execution) -> Vec<WriteOp> {
-    let outcome = match e.status {
-        ExecutionStatus::Success => "success",
-        ExecutionStatus::Timeout => "timeout",
-        _ => "error",
-    };
-    let duration = e.duration_ms.unwrap_or(0) as i64;
-    let day = e.completed_at.unwrap_or(e.started_at).date_naive();
-    let runs = |extra: Vec<(String, i64)>| {
-        let mut d = vec![("runs".to_string(), 1), (outcome.to_string(), 1)];
-        d.extend(extra);
-        d
-    };
-    vec![
-        WriteOp::Add {
-            key: stats_key(e.pipeline_id),
-            deltas: runs(vec![("duration_ms".into(), duration)]),
-        },
-        WriteOp::Add {
-            key: usage_key(day, &e.pipeline_id.to_string()),
-            deltas: runs(Vec::new()),
-        },
-    ]
+    let now = deps.now().timestamp();
+    Ok(table::pipelines::list(&*deps.store, limit, before, now).await?)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -228,8 +105,9 @@ pub struct PipelineStats {
 /// Totals from the pipeline's counters; the last run from its newest execution.
 pub async fn stats(deps: &Deps, id: Uuid) -> Result<PipelineStats, ServiceError> {
     get(deps, id, None).await?;
-    let attrs = counters(deps, &stats_key(id)).await?;
-    let (last, _) = children::<Execution>(deps, &executions_parent(id), 1, None).await?;
+    let attrs = table::pipelines::totals(&*deps.store, id).await?;
+    let now = deps.now().timestamp();
+    let (last, _) = table::executions::list(&*deps.store, id, 1, None, now).await?;
     let total = count(&attrs, "runs");
     Ok(PipelineStats {
         pipeline_id: id,
@@ -243,11 +121,6 @@ pub async fn stats(deps: &Deps, id: Uuid) -> Result<PipelineStats, ServiceError>
         },
         last_executed_at: last.first().map(|e| e.started_at),
     })
-}
-
-/// Where a pipeline's executions are listed in [`CHILDREN`].
-pub fn executions_parent(pipeline: Uuid) -> String {
-    format!("PEXEC#{pipeline}")
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -276,7 +149,6 @@ pub async fn usage(
     }
     let mut out = Vec::new();
     for day in from.iter_days().take(days as usize + 1) {
-        let mut q = Query::table(format!("USAGE#{day}"), 1000);
         let mut entry = UsageDay {
             day,
             runs: 0,
@@ -285,21 +157,14 @@ pub async fn usage(
             timeout: 0,
             pipelines: Map::new(),
         };
-        loop {
-            let page = deps.store.query(&q).await?;
-            for item in &page {
-                entry.runs += count(&item.attrs, "runs");
-                entry.success += count(&item.attrs, "success");
-                entry.error += count(&item.attrs, "error");
-                entry.timeout += count(&item.attrs, "timeout");
-                entry
-                    .pipelines
-                    .insert(item.key.sk.clone(), count(&item.attrs, "runs").into());
-            }
-            if page.len() < q.limit {
-                break;
-            }
-            q.after = page.last().map(|i| i.key.sk.clone());
+        for (pipeline, attrs) in table::pipelines::usage_of_day(&*deps.store, day).await? {
+            entry.runs += count(&attrs, "runs");
+            entry.success += count(&attrs, "success");
+            entry.error += count(&attrs, "error");
+            entry.timeout += count(&attrs, "timeout");
+            entry
+                .pipelines
+                .insert(pipeline, count(&attrs, "runs").into());
         }
         out.push(entry);
     }

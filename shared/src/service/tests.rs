@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 
 use super::enqueue::{Enqueued, NewTask, enqueue};
-use super::scheduler::tick;
+use super::maintenance::tick;
 use super::worker::process;
 use crate::Deps;
 use crate::adapters::clock::ManualClock;
@@ -86,7 +86,7 @@ async fn duplicate_delivery_runs_the_task_once() {
     process(&deps, &messages[0].body).await.unwrap();
     // THEN the handler ran once and the task completed after one attempt
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    let task = deps.get_task(id).await.unwrap().unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
     assert_eq!(task.result.as_deref(), Some("\"counted\""));
 }
@@ -102,7 +102,7 @@ async fn message_of_a_cancelled_task_is_dropped() {
     }
     assert_eq!(runs.load(Ordering::SeqCst), 0);
     assert_eq!(
-        deps.get_task(id).await.unwrap().unwrap().status,
+        deps.tasks().get(id).await.unwrap().unwrap().status,
         TaskStatus::Cancelled
     );
 }
@@ -120,7 +120,7 @@ async fn failing_task_is_retried_until_its_attempts_are_spent() {
             process(&deps, &m.body).await.unwrap();
         }
     }
-    let task = deps.get_task(id).await.unwrap().unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Failed, 3));
     assert_eq!(task.error.as_deref(), Some("failed on purpose"));
 }
@@ -149,7 +149,7 @@ async fn panicking_handler_fails_its_attempt_and_is_retried() {
         }
     }
     // AND the retry completed it
-    let task = deps.get_task(id).await.unwrap().unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 2));
 }
 
@@ -160,7 +160,7 @@ async fn unknown_task_fails_at_once_without_retries() {
     for m in receive_all(&deps).await {
         process(&deps, &m.body).await.unwrap();
     }
-    let task = deps.get_task(id).await.unwrap().unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Failed, 1));
     assert!(task.error.unwrap().contains("unknown task"));
     assert!(receive_all(&deps).await.is_empty());
@@ -173,9 +173,10 @@ async fn running_task_past_its_lease_is_rescued_and_retried() {
     let (deps, clock) = setup(registry);
     let id = created(&deps, new_task("count")).await;
     let _lost = receive_all(&deps).await;
-    let pending = deps.get_task(id).await.unwrap().unwrap();
+    let pending = deps.tasks().get(id).await.unwrap().unwrap();
     let running = pending.start(clock.now(), deps.config.lease_grace).unwrap();
-    deps.save_task(&pending, &running, running.lease_until)
+    deps.tasks()
+        .save(&pending, &running, running.lease_until)
         .await
         .unwrap();
     // WHEN its lease (timeout 30 s + grace 30 s) runs out and the scheduler ticks
@@ -190,7 +191,7 @@ async fn running_task_past_its_lease_is_rescued_and_retried() {
     for m in receive_all(&deps).await {
         process(&deps, &m.body).await.unwrap();
     }
-    let task = deps.get_task(id).await.unwrap().unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 2));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -209,7 +210,7 @@ async fn task_due_beyond_the_queue_delay_waits_for_the_scheduler() {
     clock.advance(chrono::Duration::minutes(76));
     assert_eq!(tick(&deps).await.unwrap().released, 1);
     assert_eq!(
-        deps.get_task(id).await.unwrap().unwrap().status,
+        deps.tasks().get(id).await.unwrap().unwrap().status,
         TaskStatus::Pending
     );
     assert_eq!(runs.load(Ordering::SeqCst), 0);
@@ -237,7 +238,7 @@ async fn lost_message_is_re_sent_by_the_outbox_timer() {
         process(&deps, &m.body).await.unwrap();
     }
     assert_eq!(
-        deps.get_task(id).await.unwrap().unwrap().status,
+        deps.tasks().get(id).await.unwrap().unwrap().status,
         TaskStatus::Completed
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -253,15 +254,15 @@ async fn pending_task_past_its_ttl_expires_then_is_deleted() {
     clock.advance(chrono::Duration::seconds(61));
     assert_eq!(tick(&deps).await.unwrap().expired, 1);
     assert_eq!(
-        deps.get_task(id).await.unwrap().unwrap().status,
+        deps.tasks().get(id).await.unwrap().unwrap().status,
         TaskStatus::Expired
     );
-    let stats = deps.queue_stats().await.unwrap();
+    let stats = deps.tasks().queue_stats().await.unwrap();
     assert_eq!((stats[0].pending, stats[0].expired), (0, 1));
     clock.advance(deps.config.expired_retention + chrono::Duration::seconds(1));
     assert_eq!(tick(&deps).await.unwrap().deleted, 1);
-    assert!(deps.get_task(id).await.unwrap().is_none());
-    assert_eq!(deps.queue_stats().await.unwrap()[0].expired, 0);
+    assert!(deps.tasks().get(id).await.unwrap().is_none());
+    assert_eq!(deps.tasks().queue_stats().await.unwrap()[0].expired, 0);
 }
 
 #[tokio::test]
@@ -275,7 +276,7 @@ async fn repeated_idempotency_key_returns_the_first_task() {
         Enqueued::Existing(first)
     );
     assert_eq!(
-        deps.queue_stats().await.unwrap()[0].pending,
+        deps.tasks().queue_stats().await.unwrap()[0].pending,
         1,
         "nothing created twice"
     );
@@ -297,15 +298,16 @@ async fn counters_follow_every_transition() {
     for m in receive_all(&deps).await {
         process(&deps, &m.body).await.unwrap();
     }
-    let s = &deps.queue_stats().await.unwrap()[0];
+    let s = &deps.tasks().queue_stats().await.unwrap()[0];
     assert_eq!(
         (s.pending, s.running, s.completed, s.failed, s.cancelled),
         (0, 0, 1, 1, 1)
     );
-    deps.delete_task(&deps.get_task(ok).await.unwrap().unwrap())
+    deps.tasks()
+        .delete(&deps.tasks().get(ok).await.unwrap().unwrap())
         .await
         .unwrap();
-    assert_eq!(deps.queue_stats().await.unwrap()[0].completed, 0);
+    assert_eq!(deps.tasks().queue_stats().await.unwrap()[0].completed, 0);
 }
 
 #[tokio::test]
@@ -313,7 +315,7 @@ async fn stored_task_leaves_out_its_nulls_and_reads_back_whole() {
     // GIVEN a task with its optional fields unset
     let (deps, _) = setup(Registry::standard());
     let id = created(&deps, new_task("echo")).await;
-    let key = super::tasks::task_key(id);
+    let key = crate::table::tasks::key(id);
     // WHEN its item is read from the store
     let mut item = deps.store.get(&key).await.unwrap().expect("stored");
     // THEN the item holds no nulls, and still reads as the whole task
@@ -322,13 +324,13 @@ async fn stored_task_leaves_out_its_nulls_and_reads_back_whole() {
         "{:?}",
         item.attrs
     );
-    let task = deps.get_task(id).await.unwrap().expect("a task");
+    let task = deps.tasks().get(id).await.unwrap().expect("a task");
     assert_eq!((task.module_path, task.started_at), (None, None));
     // AND a record stored with explicit nulls reads the same
     item.attrs
         .insert("module_path".into(), serde_json::Value::Null);
     item.attrs
         .insert("started_at".into(), serde_json::Value::Null);
-    let old = super::tasks::task_from_item(&item).expect("a task");
-    assert_eq!(old, deps.get_task(id).await.unwrap().unwrap());
+    let old = crate::table::tasks::from_item(&item).expect("a task");
+    assert_eq!(old, deps.tasks().get(id).await.unwrap().unwrap());
 }

@@ -4,18 +4,10 @@
 //! into the topic ingress queue (message attribute `topic`), or through an
 //! SNS topic subscribed to that queue; the dispatcher fans each message out.
 //!
-//! | item         | pk                   | sk              | what                                   |
-//! |--------------|----------------------|-----------------|----------------------------------------|
-//! | subscription | `SUB#<pipeline>`     | `SUB`           | topic, pipeline version, revision      |
-//! | member       | `TOPIC#<topic>`      | `<pipeline>`    | the same, listed under its topic       |
-//! | dispatch     | `DISPATCH#<message>` | `<pipeline>`    | TTL 1 day: no second run of a message  |
-//! | counters     | `TSTATS#<topic>`     | `STATS`         | published, dispatched, dropped         |
-//! | counters     | `TSTATS`             | `UNROUTED`      | dropped messages that name no topic    |
-//!
-//! A subscription and its member are written and deleted together (one
-//! transaction, compare-and-set on the subscription's revision), so the
-//! dispatcher finds a topic's started triggers with a strongly consistent
-//! table query, and a stopped trigger starts nothing afterwards.
+//! A subscription and its membership of its topic are written and deleted
+//! together (see [`crate::table::topics`]), so the dispatcher finds a
+//! topic's started triggers with a strongly consistent table query, and a
+//! stopped trigger starts nothing afterwards.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -24,12 +16,12 @@ use uuid::Uuid;
 
 use super::executions;
 use super::pipelines;
-use super::records::{self, attrs_of, from_attrs};
 use super::{Deps, ServiceError};
 use crate::domain::execution::{Execution, TriggerType};
 use crate::domain::pipeline::check_topic;
 use crate::json::MAX_INPUT_DEPTH;
-use crate::ports::{Condition, Delivery, Item, Key, OutgoingMessage, Query, StoreError, WriteOp};
+use crate::ports::{Delivery, OutgoingMessage};
+use crate::table::{count, topics as table};
 
 /// The message attribute that names a message's topic.
 pub const TOPIC_ATTRIBUTE: &str = "topic";
@@ -40,8 +32,6 @@ pub const MESSAGE_ID_ATTRIBUTE: &str = "message_id";
 const MAX_MESSAGE_ID: usize = 128;
 /// How long a dispatched message is remembered against redelivery.
 const DISPATCH_MEMORY: chrono::Duration = chrono::Duration::days(1);
-/// Members read per query page.
-const PAGE: usize = 100;
 /// The most event triggers one topic may have started.
 pub const MAX_TRIGGERS_PER_TOPIC: usize = 100;
 
@@ -57,39 +47,12 @@ pub struct Subscription {
     pub revision: u64,
 }
 
-fn subscription_key(pipeline: Uuid) -> Key {
-    Key::new(format!("SUB#{pipeline}"), "SUB")
-}
-
-fn topic_partition(topic: &str) -> String {
-    format!("TOPIC#{topic}")
-}
-
-fn member_key(topic: &str, pipeline: Uuid) -> Key {
-    Key::new(topic_partition(topic), pipeline.to_string())
-}
-
-fn stats_key(topic: &str) -> Key {
-    Key::new(format!("TSTATS#{topic}"), "STATS")
-}
-
-fn unrouted_key() -> Key {
-    Key::new("TSTATS", "UNROUTED")
-}
-
-fn count(key: Key, counter: &str) -> WriteOp {
-    WriteOp::Add {
-        key,
-        deltas: vec![(counter.to_string(), 1)],
-    }
-}
-
 fn invalid_topic(topic: &str, why: String) -> ServiceError {
     ServiceError::invalid("invalid_topic", format!("topic `{topic}`: {why}"))
 }
 
 async fn subscription(deps: &Deps, pipeline: Uuid) -> Result<Option<Subscription>, ServiceError> {
-    records::find(deps, &subscription_key(pipeline)).await
+    Ok(table::subscription(&*deps.store, pipeline, deps.now().timestamp()).await?)
 }
 
 /// Start the pipeline's event trigger on the topic its `options.event`
@@ -130,34 +93,17 @@ pub async fn start(
             started_at: now,
             revision: current.as_ref().map_or(1, |c| c.revision + 1),
         };
-        let cond = match &current {
-            None => Condition::Absent {
-                now: now.timestamp(),
-            },
-            Some(c) => Condition::Equals {
-                attr: "revision".into(),
-                value: c.revision.into(),
-            },
-        };
-        let mut ops = vec![
-            WriteOp::Put {
-                item: Item::new(subscription_key(pipeline_id), attrs_of(&next)),
-                cond,
-            },
-            WriteOp::Put {
-                item: Item::new(member_key(&topic, pipeline_id), attrs_of(&next)),
-                cond: Condition::None,
-            },
-        ];
-        if let Some(old) = current.filter(|c| c.topic != topic) {
-            ops.push(WriteOp::Delete {
-                key: member_key(&old.topic, pipeline_id),
-                cond: Condition::None,
-            });
-        }
+        let ops = table::subscribe(
+            pipeline_id,
+            &topic,
+            &next,
+            current.as_ref().map(|c| c.revision),
+            current.as_ref().map(|c| c.topic.as_str()),
+            now,
+        );
         match deps.store.transact(ops).await {
             // A concurrent start or stop won: build on what it wrote.
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) if e.is_conflict() => continue,
             other => return other.map(|()| next).map_err(Into::into),
         }
     }
@@ -166,14 +112,8 @@ pub async fn start(
 /// Refuse one more event trigger on a full topic: every publish runs one
 /// execution per trigger, so the triggers bound what one message costs.
 async fn check_room(deps: &Deps, topic: &str) -> Result<(), ServiceError> {
-    let members = deps
-        .store
-        .query(&Query::table(
-            topic_partition(topic),
-            MAX_TRIGGERS_PER_TOPIC,
-        ))
-        .await?;
-    match members.len() < MAX_TRIGGERS_PER_TOPIC {
+    let members = table::member_count(&*deps.store, topic, MAX_TRIGGERS_PER_TOPIC).await?;
+    match members < MAX_TRIGGERS_PER_TOPIC {
         true => Ok(()),
         false => Err(ServiceError::Conflict {
             message: format!(
@@ -215,21 +155,9 @@ pub async fn stop_started(deps: &Deps, pipeline_id: Uuid) -> Result<bool, Servic
         let Some(current) = subscription(deps, pipeline_id).await? else {
             return Ok(false);
         };
-        let ops = vec![
-            WriteOp::Delete {
-                key: subscription_key(pipeline_id),
-                cond: Condition::Equals {
-                    attr: "revision".into(),
-                    value: current.revision.into(),
-                },
-            },
-            WriteOp::Delete {
-                key: member_key(&current.topic, pipeline_id),
-                cond: Condition::None,
-            },
-        ];
+        let ops = table::unsubscribe(pipeline_id, &current.topic, current.revision);
         match deps.store.transact(ops).await {
-            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) if e.is_conflict() => continue,
             other => return other.map(|()| true).map_err(Into::into),
         }
     }
@@ -254,7 +182,7 @@ pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String
         // Every started trigger gets its execution, even if the publisher
         // hangs up halfway through them.
         let deps = deps.clone();
-        super::outbox::detached(async move { dispatch(&deps, &delivery).await }).await?;
+        super::dispatch::detached(async move { dispatch(&deps, &delivery).await }).await?;
     } else {
         deps.queue
             .send_batch(&deps.config.topic_queue, vec![message])
@@ -263,7 +191,7 @@ pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String
     // The message is out: a lost count must not make the producer send it again.
     if let Err(e) = deps
         .store
-        .transact(vec![count(stats_key(topic), "published")])
+        .transact(vec![table::count(topic, "published")])
         .await
     {
         tracing::warn!(%topic, error = %e, "message published but not counted");
@@ -353,16 +281,7 @@ pub struct Dispatched {
 
 /// The started triggers of `topic`, in pipeline id order.
 async fn members(deps: &Deps, topic: &str) -> Result<Vec<Subscription>, ServiceError> {
-    let mut q = Query::table(topic_partition(topic), PAGE);
-    let mut out = Vec::new();
-    loop {
-        let page = deps.store.query(&q).await?;
-        out.extend(page.iter().filter_map(from_attrs::<Subscription>));
-        match page.last() {
-            Some(last) if page.len() == PAGE => q.after = Some(last.key.sk.clone()),
-            _ => return Ok(out),
-        }
-    }
+    Ok(table::members(&*deps.store, topic).await?)
 }
 
 /// Fan one message of the ingress queue out: one execution per started
@@ -375,9 +294,7 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
         Ok(m) => m,
         Err(why) => {
             tracing::warn!(message_id = %delivery.message_id, %why, "dropping a message with no topic");
-            deps.store
-                .transact(vec![count(unrouted_key(), "dropped")])
-                .await?;
+            deps.store.transact(vec![table::count_unrouted()]).await?;
             deps.metrics.dropped_topic_message();
             return Ok(Dispatched::default());
         }
@@ -405,22 +322,15 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
             message.payload.clone(),
             now,
         );
-        let mut marker = Item::new(
-            Key::new(
-                format!("DISPATCH#{}", message.id),
-                sub.pipeline_id.to_string(),
-            ),
-            serde_json::Map::from_iter([("execution_id".into(), execution.id.to_string().into())]),
-        );
-        marker.ttl = Some((now + DISPATCH_MEMORY).timestamp());
         let extra = vec![
-            WriteOp::Put {
-                item: marker,
-                cond: Condition::Absent {
-                    now: now.timestamp(),
-                },
-            },
-            count(stats_key(&message.topic), "dispatched"),
+            table::mark_dispatched(
+                &message.id,
+                sub.pipeline_id,
+                execution.id,
+                now,
+                now + DISPATCH_MEMORY,
+            ),
+            table::count(&message.topic, "dispatched"),
         ];
         match executions::start(deps, &execution, extra).await {
             Ok(()) => done.started += 1,
@@ -431,7 +341,7 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
     if done.started + done.duplicates == 0 {
         tracing::info!(topic = %message.topic, message_id = %message.id, "no started event trigger on this topic; message dropped");
         deps.store
-            .transact(vec![count(stats_key(&message.topic), "dropped")])
+            .transact(vec![table::count(&message.topic, "dropped")])
             .await?;
         deps.metrics.dropped_topic_message();
     }
@@ -454,12 +364,12 @@ pub struct TopicInfo {
 
 pub async fn info(deps: &Deps, topic: &str) -> Result<TopicInfo, ServiceError> {
     check_topic(topic).map_err(|why| invalid_topic(topic, why))?;
-    let counters = records::counters(deps, &stats_key(topic)).await?;
+    let counters = table::counters(&*deps.store, topic).await?;
     Ok(TopicInfo {
         topic: topic.to_string(),
-        published: records::count(&counters, "published"),
-        dispatched: records::count(&counters, "dispatched"),
-        dropped: records::count(&counters, "dropped"),
+        published: count(&counters, "published"),
+        dispatched: count(&counters, "dispatched"),
+        dropped: count(&counters, "dropped"),
         subscriptions: members(deps, topic).await?,
     })
 }

@@ -1,15 +1,9 @@
 //! Triggers: create, list and delete a pipeline's triggers; run a pipeline
 //! from a webhook token; fire a due schedule from the scheduler's tick.
 //!
-//! | item    | pk                  | sk     | indexes                                                        |
-//! |---------|---------------------|--------|----------------------------------------------------------------|
-//! | trigger | `TRIG#<id>`         | `TRIG` | gsi2 `PTRIG#<pipeline>` / id, gsi5 timer at `next_fire` (schedules) |
-//! | hook    | `HOOK#<sha256 hex>` | `HOOK` | none; `trigger_id` names the webhook trigger                  |
-//!
-//! A webhook's token is never stored: its SHA-256 keys the hook item (so a
-//! call finds its trigger with one read, no scan) and is kept on the
-//! trigger, where the call's hash is compared in constant time. The hook
-//! item is written and deleted in the same transaction as its trigger.
+//! A webhook's token is never stored: its SHA-256 keys the hook item (see
+//! [`crate::table::triggers`]) and is kept on the trigger, where the call's
+//! hash is compared in constant time.
 //!
 //! A schedule trigger's timer entry is its next slot. The tick that finds
 //! it due starts the execution and moves the timer to the first slot after
@@ -23,41 +17,14 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::pipelines::{self, CHILDREN};
-use super::records::{attrs_of, from_attrs, record};
-use super::tasks::{TIMER, TIMER_PREFIX, timed_key};
-use super::{Deps, ServiceError, executions};
+use super::pipelines;
+use super::{Deps, ServiceError, executions, found};
 use crate::domain::execution::{Execution, TriggerType};
 use crate::domain::trigger::{
     Trigger, TriggerKind, TriggerSpec, is_token_shaped, new_token, token_sha256,
 };
-use crate::ports::{Condition, Item, Key, WriteOp};
-
-pub const TRIGGER_PREFIX: &str = "TRIG#";
-
-pub fn trigger_key(id: Uuid) -> Key {
-    Key::new(format!("{TRIGGER_PREFIX}{id}"), "TRIG")
-}
-
-fn hook_key(sha256_hex: &str) -> Key {
-    Key::new(format!("HOOK#{sha256_hex}"), "HOOK")
-}
-
-/// Where a pipeline's triggers are listed in [`CHILDREN`].
-fn triggers_parent(pipeline: Uuid) -> String {
-    format!("PTRIG#{pipeline}")
-}
-
-fn trigger_item(t: &Trigger) -> Item {
-    let id = t.id.to_string();
-    let mut item = Item::new(trigger_key(t.id), attrs_of(t));
-    item.indexes
-        .push((CHILDREN, Key::new(triggers_parent(t.pipeline_id), &id)));
-    if let Some(at) = t.next_fire {
-        item.indexes.push((TIMER, timed_key(TIMER_PREFIX, at, &id)));
-    }
-    item
-}
+use crate::ports::{Item, MAX_TRANSACT_OPS};
+use crate::table::triggers as table;
 
 /// The longest the check of a new trigger's schedule may take.
 const SCHEDULE_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
@@ -104,27 +71,14 @@ pub async fn create(
         }
     };
     pipelines::get(deps, pipeline, None).await?;
-    let absent = Condition::Absent {
-        now: now.timestamp(),
-    };
-    let mut ops = vec![WriteOp::Put {
-        item: trigger_item(&trigger),
-        cond: absent.clone(),
-    }];
-    if let Some(hash) = &trigger.webhook_sha256 {
-        let mut attrs = serde_json::Map::new();
-        attrs.insert("trigger_id".into(), Value::from(trigger.id.to_string()));
-        ops.push(WriteOp::Put {
-            item: Item::new(hook_key(hash), attrs),
-            cond: absent,
-        });
-    }
-    deps.store.transact(ops).await?;
+    deps.store.transact(table::create(&trigger, now)).await?;
     Ok(Created { trigger, token })
 }
 
+/// The trigger with this id.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Trigger, ServiceError> {
-    record(deps, &trigger_key(id), "no such trigger").await
+    let now = deps.now().timestamp();
+    found(table::get(&*deps.store, id, now).await?, "no such trigger")
 }
 
 /// A page of a pipeline's triggers, newest first, and the next cursor.
@@ -135,7 +89,8 @@ pub async fn list(
     before: Option<String>,
 ) -> Result<(Vec<Trigger>, Option<String>), ServiceError> {
     pipelines::get(deps, pipeline, None).await?;
-    pipelines::children(deps, &triggers_parent(pipeline), limit, before).await
+    let now = deps.now().timestamp();
+    Ok(table::list(&*deps.store, pipeline, limit, before, now).await?)
 }
 
 /// Delete a trigger and its hook item: its token answers 404 and its
@@ -152,17 +107,7 @@ pub async fn delete(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
 }
 
 async fn remove(deps: &Deps, t: &Trigger) -> Result<(), ServiceError> {
-    let mut ops = vec![WriteOp::Delete {
-        key: trigger_key(t.id),
-        cond: Condition::version(t.version),
-    }];
-    if let Some(hash) = &t.webhook_sha256 {
-        ops.push(WriteOp::Delete {
-            key: hook_key(hash),
-            cond: Condition::None,
-        });
-    }
-    deps.store.transact(ops).await?;
+    deps.store.transact(table::delete(t)).await?;
     Ok(())
 }
 
@@ -172,11 +117,9 @@ pub async fn delete_pipeline(deps: &Deps, id: Uuid) -> Result<(), ServiceError> 
     pipelines::delete(deps, id).await?;
     // Its event trigger would be looked up by every publish on its topic.
     super::topics::stop_started(deps, id).await?;
-    let parent = triggers_parent(id);
     loop {
-        let (page, next) =
-            pipelines::children::<Trigger>(deps, &parent, crate::ports::MAX_TRANSACT_OPS, None)
-                .await?;
+        let now = deps.now().timestamp();
+        let (page, next) = table::list(&*deps.store, id, MAX_TRANSACT_OPS, None, now).await?;
         for t in &page {
             match remove(deps, t).await {
                 Err(e) if e.is_conflict() => delete(deps, t.id).await.or_else(gone_is_fine)?,
@@ -204,15 +147,7 @@ pub async fn by_token(deps: &Deps, token: &str) -> Result<Trigger, ServiceError>
         return Err(UNKNOWN);
     }
     let hash = token_sha256(token);
-    let Some(hook) = deps.store.get(&hook_key(&hash)).await? else {
-        return Err(UNKNOWN);
-    };
-    let Some(id) = hook
-        .attrs
-        .get("trigger_id")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-    else {
+    let Some(id) = table::by_hook(&*deps.store, &hash).await? else {
         return Err(UNKNOWN);
     };
     let trigger = match get(deps, id).await {
@@ -248,7 +183,7 @@ pub async fn run_webhook(
 /// trigger's version. True when this call fired it; a lost race is a
 /// `Conflict` (someone else fired the slot) and writes nothing.
 pub async fn fire_due(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bool, ServiceError> {
-    let Some(t) = from_attrs::<Trigger>(item) else {
+    let Some(t) = table::from_item(item) else {
         return Ok(false);
     };
     let Some(slot) = t.next_fire.filter(|at| *at <= now) else {
@@ -270,10 +205,7 @@ pub async fn fire_due(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bo
         input,
         now,
     );
-    let advanced = WriteOp::Put {
-        item: trigger_item(&t.fired(now)),
-        cond: Condition::version(t.version),
-    };
+    let advanced = table::replace(&t, &t.fired(now));
     executions::start(deps, &execution, vec![advanced]).await?;
     if slot < now - chrono::Duration::minutes(1) {
         tracing::warn!(trigger_id = %t.id, %slot, "schedule fired late (slots missed while no tick ran fire once)");
@@ -291,7 +223,7 @@ mod tests {
     use crate::adapters::clock::ManualClock;
     use crate::domain::pipeline::PipelineSpec;
     use crate::handlers::Registry;
-    use crate::service::scheduler::tick;
+    use crate::service::maintenance::tick;
     use crate::testing::memory_deps;
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -375,7 +307,7 @@ mod tests {
         // Two ticks that both read the trigger before either wrote: the
         // second's write fails whole on the trigger's version.
         clock.set(at("2026-03-01T12:02:00Z"));
-        let seen = deps.store.get(&trigger_key(t.id)).await.unwrap().unwrap();
+        let seen = deps.store.get(&table::key(t.id)).await.unwrap().unwrap();
         assert!(fire_due(&deps, &seen, deps.now()).await.unwrap());
         let err = fire_due(&deps, &seen, deps.now()).await.unwrap_err();
         assert!(err.is_conflict(), "{err:?}");
@@ -521,8 +453,9 @@ mod tests {
             }
         }
         assert!(list(&deps, p, 10, None).await.unwrap().0.is_empty());
-        let timers = crate::ports::Query::index(TIMER, format!("{TIMER_PREFIX}#202603011201"), 10);
-        assert!(deps.store.query(&timers).await.unwrap().is_empty());
+        let minute = at("2026-03-01T12:01:00Z");
+        let timers = crate::table::timers::between(&*deps.store, minute, minute).await;
+        assert!(timers.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -15,9 +15,9 @@ use serde_json::json;
 use sha2::Sha256;
 use uuid::Uuid;
 
-use super::worker::TaskMessage;
 use super::{Deps, ServiceError};
-use crate::domain::{Task, TaskStatus, WebhookOutcome};
+use crate::domain::{Task, TaskStatus, WebhookOutcome, WebhookStatus};
+use crate::messages::TaskMessage;
 use crate::ports::{HttpError, HttpRequest, OutgoingMessage};
 
 /// How long one delivery attempt may take.
@@ -26,7 +26,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The outcome recorded when a task finishes and its webhook is due.
 pub fn pending_outcome(now: DateTime<Utc>) -> WebhookOutcome {
     WebhookOutcome {
-        status: "pending".into(),
+        status: WebhookStatus::Pending,
         attempts: 0,
         last_status_code: None,
         last_error: None,
@@ -78,28 +78,33 @@ pub fn signed_headers(
     ]
 }
 
-/// Decode a `whsec_<base64>` secret (or raw base64) into key bytes.
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
-    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
-    B64.decode(b64.trim())
-        .map_err(|e| format!("webhook secret is not whsec_<base64>: {e}"))
-        .and_then(|k| {
-            if k.len() < 16 {
-                Err("webhook secret must hold at least 16 bytes".into())
-            } else {
-                Ok(k)
-            }
-        })
+/// Why one delivery attempt did not deliver.
+#[derive(Debug)]
+enum Undelivered {
+    /// It can never succeed (a refused or malformed URL): not retried.
+    Refused(HttpError),
+    /// It may succeed later: the answer's status, if any, and why.
+    Failed { status: Option<u16>, error: String },
 }
 
-/// Make a fresh `whsec_` secret.
-pub fn generate_secret() -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!("whsec_{}", B64.encode(bytes))
+impl Undelivered {
+    fn error(&self) -> String {
+        match self {
+            Undelivered::Refused(e) => format!("not retried: {e}"),
+            Undelivered::Failed { error, .. } => error.clone(),
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            Undelivered::Refused(_) => None,
+            Undelivered::Failed { status, .. } => *status,
+        }
+    }
 }
 
-/// One delivery attempt: Ok(status) on 2xx, Err((status, error)) otherwise.
-async fn attempt(deps: &Deps, task: &Task) -> Result<u16, (Option<u16>, String)> {
+/// One delivery attempt: the 2xx status it got, or why it did not deliver.
+async fn attempt(deps: &Deps, task: &Task) -> Result<u16, Undelivered> {
     let url = task.webhook_url.clone().unwrap_or_default();
     let body = payload(task);
     let now = deps.now().timestamp();
@@ -113,11 +118,15 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, (Option<u16>, String)>
     };
     match deps.http.send(request).await {
         Ok(r) if (200..300).contains(&r.status) => Ok(r.status),
-        Ok(r) => Err((Some(r.status), format!("HTTP {}", r.status))),
-        Err(e @ (HttpError::Blocked(_) | HttpError::Invalid(_))) => {
-            Err((None, format!("not retried: {e}")))
-        }
-        Err(e) => Err((None, e.to_string())),
+        Ok(r) => Err(Undelivered::Failed {
+            status: Some(r.status),
+            error: format!("HTTP {}", r.status),
+        }),
+        Err(e @ (HttpError::Blocked(_) | HttpError::Invalid(_))) => Err(Undelivered::Refused(e)),
+        Err(e) => Err(Undelivered::Failed {
+            status: None,
+            error: e.to_string(),
+        }),
     }
 }
 
@@ -136,30 +145,33 @@ fn retry_message(body: TaskMessage, next: u32) -> OutgoingMessage {
 
 /// Deliver the webhook of a stored task and record the outcome on it.
 pub async fn deliver_stored(deps: &Deps, id: Uuid, attempt_no: u32) -> Result<(), ServiceError> {
-    let Some(task) = deps.get_task(id).await? else {
+    let Some(task) = deps.tasks().get(id).await? else {
         return Ok(());
     };
-    if task.webhook.as_ref().is_none_or(|w| w.status != "pending") || !task.status.is_final() {
+    if !owes_webhook(&task) {
         return Ok(()); // already delivered (a duplicate message) or requeued since
     }
     let result = attempt(deps, &task).await;
     let max = deps.config.webhook_attempts;
     let now = deps.now();
     let (status, code, error, again) = match result {
-        Ok(code) => ("delivered", Some(code), None, false),
-        Err((code, e)) => {
-            let permanent = e.starts_with("not retried");
-            let again = !permanent && attempt_no < max;
+        Ok(code) => (WebhookStatus::Delivered, Some(code), None, false),
+        Err(undelivered) => {
+            let again = !matches!(undelivered, Undelivered::Refused(_)) && attempt_no < max;
+            let status = match again {
+                true => WebhookStatus::Pending,
+                false => WebhookStatus::Failed,
+            };
             (
-                if again { "pending" } else { "failed" },
-                code,
-                Some(e),
+                status,
+                undelivered.status(),
+                Some(undelivered.error()),
                 again,
             )
         }
     };
     let outcome = WebhookOutcome {
-        status: status.into(),
+        status,
         attempts: attempt_no,
         last_status_code: code,
         last_error: error,
@@ -197,12 +209,12 @@ async fn record(
 ) -> Result<(), ServiceError> {
     for _ in 0..5 {
         let next = task.with_webhook(outcome.clone());
-        match deps.save_task(&task, &next, timer).await {
-            Err(e) if e.is_conflict() => match deps.get_task(task.id).await? {
+        match deps.tasks().save(&task, &next, timer).await {
+            Err(e) if e.is_conflict() => match deps.tasks().get(task.id).await? {
                 Some(t) if t.status.is_final() => task = t,
                 _ => return Ok(()),
             },
-            other => return other,
+            other => return other.map_err(Into::into),
         }
     }
     Ok(())
@@ -213,9 +225,7 @@ async fn record(
 pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<(), ServiceError> {
     match attempt(deps, &task).await {
         Ok(_) => Ok(()),
-        Err((_, e))
-            if attempt_no < deps.config.webhook_attempts && !e.starts_with("not retried") =>
-        {
+        Err(Undelivered::Failed { .. }) if attempt_no < deps.config.webhook_attempts => {
             let next = attempt_no + 1;
             let body = TaskMessage::InlineWebhook {
                 webhook_task: Box::new(task),
@@ -226,8 +236,8 @@ pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<
                 .await?;
             Ok(())
         }
-        Err((_, e)) => {
-            tracing::warn!(error = %e, "webhook of an unstored task failed for good");
+        Err(undelivered) => {
+            tracing::warn!(error = %undelivered.error(), "webhook of an unstored task failed for good");
             Ok(())
         }
     }
@@ -237,12 +247,16 @@ pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<
 pub fn owes_webhook(task: &Task) -> bool {
     task.status.is_final()
         && task.status != TaskStatus::Expired
-        && task.webhook.as_ref().is_some_and(|w| w.status == "pending")
+        && task
+            .webhook
+            .as_ref()
+            .is_some_and(|w| w.status == WebhookStatus::Pending)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys::decode_secret;
 
     #[test]
     fn signature_matches_the_standard_webhooks_example() {
@@ -257,12 +271,5 @@ mod tests {
     fn retries_back_off_one_two_four_seconds() {
         let secs: Vec<u64> = (2..=5).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8]);
-    }
-
-    #[test]
-    fn short_or_garbled_secrets_are_refused() {
-        assert!(decode_secret("whsec_c2hvcnQ=").is_err());
-        assert!(decode_secret("whsec_not base64!").is_err());
-        assert!(decode_secret(&generate_secret()).is_ok());
     }
 }

@@ -6,51 +6,16 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::enqueue::Dispatch;
+use super::dispatch::{self, Dispatch, send_or_leave_to_timer};
 use super::webhook;
 use super::{Deps, ServiceError};
-use crate::domain::{AfterFailure, Task, TaskStatus};
+use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
+use crate::messages::TaskMessage;
 use crate::ports::OutgoingMessage;
-
-/// The body of a message on the task queue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum TaskMessage {
-    /// Run the stored task, carried as it was stored when the message was
-    /// sent: its start is a compare-and-set on that version, so the worker
-    /// reads the task only when it moved on meanwhile (one request less per
-    /// task on DynamoDB).
-    Snapshot { snapshot: Box<Task> },
-    /// Run the stored task with this id (a task too large to carry).
-    Stored { id: Uuid },
-    /// Run a task that is not stored (`ttl_seconds: 0`); it carries itself.
-    Inline { task: Box<Task> },
-    /// Deliver the webhook of a finished task (`attempt` from 1).
-    Webhook { webhook: Uuid, attempt: u32 },
-    /// Deliver the webhook of a finished task that is not stored.
-    InlineWebhook {
-        webhook_task: Box<Task>,
-        attempt: u32,
-    },
-    /// Run a pipeline execution from its first unfinished step.
-    Execution { execution: Uuid },
-}
-
-impl TaskMessage {
-    pub fn encode(&self) -> String {
-        // Serialising these plain types cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(body)
-    }
-}
 
 /// Handle one message. `Ok` means the message is done with (delete it);
 /// `Err` means a backend failed and the message should come back later.
@@ -87,7 +52,7 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
 }
 
 async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
-    let Some(task) = deps.get_task(id).await? else {
+    let Some(task) = deps.tasks().get(id).await? else {
         tracing::debug!(task_id = %id, "message for a task that is gone");
         return Ok(());
     };
@@ -117,11 +82,12 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     }
     let running = task
         .start(now, deps.config.lease_grace)
-        .map_err(|e| ServiceError::Conflict {
-            message: e.to_string(),
-            code: "invalid_transition",
-        })?;
-    match deps.save_task(&task, &running, running.lease_until).await {
+        .map_err(invalid_transition)?;
+    match deps
+        .tasks()
+        .save(&task, &running, running.lease_until)
+        .await
+    {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
         other => other?,
     }
@@ -182,7 +148,7 @@ async fn finish(
             },
         };
         match apply(deps, &current, next).await {
-            Err(e) if e.is_conflict() => match deps.get_task(current.id).await? {
+            Err(e) if e.is_conflict() => match deps.tasks().get(current.id).await? {
                 Some(t) if t.status == TaskStatus::Running && t.attempts == attempt => current = t,
                 _ => {
                     tracing::info!(task_id = %current.id, "attempt was taken over; its outcome is dropped");
@@ -199,7 +165,8 @@ fn complete(task: &Task, now: DateTime<Utc>, value: &Value) -> Result<Task, Serv
         .map_err(invalid_transition)
 }
 
-fn invalid_transition(e: crate::domain::TransitionError) -> ServiceError {
+/// A transition the state machine refused, as the use cases report it.
+pub(crate) fn invalid_transition(e: TransitionError) -> ServiceError {
     ServiceError::Conflict {
         message: e.to_string(),
         code: "invalid_transition",
@@ -220,12 +187,11 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
     let now = deps.now();
     match next {
         After::Retry(t) => {
-            let plan = deps.dispatch_plan(&t, now);
-            deps.save_task(current, &t, Some(Deps::pending_timer(&plan)))
-                .await?;
+            let plan = dispatch::plan(deps, &t, now);
+            deps.tasks().save(current, &t, Some(plan.timer())).await?;
             deps.metrics.retried();
             if let Dispatch::Send { delay, .. } = plan {
-                send_or_leave_to_timer(deps, deps.task_message(&t, delay), t.id).await;
+                send_or_leave_to_timer(deps, dispatch::message(deps, &t, delay), "task").await;
             }
         }
         After::Done(mut t) => {
@@ -235,7 +201,7 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
             }
             // A pending webhook keeps a timer so a lost message is re-sent.
             let timer = announces.then(|| now + redispatch_window(deps));
-            deps.save_task(current, &t, timer).await?;
+            deps.tasks().save(current, &t, timer).await?;
             deps.metrics.finished(t.status == TaskStatus::Completed);
             if announces {
                 let message = OutgoingMessage {
@@ -247,7 +213,7 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
                     priority: t.priority,
                     ..Default::default()
                 };
-                send_or_leave_to_timer(deps, message, t.id).await;
+                send_or_leave_to_timer(deps, message, "webhook").await;
             }
         }
     }
@@ -258,28 +224,12 @@ fn redispatch_window(deps: &Deps) -> chrono::Duration {
     chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
 }
 
-/// Send a message whose state is already stored with a timer: a failed send
-/// is only logged, the scheduler re-sends when the timer fires.
-async fn send_or_leave_to_timer(deps: &Deps, message: OutgoingMessage, id: Uuid) {
-    if let Err(e) = deps
-        .queue
-        .send_batch(&deps.config.task_queue, vec![message])
-        .await
-    {
-        tracing::warn!(task_id = %id, error = %e, "send failed; the scheduler will re-send");
-    }
-}
-
 /// Send (again) the message of a pending task that is not due yet or whose
 /// message may be lost, and move its timer on.
 pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
-    let plan = deps.dispatch_plan(task, now);
-    let mut next = task.clone();
-    next.version += 1;
-    match deps
-        .save_task(task, &next, Some(Deps::pending_timer(&plan)))
-        .await
-    {
+    let plan = dispatch::plan(deps, task, now);
+    let next = task.refiled();
+    match deps.tasks().save(task, &next, Some(plan.timer())).await {
         Err(e) if e.is_conflict() => return Ok(()), // it moved on meanwhile
         other => other?,
     }
@@ -287,7 +237,7 @@ pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<
         deps.queue
             .send_batch(
                 &deps.config.task_queue,
-                vec![deps.task_message(&next, delay)],
+                vec![dispatch::message(deps, &next, delay)],
             )
             .await?;
     }
@@ -295,50 +245,51 @@ pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<
 }
 
 /// Run a task that is not stored: no state to change, so retries and the
-/// webhook travel in messages.
-async fn run_inline(deps: &Deps, mut task: Task) -> Result<(), ServiceError> {
-    task.attempts += 1;
-    deps.metrics.started();
-    let outcome = run_attempt(deps, &task).await;
+/// webhook travel in messages; its states still come from the state machine.
+async fn run_inline(deps: &Deps, task: Task) -> Result<(), ServiceError> {
     let now = deps.now();
-    match outcome {
-        Ok(v) => {
-            task.status = TaskStatus::Completed;
-            task.result = Some(v.to_string());
-            deps.metrics.finished(true);
-        }
-        Err(f) if f.retryable && task.attempts < task.retry_policy().max_attempts() => {
-            let delay = task
-                .retry_policy()
-                .delay_after(task.attempts, rand::random())
-                .min(crate::ports::MAX_DELAY);
-            task.error = Some(f.message);
-            deps.metrics.retried();
-            let message = OutgoingMessage {
-                body: TaskMessage::Inline {
-                    task: Box::new(task.clone()),
-                }
-                .encode(),
-                delay,
-                priority: task.priority,
-                ..Default::default()
-            };
-            deps.queue
-                .send_batch(&deps.config.task_queue, vec![message])
-                .await?;
-            return Ok(());
-        }
-        Err(f) => {
-            task.status = TaskStatus::Failed;
-            task.error = Some(f.message);
-            deps.metrics.finished(false);
-        }
-    }
-    task.completed_at = Some(now);
-    if task.webhook_url.is_some() {
+    let running = task
+        .start(now, deps.config.lease_grace)
+        .map_err(invalid_transition)?;
+    deps.metrics.started();
+    let outcome = run_attempt(deps, &running).await;
+    let now = deps.now();
+    let done = match outcome {
+        Ok(v) => running
+            .complete(now, v.to_string())
+            .map_err(invalid_transition)?,
+        Err(f) => match running
+            .fail(now, f.message, f.retryable, rand::random())
+            .map_err(invalid_transition)?
+        {
+            AfterFailure::Retry(t, at) => {
+                deps.metrics.retried();
+                let delay = (at - now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(crate::ports::MAX_DELAY);
+                let message = OutgoingMessage {
+                    body: TaskMessage::Inline {
+                        task: Box::new(t.clone()),
+                    }
+                    .encode(),
+                    delay,
+                    priority: t.priority,
+                    ..Default::default()
+                };
+                deps.queue
+                    .send_batch(&deps.config.task_queue, vec![message])
+                    .await?;
+                return Ok(());
+            }
+            AfterFailure::Failed(t) => t,
+        },
+    };
+    deps.metrics.finished(done.status == TaskStatus::Completed);
+    if done.webhook_url.is_some() {
         let message = OutgoingMessage {
             body: TaskMessage::InlineWebhook {
-                webhook_task: Box::new(task),
+                webhook_task: Box::new(done),
                 attempt: 1,
             }
             .encode(),

@@ -1,0 +1,83 @@
+//! The engine's settings, one struct for every runtime.
+
+use std::time::Duration;
+
+use crate::keys::ApiKey;
+
+/// Settings of the task engine (not of any backend).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The queue that carries task messages.
+    pub task_queue: String,
+    /// The topic ingress queue: messages published on topics, fanned out
+    /// by the dispatcher to the pipelines whose event trigger is started.
+    pub topic_queue: String,
+    /// Task messages carry the whole task, so the worker starts it without
+    /// reading it (one request less per task on DynamoDB). Off where store
+    /// reads are cheap and serialising costs more (the embedded runtime:
+    /// 10-15 % of batch enqueue throughput, docs/BENCHMARKS.md).
+    pub snapshot_messages: bool,
+    /// Publish dispatches at once instead of through `topic_queue`: set
+    /// where that queue does not outlive the process (the embedded
+    /// runtime), so a 202 always means the executions are stored.
+    pub dispatch_inline: bool,
+    /// Timeout of a task that names none.
+    pub default_timeout: Duration,
+    /// A running attempt is presumed lost this long after its timeout.
+    pub lease_grace: Duration,
+    /// A pending task whose message has not started it by then is re-sent
+    /// (the message may have been lost between store and queue).
+    pub redispatch_after: Duration,
+    /// How long an `expired` task stays readable before it is deleted.
+    pub expired_retention: chrono::Duration,
+    /// How long a received message stays hidden while its task runs.
+    pub visibility: Duration,
+    /// The secret that signs task webhooks (Standard Webhooks, `whsec_…`).
+    pub webhook_secret: Vec<u8>,
+    /// The secret that signs pipeline `http` steps. Never the webhook one: a
+    /// hook caller chooses what a step sends, so with one key warren would
+    /// sign a forged `task.completed` for whoever asked.
+    pub step_secret: Vec<u8>,
+    /// Attempts of one webhook delivery before it is recorded as failed.
+    pub webhook_attempts: u32,
+    /// The key every `/api` route requires (hashed); disabled only for
+    /// loopback development.
+    pub api_key: ApiKey,
+    /// The key `GET /metrics` requires (hashed); disabled: public.
+    pub metrics_key: ApiKey,
+    /// The pipeline that processes `POST /events` when the request names none.
+    pub default_workflow: Option<uuid::Uuid>,
+    /// The shortest interval between two fires of a schedule trigger.
+    pub min_schedule_interval: Duration,
+    /// How long a finished execution (and its event) stays readable.
+    pub execution_retention: chrono::Duration,
+    /// The URL clients reach this API at (`https://api.example.com`), for
+    /// the links it hands out (a webhook trigger's URL); else the request's
+    /// own Host.
+    pub public_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            task_queue: "warren-tasks".into(),
+            topic_queue: "warren-topics".into(),
+            default_timeout: Duration::from_secs(300),
+            lease_grace: Duration::from_secs(30),
+            redispatch_after: Duration::from_secs(600),
+            expired_retention: chrono::Duration::hours(1),
+            visibility: Duration::from_secs(60),
+            webhook_secret: Vec::new(),
+            step_secret: Vec::new(),
+            webhook_attempts: 4,
+            api_key: ApiKey::default(),
+            metrics_key: ApiKey::default(),
+            default_workflow: None,
+            min_schedule_interval: Duration::from_secs(60),
+            execution_retention: chrono::Duration::days(30),
+            public_url: None,
+            dispatch_inline: false,
+            snapshot_messages: true,
+        }
+    }
+}

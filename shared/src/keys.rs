@@ -1,0 +1,105 @@
+//! Credentials and signing keys: the API keys warren accepts (kept only as
+//! their SHA-256, compared in constant time) and the `whsec_` secrets that
+//! sign what it sends.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The accepted API key, as its hash; `None` leaves the API open (only for
+/// loopback development, which the CLI enforces).
+#[derive(Clone, Debug, Default)]
+pub struct ApiKey(Option<[u8; 32]>);
+
+impl ApiKey {
+    pub fn new(key: Option<&str>) -> Self {
+        ApiKey(key.filter(|k| !k.is_empty()).map(hash))
+    }
+
+    /// The key given as the hex SHA-256 of it, so a deployment never holds
+    /// the key itself (`printf %s "$KEY" | sha256sum`).
+    pub fn from_sha256_hex(hex: &str) -> Result<Self, String> {
+        let hex = hex.trim();
+        let bad = || "an API key hash must be 64 hex digits (its SHA-256)".to_string();
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        Ok(ApiKey(Some(digest)))
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `presented` is the key.
+    pub fn accepts(&self, presented: &str) -> bool {
+        match &self.0 {
+            None => true,
+            Some(expected) => bool::from(hash(presented).ct_eq(expected)),
+        }
+    }
+}
+
+fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Decode a `whsec_<base64>` secret (or raw base64) into key bytes.
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
+    let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
+    B64.decode(b64.trim())
+        .map_err(|e| format!("webhook secret is not whsec_<base64>: {e}"))
+        .and_then(|k| {
+            if k.len() < 16 {
+                Err("webhook secret must hold at least 16 bytes".into())
+            } else {
+                Ok(k)
+            }
+        })
+}
+
+/// Make a fresh `whsec_` secret.
+pub fn generate_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("whsec_{}", B64.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_configured_key_is_accepted() {
+        let key = ApiKey::new(Some("s3cret"));
+        assert!(key.accepts("s3cret"));
+        assert!(!key.accepts("s3cre"));
+        assert!(!key.accepts(""));
+        assert!(ApiKey::new(None).accepts("anything"));
+        assert!(!ApiKey::new(Some("")).is_enabled());
+    }
+
+    #[test]
+    fn a_key_given_by_its_hash_accepts_the_key() {
+        // printf %s s3cret | sha256sum
+        let key = ApiKey::from_sha256_hex(
+            "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0",
+        )
+        .unwrap();
+        assert!(key.accepts("s3cret"));
+        assert!(!key.accepts("s3cret "));
+        assert!(ApiKey::from_sha256_hex("abc").is_err());
+        assert!(ApiKey::from_sha256_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn short_or_garbled_secrets_are_refused() {
+        assert!(decode_secret("whsec_c2hvcnQ=").is_err());
+        assert!(decode_secret("whsec_not base64!").is_err());
+        assert!(decode_secret(&generate_secret()).is_ok());
+    }
+}

@@ -1,0 +1,290 @@
+//! The composition root: how a process turns its settings into the
+//! [`Deps`] every use case takes. Every Lambda function, `warren dev` and
+//! `warren cost` build theirs here, from the same settings with the same
+//! names (`template.yaml`'s environment variables), so no runtime
+//! assembles the engine a second way. [`consumer`] is how a runtime
+//! consumes a queue.
+
+pub mod consumer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_smithy_runtime_api::box_error::BoxError;
+
+use crate::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
+use crate::adapters::http::{GuardedHttpClient, parse_allow_list};
+use crate::handlers::Registry;
+use crate::keys::{ApiKey, decode_secret};
+use crate::ports::{HttpClient, Queue, Store};
+use crate::{Config, Deps};
+
+/// Where settings come from: a name (`WARREN_TASK_TIMEOUT`, ...) to its
+/// value, `None` when unset.
+pub trait Settings {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct Env;
+
+impl Settings for Env {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+/// Values gathered some other way (a command line that already read the
+/// environment, generated files), under the same names.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides(pub BTreeMap<&'static str, String>);
+
+impl Overrides {
+    /// Set `name` to `value` when there is one.
+    pub fn set(&mut self, name: &'static str, value: Option<impl ToString>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.insert(name, v.to_string());
+        }
+        self
+    }
+}
+
+impl Settings for Overrides {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+}
+
+/// A setting that failed to read: its name and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {why}")]
+pub struct SettingError {
+    pub name: &'static str,
+    pub why: String,
+}
+
+fn bad(name: &'static str, why: impl Into<String>) -> SettingError {
+    SettingError {
+        name,
+        why: why.into(),
+    }
+}
+
+/// Seconds, as a whole number; `default` when unset.
+fn seconds(
+    s: &dyn Settings,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, SettingError> {
+    match s.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(|n| Duration::from_secs(n.min(100 * 365 * 86_400)))
+            .map_err(|_| bad(name, format!("`{v}` is not a number of seconds"))),
+    }
+}
+
+/// A key given in plain (`<NAME>`) or by its SHA-256 (`<NAME>_SHA256`), so
+/// a deployment need never hold the key itself.
+fn key(
+    s: &dyn Settings,
+    plain: &'static str,
+    hashed: &'static str,
+) -> Result<ApiKey, SettingError> {
+    if let Some(hex) = s.get(hashed) {
+        return ApiKey::from_sha256_hex(&hex).map_err(|e| bad(hashed, e));
+    }
+    Ok(ApiKey::new(s.get(plain).as_deref()))
+}
+
+fn secret(s: &dyn Settings, name: &'static str) -> Result<Vec<u8>, SettingError> {
+    let value = s
+        .get(name)
+        .ok_or_else(|| bad(name, "not set (a whsec_... signing secret)"))?;
+    decode_secret(&value).map_err(|e| bad(name, e))
+}
+
+impl Config {
+    /// The engine's settings from the environment (see [`Config::from_settings`]).
+    pub fn from_env() -> Result<Config, SettingError> {
+        Config::from_settings(&Env)
+    }
+
+    /// The engine's settings: `WARREN_TASK_QUEUE`, `WARREN_TOPIC_QUEUE`,
+    /// `WARREN_TASK_TIMEOUT`, `WARREN_EXPIRED_RETENTION`,
+    /// `WARREN_REDISPATCH_AFTER`, `WARREN_MIN_SCHEDULE_INTERVAL`,
+    /// `WARREN_EXECUTION_RETENTION` (seconds), `WARREN_WEBHOOK_SECRET` and
+    /// `WARREN_STEP_SECRET` (required, different), `WARREN_API_KEY[_SHA256]`
+    /// and `WARREN_METRICS_KEY[_SHA256]` (optional here: each runtime decides
+    /// whether it may serve without), `WARREN_DEFAULT_WORKFLOW`,
+    /// `WARREN_PUBLIC_URL`. A malformed setting is refused with its name.
+    pub fn from_settings(s: &dyn Settings) -> Result<Config, SettingError> {
+        let defaults = Config::default();
+        let webhook_secret = secret(s, "WARREN_WEBHOOK_SECRET")?;
+        let step_secret = secret(s, "WARREN_STEP_SECRET")?;
+        if step_secret == webhook_secret {
+            return Err(bad(
+                "WARREN_STEP_SECRET",
+                "must differ from the webhook secret",
+            ));
+        }
+        let default_workflow = match s.get("WARREN_DEFAULT_WORKFLOW") {
+            Some(w) => Some(w.trim().parse().map_err(|_| {
+                bad(
+                    "WARREN_DEFAULT_WORKFLOW",
+                    format!("`{w}` is not a pipeline id"),
+                )
+            })?),
+            None => None,
+        };
+        let public_url = match s.get("WARREN_PUBLIC_URL") {
+            Some(u) => match reqwest::Url::parse(&u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Some(u)
+                }
+                _ => {
+                    return Err(bad(
+                        "WARREN_PUBLIC_URL",
+                        format!("must be an absolute http(s) URL, got `{u}`"),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let retention = |name, default: chrono::Duration| {
+            seconds(s, name, default.to_std().unwrap_or_default())
+                .map(|d| chrono::Duration::from_std(d).unwrap_or(default))
+        };
+        Ok(Config {
+            task_queue: s.get("WARREN_TASK_QUEUE").unwrap_or(defaults.task_queue),
+            topic_queue: s.get("WARREN_TOPIC_QUEUE").unwrap_or(defaults.topic_queue),
+            default_timeout: seconds(s, "WARREN_TASK_TIMEOUT", defaults.default_timeout)?,
+            expired_retention: retention("WARREN_EXPIRED_RETENTION", defaults.expired_retention)?,
+            redispatch_after: seconds(s, "WARREN_REDISPATCH_AFTER", defaults.redispatch_after)?,
+            min_schedule_interval: seconds(
+                s,
+                "WARREN_MIN_SCHEDULE_INTERVAL",
+                defaults.min_schedule_interval,
+            )?,
+            execution_retention: retention(
+                "WARREN_EXECUTION_RETENTION",
+                defaults.execution_retention,
+            )?,
+            webhook_secret,
+            step_secret,
+            api_key: key(s, "WARREN_API_KEY", "WARREN_API_KEY_SHA256")?,
+            metrics_key: key(s, "WARREN_METRICS_KEY", "WARREN_METRICS_KEY_SHA256")?,
+            default_workflow,
+            public_url,
+            ..defaults
+        })
+    }
+}
+
+impl Deps {
+    /// The dependencies of a running process (`warren dev`, a Lambda
+    /// function, `warren cost`): the system clock, the registered task
+    /// handlers and fresh metrics around the given backends.
+    pub fn live(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        http: Arc<dyn HttpClient>,
+        config: Config,
+    ) -> Deps {
+        Deps {
+            store,
+            queue,
+            clock: Arc::new(crate::adapters::clock::SystemClock),
+            http,
+            handlers: Arc::new(Registry::standard()),
+            metrics: Default::default(),
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// Outgoing HTTP with the SSRF guard, reaching beyond public addresses only
+/// the networks `WARREN_OUTBOUND_ALLOW` names.
+pub fn http_client(s: &dyn Settings) -> Result<GuardedHttpClient, SettingError> {
+    let allow = parse_allow_list(&s.get("WARREN_OUTBOUND_ALLOW").unwrap_or_default())
+        .map_err(|e| bad("WARREN_OUTBOUND_ALLOW", e))?;
+    GuardedHttpClient::new(allow).map_err(|e| bad("WARREN_OUTBOUND_ALLOW", e.to_string()))
+}
+
+/// The dependencies of a process on DynamoDB and SQS (the tables and queues
+/// `resources` names), optionally counting its AWS requests.
+pub async fn aws(
+    config: Config,
+    http: GuardedHttpClient,
+    resources: &Resources,
+    counter: Option<&RequestCounter>,
+) -> Deps {
+    let clients = AwsClients::new(&sdk_config().await, counter);
+    Deps::live(
+        clients.store(&resources.table),
+        clients.queue(),
+        Arc::new(http),
+        Config {
+            task_queue: resources.task_queue.clone(),
+            topic_queue: resources.topic_queue.clone(),
+            snapshot_messages: true,
+            dispatch_inline: false,
+            ..config
+        },
+    )
+}
+
+/// The dependencies of a process that holds its store and queue itself
+/// (the embedded runtime): the queue dies with the process, so publishes
+/// dispatch at once and task messages carry only ids (a read is cheap).
+pub fn embedded(
+    config: Config,
+    http: GuardedHttpClient,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+) -> Deps {
+    Deps::live(
+        store,
+        queue,
+        Arc::new(http),
+        Config {
+            snapshot_messages: false,
+            dispatch_inline: true,
+            ..config
+        },
+    )
+}
+
+/// What every Lambda function of warren starts with: logging for
+/// CloudWatch, then [`Config::from_env`] on DynamoDB and SQS (`WARREN_TABLE`
+/// and the queues). The API key is required unless `WARREN_AUTH=disabled`.
+/// A missing or malformed setting fails the cold start with its name.
+pub async fn lambda() -> Result<Deps, BoxError> {
+    init_lambda_logging();
+    let keyed = Env.get("WARREN_API_KEY_SHA256").is_some() || Env.get("WARREN_API_KEY").is_some();
+    if !keyed {
+        if Env.get("WARREN_AUTH").as_deref() != Some("disabled") {
+            return Err("WARREN_API_KEY_SHA256 is not set: give the SHA-256 of the API key (or WARREN_AUTH=disabled)".into());
+        }
+        tracing::warn!("WARREN_AUTH=disabled: the API is open to anyone who can reach it");
+    }
+    let config = Config::from_env()?;
+    let http = http_client(&Env)?;
+    Ok(aws(config, http, &Resources::from_env(), None).await)
+}
+
+/// Logs to stdout for CloudWatch, which stamps each line itself: no time,
+/// no colour. The level comes from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
+fn init_lambda_logging() {
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level.to_lowercase()))
+        .without_time()
+        .with_ansi(false)
+        .try_init();
+}

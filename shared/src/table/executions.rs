@@ -1,0 +1,102 @@
+//! Executions: `EXEC#<id>`/`EXEC`, listed newest first under their
+//! pipeline (gsi2 `PEXEC#<pipeline>`). While running, an execution's timer
+//! (gsi5) is its worker's lease end or, before any claim, when its message
+//! counts as lost. Once finished, it is kept for a retention: a TTL and an
+//! expiry entry (gsi6). Every write is a compare-and-set on its version.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::timers::{expiry_entry, timer_entry};
+use super::{child_of, children, find};
+use crate::domain::execution::{Execution, ExecutionStatus};
+use crate::ports::{Condition, Item, Key, Store, StoreError, WriteOp};
+
+const PREFIX: &str = "EXEC#";
+
+fn key(id: Uuid) -> Key {
+    Key::new(format!("{PREFIX}{id}"), "EXEC")
+}
+
+/// Whether `key` is an execution's.
+pub(crate) fn is_execution(key: &Key) -> bool {
+    key.pk.starts_with(PREFIX)
+}
+
+fn parent(pipeline: Uuid) -> String {
+    format!("PEXEC#{pipeline}")
+}
+
+/// The item of `e` with its timer, kept for `retention` once finished.
+fn item(e: &Execution, timer: Option<DateTime<Utc>>, retention: chrono::Duration) -> Item {
+    let id = e.id.to_string();
+    let mut item = Item::new(key(e.id), super::attrs_of(e));
+    item.indexes.push(child_of(&parent(e.pipeline_id), &id));
+    if let Some(at) = timer {
+        item.indexes.push(timer_entry(at, &id));
+    }
+    if e.status != ExecutionStatus::Running {
+        let ended = e.completed_at.unwrap_or(e.started_at);
+        retain(&mut item, ended + retention);
+    }
+    item
+}
+
+/// Keep `item` until `until`: a TTL the backend may act on (DynamoDB's,
+/// lazily; readers filter it) and an expiry entry the scheduler deletes on.
+pub(crate) fn retain(item: &mut Item, until: DateTime<Utc>) {
+    item.ttl = Some(until.timestamp());
+    let entry = expiry_entry(until, &item.key.pk);
+    item.indexes.push(entry);
+}
+
+/// The write of a new execution with its timer.
+pub fn create(
+    e: &Execution,
+    timer: DateTime<Utc>,
+    retention: chrono::Duration,
+    now: DateTime<Utc>,
+) -> WriteOp {
+    WriteOp::Put {
+        item: item(e, Some(timer), retention),
+        cond: Condition::Absent {
+            now: now.timestamp(),
+        },
+    }
+}
+
+/// The write that replaces `prev` by `next` with its timer (compare-and-set
+/// on `prev`'s version; the same version keeps a message sent meanwhile
+/// able to claim it).
+pub fn replace(
+    prev: &Execution,
+    next: &Execution,
+    timer: Option<DateTime<Utc>>,
+    retention: chrono::Duration,
+) -> WriteOp {
+    WriteOp::Put {
+        item: item(next, timer, retention),
+        cond: Condition::version(prev.version),
+    }
+}
+
+/// The execution with this id.
+pub async fn get(store: &dyn Store, id: Uuid, now: i64) -> Result<Option<Execution>, StoreError> {
+    find(store, &key(id), now).await
+}
+
+/// The execution in an item, `None` when it holds something else.
+pub fn from_item(item: &Item) -> Option<Execution> {
+    super::from_attrs(item)
+}
+
+/// A page of a pipeline's executions, newest first, and the next cursor.
+pub async fn list(
+    store: &dyn Store,
+    pipeline: Uuid,
+    limit: usize,
+    before: Option<String>,
+    now: i64,
+) -> Result<(Vec<Execution>, Option<String>), StoreError> {
+    children(store, &parent(pipeline), limit, before, now).await
+}
