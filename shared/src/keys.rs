@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 pub struct ApiKey(Option<[u8; 32]>);
 
 impl ApiKey {
+    /// The key given in plain (kept as its hash); `None` or empty: no key.
     pub fn new(key: Option<&str>) -> Self {
         ApiKey(key.filter(|k| !k.is_empty()).map(hash))
     }
@@ -32,6 +33,7 @@ impl ApiKey {
         Ok(ApiKey(Some(digest)))
     }
 
+    /// Whether a key is required.
     pub fn is_enabled(&self) -> bool {
         self.0.is_some()
     }

@@ -31,11 +31,13 @@ pub enum TaskMessage {
 }
 
 impl TaskMessage {
+    /// The message as JSON text.
     pub fn encode(&self) -> String {
         // Serialising these plain types cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// A message read back from its JSON text.
     pub fn decode(body: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(body)
     }

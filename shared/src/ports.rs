@@ -35,6 +35,7 @@ pub enum Index {
 }
 
 impl Index {
+    /// Every index, in order.
     pub const ALL: [Index; 6] = [
         Index::Gsi1,
         Index::Gsi2,
@@ -65,6 +66,7 @@ pub struct Key {
 }
 
 impl Key {
+    /// The key of partition `pk`, sort key `sk`.
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
         Key {
             pk: pk.into(),
@@ -87,6 +89,7 @@ pub struct Item {
 }
 
 impl Item {
+    /// An item with these attributes and no index, TTL or condition.
     pub fn new(key: Key, attrs: Map<String, Value>) -> Self {
         Item {
             key,
@@ -96,6 +99,7 @@ impl Item {
         }
     }
 
+    /// The item's key in `index`, if it is in it.
     pub fn index_key(&self, index: Index) -> Option<&Key> {
         self.indexes
             .iter()
@@ -149,6 +153,7 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// The key of the item the operation writes.
     pub fn key(&self) -> &Key {
         match self {
             WriteOp::Put { item, .. } => &item.key,
@@ -174,6 +179,7 @@ pub struct Query {
 }
 
 impl Query {
+    /// A read of the table's partition `pk`, at most `limit` items.
     pub fn table(pk: impl Into<String>, limit: usize) -> Self {
         Query {
             index: None,
@@ -185,6 +191,7 @@ impl Query {
         }
     }
 
+    /// A read of partition `pk` of `index`, at most `limit` items.
     pub fn index(index: Index, pk: impl Into<String>, limit: usize) -> Self {
         Query {
             index: Some(index),
@@ -193,6 +200,7 @@ impl Query {
     }
 }
 
+/// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The condition of operation `op` (its position in the call) did not hold;
@@ -299,6 +307,7 @@ pub struct Delivery {
     pub attributes: BTreeMap<String, String>,
 }
 
+/// Why a queue call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// The request breaks a limit of the queue; nothing was sent.
@@ -347,6 +356,7 @@ pub trait Queue: Send + Sync {
 
 /// The time, injectable for tests.
 pub trait Clock: Send + Sync {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -368,6 +378,7 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+/// Why an outgoing request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// The destination is not allowed (private, loopback or metadata address
@@ -387,5 +398,6 @@ pub enum HttpError {
 /// Outgoing HTTP with the safety rules applied (no private destinations).
 #[async_trait]
 pub trait HttpClient: Send + Sync {
+    /// Send `request` and read the whole answer, or say why not.
     async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError>;
 }

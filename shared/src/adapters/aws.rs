@@ -42,10 +42,12 @@ impl RequestCounter {
         self.0.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// Every request so far.
     pub fn total(&self) -> u64 {
         self.snapshot().values().sum()
     }
 
+    /// Start counting afresh.
     pub fn reset(&self) {
         if let Ok(mut m) = self.0.lock() {
             m.clear();
@@ -83,6 +85,7 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
+    /// Clients on one SDK configuration, counting their requests with `counter` if given.
     pub fn new(config: &SdkConfig, counter: Option<&RequestCounter>) -> Self {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(config);
@@ -96,10 +99,12 @@ impl AwsClients {
         }
     }
 
+    /// The DynamoDB store port on `table`.
     pub fn store(&self, table: &str) -> Arc<dyn Store> {
         Arc::new(DynamoStore::new(self.dynamodb.clone(), table.to_owned()))
     }
 
+    /// The SQS queue port on these clients.
     pub fn queue(&self) -> Arc<dyn Queue> {
         Arc::new(SqsQueue::new(self.sqs.clone()))
     }
@@ -118,6 +123,7 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The names from `WARREN_TABLE`, `WARREN_TASK_QUEUE` and `WARREN_TOPIC_QUEUE`.
     pub fn from_env() -> Self {
         Resources {
             table: env_or("WARREN_TABLE", "warren"),

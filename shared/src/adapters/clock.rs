@@ -21,14 +21,17 @@ impl Clock for SystemClock {
 pub struct ManualClock(Mutex<DateTime<Utc>>);
 
 impl ManualClock {
+    /// A clock stopped at `start`.
     pub fn new(start: DateTime<Utc>) -> Self {
         ManualClock(Mutex::new(start))
     }
 
+    /// Move the clock to `to`.
     pub fn set(&self, to: DateTime<Utc>) {
         *self.0.lock().expect("clock lock") = to;
     }
 
+    /// Move the clock on by `by`.
     pub fn advance(&self, by: chrono::Duration) {
         *self.0.lock().expect("clock lock") += by;
     }

@@ -70,6 +70,7 @@ impl DynamoStore {
         }
     }
 
+    /// The table this store reads and writes.
     pub fn table(&self) -> &str {
         &self.table
     }

@@ -55,6 +55,7 @@ pub struct SqsQueue {
 }
 
 impl SqsQueue {
+    /// A queue port on this SQS client (queues named or given by URL).
     pub fn new(client: Client) -> Self {
         Self {
             client,

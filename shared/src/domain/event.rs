@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::execution::{Execution, ExecutionStatus};
 use super::pipeline::SchemaViolation;
 
+/// Where an ingested event stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
@@ -19,6 +20,7 @@ pub enum EventStatus {
     Failed,
 }
 
+/// An event posted to `/events`, and what its execution made of it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: Uuid,

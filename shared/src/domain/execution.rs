@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::pipeline::{Pipeline, SchemaViolation};
 
+/// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
@@ -20,6 +21,7 @@ pub enum ExecutionStatus {
 }
 
 impl ExecutionStatus {
+    /// The status as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionStatus::Running => "running",
@@ -43,6 +45,7 @@ pub enum TriggerType {
     Ingest,
 }
 
+/// Where one step of an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -88,6 +91,7 @@ pub enum StepOutcome {
     Timeout(String),
 }
 
+/// One run of one pipeline version on one input, step by step.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub id: Uuid,

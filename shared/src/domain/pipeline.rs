@@ -37,6 +37,7 @@ pub struct PipelineSpec {
     pub steps: Vec<Step>,
 }
 
+/// Options of a pipeline beyond its steps.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineOptions {
@@ -110,6 +111,7 @@ fn default_queue() -> String {
 }
 
 impl StepKind {
+    /// The kind's name, as `kind` in a definition.
     pub fn name(&self) -> &'static str {
         match self {
             StepKind::Validate { .. } => "validate",
@@ -122,6 +124,7 @@ impl StepKind {
 }
 
 impl Step {
+    /// How long one attempt of the step may run.
     pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.timeout_seconds.unwrap_or(DEFAULT_STEP_TIMEOUT_SECONDS))
     }

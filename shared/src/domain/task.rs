@@ -21,6 +21,7 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [TaskStatus; 6] = [
         TaskStatus::Pending,
         TaskStatus::Running,
@@ -30,6 +31,7 @@ impl TaskStatus {
         TaskStatus::Expired,
     ];
 
+    /// The status as the API and the table write it.
     pub fn as_str(self) -> &'static str {
         match self {
             TaskStatus::Pending => "pending",
@@ -61,6 +63,9 @@ impl std::str::FromStr for TaskStatus {
             })
     }
 }
+
+/// Longest accepted task timeout, in seconds (a day).
+pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
 
 /// Queue names become parts of keys and metric labels: keep them plain.
 pub fn valid_queue_name(q: &str) -> bool {
@@ -186,6 +191,7 @@ pub enum AfterFailure {
 }
 
 impl Task {
+    /// How a failed attempt of this task is retried.
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy {
             max_retries: self.max_retries,

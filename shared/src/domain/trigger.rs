@@ -25,6 +25,7 @@ pub const TOKEN_PREFIX: &str = "whk_";
 /// Random bytes in a webhook token.
 pub const TOKEN_BYTES: usize = 32;
 
+/// What starts a trigger's executions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
@@ -34,6 +35,7 @@ pub enum TriggerKind {
 }
 
 impl TriggerKind {
+    /// The kind as the API writes it.
     pub fn as_str(self) -> &'static str {
         match self {
             TriggerKind::Webhook => "webhook",

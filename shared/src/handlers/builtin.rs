@@ -9,8 +9,9 @@ use crate::ports::{HttpError, HttpRequest};
 
 /// The longest a built-in waits, whatever it is told: a day, the longest
 /// task timeout (a task's own timeout cuts it short anyway).
-const MAX_WAIT_SECONDS: f64 = crate::service::enqueue::MAX_TIMEOUT_SECONDS as f64;
+const MAX_WAIT_SECONDS: f64 = crate::domain::task::MAX_TIMEOUT_SECONDS as f64;
 
+/// Add the built-in handlers to `registry`.
 pub fn register(registry: &mut Registry) {
     registry.register("echo", echo);
     registry.register("sleep", sleep);

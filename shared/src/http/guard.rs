@@ -26,6 +26,7 @@ use super::ApiError;
 pub struct AllowedOrigins(pub Arc<Vec<String>>);
 
 impl AllowedOrigins {
+    /// Whether a browser on `origin` may call.
     pub fn allows(&self, origin: &str) -> bool {
         self.0
             .iter()

@@ -34,6 +34,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error answer with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -43,6 +44,7 @@ impl ApiError {
         }
     }
 
+    /// 400 with this code and message.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
@@ -53,6 +55,7 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_field", message)
     }
 
+    /// 404 `not_found` with this message.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -66,6 +69,7 @@ impl ApiError {
         )
     }
 
+    /// The same answer with one more field.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.into(), value.into());
         self

@@ -25,6 +25,7 @@ const RECEIVE_ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// when a backend failed and the queue should deliver it again. Any
 /// `async fn(Deps, Delivery) -> Result<(), ServiceError>` is one.
 pub trait Handler: Clone + Send + Sync + 'static {
+    /// Run one message; `Ok` to acknowledge it, `Err` to have it delivered again.
     fn handle(
         &self,
         deps: Deps,

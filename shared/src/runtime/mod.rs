@@ -23,6 +23,7 @@ use crate::{Config, Deps};
 /// Where settings come from: a name (`WARREN_TASK_TIMEOUT`, ...) to its
 /// value, `None` when unset.
 pub trait Settings {
+    /// The value of `name`, `None` when it is unset or blank.
     fn get(&self, name: &str) -> Option<String>;
 }
 

@@ -18,8 +18,7 @@ use crate::table::{idempotency, tasks};
 
 /// How long an idempotency key keeps answering with its first task.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
-/// Longest accepted task timeout.
-pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
+pub use crate::domain::task::MAX_TIMEOUT_SECONDS;
 /// Longest accepted retry delay: a week.
 pub const MAX_RETRY_DELAY_SECONDS: f64 = 7.0 * 86_400.0;
 /// Longest accepted TTL: ten years.

@@ -36,15 +36,19 @@ struct Histogram {
 }
 
 impl Metrics {
+    /// Count `n` enqueued tasks.
     pub fn enqueued(&self, n: u64) {
         self.enqueued.fetch_add(n, Relaxed);
     }
+    /// Count one started attempt.
     pub fn started(&self) {
         self.started.fetch_add(1, Relaxed);
     }
+    /// Count one failed attempt that will be retried.
     pub fn retried(&self) {
         self.retried.fetch_add(1, Relaxed);
     }
+    /// Count one queue message dropped as unreadable.
     pub fn malformed_message(&self) {
         self.malformed.fetch_add(1, Relaxed);
     }

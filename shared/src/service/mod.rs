@@ -83,6 +83,7 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// A refusal of the request with this code and message (a 4xx).
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         ServiceError::Invalid {
             message: message.into(),

@@ -91,6 +91,7 @@ pub async fn list(
     Ok(table::pipelines::list(&*deps.store, limit, before, now).await?)
 }
 
+/// A pipeline's totals, from its counters.
 #[derive(Clone, Debug, Serialize)]
 pub struct PipelineStats {
     pub pipeline_id: Uuid,
@@ -123,6 +124,7 @@ pub async fn stats(deps: &Deps, id: Uuid) -> Result<PipelineStats, ServiceError>
     })
 }
 
+/// The runs of one day, in all and per pipeline.
 #[derive(Clone, Debug, Serialize)]
 pub struct UsageDay {
     pub day: NaiveDate,

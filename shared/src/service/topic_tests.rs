@@ -234,8 +234,8 @@ async fn a_stopped_trigger_runs_nothing_and_the_message_is_counted_and_dropped()
         let done = topics::dispatch(&deps, &d).await.unwrap();
         assert_eq!(done, Dispatched::default());
     }
-    let unrouted = deps.store.get(&Key::new("TSTATS", "UNROUTED")).await;
-    assert_eq!(unrouted.unwrap().unwrap().attrs["dropped"], json!(2));
+    let unrouted = crate::table::topics::unrouted(&*deps.store).await;
+    assert_eq!(unrouted.unwrap()["dropped"], json!(2));
     assert_metric(&deps, "warren_topic_messages_dropped_total 4");
 }
 

@@ -362,6 +362,7 @@ pub struct TopicInfo {
     pub subscriptions: Vec<Subscription>,
 }
 
+/// A topic's counters and its started triggers.
 pub async fn info(deps: &Deps, topic: &str) -> Result<TopicInfo, ServiceError> {
     check_topic(topic).map_err(|why| invalid_topic(topic, why))?;
     let counters = table::counters(&*deps.store, topic).await?;

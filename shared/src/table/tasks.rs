@@ -64,6 +64,7 @@ pub struct Tasks<'a> {
 }
 
 impl<'a> Tasks<'a> {
+    /// The tasks of `store` as of `now`; expired ones are kept `expired_retention`.
     pub fn new(
         store: &'a dyn Store,
         expired_retention: chrono::Duration,

@@ -143,12 +143,21 @@ pub fn count(topic: &str, counter: &str) -> WriteOp {
     }
 }
 
+fn unrouted_key() -> Key {
+    Key::new("TSTATS", "UNROUTED")
+}
+
 /// Add one to the drops of messages that named no usable topic.
 pub fn count_unrouted() -> WriteOp {
     WriteOp::Add {
-        key: Key::new("TSTATS", "UNROUTED"),
+        key: unrouted_key(),
         deltas: vec![("dropped".to_string(), 1)],
     }
+}
+
+/// The counters of messages that named no usable topic (`dropped`).
+pub async fn unrouted(store: &dyn Store) -> Result<Map<String, serde_json::Value>, StoreError> {
+    super::counters(store, &unrouted_key()).await
 }
 
 /// The counters of `topic`.
