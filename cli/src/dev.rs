@@ -24,7 +24,7 @@ use warren::{Config, Deps};
 
 #[derive(Args, Debug, Clone)]
 pub struct DevOptions {
-    /// Address to listen on. Anything but loopback requires WARREN_API_KEY.
+    /// Address to listen on. `--open` is refused beyond loopback.
     #[arg(long, default_value = "127.0.0.1", env = "WARREN_HOST")]
     pub host: String,
     /// Port to listen on (0 picks a free one).
@@ -70,16 +70,49 @@ pub struct DevOptions {
     /// `<data-dir>/step-secret`.
     #[arg(long, env = "WARREN_STEP_SECRET", hide_env_values = true)]
     pub step_secret: Option<String>,
-    /// The API key every /api route requires (X-API-Key). lapinq's
+    /// A bootstrap key (X-API-Key or Bearer) that acts as an admin of its
+    /// own, besides users' keys, sessions and JWTs. lapinq's
     /// `LAPINQ_API_KEY` is read when neither this nor WARREN_API_KEY is set.
     #[arg(long, env = "WARREN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// No credentials needed: a request without any acts as an admin.
+    /// Loopback only, for development; credentials sent are still checked.
+    #[arg(long, env = "WARREN_OPEN")]
+    pub open: bool,
+    /// The first admin's password, when no user exists yet (default: a
+    /// random one, printed once).
+    #[arg(long, env = "WARREN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+    /// Seconds a login session lasts.
+    #[arg(long, default_value_t = 12 * 3600, env = "WARREN_SESSION_TTL")]
+    pub session_ttl: u64,
+    /// The OIDC issuer whose JWT bearer tokens are accepted (`iss`), e.g.
+    /// `https://cognito-idp.<region>.amazonaws.com/<pool id>`.
+    #[arg(long, env = "WARREN_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The audience the tokens must name (`aud`).
+    #[arg(long, env = "WARREN_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Where the issuer's signing keys are (default:
+    /// `<issuer>/.well-known/jwks.json`).
+    #[arg(long, env = "WARREN_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// The claim that names the user's role (e.g. `cognito:groups`).
+    #[arg(long, env = "WARREN_JWT_ROLE_CLAIM")]
+    pub jwt_role_claim: Option<String>,
+    /// The role of a token user the claims give none.
+    #[arg(long, default_value = "user", env = "WARREN_JWT_DEFAULT_ROLE")]
+    pub jwt_default_role: String,
+    /// The key that seals stored secrets (base64, 32 bytes). Default: one
+    /// generated and kept in `<data-dir>/secrets-key`.
+    #[arg(long, env = "WARREN_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
     /// Origins browsers may call the API from (comma-separated, `*` for
     /// any): CORS answers, preflights included. Default: none.
     #[arg(long, env = "WARREN_CORS_ORIGIN", value_delimiter = ',')]
     pub cors_origin: Vec<String>,
-    /// Requests per minute per client address on /api/* (429 past it); 0
-    /// is no limit. lapinq's `LAPINQ_RATE_LIMIT` is read when neither this
+    /// Requests per minute per principal (per client address without
+    /// credentials) on the API (429 past it); 0 is no limit. lapinq's `LAPINQ_RATE_LIMIT` is read when neither this
     /// nor WARREN_RATE_LIMIT is set.
     #[arg(long, env = "WARREN_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
@@ -160,23 +193,27 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let lapinq = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let mut opts = opts;
     opts.api_key = opts.api_key.clone().or_else(|| lapinq("LAPINQ_API_KEY"));
-    let rate_limit = match (opts.rate_limit, lapinq("LAPINQ_RATE_LIMIT")) {
-        (Some(n), _) => n,
-        (None, Some(n)) => n
-            .parse()
-            .with_context(|| format!("LAPINQ_RATE_LIMIT: `{n}` is not a number"))?,
-        (None, None) => 0,
+    opts.rate_limit = match (opts.rate_limit, lapinq("LAPINQ_RATE_LIMIT")) {
+        (Some(n), _) => Some(n),
+        (None, Some(n)) => Some(
+            n.parse()
+                .with_context(|| format!("LAPINQ_RATE_LIMIT: `{n}` is not a number"))?,
+        ),
+        (None, None) => None,
     };
-    let open = opts.api_key.as_deref().is_none_or(str::is_empty);
-    if open {
-        if !ip.is_loopback() {
+    let keyed = opts.api_key.as_deref().is_some_and(|k| !k.is_empty());
+    if opts.open {
+        if keyed {
             bail!(
-                "refusing to serve an open API on {ip}: set WARREN_API_KEY (or --api-key), or bind a loopback address"
+                "--open serves without credentials; it makes no sense with WARREN_API_KEY: choose one"
             );
         }
-        tracing::warn!(
-            "no WARREN_API_KEY set: the API is open to anyone on this machine (loopback only)"
-        );
+        if !ip.is_loopback() {
+            bail!(
+                "refusing to serve an open API on {ip}: drop --open (users sign in), or bind a loopback address"
+            );
+        }
+        tracing::warn!("--open: the API needs no credentials (loopback only)");
     }
     for (name, key) in [
         ("WARREN_API_KEY", &opts.api_key),
@@ -261,8 +298,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             .map(|o| o.trim().to_string())
             .filter(|o| !o.is_empty())
             .collect(),
-        rate_limit,
+        open: opts.open,
     };
+    first_admin(&deps, opts.admin_password.clone()).await?;
     let app = warren_cli_app(deps.clone(), &gateway);
     println!("warren listening on http://{addr}");
     tracing::info!(
@@ -339,6 +377,18 @@ fn settings(opts: &DevOptions) -> anyhow::Result<Overrides> {
         .set("WARREN_EXECUTION_RETENTION", Some(opts.execution_retention))
         .set("WARREN_OUTBOUND_ALLOW", Some(&opts.outbound_allow))
         .set("WARREN_API_KEY", opts.api_key.as_ref())
+        .set("WARREN_AUTH", opts.open.then_some("disabled"))
+        .set("WARREN_RATE_LIMIT", opts.rate_limit)
+        .set("WARREN_SESSION_TTL", Some(opts.session_ttl))
+        .set("WARREN_JWT_ISSUER", opts.jwt_issuer.as_ref())
+        .set("WARREN_JWT_AUDIENCE", opts.jwt_audience.as_ref())
+        .set("WARREN_JWT_JWKS_URL", opts.jwt_jwks_url.as_ref())
+        .set("WARREN_JWT_ROLE_CLAIM", opts.jwt_role_claim.as_ref())
+        .set("WARREN_JWT_DEFAULT_ROLE", Some(&opts.jwt_default_role))
+        .set(
+            "WARREN_SECRETS_KEY",
+            Some(secrets_key(opts.secrets_key.as_deref(), &opts.data_dir)?),
+        )
         .set("WARREN_METRICS_KEY", opts.metrics_key.as_ref())
         .set("WARREN_DEFAULT_WORKFLOW", opts.default_workflow)
         .set("WARREN_PUBLIC_URL", opts.public_url.as_ref())
@@ -359,6 +409,44 @@ fn settings(opts: &DevOptions) -> anyhow::Result<Overrides> {
             )?),
         );
     Ok(s)
+}
+
+/// Make the first admin when no user exists, and say so once: the
+/// password goes to the terminal (stdout) only when it was generated.
+pub async fn first_admin(deps: &Deps, password: Option<String>) -> anyhow::Result<()> {
+    let given = password.is_some();
+    let made = warren::service::identity::users::ensure_first_admin(deps, password)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the first admin: {e}"))?;
+    if let Some((username, password)) = made {
+        match given {
+            true => println!(
+                "warren: created the first admin `{username}` with the password in WARREN_ADMIN_PASSWORD"
+            ),
+            false => println!(
+                "warren: created the first admin `{username}`, password `{password}` (shown once: sign in at /login and change it with POST /account/password)"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The key that seals stored secrets: given, or generated once into the
+/// data directory.
+fn secrets_key(given: Option<&str>, data_dir: &Path) -> anyhow::Result<String> {
+    if let Some(k) = given {
+        return Ok(k.to_string());
+    }
+    let path = data_dir.join("secrets-key");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(s.trim().to_string()),
+        Err(_) => {
+            let key = warren::keys::sealing::MasterKey::generate().to_base64();
+            write_private(&path, &key)?;
+            tracing::info!(path = %path.display(), "generated the key that seals stored secrets");
+            Ok(key)
+        }
+    }
 }
 
 /// A signing key (`whsec_...`): given, or generated once and kept beside

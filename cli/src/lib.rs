@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cost;
 pub mod dev;
 pub mod provision;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -11,7 +12,6 @@ use axum::Router;
 use warren::Deps;
 use warren::http::cors::cors;
 use warren::http::guard::{AllowedOrigins, loopback_same_origin};
-use warren::http::rate::{RateLimiter, rate_limit};
 
 /// What the local gateway adds around the functions' routers, as API
 /// Gateway would in AWS.
@@ -19,8 +19,8 @@ use warren::http::rate::{RateLimiter, rate_limit};
 pub struct Gateway {
     /// Origins a browser may call from (`*`: any); none: no CORS answers.
     pub cors_origins: Vec<String>,
-    /// Requests per minute per client on `/api/*`; 0: no limit.
-    pub rate_limit: u32,
+    /// Serving without credentials (loopback only): no web page may drive it.
+    pub open: bool,
 }
 
 /// Every HTTP function's router merged into one app: the local gateway
@@ -29,8 +29,8 @@ pub fn app(deps: Deps) -> Router {
     gateway(deps, &Gateway::default())
 }
 
-/// [`app`] behind the gateway's CORS, rate limit and, without an API key,
-/// its guard against web pages.
+/// [`app`] behind the gateway's CORS and, when open, its guard against
+/// web pages.
 pub fn gateway(deps: Deps, options: &Gateway) -> Router {
     let routers = [
         enqueue::router(deps.clone()),
@@ -40,18 +40,13 @@ pub fn gateway(deps: Deps, options: &Gateway) -> Router {
         pipelines::router(deps.clone()),
         events::router(deps.clone()),
         ops::router(deps.clone()),
+        identity::router(deps.clone()),
     ];
     let mut app = routers.into_iter().fold(Router::new(), Router::merge);
     app = warren::http::with_fallbacks(app);
-    if options.rate_limit > 0 {
-        app = app.layer(axum::middleware::from_fn_with_state(
-            RateLimiter::new(options.rate_limit),
-            rate_limit,
-        ));
-    }
     let allowed = AllowedOrigins(Arc::new(options.cors_origins.clone()));
-    if !deps.config.api_key.is_enabled() {
-        // Without a key (loopback only), no web page may drive it.
+    if options.open || deps.config.open {
+        // Without credentials (loopback only), no web page may drive it.
         app = app.layer(axum::middleware::from_fn_with_state(
             allowed.clone(),
             loopback_same_origin,

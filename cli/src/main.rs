@@ -23,6 +23,9 @@ enum Command {
     /// Create the DynamoDB table and the SQS queues warren uses, on AWS or on
     /// the endpoint in AWS_ENDPOINT_URL (LocalStack, moto). Idempotent.
     Provision(warren_cli::provision::ProvisionOptions),
+    /// Manage users straight in the store (the first admin of a deployment).
+    #[command(subcommand)]
+    Users(warren_cli::users::UsersCommand),
     /// Count the AWS requests per task, enqueue to completed, on fresh
     /// resources at AWS_ENDPOINT_URL (a benchmark of the AWS backend).
     Cost(warren_cli::cost::CostOptions),
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(opts) => runtime.block_on(warren_cli::bench::run(opts)),
         Command::Provision(opts) => runtime.block_on(warren_cli::provision::run(opts)),
         Command::Cost(opts) => runtime.block_on(warren_cli::cost::run(opts)),
+        Command::Users(command) => runtime.block_on(warren_cli::users::run(command)),
     }
 }
 

@@ -1,12 +1,14 @@
 //! `warren provision`: create what warren needs on AWS (or on an emulator
 //! through `AWS_ENDPOINT_URL`), idempotently: the table with its indexes and
 //! TTL, the task queue and the topic ingress queue, each with its
-//! dead-letter queue and a redrive policy.
+//! dead-letter queue and a redrive policy; and the first admin, when the
+//! table has no user yet.
 
 use std::time::Duration;
 
 use clap::Args;
 use warren::adapters::aws::{AwsClients, Resources, sdk_config};
+use warren::adapters::http::GuardedHttpClient;
 use warren::adapters::{dynamodb, sqs};
 
 #[derive(Args, Debug, Clone)]
@@ -24,6 +26,10 @@ pub struct ProvisionOptions {
     /// task timeout (the worker's Lambda timeout in AWS).
     #[arg(long, default_value_t = 960)]
     pub visibility: u64,
+    /// The first admin's password, when the table has no user yet
+    /// (default: a random one, printed once).
+    #[arg(long, env = "WARREN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
 }
 
 impl ProvisionOptions {
@@ -36,15 +42,15 @@ impl ProvisionOptions {
     }
 }
 
-/// Provision and say what was there already.
+/// Provision and say what was there already; make the first admin when
+/// the table has no user.
 pub async fn run(opts: ProvisionOptions) -> anyhow::Result<()> {
     let clients = AwsClients::new(&sdk_config().await, None);
-    ensure(
-        &clients,
-        &opts.resources(),
-        Duration::from_secs(opts.visibility),
-    )
-    .await
+    let resources = opts.resources();
+    ensure(&clients, &resources, Duration::from_secs(opts.visibility)).await?;
+    let http = GuardedHttpClient::new(Vec::new()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deps = warren::runtime::aws(warren::Config::default(), http, &resources, None).await;
+    crate::dev::first_admin(&deps, opts.admin_password).await
 }
 
 /// Create whatever of `resources` is missing.

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use crate::domain::identity::Role;
+use crate::jwt::JwtSettings;
 use crate::keys::ApiKey;
+use crate::keys::sealing::MasterKey;
 
 /// Settings of the task engine (not of any backend).
 #[derive(Clone, Debug)]
@@ -40,9 +43,32 @@ pub struct Config {
     pub step_secret: Vec<u8>,
     /// Attempts of one webhook delivery before it is recorded as failed.
     pub webhook_attempts: u32,
-    /// The key every `/api` route requires (hashed); disabled only for
-    /// loopback development.
+    /// The bootstrap key (hashed): an admin that is no user, so a
+    /// deployment works before its first user exists.
     pub api_key: ApiKey,
+    /// No credentials needed: a request without any acts as the deployment
+    /// (an admin). Only for loopback development (`warren dev --open`) or
+    /// `WARREN_AUTH=disabled`.
+    pub open: bool,
+    /// JWT bearer tokens from an OIDC issuer, when one is configured.
+    pub jwt: Option<JwtConfig>,
+    /// How long a login session lasts.
+    pub session_ttl: Duration,
+    /// Browsers reach this API over HTTPS only (Lambda behind API Gateway):
+    /// session cookies are marked `Secure`.
+    pub secure_cookies: bool,
+    /// Requests per minute per principal (per client address when
+    /// unauthenticated) on the API; 0: no limit.
+    pub rate_limit: u32,
+    /// Count requests, login failures and runs in the table, so the limits
+    /// hold across processes (Lambda); else requests are counted in memory.
+    pub shared_limits: bool,
+    /// The key that seals stored secrets; `None` with no parameter: storing
+    /// secrets is refused.
+    pub secrets_key: Option<MasterKey>,
+    /// An SSM SecureString holding the secrets key (base64), read on first
+    /// use (AWS).
+    pub secrets_key_parameter: Option<String>,
     /// The key `GET /metrics` requires (hashed); disabled: public.
     pub metrics_key: ApiKey,
     /// The pipeline that processes `POST /events` when the request names none.
@@ -71,6 +97,14 @@ impl Default for Config {
             step_secret: Vec::new(),
             webhook_attempts: 4,
             api_key: ApiKey::default(),
+            open: false,
+            jwt: None,
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+            rate_limit: 0,
+            shared_limits: false,
+            secrets_key: None,
+            secrets_key_parameter: None,
             metrics_key: ApiKey::default(),
             default_workflow: None,
             min_schedule_interval: Duration::from_secs(60),
@@ -80,4 +114,16 @@ impl Default for Config {
             snapshot_messages: true,
         }
     }
+}
+
+/// How JWT bearer tokens are checked and whom they make.
+#[derive(Clone, Debug)]
+pub struct JwtConfig {
+    pub settings: JwtSettings,
+    /// The claim that names the user's role (`admin`, `user`, `viewer`; a
+    /// string, or an array whose first known role counts, as Cognito's
+    /// `cognito:groups`); else `default_role`.
+    pub role_claim: Option<String>,
+    /// The role of a user the token's claims give none.
+    pub default_role: Role,
 }

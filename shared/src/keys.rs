@@ -2,6 +2,9 @@
 //! their SHA-256, compared in constant time) and the `whsec_` secrets that
 //! sign what it sends.
 
+pub mod password;
+pub mod sealing;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use sha2::{Digest, Sha256};
@@ -38,7 +41,12 @@ impl ApiKey {
         self.0.is_some()
     }
 
-    /// Whether `presented` is the key.
+    /// Whether a key is configured and `presented` is it.
+    pub fn accepts_configured(&self, presented: &str) -> bool {
+        self.is_enabled() && self.accepts(presented)
+    }
+
+    /// Whether `presented` is the key (anything is, when none is configured).
     pub fn accepts(&self, presented: &str) -> bool {
         match &self.0 {
             None => true,
@@ -49,6 +57,43 @@ impl ApiKey {
 
 fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// Random bytes in a token warren makes (a webhook token, an API key).
+pub const TOKEN_BYTES: usize = 32;
+
+/// A new token: `prefix` and [`TOKEN_BYTES`] random bytes, base64url.
+pub fn new_token(prefix: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bytes: [u8; TOKEN_BYTES] = rand::random();
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Whether `s` is shaped like a token [`new_token`] makes with `prefix`
+/// (checked before any lookup, so junk costs no read).
+pub fn is_token_shaped(prefix: &str, s: &str) -> bool {
+    let encoded = (TOKEN_BYTES * 4).div_ceil(3);
+    s.strip_prefix(prefix).is_some_and(|rest| {
+        rest.len() == encoded
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// The lowercase hex SHA-256 of a token or key: what is stored and looked up.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `...` and the last four characters of a secret, to tell secrets apart.
+pub fn hint(secret: &str) -> String {
+    let mut tail: Vec<char> = secret.chars().rev().take(4).collect();
+    tail.reverse();
+    format!("...{}", tail.into_iter().collect::<String>())
 }
 
 /// Decode a `whsec_<base64>` secret (or raw base64) into key bytes.

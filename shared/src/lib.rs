@@ -7,6 +7,7 @@ pub mod domain;
 pub mod handlers;
 pub mod http;
 pub mod json;
+pub mod jwt;
 pub mod keys;
 pub mod messages;
 pub mod ports;

@@ -246,6 +246,32 @@ pub trait Store: Send + Sync {
     /// Items of one partition in sort-key order. Within an index the caller
     /// keeps sort keys unique per partition, so `after`/`before` make cursors.
     async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError>;
+
+    /// Add 1 to the integer attribute `attr` of the item at `key` unless it
+    /// is already at `limit` or above (an absent item or attribute counts as
+    /// 0), creating the item if needed, set the item's TTL to `ttl` (epoch
+    /// seconds) when given, and answer the new value; `Ok(None)` when the
+    /// counter was at the limit (nothing written). One conditional write, so
+    /// a limit holds across any number of concurrent callers: on DynamoDB an
+    /// UpdateItem `SET ttl = :t ADD #a :one` under
+    /// `attribute_not_exists(#a) OR #a < :limit`. The item's other
+    /// attributes, its indexes and (when `ttl` is `None`) its TTL are kept.
+    ///
+    /// An item past its TTL is counted on, not reset: a store does not know
+    /// "now" (DynamoDB deletes expired items lazily), so a caller puts the
+    /// time window in the key (`rate#<client>#<minute>`) and uses the TTL
+    /// only to have old windows cleaned up.
+    ///
+    /// `Invalid` (nothing written) for what [`WriteOp::Add`] refuses (an
+    /// empty key, a reserved attribute name, an existing attribute that is
+    /// not an integer) and for a `limit` below 1.
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError>;
 }
 
 /// The most message attributes one message may carry (SQS: 10).

@@ -34,6 +34,8 @@ pub struct Opts {
     args: Vec<String>,
     env: Vec<(String, String)>,
     api_key: Option<String>,
+    /// Serve with users only: no `--open`, no bootstrap key.
+    signed_in: bool,
 }
 
 impl Opts {
@@ -69,6 +71,14 @@ impl Opts {
     /// (e.g. when the key is passed with `--api-key`).
     pub fn client_key(mut self, key: &str) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Serve as a deployment does: neither `--open` nor a bootstrap key, so
+    /// every API call needs a user's credentials (the harness's helpers
+    /// send none: use the `*_raw` ones).
+    pub fn signed_in(mut self) -> Self {
+        self.signed_in = true;
         self
     }
 
@@ -122,6 +132,10 @@ fn command(data_dir: &Path, opts: &Opts) -> Command {
         .arg("--data-dir")
         .arg(data_dir)
         .args(&opts.args);
+    // Without a key the API is served open (loopback), as tests drive it.
+    if opts.api_key.is_none() && !opts.signed_in {
+        cmd.arg("--open");
+    }
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("WARREN_") {
             cmd.env_remove(k);
@@ -207,13 +221,17 @@ pub struct Warren {
     opts: Opts,
     client: reqwest::Client,
     starts: u32,
+    /// What the last start printed on stdout before it listened.
+    pub started_stdout: Vec<String>,
 }
 
-/// An HTTP client that never uses a proxy.
+/// An HTTP client that never uses a proxy and follows no redirect (a
+/// sign-in's 303 and its cookie are what a test looks at).
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))
         .build()
         .expect("build reqwest client")
@@ -235,6 +253,7 @@ impl Warren {
             opts,
             client: client(),
             starts: 0,
+            started_stdout: Vec::new(),
         };
         w.spawn().await;
         w
@@ -280,7 +299,7 @@ impl Warren {
                 match rx.recv_timeout(left) {
                     Ok(line) => {
                         if let Some(addr) = line.trim().strip_prefix(LISTENING) {
-                            return Ok(addr.trim_end_matches('/').to_string());
+                            return Ok((addr.trim_end_matches('/').to_string(), seen));
                         }
                         seen.push(line);
                     }
@@ -298,7 +317,10 @@ impl Warren {
         .await
         .expect("join stdout reader");
         let addr = match found {
-            Ok(a) => a,
+            Ok((a, seen)) => {
+                self.started_stdout = seen;
+                a
+            }
             Err(e) => {
                 self.stop();
                 panic!("{e}\nstderr:\n{}", self.log_tail(80));
@@ -762,7 +784,8 @@ pub fn run_to_exit(
     timeout: Duration,
 ) -> (Option<ExitStatus>, String, String) {
     let root = fresh_dir();
-    let mut opts = Opts::new().args(args.iter().copied());
+    // Exactly the arguments given (no `--open` added).
+    let mut opts = Opts::new().signed_in().args(args.iter().copied());
     for (k, v) in env {
         opts = opts.env(k, v);
     }
@@ -828,7 +851,9 @@ struct ReceiverState {
 
 /// A tiny axum server on 127.0.0.1:0 recording every request. It answers
 /// with the configured statuses, a JSON body `{"received": n}` and the header
-/// `x-receiver: warren-tests`.
+/// `x-receiver: warren-tests`; a request's `Authorization` is echoed back
+/// (`"authorization"` in the body, `x-echo-authorization`), as some
+/// endpoints do.
 pub struct Receiver {
     /// `http://127.0.0.1:PORT`
     pub base: String,
@@ -860,6 +885,10 @@ impl Receiver {
                 async move {
                     let mut st = s.lock().unwrap();
                     let n = st.got.len();
+                    let echo = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
                     let status = st
                         .statuses
                         .get(n)
@@ -873,15 +902,24 @@ impl Receiver {
                         headers,
                         body: body.to_vec(),
                     });
-                    (
+                    let mut body = json!({ "received": n + 1 });
+                    let mut answer = (
                         StatusCode::from_u16(status).unwrap(),
                         [
                             ("content-type", "application/json"),
                             ("x-receiver", "warren-tests"),
                         ],
-                        json!({ "received": n + 1 }).to_string(),
                     )
-                        .into_response()
+                        .into_response();
+                    if let Some(echo) = echo {
+                        body["authorization"] = json!(echo);
+                        answer.headers_mut().insert(
+                            "x-echo-authorization",
+                            axum::http::HeaderValue::from_str(&echo).unwrap(),
+                        );
+                    }
+                    *answer.body_mut() = axum::body::Body::from(body.to_string());
+                    answer
                 }
             },
         );

@@ -1,5 +1,6 @@
-//! API keys: with WARREN_API_KEY every /api route needs it; /health and
-//! /metrics stay public; an open API is only served on loopback.
+//! The bootstrap key: with WARREN_API_KEY every /api route needs it (or a
+//! user's credentials); /health and /metrics stay public; an open API
+//! (`--open`) is only served on loopback.
 
 use warren_tests::*;
 
@@ -127,24 +128,51 @@ async fn api_key_flag_works_like_the_environment_variable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_an_api_key_the_loopback_api_is_open() {
+async fn with_open_the_loopback_api_needs_no_credentials_and_without_it_does() {
     let w = Warren::start(Opts::new().no_worker()).await;
     w.send_raw("GET", "/api/v1/tasks", &[], None)
         .await
         .expect(200);
+    let w = Warren::start(Opts::new().signed_in().no_worker()).await;
+    w.send_raw("GET", "/api/v1/tasks", &[], None)
+        .await
+        .expect_error(401, None);
 }
 
 #[test]
-fn non_loopback_host_without_an_api_key_is_refused_at_start() {
-    let (status, stdout, stderr) = run_to_exit(&["--host", "0.0.0.0"], &[], secs(20));
-    let status = status
-        .unwrap_or_else(|| panic!("warren served 0.0.0.0 without an API key; stdout {stdout}"));
+fn an_open_api_beyond_loopback_is_refused_at_start() {
+    let (status, stdout, stderr) = run_to_exit(&["--host", "0.0.0.0", "--open"], &[], secs(20));
+    let status =
+        status.unwrap_or_else(|| panic!("warren served 0.0.0.0 with --open; stdout {stdout}"));
     assert!(!status.success(), "exit status {status}");
     assert!(
-        stderr.contains("WARREN_API_KEY") || stdout.contains("WARREN_API_KEY"),
-        "the message does not mention WARREN_API_KEY: {stderr}"
+        stderr.contains("--open"),
+        "the message does not name --open: {stderr}"
     );
     assert!(!stdout.contains("warren listening"), "{stdout}");
+}
+
+#[test]
+fn open_and_a_bootstrap_key_together_are_refused_at_start() {
+    let (status, stdout, stderr) = run_to_exit(&["--open"], &[("WARREN_API_KEY", KEY)], secs(20));
+    let status = status.unwrap_or_else(|| panic!("warren served: {stdout}"));
+    assert!(!status.success(), "exit status {status}");
+    assert!(stderr.contains("choose one"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_without_any_key_users_sign_in() {
+    let w = Warren::start(
+        Opts::new()
+            .signed_in()
+            .args(["--host", "0.0.0.0"])
+            .no_worker(),
+    )
+    .await;
+    w.send_raw("GET", "/api/v1/tasks", &[], None)
+        .await
+        .expect_error(401, Some("unauthorized"));
+    w.send_raw("GET", "/health", &[], None).await.expect(200);
 }
 
 #[test]

@@ -207,17 +207,86 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lambda_without_an_api_key_refuses_to_start() {
+async fn lambda_functions_serve_users_and_count_their_requests_in_the_table() {
     let aws = provision();
+    // `warren users create` makes a user straight in the table.
+    let out = std::process::Command::new(warren_bin())
+        .args(["users", "create", "--username", "ops", "--role", "admin"])
+        .args(["--backend", "aws", "--table", &aws.table])
+        .env("WARREN_USER_PASSWORD", "ops-password-long-enough")
+        .output()
+        .expect("run warren users create");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("user ops (admin) created"), "{stdout}");
+    // No bootstrap key: users sign in; three requests a minute each.
     let env = [
         ("WARREN_TABLE", aws.table.as_str()),
         ("WARREN_TASK_QUEUE", aws.task_queue.as_str()),
+        ("WARREN_TOPIC_QUEUE", aws.topic_queue.as_str()),
         ("WARREN_WEBHOOK_SECRET", SECRET),
+        ("WARREN_STEP_SECRET", warren_tests::aws::STEP_SECRET),
+        ("WARREN_RATE_LIMIT", "3"),
+        (
+            "WARREN_SECRETS_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
     ];
-    let mut f = LambdaFunction::start("enqueue", &env).await;
-    let status = f.exit_status(Duration::from_secs(30)).await;
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
-    assert!(f.log().contains("WARREN_API_KEY_SHA256"), "{}", f.log());
+    let mut identity = LambdaFunction::start("identity", &env).await;
+    let login = json!({"username": "ops", "password": "ops-password-long-enough"});
+    let r = identity
+        .invoke(http_event("POST", "/login", &[], Some(&login)))
+        .await
+        .expect("identity answers");
+    assert_eq!(answer(&r, 200)["role"], "admin");
+    // API Gateway (payload 2.0) carries Set-Cookie in `cookies`.
+    let set = r["cookies"][0].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(set.contains("HttpOnly") && set.contains("Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+    let key = identity
+        .invoke(http_event(
+            "POST",
+            "/api/v1/keys",
+            &[("cookie", &cookie)],
+            Some(&json!({"name": "ci"})),
+        ))
+        .await
+        .expect("identity answers");
+    let key = answer(&key, 201)["key"].as_str().unwrap().to_string();
+    // Another function (another container) knows the key, and shares the
+    // count: the user's fourth request of the minute is refused (the
+    // sign-in is not counted; making the key is).
+    let mut query = LambdaFunction::start("task-query", &env).await;
+    let auth = [("x-api-key", key.as_str())];
+    for _ in 0..2 {
+        let r = query
+            .invoke(http_event("GET", "/api/v1/queues", &auth, None))
+            .await
+            .unwrap();
+        answer(&r, 200);
+    }
+    let mut control = LambdaFunction::start("task-control", &env).await;
+    let r = control
+        .invoke(http_event(
+            "DELETE",
+            &format!("/api/v1/tasks/{}", uuid::Uuid::now_v7()),
+            &auth,
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer(&r, 429)["code"], "rate_limited");
+    assert!(r["headers"]["retry-after"].is_string(), "{r}");
+    // Nobody: 401.
+    let r = query
+        .invoke(http_event("GET", "/api/v1/tasks", &[], None))
+        .await
+        .unwrap();
+    assert_eq!(answer(&r, 401)["code"], "unauthorized");
 }
 
 /// The one message waiting on `queue` (left hidden, as a Lambda batch would be).

@@ -6,6 +6,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use warren::Deps;
+use warren::domain::identity::Principal;
 use warren::http::dto::EnqueueRequest;
 use warren::http::{ApiError, JsonArray};
 use warren::service::enqueue::enqueue_batch;
@@ -31,10 +32,14 @@ pub fn router(deps: Deps) -> Router {
 /// index, and nothing is stored.
 async fn enqueue_many(
     State(deps): State<Deps>,
-    JsonArray(batch): JsonArray<EnqueueRequest, MAX_BATCH>,
+    who: Principal,
+    JsonArray(mut batch): JsonArray<EnqueueRequest, MAX_BATCH>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if batch.is_empty() {
         return Err(ApiError::invalid_field("the batch is empty"));
+    }
+    for task in &mut batch {
+        task.owner = who.user_id;
     }
     let ids: Vec<_> = enqueue_batch(&deps, batch)
         .await?

@@ -7,6 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 use warren::Deps;
+use warren::domain::identity::Principal;
 use warren::http::dto::EnqueueRequest;
 use warren::http::{ApiError, JsonBody};
 use warren::ports::MAX_MESSAGE_BYTES;
@@ -24,9 +25,11 @@ pub fn router(deps: Deps) -> Router {
 /// `{"task_id": null, "ttl_seconds": 0}` for a task that is not kept.
 async fn enqueue_one(
     State(deps): State<Deps>,
+    who: Principal,
     headers: HeaderMap,
     JsonBody(mut new): JsonBody<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
+    new.owner = who.user_id;
     if new.idempotency_key.is_none() {
         new.idempotency_key = headers
             .get("idempotency-key")

@@ -15,10 +15,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use warren::Deps;
+use warren::domain::identity::Principal;
 use warren::http::dto::id_of;
 use warren::http::{AnyJson, ApiError, Params, Path};
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::events::{self, Ingested};
+use warren::service::identity::{check_owns, check_sees};
+use warren::service::pipelines;
 use warren::service::topics::{self, Subscription};
 
 pub fn router(deps: Deps) -> Router {
@@ -49,6 +52,7 @@ struct IngestParams {
 /// finds the body breaks the pipeline's schema (nothing is stored then).
 async fn ingest(
     State(deps): State<Deps>,
+    who: Principal,
     Params(p): Params<IngestParams>,
     AnyJson(data): AnyJson,
 ) -> Result<Response, ApiError> {
@@ -66,7 +70,10 @@ async fn ingest(
             ));
         }
     };
-    match events::ingest(&deps, data, workflow, sync).await? {
+    // Running a pipeline is its owner's (or an admin's) to do.
+    let pipeline = events::workflow(&deps, workflow).await?;
+    check_owns(&who, pipeline.user_id, "no such pipeline")?;
+    match events::ingest_into(&deps, data, &pipeline, sync).await? {
         Ingested::Queued {
             event_id,
             execution_id,
@@ -89,8 +96,13 @@ async fn ingest(
 
 /// The event: id, data, workflow, status (pending, completed, failed),
 /// result, error, validation_errors, timestamps.
-async fn one(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn one(
+    State(deps): State<Deps>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let event = events::get(&deps, id_of(&id, "event")?).await?;
+    check_sees(&who, event.user_id, "no such event")?;
     Ok(Json(event).into_response())
 }
 
@@ -115,10 +127,12 @@ fn subscription_json(s: &Subscription) -> serde_json::Value {
 /// `options.event` names no topic.
 async fn start(
     State(deps): State<Deps>,
+    who: Principal,
     Path(pipeline_id): Path<String>,
     Params(p): Params<StartParams>,
 ) -> Result<Response, ApiError> {
     let id = id_of(&pipeline_id, "pipeline")?;
+    check_owns(&who, owner_of(&deps, id).await?, "no such pipeline")?;
     let s = topics::start(&deps, id, p.pipeline_version).await?;
     let mut body = subscription_json(&s);
     body["message"] = json!("Event started successfully");
@@ -128,9 +142,11 @@ async fn start(
 /// `{"ready": bool}`, plus the topic and version while it is started.
 async fn status(
     State(deps): State<Deps>,
+    who: Principal,
     Path(pipeline_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id_of(&pipeline_id, "pipeline")?;
+    check_sees(&who, owner_of(&deps, id).await?, "no such pipeline")?;
     let body = match topics::status(&deps, id).await? {
         Some(s) => subscription_json(&s),
         None => json!({ "pipeline_id": id, "ready": false }),
@@ -140,9 +156,11 @@ async fn status(
 
 async fn stop(
     State(deps): State<Deps>,
+    who: Principal,
     Path(pipeline_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = id_of(&pipeline_id, "pipeline")?;
+    check_owns(&who, owner_of(&deps, id).await?, "no such pipeline")?;
     topics::stop(&deps, id).await?;
     Ok(Json(json!({
         "message": "Event deleted successfully",
@@ -150,6 +168,11 @@ async fn stop(
         "ready": false,
     }))
     .into_response())
+}
+
+/// Whose pipeline `id` is (404 when there is none).
+async fn owner_of(deps: &Deps, id: uuid::Uuid) -> Result<Option<uuid::Uuid>, ApiError> {
+    Ok(pipelines::get(deps, id, None).await?.user_id)
 }
 
 /// 202 `{"topic", "message_id"}`: the message is on the topic queue; the
@@ -168,16 +191,26 @@ async fn publish(
         .into_response())
 }
 
-/// The topic's counters (published, dispatched, dropped) and the
-/// pipelines whose trigger is started on it.
-async fn topic(State(deps): State<Deps>, Path(topic): Path<String>) -> Result<Response, ApiError> {
+/// The topic's counters (published, dispatched, dropped, refused) and the
+/// pipelines whose trigger is started on it (a user sees its own).
+async fn topic(
+    State(deps): State<Deps>,
+    who: Principal,
+    Path(topic): Path<String>,
+) -> Result<Response, ApiError> {
     let info = topics::info(&deps, &topic).await?;
-    let subscriptions: Vec<_> = info.subscriptions.iter().map(subscription_json).collect();
+    let subscriptions: Vec<_> = info
+        .subscriptions
+        .iter()
+        .filter(|s| who.sees(s.user_id))
+        .map(subscription_json)
+        .collect();
     Ok(Json(json!({
         "topic": info.topic,
         "published": info.published,
         "dispatched": info.dispatched,
         "dropped": info.dropped,
+        "refused": info.refused,
         "subscriptions": subscriptions,
     }))
     .into_response())

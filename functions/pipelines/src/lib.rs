@@ -16,13 +16,15 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use warren::Deps;
 use warren::domain::execution::{Execution, TriggerType};
-use warren::domain::pipeline::PipelineSpec;
+use warren::domain::identity::Principal;
+use warren::domain::pipeline::{Pipeline, PipelineSpec};
 use warren::domain::trigger::{Trigger, TriggerKind, TriggerSpec};
 use warren::http::dto::{ExecutionResponse, id_of};
 use warren::http::{
     ApiError, JsonBody, Params, Path, RawBody, decode_cursor, page_response, parse_any_json,
 };
 use warren::ports::MAX_MESSAGE_BYTES;
+use warren::service::identity::{check_owns, check_sees};
 use warren::service::{executions, pipelines, triggers};
 
 /// Page size when the client names none, and the most one page holds.
@@ -83,19 +85,23 @@ impl PageParams {
 /// 201 with the stored pipeline (version 1).
 async fn create(
     State(deps): State<Deps>,
+    who: Principal,
     JsonBody(spec): JsonBody<PipelineSpec>,
 ) -> Result<Response, ApiError> {
-    let p = pipelines::create(&deps, spec).await?;
+    let p = pipelines::create_for(&deps, who.user_id, spec).await?;
     Ok((StatusCode::CREATED, Json(p)).into_response())
 }
 
-/// Current versions, newest pipeline first.
+/// Current versions, newest pipeline first: a `user`'s own, everyone's
+/// for an admin or a viewer.
 async fn list(
     State(deps): State<Deps>,
+    who: Principal,
     uri: Uri,
     Params(p): Params<PageParams>,
 ) -> Result<Response, ApiError> {
-    let (items, next) = pipelines::list(&deps, p.limit(), p.before()?).await?;
+    let scope = who.listing_scope();
+    let (items, next) = pipelines::list(&deps, scope, p.limit(), p.before()?).await?;
     Ok(page_response(&uri, items, next))
 }
 
@@ -106,31 +112,61 @@ struct VersionParams {
 
 async fn one(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
     Params(p): Params<VersionParams>,
 ) -> Result<Response, ApiError> {
     let p = pipelines::get(&deps, id_of(&id, "pipeline")?, p.version).await?;
+    check_sees(&who, p.user_id, NO_PIPELINE)?;
     Ok(Json(p).into_response())
+}
+
+const NO_PIPELINE: &str = "no such pipeline";
+
+/// The current version of pipeline `id`, if `who` may change it.
+async fn owned(deps: &Deps, who: &Principal, id: &str) -> Result<Pipeline, ApiError> {
+    let p = pipelines::get(deps, id_of(id, "pipeline")?, None).await?;
+    check_owns(who, p.user_id, NO_PIPELINE)?;
+    Ok(p)
+}
+
+/// The current version of pipeline `id`, if `who` may read it.
+async fn seen(deps: &Deps, who: &Principal, id: &str) -> Result<Pipeline, ApiError> {
+    let p = pipelines::get(deps, id_of(id, "pipeline")?, None).await?;
+    check_sees(who, p.user_id, NO_PIPELINE)?;
+    Ok(p)
 }
 
 /// 200 with the new version; the previous ones stay readable.
 async fn update(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
     JsonBody(spec): JsonBody<PipelineSpec>,
 ) -> Result<Response, ApiError> {
-    let p = pipelines::update(&deps, id_of(&id, "pipeline")?, spec).await?;
+    let current = owned(&deps, &who, &id).await?;
+    let p = pipelines::update(&deps, current.id, spec).await?;
     Ok(Json(p).into_response())
 }
 
 /// 204; its triggers are deleted, its executions stay readable.
-async fn remove(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    triggers::delete_pipeline(&deps, id_of(&id, "pipeline")?).await?;
+async fn remove(
+    State(deps): State<Deps>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let current = owned(&deps, &who, &id).await?;
+    triggers::delete_pipeline(&deps, current.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn stats(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let s = pipelines::stats(&deps, id_of(&id, "pipeline")?).await?;
+async fn stats(
+    State(deps): State<Deps>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = seen(&deps, &who, &id).await?;
+    let s = pipelines::stats(&deps, p.id).await?;
     Ok(Json(s).into_response())
 }
 
@@ -139,11 +175,13 @@ async fn stats(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Respo
 /// `{"execution_id", "status"}`.
 async fn run(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
     Params(p): Params<VersionParams>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let pipeline = pipelines::get(&deps, id_of(&id, "pipeline")?, p.version).await?;
+    check_owns(&who, pipeline.user_id, NO_PIPELINE)?;
     let e = executions::run_pipeline(
         &deps,
         &pipeline,
@@ -239,12 +277,14 @@ fn public_base(deps: &Deps, headers: &HeaderMap, uri: &Uri) -> String {
 /// are shown this once.
 async fn create_trigger(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
     headers: HeaderMap,
     uri: Uri,
     JsonBody(spec): JsonBody<TriggerSpec>,
 ) -> Result<Response, ApiError> {
-    let created = triggers::create(&deps, id_of(&id, "pipeline")?, spec).await?;
+    let pipeline = owned(&deps, &who, &id).await?;
+    let created = triggers::create(&deps, pipeline.id, spec).await?;
     let mut body = TriggerResponse::new(created.trigger, deps.now());
     if let Some(token) = created.token {
         body.webhook_url = Some(format!(
@@ -259,11 +299,12 @@ async fn create_trigger(
 /// A pipeline's triggers, newest first, with the list cursor headers.
 async fn triggers_of(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
     uri: Uri,
     Params(p): Params<PageParams>,
 ) -> Result<Response, ApiError> {
-    let pipeline = id_of(&id, "pipeline")?;
+    let pipeline = seen(&deps, &who, &id).await?.id;
     let (items, next) = triggers::list(&deps, pipeline, p.limit(), p.before()?).await?;
     let now = deps.now();
     let shown = items.into_iter().map(|t| TriggerResponse::new(t, now));
@@ -273,9 +314,12 @@ async fn triggers_of(
 /// 204; the trigger fires nothing from then on.
 async fn remove_trigger(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    triggers::delete(&deps, id_of(&id, "trigger")?).await?;
+    let trigger = triggers::get(&deps, id_of(&id, "trigger")?).await?;
+    check_owns(&who, trigger.user_id, "no such trigger")?;
+    triggers::delete(&deps, trigger.id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -295,18 +339,30 @@ async fn hook(
 /// A pipeline's executions, newest first, with the task list's cursor headers.
 async fn executions_of(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
     uri: Uri,
     Params(p): Params<PageParams>,
 ) -> Result<Response, ApiError> {
     let (items, next) =
         executions::list(&deps, id_of(&id, "pipeline")?, p.limit(), p.before()?).await?;
+    // A pipeline's executions share its owner (and outlive it).
+    if let Some(first) = items.first() {
+        check_sees(&who, first.user_id, NO_PIPELINE)?;
+    } else if !who.sees(None) {
+        seen(&deps, &who, &id).await?;
+    }
     let body: Vec<ExecutionResponse> = items.into_iter().map(Into::into).collect();
     Ok(page_response(&uri, body, next))
 }
 
-async fn execution(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn execution(
+    State(deps): State<Deps>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let e = executions::get(&deps, id_of(&id, "execution")?).await?;
+    check_sees(&who, e.user_id, "no such execution")?;
     Ok(Json(ExecutionResponse::from(e)).into_response())
 }
 
@@ -318,9 +374,11 @@ struct UsageParams {
 
 /// Runs per day (`days`, each with its per-pipeline counts) and per
 /// pipeline over the period, from `from` to `to` inclusive (default: the
-/// last 30 days to today, UTC).
+/// last 30 days to today, UTC), and for a user its `quota`: runs this
+/// month against its `runs_limit`.
 async fn usage(
     State(deps): State<Deps>,
+    who: Principal,
     Params(p): Params<UsageParams>,
 ) -> Result<Response, ApiError> {
     let to = p.to.unwrap_or_else(|| deps.now().date_naive());
@@ -332,7 +390,17 @@ async fn usage(
                 ApiError::bad_request("invalid_period", "`to` is too far in the past")
             })?,
     };
-    let days = pipelines::usage(&deps, from, to).await?;
+    // A user sees its own pipelines' runs; admins and viewers everyone's.
+    let only = match who.listing_scope() {
+        None => None,
+        Some(Some(user)) => Some(pipelines::ids_of(&deps, user).await?),
+        Some(None) => Some(Default::default()),
+    };
+    let days = pipelines::usage(&deps, from, to, only.as_ref()).await?;
+    let quota = match who.user_id {
+        Some(user) => Some(pipelines::quota(&deps, user).await?),
+        None => None,
+    };
     let mut per_pipeline = Map::new();
     for (id, runs) in days.iter().flat_map(|d| d.pipelines.iter()) {
         let sum =
@@ -346,6 +414,7 @@ async fn usage(
         "runs": total,
         "pipelines": per_pipeline,
         "days": days,
+        "quota": quota,
     }))
     .into_response())
 }

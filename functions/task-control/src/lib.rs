@@ -1,4 +1,6 @@
-//! Changing tasks: progress reports, cancel, requeue, bulk delete.
+//! Changing tasks: progress reports, cancel, requeue, bulk delete. A
+//! `user` cancels, requeues and bulk-deletes only where its per-queue
+//! permissions say; an admin anywhere.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,8 +11,9 @@ use serde_json::{Value, json};
 use warren::Deps;
 use warren::ServiceError;
 use warren::domain::TaskStatus;
+use warren::domain::identity::{Action, Principal, QueueAction};
 use warren::http::dto::{TaskResponse, number, task_id};
-use warren::http::{ApiError, JsonBody, Params, Path, decode_cursor, encode_cursor};
+use warren::http::{ApiError, JsonBody, Params, Path, decode_cursor, encode_cursor, require};
 use warren::service::control;
 use warren::table::tasks::TaskFilter;
 
@@ -60,10 +63,11 @@ async fn progress(
 /// with that id (as the lapinq API answers), with a code saying which.
 async fn cancel(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<TaskResponse>, ApiError> {
     let id = task_id(&id)?;
-    let task = control::cancel(&deps, id).await.map_err(|e| {
+    let task = control::cancel(&deps, id, &who).await.map_err(|e| {
         not_in_state(
             e,
             "task_not_pending",
@@ -77,10 +81,11 @@ async fn cancel(
 /// answer); 404 unless it is failed.
 async fn requeue(
     State(deps): State<Deps>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = task_id(&id)?;
-    let task = control::requeue(&deps, id)
+    let task = control::requeue(&deps, id, &who)
         .await
         .map_err(|e| not_in_state(e, "task_not_failed", "only a failed task can be requeued"))?;
     Ok(Json(json!({ "status": "requeued", "id": task.id })))
@@ -113,8 +118,11 @@ struct DeleteParams {
 /// Delete the tasks matching the filters, at most 1000 per call:
 /// `{"deleted": n, "more": false}`, or with `"more": true` and a `cursor`
 /// to pass to the next call. Without any filter, `all=true` is required.
+/// An admin deletes anything; a `user` only by a `queue` its permissions
+/// let it delete on.
 async fn delete_many(
     State(deps): State<Deps>,
+    who: Principal,
     Params(p): Params<DeleteParams>,
 ) -> Result<Json<Value>, ApiError> {
     let nonempty = |s: Option<String>| s.filter(|v| !v.is_empty());
@@ -148,6 +156,11 @@ async fn delete_many(
             "filter_required",
             "name a filter (queue, status, task_name, args, result, error), or pass all=true to delete every task",
         ));
+    }
+    match &filter.queue {
+        _ if who.is_admin() => {}
+        Some(queue) => require(&who, Action::Queue(queue, QueueAction::Delete))?,
+        None => require(&who, Action::Admin)?,
     }
     let done = control::delete_matching(&deps, &filter).await?;
     Ok(Json(match done.next {

@@ -48,6 +48,15 @@ impl Store for FailingKey {
     async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
         self.inner.query(query).await
     }
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.increment(key, attr, limit, ttl).await
+    }
 }
 
 fn task(name: &str) -> NewTask {
@@ -67,6 +76,7 @@ fn task(name: &str) -> NewTask {
         webhook_url: None,
         timeout_seconds: Some(30),
         idempotency_key: None,
+        owner: None,
     }
 }
 

@@ -115,6 +115,27 @@ pub(crate) fn check_ops(ops: &[WriteOp]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An increment's arguments: the key and attribute name an add of `attr`
+/// must have (checked by the rules every write shares), a limit of at least 1.
+pub(crate) fn check_increment(key: &Key, attr: &str, limit: i64) -> Result<(), StoreError> {
+    if limit < 1 {
+        return Err(StoreError::Invalid(format!(
+            "increment limit {limit}: must be at least 1"
+        )));
+    }
+    check_ops(&[WriteOp::Add {
+        key: key.clone(),
+        deltas: vec![(attr.to_owned(), 1)],
+    }])
+    .map_err(|e| match e {
+        StoreError::Invalid(m) => StoreError::Invalid(format!(
+            "increment: {}",
+            m.strip_prefix("operation 0: ").unwrap_or(&m)
+        )),
+        other => other,
+    })
+}
+
 /// A put batch's items: distinct keys, each well-formed (sizes aside).
 pub(crate) fn check_batch(items: &[Item]) -> Result<(), StoreError> {
     let mut seen = HashSet::with_capacity(items.len());

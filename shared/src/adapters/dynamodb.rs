@@ -13,17 +13,18 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, IndexStatus,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ScalarAttributeType,
-    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
-    WriteRequest,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus, TransactWriteItem, Update, WriteRequest,
 };
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
 use crate::adapters::backoff;
-use crate::adapters::checks::{check_batch, check_key, check_ops, check_size};
+use crate::adapters::checks::{check_batch, check_increment, check_key, check_ops, check_size};
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
 /// The table's partition key attribute (S).
@@ -125,6 +126,67 @@ impl DynamoStore {
         }
     }
 
+    /// One try of an increment: a conditional UpdateItem (see
+    /// [`increment_expression`]) answering the new value, or `None` when the
+    /// condition failed on a number at the limit. A failed condition returns
+    /// the item (`ALL_OLD`), which tells a counter at its limit from an
+    /// attribute that is not an integer, without a second request.
+    async fn increment_once(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, Failure> {
+        let (update, guard) = increment_expression(attr, limit, ttl);
+        let not_integer = || {
+            Failure::Final(StoreError::Invalid(format!(
+                "increment: attribute {attr:?} of ({}, {}) is not an integer",
+                key.pk, key.sk
+            )))
+        };
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_attrs(key)))
+            .update_expression(update.text)
+            .condition_expression(guard)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => match out.attributes.as_ref().and_then(|a| a.get(attr)) {
+                Some(AttributeValue::N(n)) => match n.parse::<i64>() {
+                    Ok(count) => Ok(Some(count)),
+                    // A fractional number passes the condition (DynamoDB has
+                    // no integer test), so this one was written.
+                    Err(_) => Err(not_integer()),
+                },
+                other => Err(Failure::Final(StoreError::Unavailable(
+                    format!("DynamoDB UpdateItem answered {attr:?} as {other:?}").into(),
+                ))),
+            },
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    // The condition only fails on a present attribute: a
+                    // number at the limit, or something else.
+                    match failed.item().and_then(|item| item.get(attr)) {
+                        Some(AttributeValue::N(n)) if n.parse::<i64>().is_err() => {
+                            Err(not_integer())
+                        }
+                        Some(AttributeValue::N(_)) | None => Ok(None),
+                        Some(_) => Err(not_integer()),
+                    }
+                }
+                _ => Err(classify("UpdateItem", e)),
+            },
+        }
+    }
+
     /// Several writes: one TransactWriteItems.
     async fn write_all(&self, items: &[TransactWriteItem]) -> Result<(), Failure> {
         match self
@@ -213,34 +275,25 @@ impl Store for DynamoStore {
                 .map(|op| self.transact_item(op))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let mut attempt = 0;
-        loop {
-            let result = match ops.as_slice() {
+        let (ops_ref, items) = (&ops, &items);
+        let written = retry_busy(|| async move {
+            match ops_ref.as_slice() {
                 [op] => self.write_one(op).await,
-                _ => self.write_all(&items).await,
-            };
-            match result {
-                Ok(()) => return Ok(()),
-                Err(Failure::Busy(e)) if attempt + 1 < WRITE_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "write raced a transaction; retrying");
-                    backoff(
-                        attempt,
-                        Duration::from_millis(20),
-                        Duration::from_millis(500),
-                    )
-                    .await;
-                    attempt += 1;
-                }
-                // An add's only condition is that its attributes are numbers.
-                Err(Failure::Final(StoreError::Conflict { op }))
-                    if matches!(ops.get(op), Some(WriteOp::Add { .. })) =>
-                {
-                    return Err(StoreError::Invalid(format!(
-                        "operation {op}: an attribute to add to is not a number"
-                    )));
-                }
-                Err(failure) => return Err(failure.error()),
+                _ => self.write_all(items).await,
             }
+        })
+        .await;
+        match written {
+            Ok(()) => Ok(()),
+            // An add's only condition is that its attributes are numbers.
+            Err(Failure::Final(StoreError::Conflict { op }))
+                if matches!(ops.get(op), Some(WriteOp::Add { .. })) =>
+            {
+                Err(StoreError::Invalid(format!(
+                    "operation {op}: an attribute to add to is not a number"
+                )))
+            }
+            Err(failure) => Err(failure.error()),
         }
     }
 
@@ -372,6 +425,27 @@ impl Store for DynamoStore {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(out),
             }
+        }
+    }
+
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        check_increment(key, attr, limit)?;
+        match retry_busy(|| self.increment_once(key, attr, limit, ttl)).await {
+            Ok(count) => Ok(count),
+            // Not a lost condition: the item stayed locked by transactions.
+            Err(Failure::Busy(e)) => Err(StoreError::Unavailable(
+                format!(
+                    "DynamoDB UpdateItem: increment kept racing transactions after {WRITE_ATTEMPTS} tries ({e})"
+                )
+                .into(),
+            )),
+            Err(Failure::Final(e)) => Err(e),
         }
     }
 }
@@ -734,6 +808,35 @@ fn add_expression(deltas: &[(String, i64)]) -> (Expr, String) {
     (expr, guard)
 }
 
+/// `[SET #ttl = :t] ADD #a :one` under `attribute_not_exists(#a) OR
+/// (attribute_type(#a, :number) AND #a < :limit)`: creates the item and the
+/// attribute at zero, keeps everything else. The type test changes nothing
+/// on DynamoDB (a string is never `<` a number there) but keeps moto from
+/// comparing a string with a number, which it fails on.
+fn increment_expression(attr: &str, limit: i64, ttl: Option<i64>) -> (Expr, String) {
+    let mut names = HashMap::from([("#a".to_owned(), attr.to_owned())]);
+    let mut values = HashMap::from([
+        (":one".to_owned(), AttributeValue::N("1".into())),
+        (":limit".to_owned(), AttributeValue::N(limit.to_string())),
+        (":number".to_owned(), s("N")),
+    ]);
+    let mut text = String::new();
+    if let Some(t) = ttl {
+        text.push_str("SET #ttl = :t ");
+        names.insert("#ttl".into(), TTL_ATTRIBUTE.into());
+        values.insert(":t".into(), AttributeValue::N(t.to_string()));
+    }
+    text.push_str("ADD #a :one");
+    let guard =
+        "attribute_not_exists(#a) OR (attribute_type(#a, :number) AND #a < :limit)".to_owned();
+    let expr = Expr {
+        text,
+        names,
+        values,
+    };
+    (expr, guard)
+}
+
 // ---------------------------------------------------------------------------
 // Checks (shared with every store) and the size of an item
 
@@ -763,6 +866,31 @@ fn check_item_size(item: &Item) -> Result<(), String> {
 enum Failure {
     Final(StoreError),
     Busy(StoreError),
+}
+
+/// Run `write` again, with backoff, while it races a transaction (at most
+/// [`WRITE_ATTEMPTS`] times); the last outcome as it came.
+async fn retry_busy<T, F, Fut>(mut write: F) -> Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
+    let mut attempt = 0;
+    loop {
+        match write().await {
+            Err(Failure::Busy(e)) if attempt + 1 < WRITE_ATTEMPTS => {
+                tracing::debug!(error = %e, attempt, "write raced a transaction; retrying");
+                backoff(
+                    attempt,
+                    Duration::from_millis(20),
+                    Duration::from_millis(500),
+                )
+                .await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Failure {

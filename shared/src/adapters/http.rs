@@ -234,7 +234,8 @@ fn classify(e: reqwest::Error) -> HttpError {
     HttpError::Transport(full_chain(&e))
 }
 
-fn full_chain(e: &dyn std::error::Error) -> String {
+/// An error and every cause under it, `: `-separated.
+pub(crate) fn full_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

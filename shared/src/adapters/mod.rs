@@ -9,6 +9,7 @@ pub mod dynamodb;
 pub mod embedded;
 pub mod http;
 pub mod sqs;
+pub mod ssm;
 
 use std::time::Duration;
 

@@ -37,6 +37,9 @@ pub struct Event {
     pub validation_errors: Option<Vec<SchemaViolation>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Its pipeline's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
 }
 
 impl Event {

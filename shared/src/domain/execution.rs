@@ -114,6 +114,9 @@ pub struct Execution {
     /// A worker holds the execution until then; after it, the run is
     /// presumed lost and resumed.
     pub lease_until: Option<DateTime<Utc>>,
+    /// Its pipeline's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -149,6 +152,7 @@ impl Execution {
             id,
             pipeline_id: pipeline.id,
             pipeline_version: pipeline.version,
+            user_id: pipeline.user_id,
             trigger_type,
             trigger_id,
             event_id: None,
@@ -344,6 +348,7 @@ mod tests {
             spec,
             created_at: now,
             updated_at: now,
+            user_id: None,
         }
     }
 

@@ -344,6 +344,10 @@ pub struct Pipeline {
     pub spec: PipelineSpec,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The user who made it (`None`: the deployment); its triggers,
+    /// executions and events are that user's too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
 }
 
 #[cfg(test)]

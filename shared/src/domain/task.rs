@@ -169,6 +169,10 @@ pub struct Task {
     /// A running attempt not finished by then is presumed lost.
     pub lease_until: Option<DateTime<Utc>>,
     pub webhook: Option<WebhookOutcome>,
+    /// The user who enqueued it (`None`: the deployment): whose stored
+    /// secrets its `http` calls may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Uuid>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -373,6 +377,7 @@ mod tests {
             completed_at: None,
             lease_until: None,
             webhook: None,
+            owner: None,
             version: 1,
         }
     }

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
+use crate::keys;
+
 /// The longest trigger name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 /// How many upcoming fire times a schedule trigger shows.
@@ -23,7 +25,7 @@ pub const NEXT_FIRES: usize = 5;
 /// Every webhook token starts with this, so a leaked one is recognisable.
 pub const TOKEN_PREFIX: &str = "whk_";
 /// Random bytes in a webhook token.
-pub const TOKEN_BYTES: usize = 32;
+pub const TOKEN_BYTES: usize = keys::TOKEN_BYTES;
 
 /// What starts a trigger's executions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +264,9 @@ pub struct Trigger {
     /// after it, then advanced past that tick's now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_fire: Option<DateTime<Utc>>,
+    /// Its pipeline's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -289,7 +294,8 @@ impl Trigger {
             schedule,
             created_at: now,
             webhook_sha256: webhook.map(token_sha256),
-            webhook_hint: webhook.map(token_hint),
+            webhook_hint: webhook.map(keys::hint),
+            user_id: None,
             version: 1,
         })
     }
@@ -322,46 +328,18 @@ impl Trigger {
 
 /// A new webhook token: [`TOKEN_PREFIX`] and [`TOKEN_BYTES`] random bytes, base64url.
 pub fn new_token() -> String {
-    use base64::Engine;
-    let bytes: [u8; TOKEN_BYTES] = rand::random();
-    format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    keys::new_token(TOKEN_PREFIX)
 }
 
 /// Whether `s` is shaped like a token [`new_token`] makes (checked before
 /// any lookup, so junk costs no read).
 pub fn is_token_shaped(s: &str) -> bool {
-    let encoded = (TOKEN_BYTES * 4).div_ceil(3);
-    s.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
-        rest.len() == encoded
-            && rest
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    })
+    keys::is_token_shaped(TOKEN_PREFIX, s)
 }
 
 /// The hex SHA-256 of a token: what is stored and looked up.
 pub fn token_sha256(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A token's last four characters, shown to tell tokens apart.
-fn token_hint(token: &str) -> String {
-    let tail: String = token
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("...{tail}")
+    keys::sha256_hex(token)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ pub mod auth;
 pub mod cors;
 pub mod dto;
 pub mod guard;
-pub mod rate;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,7 +20,7 @@ use crate::json::MAX_INPUT_DEPTH;
 use crate::ports::StoreError;
 use crate::service::ServiceError;
 
-pub use auth::{ApiKey, require_api_key};
+pub use auth::{ApiKey, authenticate, require};
 
 /// An error answer: `{"error": "...", "code": "..."}` plus optional fields.
 /// Server faults answer a fixed 500 body; their cause goes to the log only.
@@ -31,6 +30,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub extra: Map<String, Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -41,6 +42,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: Map::new(),
+            retry_after: None,
         }
     }
 
@@ -53,6 +55,11 @@ impl ApiError {
     /// acceptable (lapinq answers 400 to both kinds of bad request).
     pub fn invalid_field(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_field", message)
+    }
+
+    /// 403 `forbidden` with this message: the caller may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
     /// 404 `not_found` with this message.
@@ -69,6 +76,12 @@ impl ApiError {
         )
     }
 
+    /// The same answer with another code.
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        self.code = code;
+        self
+    }
+
     /// The same answer with one more field.
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.extra.insert(key.into(), value.into());
@@ -81,7 +94,13 @@ impl IntoResponse for ApiError {
         let mut body = self.extra;
         body.insert("error".into(), Value::from(self.message));
         body.insert("code".into(), Value::from(self.code));
-        (self.status, axum::Json(Value::Object(body))).into_response()
+        let mut answer = (self.status, axum::Json(Value::Object(body))).into_response();
+        if let Some(seconds) = self.retry_after {
+            answer
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        answer
     }
 }
 
@@ -114,6 +133,18 @@ impl From<ServiceError> for ApiError {
                     "unavailable",
                     "storage is unavailable; retry later",
                 )
+            }
+            ServiceError::Forbidden(message) => ApiError::forbidden(message),
+            ServiceError::Limited {
+                message,
+                code,
+                retry_after,
+            } => ApiError {
+                retry_after,
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            },
+            ServiceError::Unavailable { message, code } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
             }
             ServiceError::Queue(e) => ApiError::internal(&e),
             ServiceError::Crashed(e) => ApiError::internal(&e),
@@ -407,15 +438,25 @@ pub fn with_fallbacks(router: Router) -> Router {
         })
 }
 
-/// Finish an `/api` router: every route requires the API key (when one is
-/// configured), gets the shared dependencies as state, and answers as
-/// [`private`].
+/// Finish an API router: every route is [`authenticate`]d (and so rate
+/// limited) and needs the method's [`least_role`](auth::least_role), gets
+/// the shared dependencies as state, and answers as [`private`].
 pub fn api(deps: &crate::Deps, routes: Router<crate::Deps>) -> Router {
+    authenticated(
+        deps,
+        routes.route_layer(axum::middleware::from_fn(auth::least_role)),
+    )
+}
+
+/// [`api`] without the method's least role: for routes every role may
+/// use to change its own things (its password, its keys); their handlers
+/// check the rest.
+pub fn authenticated(deps: &crate::Deps, routes: Router<crate::Deps>) -> Router {
     private(
         routes
             .route_layer(axum::middleware::from_fn_with_state(
-                deps.config.api_key.clone(),
-                require_api_key,
+                deps.clone(),
+                authenticate,
             ))
             .with_state(deps.clone()),
     )

@@ -15,7 +15,11 @@ use aws_smithy_runtime_api::box_error::BoxError;
 
 use crate::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
 use crate::adapters::http::{GuardedHttpClient, parse_allow_list};
+use crate::config::JwtConfig;
+use crate::domain::identity::Role;
 use crate::handlers::Registry;
+use crate::jwt::JwtSettings;
+use crate::keys::sealing::MasterKey;
 use crate::keys::{ApiKey, decode_secret};
 use crate::ports::{HttpClient, Queue, Store};
 use crate::{Config, Deps};
@@ -108,6 +112,62 @@ fn secret(s: &dyn Settings, name: &'static str) -> Result<Vec<u8>, SettingError>
     decode_secret(&value).map_err(|e| bad(name, e))
 }
 
+/// `WARREN_AUTH`: `required` (the default) or `disabled` (no credentials
+/// needed: loopback development only).
+fn auth_disabled(s: &dyn Settings) -> Result<bool, SettingError> {
+    match s.get("WARREN_AUTH").as_deref().map(str::trim) {
+        None | Some("required") => Ok(false),
+        Some("disabled") => Ok(true),
+        Some(other) => Err(bad(
+            "WARREN_AUTH",
+            format!("must be `required` or `disabled`, not `{other}`"),
+        )),
+    }
+}
+
+/// JWT bearer tokens, when `WARREN_JWT_ISSUER` is set: with
+/// `WARREN_JWT_AUDIENCE` and `WARREN_JWT_JWKS_URL` (default
+/// `<issuer>/.well-known/jwks.json`), `WARREN_JWT_ROLE_CLAIM`,
+/// `WARREN_JWT_DEFAULT_ROLE` (`user`) and `WARREN_JWT_LEEWAY` (seconds, 60).
+fn jwt(s: &dyn Settings) -> Result<Option<JwtConfig>, SettingError> {
+    let Some(issuer) = s.get("WARREN_JWT_ISSUER") else {
+        return Ok(None);
+    };
+    let issuer = issuer.trim().to_string();
+    let audience = s.get("WARREN_JWT_AUDIENCE").ok_or_else(|| {
+        bad(
+            "WARREN_JWT_AUDIENCE",
+            "required with WARREN_JWT_ISSUER (the audience tokens are issued for)",
+        )
+    })?;
+    let jwks_url = s
+        .get("WARREN_JWT_JWKS_URL")
+        .unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')));
+    match reqwest::Url::parse(&jwks_url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => {
+            return Err(bad(
+                "WARREN_JWT_JWKS_URL",
+                format!("must be an http(s) URL, got `{jwks_url}`"),
+            ));
+        }
+    }
+    let default_role = match s.get("WARREN_JWT_DEFAULT_ROLE") {
+        Some(r) => r.parse().map_err(|e| bad("WARREN_JWT_DEFAULT_ROLE", e))?,
+        None => Role::User,
+    };
+    Ok(Some(JwtConfig {
+        settings: JwtSettings {
+            issuer,
+            audience: audience.trim().to_string(),
+            jwks_url,
+            leeway: seconds(s, "WARREN_JWT_LEEWAY", Duration::from_secs(60))?,
+        },
+        role_claim: s.get("WARREN_JWT_ROLE_CLAIM"),
+        default_role,
+    }))
+}
+
 impl Config {
     /// The engine's settings from the environment (see [`Config::from_settings`]).
     pub fn from_env() -> Result<Config, SettingError> {
@@ -121,7 +181,10 @@ impl Config {
     /// `WARREN_STEP_SECRET` (required, different), `WARREN_API_KEY[_SHA256]`
     /// and `WARREN_METRICS_KEY[_SHA256]` (optional here: each runtime decides
     /// whether it may serve without), `WARREN_DEFAULT_WORKFLOW`,
-    /// `WARREN_PUBLIC_URL`. A malformed setting is refused with its name.
+    /// `WARREN_PUBLIC_URL`; identity and access: `WARREN_AUTH`, the
+    /// `WARREN_JWT_*` settings, `WARREN_SESSION_TTL`, `WARREN_RATE_LIMIT`,
+    /// `WARREN_SECRETS_KEY` (base64) or `WARREN_SECRETS_KEY_PARAMETER` (an
+    /// SSM SecureString). A malformed setting is refused with its name.
     pub fn from_settings(s: &dyn Settings) -> Result<Config, SettingError> {
         let defaults = Config::default();
         let webhook_secret = secret(s, "WARREN_WEBHOOK_SECRET")?;
@@ -178,6 +241,25 @@ impl Config {
             step_secret,
             api_key: key(s, "WARREN_API_KEY", "WARREN_API_KEY_SHA256")?,
             metrics_key: key(s, "WARREN_METRICS_KEY", "WARREN_METRICS_KEY_SHA256")?,
+            open: auth_disabled(s)?,
+            jwt: jwt(s)?,
+            session_ttl: seconds(s, "WARREN_SESSION_TTL", defaults.session_ttl)?,
+            rate_limit: match s.get("WARREN_RATE_LIMIT") {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    bad(
+                        "WARREN_RATE_LIMIT",
+                        format!("`{v}` is not a number of requests per minute"),
+                    )
+                })?,
+                None => 0,
+            },
+            secrets_key: match s.get("WARREN_SECRETS_KEY") {
+                Some(v) => {
+                    Some(MasterKey::from_base64(&v).map_err(|e| bad("WARREN_SECRETS_KEY", e))?)
+                }
+                None => None,
+            },
+            secrets_key_parameter: s.get("WARREN_SECRETS_KEY_PARAMETER"),
             default_workflow,
             public_url,
             ..defaults
@@ -203,6 +285,7 @@ impl Deps {
             handlers: Arc::new(Registry::standard()),
             metrics: Default::default(),
             config: Arc::new(config),
+            identity: Default::default(),
         }
     }
 }
@@ -233,6 +316,8 @@ pub async fn aws(
             topic_queue: resources.topic_queue.clone(),
             snapshot_messages: true,
             dispatch_inline: false,
+            // Many processes (Lambda containers) share the limits.
+            shared_limits: true,
             ..config
         },
     )
@@ -254,6 +339,7 @@ pub fn embedded(
         Config {
             snapshot_messages: false,
             dispatch_inline: true,
+            shared_limits: false,
             ..config
         },
     )
@@ -261,18 +347,19 @@ pub fn embedded(
 
 /// What every Lambda function of warren starts with: logging for
 /// CloudWatch, then [`Config::from_env`] on DynamoDB and SQS (`WARREN_TABLE`
-/// and the queues). The API key is required unless `WARREN_AUTH=disabled`.
-/// A missing or malformed setting fails the cold start with its name.
+/// and the queues). Callers authenticate as users (keys, sessions, JWTs)
+/// or with the bootstrap key, unless `WARREN_AUTH=disabled`. A missing or
+/// malformed setting fails the cold start with its name.
 pub async fn lambda() -> Result<Deps, BoxError> {
     init_lambda_logging();
-    let keyed = Env.get("WARREN_API_KEY_SHA256").is_some() || Env.get("WARREN_API_KEY").is_some();
-    if !keyed {
-        if Env.get("WARREN_AUTH").as_deref() != Some("disabled") {
-            return Err("WARREN_API_KEY_SHA256 is not set: give the SHA-256 of the API key (or WARREN_AUTH=disabled)".into());
-        }
+    let config = Config {
+        // API Gateway and function URLs serve HTTPS only.
+        secure_cookies: true,
+        ..Config::from_env()?
+    };
+    if config.open {
         tracing::warn!("WARREN_AUTH=disabled: the API is open to anyone who can reach it");
     }
-    let config = Config::from_env()?;
     let http = http_client(&Env)?;
     Ok(aws(config, http, &Resources::from_env(), None).await)
 }

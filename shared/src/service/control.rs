@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::dispatch::{self, Dispatch};
 use super::worker::invalid_transition;
 use super::{Deps, ServiceError};
+use crate::domain::identity::{Action, Principal, QueueAction};
 use crate::domain::{Task, TaskStatus, TransitionError};
 use crate::table::tasks::TaskFilter;
 
@@ -19,7 +20,12 @@ const CAS_TRIES: usize = 8;
 /// Apply `change` to the current task (and its current timer) until it
 /// sticks. The closure's error ends the attempt (the transition is not
 /// allowed from the current state).
-async fn update<F>(deps: &Deps, id: Uuid, change: F) -> Result<Task, ServiceError>
+async fn update<F>(
+    deps: &Deps,
+    id: Uuid,
+    permit: Option<(&Principal, QueueAction)>,
+    change: F,
+) -> Result<Task, ServiceError>
 where
     F: Fn(&Task, Option<Timer>) -> Result<(Task, Option<Timer>), TransitionError>,
 {
@@ -29,6 +35,15 @@ where
             .get_with_timer(id)
             .await?
             .ok_or(ServiceError::NotFound("task not found"))?;
+        if let Some((who, action)) = permit
+            && !who.may(Action::Queue(&task.queue_name, action))
+        {
+            return Err(ServiceError::Forbidden(format!(
+                "your permissions do not allow `{}` on queue `{}`",
+                action.as_str(),
+                task.queue_name
+            )));
+        }
         let (next, timer) = change(&task, timer).map_err(invalid_transition)?;
         match deps.tasks().save(&task, &next, timer).await {
             Err(e) if e.is_conflict() => continue,
@@ -42,19 +57,23 @@ where
     })
 }
 
-/// pending → cancelled. Its message, when it arrives, is dropped.
-pub async fn cancel(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
+/// pending → cancelled, if `who` may cancel on the task's queue. Its
+/// message, when it arrives, is dropped.
+pub async fn cancel(deps: &Deps, id: Uuid, who: &Principal) -> Result<Task, ServiceError> {
     let now = deps.now();
-    update(deps, id, |t, _| t.cancel(now).map(|t| (t, None))).await
+    let permit = Some((who, QueueAction::Cancel));
+    update(deps, id, permit, |t, _| t.cancel(now).map(|t| (t, None))).await
 }
 
-/// failed → pending, due now, with a fresh attempt budget. Once written,
-/// its message is sent even if the caller goes away.
-pub async fn requeue(deps: &Deps, id: Uuid) -> Result<Task, ServiceError> {
-    let deps = deps.clone();
+/// failed → pending, due now, with a fresh attempt budget, if `who` may
+/// requeue on the task's queue. Once written, its message is sent even if
+/// the caller goes away.
+pub async fn requeue(deps: &Deps, id: Uuid, who: &Principal) -> Result<Task, ServiceError> {
+    let (deps, who) = (deps.clone(), who.clone());
     dispatch::detached(async move {
         let now = deps.now();
-        let task = update(&deps, id, |t, _| {
+        let permit = Some((&who, QueueAction::Requeue));
+        let task = update(&deps, id, permit, |t, _| {
             let next = t.requeue(now)?;
             let plan = dispatch::plan(&deps, &next, now);
             Ok((next, Some(plan.timer())))
@@ -85,7 +104,7 @@ pub async fn progress(
             "progress must be between 0 and 100",
         ));
     }
-    update(deps, id, |t, timer| {
+    update(deps, id, None, |t, timer| {
         let next = t.report_progress(progress, message.clone())?;
         // Its timer stays: when the scheduler must look at it next.
         Ok((next, timer))

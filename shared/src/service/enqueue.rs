@@ -68,6 +68,10 @@ pub struct NewTask {
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Who enqueues it: set by the API from the caller, never read from
+    /// the request.
+    #[serde(skip)]
+    pub owner: Option<Uuid>,
 }
 
 /// What an enqueue did.
@@ -100,6 +104,7 @@ impl NewTask {
             webhook_url: None,
             timeout_seconds: None,
             idempotency_key: None,
+            owner: None,
         }
     }
 
@@ -192,6 +197,7 @@ impl NewTask {
             completed_at: None,
             lease_until: None,
             webhook: None,
+            owner: self.owner,
             version: 1,
         }
     }

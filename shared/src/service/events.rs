@@ -11,7 +11,7 @@ use super::schemas::{self, SchemaId};
 use super::{Deps, ServiceError, found};
 use crate::domain::event::{Event, EventStatus};
 use crate::domain::execution::{Execution, TriggerType};
-use crate::domain::pipeline::SchemaViolation;
+use crate::domain::pipeline::{Pipeline, SchemaViolation};
 use crate::table::events;
 
 /// What became of a posted event.
@@ -32,15 +32,32 @@ pub async fn ingest(
     workflow: Option<Uuid>,
     validate_now: bool,
 ) -> Result<Ingested, ServiceError> {
+    let pipeline = self::workflow(deps, workflow).await?;
+    ingest_into(deps, data, &pipeline, validate_now).await
+}
+
+/// The pipeline `POST /events` runs for `workflow` (else the configured
+/// default).
+pub async fn workflow(deps: &Deps, workflow: Option<Uuid>) -> Result<Pipeline, ServiceError> {
     let Some(workflow) = workflow.or(deps.config.default_workflow) else {
         return Err(ServiceError::invalid(
             "no_workflow",
             "no workflow named: pass ?workflow=<pipeline id> (no default workflow is configured)",
         ));
     };
-    let pipeline = pipelines::get(deps, workflow, None).await?;
+    pipelines::get(deps, workflow, None).await
+}
+
+/// [`ingest`] into the current version of `pipeline`.
+pub async fn ingest_into(
+    deps: &Deps,
+    data: Value,
+    pipeline: &Pipeline,
+    validate_now: bool,
+) -> Result<Ingested, ServiceError> {
+    let workflow = pipeline.id;
     if validate_now && let Some(schema) = &pipeline.spec.event_schema {
-        let found = schemas::violations(SchemaId::of(&pipeline, None), schema, data.clone()).await;
+        let found = schemas::violations(SchemaId::of(pipeline, None), schema, data.clone()).await;
         if !found.is_empty() {
             return Ok(Ingested::Invalid(found));
         }
@@ -49,7 +66,7 @@ pub async fn ingest(
     let event_id = Uuid::now_v7();
     let mut execution = Execution::new(
         Uuid::now_v7(),
-        &pipeline,
+        pipeline,
         TriggerType::Ingest,
         Some(event_id.to_string()),
         data.clone(),
@@ -68,6 +85,7 @@ pub async fn ingest(
         validation_errors: None,
         created_at: now,
         updated_at: now,
+        user_id: pipeline.user_id,
     };
     let put_event = events::create(&event, deps.config.execution_retention, now);
     executions::start(deps, &execution, vec![put_event]).await?;

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::dispatch;
 use super::enqueue::{Enqueued, NewTask, enqueue};
+use super::identity::secrets::Resolving;
 use super::pipelines;
 use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
@@ -71,9 +72,12 @@ fn message(id: Uuid) -> OutgoingMessage {
 }
 
 /// Store a new execution (with `extra` writes in the same transaction) and
-/// queue it. Once written, its message is sent even if the caller goes
+/// queue it; 429 `quota_exceeded` when its owner's runs of the month are
+/// used up. Once written, its message is sent even if the caller goes
 /// away; a send that fails brings its timer forward (see [`dispatch`]).
 pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<(), ServiceError> {
+    // Counted first: past the owner's monthly runs, nothing is written.
+    super::identity::limits::count_run(deps, e.user_id).await?;
     let (deps, e) = (deps.clone(), e.clone());
     dispatch::detached(async move {
         let now = deps.now();
@@ -307,6 +311,7 @@ async fn run_step(
             fan_out_left,
             context: context.clone(),
             execution: e.id,
+            owner: e.user_id,
             attempt,
         };
         // On its own tokio task, so a panicking handler fails its attempt
@@ -355,6 +360,9 @@ struct Attempt {
     fan_out_left: usize,
     context: Value,
     execution: Uuid,
+    /// The pipeline's owner: whose secrets its calls may use, whose tasks
+    /// it enqueues.
+    owner: Option<Uuid>,
     attempt: u32,
 }
 
@@ -394,7 +402,7 @@ impl Attempt {
                     args: args.clone(),
                     kwargs,
                     attempt: self.attempt,
-                    http: self.deps.http.clone(),
+                    http: Resolving::client(&self.deps, self.owner),
                 };
                 self.deps
                     .handlers
@@ -461,7 +469,8 @@ impl Attempt {
             body: body.into_bytes(),
             timeout: self.step.timeout(),
         };
-        let response = self.deps.http.send(request).await.map_err(|e| match e {
+        let http = Resolving::client(&self.deps, self.owner);
+        let response = http.send(request).await.map_err(|e| match e {
             HttpError::Blocked(_) | HttpError::Invalid(_) => Failure::Fatal(e.to_string()),
             HttpError::Timeout | HttpError::Transport(_) => Failure::Retry(e.to_string()),
         })?;
@@ -517,6 +526,7 @@ impl Attempt {
             let new = NewTask {
                 kwargs,
                 idempotency_key: Some(format!("exec:{}:{}:{i}", self.execution, self.step.name)),
+                owner: self.owner,
                 ..NewTask::named(task_name, queue)
             };
             match enqueue(&self.deps, new).await {

@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod enqueue;
 pub mod events;
 pub mod executions;
+pub mod identity;
 pub mod maintenance;
 pub mod metrics;
 pub mod pipelines;
@@ -43,6 +44,8 @@ pub struct Deps {
     pub handlers: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Caches and counters of identity and access (per process).
+    pub identity: Arc<identity::Identity>,
 }
 
 impl Deps {
@@ -77,6 +80,19 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The caller may not do this (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A limit is reached (429 with this code, and `Retry-After` when known).
+    #[error("{message}")]
+    Limited {
+        message: String,
+        code: &'static str,
+        retry_after: Option<u64>,
+    },
+    /// Something the request needs is not set up or not reachable (503).
+    #[error("{message}")]
+    Unavailable { message: String, code: &'static str },
     /// The code that ran the use case panicked.
     #[error("crashed: {0}")]
     Crashed(String),

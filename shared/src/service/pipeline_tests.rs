@@ -58,6 +58,16 @@ impl Store for CrashingStore {
     async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
         self.inner.query(query).await
     }
+
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.increment(key, attr, limit, ttl).await
+    }
 }
 
 /// Handlers `count_a` and `count_b` that count their runs.
@@ -425,7 +435,7 @@ async fn stats_and_usage_count_finished_runs() {
     );
     assert!(s.last_executed_at.is_some());
     let day = t0().date_naive();
-    let usage = pipelines::usage(&deps, day.pred_opt().unwrap(), day)
+    let usage = pipelines::usage(&deps, day.pred_opt().unwrap(), day, None)
         .await
         .unwrap();
     assert_eq!(usage.len(), 2);
@@ -468,12 +478,18 @@ async fn every_update_is_a_new_version_and_bad_specs_store_nothing() {
             .name,
         "orders"
     );
-    let (all, _) = pipelines::list(&deps, 10, None).await.unwrap();
+    let (all, _) = pipelines::list(&deps, None, 10, None).await.unwrap();
     assert_eq!(all.len(), 1, "the refused create stored nothing");
 
     pipelines::delete(&deps, p.id).await.unwrap();
     assert!(pipelines::get(&deps, p.id, Some(1)).await.is_err());
-    assert!(pipelines::list(&deps, 10, None).await.unwrap().0.is_empty());
+    assert!(
+        pipelines::list(&deps, None, 10, None)
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -19,8 +19,17 @@ fn check(spec: &PipelineSpec) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::invalid("invalid_pipeline", e.to_string()))
 }
 
-/// Store a new pipeline at version 1.
+/// Store a new pipeline of the deployment's at version 1.
 pub async fn create(deps: &Deps, spec: PipelineSpec) -> Result<Pipeline, ServiceError> {
+    create_for(deps, None, spec).await
+}
+
+/// Store a new pipeline of `owner`'s at version 1.
+pub async fn create_for(
+    deps: &Deps,
+    owner: Option<Uuid>,
+    spec: PipelineSpec,
+) -> Result<Pipeline, ServiceError> {
     check(&spec)?;
     let now = deps.now();
     let p = Pipeline {
@@ -29,6 +38,7 @@ pub async fn create(deps: &Deps, spec: PipelineSpec) -> Result<Pipeline, Service
         spec,
         created_at: now,
         updated_at: now,
+        user_id: owner,
     };
     deps.store
         .transact(table::pipelines::create(&p, now))
@@ -81,14 +91,77 @@ pub async fn delete(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// A page of pipelines, newest first, and the next cursor.
+/// A page of pipelines, newest first, and the next cursor: every one, or
+/// only `owner`'s (`Some(None)`: the deployment's own are not listed
+/// apart, so none).
 pub async fn list(
     deps: &Deps,
+    owner: Option<Option<Uuid>>,
     limit: usize,
     before: Option<String>,
 ) -> Result<(Vec<Pipeline>, Option<String>), ServiceError> {
     let now = deps.now().timestamp();
-    Ok(table::pipelines::list(&*deps.store, limit, before, now).await?)
+    let store = &*deps.store;
+    Ok(match owner {
+        None => table::pipelines::list(store, limit, before, now).await?,
+        Some(Some(user)) => table::pipelines::list_of(store, user, limit, before, now).await?,
+        Some(None) => (Vec::new(), None),
+    })
+}
+
+/// The ids of every pipeline `user` owns.
+pub async fn ids_of(
+    deps: &Deps,
+    user: Uuid,
+) -> Result<std::collections::HashSet<String>, ServiceError> {
+    let now = deps.now().timestamp();
+    let mut ids = std::collections::HashSet::new();
+    let mut before = None;
+    loop {
+        let (page, next) = table::pipelines::list_of(&*deps.store, user, 1000, before, now).await?;
+        ids.extend(page.into_iter().map(|p| p.id.to_string()));
+        match next {
+            Some(n) => before = Some(n),
+            None => return Ok(ids),
+        }
+    }
+}
+
+/// A user's runs this month against its limit (seed 002's usage dashboard).
+#[derive(Clone, Debug, Serialize)]
+pub struct Quota {
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub runs_used: i64,
+    /// `None`: no limit.
+    pub runs_limit: Option<u64>,
+    /// Of the limit, 0-100 (0 without a limit).
+    pub runs_percentage: f64,
+    pub days_remaining: i64,
+}
+
+/// `user`'s runs in the current month and its limit.
+pub async fn quota(deps: &Deps, user: Uuid) -> Result<Quota, ServiceError> {
+    use super::identity::limits::{period_bounds, period_of};
+    let now = deps.now();
+    let (start, next) = period_bounds(now);
+    let used = crate::table::limits::runs(&*deps.store, user, &period_of(now)).await?;
+    let limit = crate::table::users::get(&*deps.store, user, now.timestamp())
+        .await?
+        .and_then(|u| u.runs_limit);
+    let percentage = match limit {
+        Some(l) if l > 0 => (used as f64 / l as f64 * 100.0).min(100.0),
+        Some(_) => 100.0,
+        None => 0.0,
+    };
+    Ok(Quota {
+        period_start: start,
+        period_end: next.pred_opt().unwrap_or(next),
+        runs_used: used,
+        runs_limit: limit,
+        runs_percentage: (percentage * 100.0).round() / 100.0,
+        days_remaining: (next - now.date_naive()).num_days(),
+    })
 }
 
 /// A pipeline's totals, from its counters.
@@ -136,11 +209,13 @@ pub struct UsageDay {
     pub pipelines: Map<String, Value>,
 }
 
-/// Runs per day and per pipeline from `from` to `to` (inclusive, days).
+/// Runs per day and per pipeline from `from` to `to` (inclusive, days):
+/// of every pipeline, or only of the pipelines `only` names.
 pub async fn usage(
     deps: &Deps,
     from: NaiveDate,
     to: NaiveDate,
+    only: Option<&std::collections::HashSet<String>>,
 ) -> Result<Vec<UsageDay>, ServiceError> {
     let days = (to - from).num_days();
     if !(0..MAX_USAGE_DAYS).contains(&days) {
@@ -160,6 +235,9 @@ pub async fn usage(
             pipelines: Map::new(),
         };
         for (pipeline, attrs) in table::pipelines::usage_of_day(&*deps.store, day).await? {
+            if only.is_some_and(|only| !only.contains(&pipeline)) {
+                continue;
+            }
             entry.runs += count(&attrs, "runs");
             entry.success += count(&attrs, "success");
             entry.error += count(&attrs, "error");

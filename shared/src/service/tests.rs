@@ -39,6 +39,7 @@ fn new_task(name: &str) -> NewTask {
         webhook_url: None,
         timeout_seconds: Some(30),
         idempotency_key: None,
+        owner: None,
     }
 }
 
@@ -96,7 +97,7 @@ async fn message_of_a_cancelled_task_is_dropped() {
     let (registry, runs) = counting();
     let (deps, _) = setup(registry);
     let id = created(&deps, new_task("count")).await;
-    super::control::cancel(&deps, id).await.unwrap();
+    super::control::cancel(&deps, id, &admin()).await.unwrap();
     for m in receive_all(&deps).await {
         process(&deps, &m.body).await.unwrap();
     }
@@ -294,7 +295,9 @@ async fn counters_follow_every_transition() {
     f.max_retries = 0;
     created(&deps, f).await;
     let cancelled = created(&deps, new_task("echo")).await;
-    super::control::cancel(&deps, cancelled).await.unwrap();
+    super::control::cancel(&deps, cancelled, &admin())
+        .await
+        .unwrap();
     for m in receive_all(&deps).await {
         process(&deps, &m.body).await.unwrap();
     }
@@ -333,4 +336,9 @@ async fn stored_task_leaves_out_its_nulls_and_reads_back_whole() {
         .insert("started_at".into(), serde_json::Value::Null);
     let old = crate::table::tasks::from_item(&item).expect("a task");
     assert_eq!(old, deps.tasks().get(id).await.unwrap().unwrap());
+}
+
+/// The deployment itself, as an open API or the bootstrap key acts.
+fn admin() -> crate::domain::identity::Principal {
+    crate::domain::identity::Principal::deployment(crate::domain::identity::Credential::Open)
 }

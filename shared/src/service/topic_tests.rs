@@ -170,7 +170,8 @@ async fn a_message_starts_one_execution_per_started_trigger_with_its_payload() {
         Dispatched {
             topic: Some("orders".into()),
             started: 2,
-            duplicates: 0
+            duplicates: 0,
+            refused: 0,
         }
     );
     drain(&deps).await;
@@ -331,6 +332,15 @@ impl Store for Unwritable {
     }
     async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
         self.0.query(query).await
+    }
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.0.increment(key, attr, limit, ttl).await
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Subscription {
     /// The pipeline version each message runs.
     pub pipeline_version: u32,
     pub started_at: DateTime<Utc>,
+    /// The pipeline's owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
     /// Bumped by every write; the compare-and-set token.
     pub revision: u64,
 }
@@ -91,6 +94,7 @@ pub async fn start(
             topic: topic.clone(),
             pipeline_version: pipeline.version,
             started_at: now,
+            user_id: pipeline.user_id,
             revision: current.as_ref().map_or(1, |c| c.revision + 1),
         };
         let ops = table::subscribe(
@@ -277,6 +281,8 @@ pub struct Dispatched {
     pub started: usize,
     /// Started triggers that had run this message already (a redelivery).
     pub duplicates: usize,
+    /// Started triggers whose owner's runs of the month are used up.
+    pub refused: usize,
 }
 
 /// The started triggers of `topic`, in pipeline id order.
@@ -335,10 +341,18 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
         match executions::start(deps, &execution, extra).await {
             Ok(()) => done.started += 1,
             Err(e) if e.is_conflict() => done.duplicates += 1,
+            Err(ServiceError::Limited { message: why, .. }) => {
+                // Not retried: the month's runs are used up.
+                tracing::warn!(pipeline_id = %sub.pipeline_id, message_id = %message.id, %why, "event trigger skipped");
+                deps.store
+                    .transact(vec![table::count(&message.topic, "refused")])
+                    .await?;
+                done.refused += 1;
+            }
             Err(e) => return Err(e),
         }
     }
-    if done.started + done.duplicates == 0 {
+    if done.started + done.duplicates + done.refused == 0 {
         tracing::info!(topic = %message.topic, message_id = %message.id, "no started event trigger on this topic; message dropped");
         deps.store
             .transact(vec![table::count(&message.topic, "dropped")])
@@ -359,6 +373,8 @@ pub struct TopicInfo {
     pub dispatched: i64,
     /// Messages that found no started trigger.
     pub dropped: i64,
+    /// Executions not started: their owner's runs of the month were used up.
+    pub refused: i64,
     pub subscriptions: Vec<Subscription>,
 }
 
@@ -371,6 +387,7 @@ pub async fn info(deps: &Deps, topic: &str) -> Result<TopicInfo, ServiceError> {
         published: count(&counters, "published"),
         dispatched: count(&counters, "dispatched"),
         dropped: count(&counters, "dropped"),
+        refused: count(&counters, "refused"),
         subscriptions: members(deps, topic).await?,
     })
 }

@@ -60,7 +60,7 @@ pub async fn create(
             min_interval,
         )
     });
-    let trigger = match tokio::time::timeout(SCHEDULE_CHECK_BUDGET, check).await {
+    let mut trigger = match tokio::time::timeout(SCHEDULE_CHECK_BUDGET, check).await {
         Ok(Ok(checked)) => checked.map_err(|e| ServiceError::invalid(e.code(), e.to_string()))?,
         Ok(Err(crash)) => return Err(ServiceError::Crashed(crash.to_string())),
         Err(_) => {
@@ -70,7 +70,7 @@ pub async fn create(
             ));
         }
     };
-    pipelines::get(deps, pipeline, None).await?;
+    trigger.user_id = pipelines::get(deps, pipeline, None).await?.user_id;
     deps.store.transact(table::create(&trigger, now)).await?;
     Ok(Created { trigger, token })
 }
@@ -206,7 +206,14 @@ pub async fn fire_due(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bo
         now,
     );
     let advanced = table::replace(&t, &t.fired(now));
-    executions::start(deps, &execution, vec![advanced]).await?;
+    match executions::start(deps, &execution, vec![advanced.clone()]).await {
+        Err(ServiceError::Limited { message, .. }) => {
+            // The slot is skipped, not retried every tick: advance past it.
+            tracing::warn!(trigger_id = %t.id, %message, "schedule fire skipped");
+            deps.store.transact(vec![advanced]).await?;
+        }
+        other => other?,
+    }
     if slot < now - chrono::Duration::minutes(1) {
         tracing::warn!(trigger_id = %t.id, %slot, "schedule fired late (slots missed while no tick ran fire once)");
     }

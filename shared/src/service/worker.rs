@@ -10,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::dispatch::{self, Dispatch, send_or_leave_to_timer};
+use super::identity::secrets::Resolving;
 use super::webhook;
 use super::{Deps, ServiceError};
 use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
@@ -104,7 +105,8 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
         args: task.args.clone(),
         kwargs: task.kwargs.clone(),
         attempt: task.attempts,
-        http: deps.http.clone(),
+        // Its owner's stored secrets go into its calls at send time.
+        http: Resolving::client(deps, task.owner),
     };
     let started = Instant::now();
     let limit = Duration::from_secs(task.timeout_seconds);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::timers::expiry_entry;
+use super::timers::expiring;
 use crate::ports::{Condition, Item, Key, Store, StoreError, WriteOp};
 
 fn key(idempotency_key: &str) -> Key {
@@ -23,16 +23,8 @@ pub fn claim(
 ) -> WriteOp {
     let mut attrs = Map::new();
     attrs.insert("task_id".into(), Value::from(id.to_string()));
-    attrs.insert("expires".into(), Value::from(expires.timestamp()));
-    let key = key(idempotency_key);
-    let item = Item {
-        indexes: vec![expiry_entry(expires, &key.pk)],
-        ttl: Some(expires.timestamp()),
-        attrs,
-        key,
-    };
     WriteOp::Put {
-        item,
+        item: expiring(Item::new(key(idempotency_key), attrs), expires),
         cond: Condition::Absent {
             now: now.timestamp(),
         },

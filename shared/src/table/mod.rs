@@ -19,24 +19,34 @@
 //! | topic counters | `TSTATS#<topic>`, `TSTATS` | `STATS`, `UNROUTED` | none |
 //! | dispatch mark  | `DISPATCH#<message>`  | `<pipeline>` | none (TTL) |
 //! | sweep cursor   | `SCHED`               | `<service>`  | none |
+//! | user           | `USER#<id>`, `UNAME#<name>`, `OIDC#<sha256>`, `USTATS` | `USER`, `UNAME`, `OIDC`, `ADMINS` | gsi2 `USERS` (the user) |
+//! | session        | `SESSION#<sha256>`    | `SESSION`    | gsi6 expiry |
+//! | API key        | `APIKEY#<sha256>`, `KEYID#<id>` | `APIKEY`, `KEYID` | gsi3 `UKEYS#<user>`, gsi6 expiry when it expires |
+//! | stored secret  | `SECRET#<user>`       | `<name>`     | none |
+//! | limits         | `LOGINFAIL#<scope>`, `RATE#<who>#<minute>`, `RUNS#<user>#<month>` | `FAIL`, `RATE`, `RUNS` | gsi6 expiry (login failures) |
 //!
 //! | index | what it answers |
 //! |-------|-----------------|
 //! | gsi1  | a queue's tasks in one status, newest first (`QS#<queue>#<status>` / id) |
-//! | gsi2  | children newest first: pipelines, a pipeline's executions and triggers |
-//! | gsi3  | nothing yet: provisioned, so a new list needs no table change |
+//! | gsi2  | children newest first: pipelines, users, a pipeline's executions and triggers |
+//! | gsi3  | what a user owns: its API keys (`UKEYS#<user>`), its pipelines (`UPIPES#<user>`) |
 //! | gsi4  | every task, newest first, over [`tasks::SHARDS`] partitions (`T#<shard>` / id) |
 //! | gsi5  | timers: what the scheduler must look at when (see [`timers`]) |
 //! | gsi6  | expiry: what outlives its TTL when (see [`timers`]) |
 
+pub mod api_keys;
 pub mod events;
 pub mod executions;
 pub mod idempotency;
+pub mod limits;
 pub mod pipelines;
+pub mod secrets;
+pub mod sessions;
 pub mod tasks;
 pub mod timers;
 pub mod topics;
 pub mod triggers;
+pub mod users;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -96,7 +106,19 @@ pub async fn children<T: DeserializeOwned>(
     before: Option<String>,
     now: i64,
 ) -> Result<(Vec<T>, Option<String>), StoreError> {
-    let mut q = Query::index(CHILDREN, parent, limit);
+    children_in(store, CHILDREN, parent, limit, before, now).await
+}
+
+/// [`children`] listed in `index` instead.
+pub async fn children_in<T: DeserializeOwned>(
+    store: &dyn Store,
+    index: Index,
+    parent: &str,
+    limit: usize,
+    before: Option<String>,
+    now: i64,
+) -> Result<(Vec<T>, Option<String>), StoreError> {
+    let mut q = Query::index(index, parent, limit);
     q.descending = true;
     q.before = before;
     let items = store.query(&q).await?;
@@ -104,13 +126,16 @@ pub async fn children<T: DeserializeOwned>(
         .then(|| {
             items
                 .last()
-                .and_then(|i| i.index_key(CHILDREN))
+                .and_then(|i| i.index_key(index))
                 .map(|k| k.sk.clone())
         })
         .flatten();
     let live = items.iter().filter(|i| !i.is_expired(now));
     Ok((live.filter_map(from_attrs).collect(), next))
 }
+
+/// The index of what a user owns: its API keys and pipelines.
+pub const OWNED: Index = Index::Gsi3;
 
 /// A child entry of `parent` in [`CHILDREN`], sorted by `id` (time-ordered).
 pub(crate) fn child_of(parent: &str, id: impl Into<String>) -> (Index, Key) {

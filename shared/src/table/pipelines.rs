@@ -2,7 +2,8 @@
 //!
 //! The current version is `PIPE#<id>`/`HEAD` (listed newest first in gsi2
 //! under `PIPES`), every version `PIPE#<id>`/`V#<version>`; the head is
-//! replaced by a compare-and-set on its version. Counters: totals at
+//! replaced by a compare-and-set on its version. A user's pipelines are
+//! also listed in gsi3 under `UPIPES#<user>`. Counters: totals at
 //! `PSTATS#<id>`/`STATS`, runs per day at `USAGE#<day>`/`<pipeline id>`.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -32,9 +33,20 @@ fn usage_partition(day: NaiveDate) -> String {
     format!("USAGE#{day}")
 }
 
+/// Where a user's pipelines are listed.
+fn owner_partition(user: Uuid) -> String {
+    format!("UPIPES#{user}")
+}
+
 fn head_item(p: &Pipeline) -> Item {
     let mut item = Item::new(head_key(p.id), super::attrs_of(p));
     item.indexes.push(child_of(ALL, p.id.to_string()));
+    if let Some(user) = p.user_id {
+        item.indexes.push((
+            super::OWNED,
+            Key::new(owner_partition(user), p.id.to_string()),
+        ));
+    }
     item
 }
 
@@ -130,6 +142,25 @@ pub async fn list(
     now: i64,
 ) -> Result<(Vec<Pipeline>, Option<String>), StoreError> {
     children(store, ALL, limit, before, now).await
+}
+
+/// A page of `user`'s pipelines, newest first.
+pub async fn list_of(
+    store: &dyn Store,
+    user: Uuid,
+    limit: usize,
+    before: Option<String>,
+    now: i64,
+) -> Result<(Vec<Pipeline>, Option<String>), StoreError> {
+    super::children_in(
+        store,
+        super::OWNED,
+        &owner_partition(user),
+        limit,
+        before,
+        now,
+    )
+    .await
 }
 
 /// The counter updates of a finished execution, for its final write: the

@@ -61,6 +61,17 @@ pub(crate) fn expiry_entry(at: DateTime<Utc>, record: &str) -> (Index, Key) {
     (EXPIRY, entry(EXPIRY_PREFIX, at, record))
 }
 
+/// `item` made to end at `at`: its TTL, its expiry entry, and the
+/// `expires` attribute the expiry sweep checks before it deletes (a record
+/// written again since is not deleted).
+pub(crate) fn expiring(mut item: Item, at: DateTime<Utc>) -> Item {
+    item.indexes.push(expiry_entry(at, &item.key.pk));
+    item.ttl = Some(at.timestamp());
+    item.attrs
+        .insert("expires".into(), Value::from(at.timestamp()));
+    item
+}
+
 /// When an item's timer fires, if it has one.
 pub fn timer_of(item: &Item) -> Option<DateTime<Utc>> {
     fires_at(item, TIMER).and_then(DateTime::from_timestamp_millis)

@@ -31,8 +31,11 @@ pub fn memory_deps(clock: Arc<dyn Clock>, handlers: Registry) -> Deps {
         config: Arc::new(Config {
             webhook_secret: vec![7; 32],
             step_secret: vec![8; 32],
+            // Tests call the API as loopback development does.
+            open: true,
             ..Config::default()
         }),
+        identity: Default::default(),
     }
 }
 

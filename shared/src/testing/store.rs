@@ -68,6 +68,15 @@ where
     index_query_paginates_with_after_over_equal_prefix_keys(make().await).await;
     put_batch_of_1000_items_is_readable_by_query(make().await).await;
     concurrent_version_cas_has_exactly_one_winner(make().await).await;
+    increment_counts_from_absent_up_to_the_limit(make().await).await;
+    increment_stops_exactly_at_the_limit(make().await).await;
+    increment_keeps_other_attributes_indexes_and_ttl(make().await).await;
+    increment_sets_and_replaces_the_ttl(make().await).await;
+    increment_does_not_reset_an_expired_item(make().await).await;
+    increment_of_non_integer_attribute_is_invalid(make().await).await;
+    increment_of_reserved_attribute_or_empty_key_is_invalid(make().await).await;
+    increment_with_limit_below_one_is_invalid(make().await).await;
+    concurrent_increments_stop_exactly_at_the_limit(make().await).await;
 }
 
 /// How long an index may lag a write before a check gives up on it.
@@ -155,6 +164,19 @@ async fn index_eventually(store: &dyn Store, q: &Query, want: &[Key], what: &str
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn increment(
+    store: &dyn Store,
+    key: &Key,
+    attr: &str,
+    limit: i64,
+    ttl: Option<i64>,
+) -> Option<i64> {
+    match store.increment(key, attr, limit, ttl).await {
+        Ok(count) => count,
+        Err(e) => panic!("increment({key:?}, {attr:?}, limit {limit}, ttl {ttl:?}) failed: {e}"),
     }
 }
 
@@ -1296,5 +1318,345 @@ pub async fn concurrent_version_cas_has_exactly_one_winner(store: Arc<dyn Store>
         get(&*store, &key).await,
         Some(item(&key, json!({"version": 2, "winner": winners[0]}))),
         "the winner's write remains"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Counters
+
+/// GIVEN a missing item WHEN `increment` is called with limit 3 THEN it
+/// answers 1, 2, 3 and creates a bare item holding the count; WHEN called
+/// again THEN `None` and nothing is written (not even the TTL it carries).
+pub async fn increment_counts_from_absent_up_to_the_limit(store: Arc<dyn Store>) {
+    let p = fresh("incr");
+    let key = Key::new(format!("{p}#counter"), "x");
+    for want in 1..=3 {
+        assert_eq!(
+            increment(&*store, &key, "hits", 3, None).await,
+            Some(want),
+            "increment below the limit answers the new value"
+        );
+    }
+    let counted = item(&key, json!({"hits": 3}));
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(counted.clone()),
+        "increment creates a bare item holding the count"
+    );
+    for ttl in [None, Some(now() + HOUR)] {
+        assert_eq!(
+            increment(&*store, &key, "hits", 3, ttl).await,
+            None,
+            "increment at the limit answers None (ttl {ttl:?})"
+        );
+        assert_eq!(
+            get(&*store, &key).await,
+            Some(counted.clone()),
+            "increment at the limit writes nothing (ttl {ttl:?})"
+        );
+    }
+}
+
+/// GIVEN counters below, at and above their limit, and a negative one
+/// WHEN incremented THEN the one just below reaches the limit exactly and
+/// stops there, those at or above it answer `None` unchanged, a limit of 1
+/// allows exactly one, and a negative counter counts up by one.
+pub async fn increment_stops_exactly_at_the_limit(store: Arc<dyn Store>) {
+    let p = fresh("incr-limit");
+    let key = |sk: &str| Key::new(format!("{p}#counter"), sk);
+
+    let once = key("once");
+    assert_eq!(increment(&*store, &once, "n", 1, None).await, Some(1));
+    assert_eq!(
+        increment(&*store, &once, "n", 1, None).await,
+        None,
+        "limit 1 allows exactly one"
+    );
+
+    let below = key("below");
+    put(&*store, item(&below, json!({"n": 4}))).await;
+    assert_eq!(
+        increment(&*store, &below, "n", 5, None).await,
+        Some(5),
+        "a counter one below the limit reaches it"
+    );
+    assert_eq!(
+        increment(&*store, &below, "n", 5, None).await,
+        None,
+        "and stops there"
+    );
+    assert_eq!(
+        get(&*store, &below).await,
+        Some(item(&below, json!({"n": 5})))
+    );
+
+    for (sk, n) in [("at", 5), ("above", 7)] {
+        let k = key(sk);
+        let stored = item(&k, json!({"n": n}));
+        put(&*store, stored.clone()).await;
+        assert_eq!(
+            increment(&*store, &k, "n", 5, None).await,
+            None,
+            "a counter {sk} the limit answers None"
+        );
+        assert_eq!(
+            get(&*store, &k).await,
+            Some(stored),
+            "a counter {sk} the limit is unchanged"
+        );
+    }
+
+    let negative = key("negative");
+    put(&*store, item(&negative, json!({"n": -2}))).await;
+    assert_eq!(
+        increment(&*store, &negative, "n", 1, None).await,
+        Some(-1),
+        "a negative counter counts up by one"
+    );
+}
+
+/// GIVEN an item with attributes, an index and a TTL WHEN its counter and
+/// then a missing attribute are incremented without a TTL THEN only the
+/// counted attributes change, and the item stays in its index.
+pub async fn increment_keeps_other_attributes_indexes_and_ttl(store: Arc<dyn Store>) {
+    let p = fresh("incr-keeps");
+    let key = Key::new(format!("{p}#item"), "x");
+    let mut written = item(&key, json!({"name": "n", "count": 1, "list": [1, "two"]}));
+    written.ttl = Some(now() + HOUR);
+    written.indexes = vec![(Index::Gsi4, Key::new(format!("{p}#g"), "s"))];
+    put(&*store, written.clone()).await;
+    assert_eq!(increment(&*store, &key, "count", 10, None).await, Some(2));
+    assert_eq!(
+        increment(&*store, &key, "hits", 10, None).await,
+        Some(1),
+        "a missing attribute of a present item starts at zero"
+    );
+    let mut expected = written;
+    expected.attrs.insert("count".into(), json!(2));
+    expected.attrs.insert("hits".into(), json!(1));
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(normalized(expected)),
+        "increment changes only its attribute"
+    );
+    index_eventually(
+        &*store,
+        &Query::index(Index::Gsi4, format!("{p}#g"), 10),
+        &[key],
+        "an incremented item stays in its index",
+    )
+    .await;
+}
+
+/// GIVEN a missing item WHEN incremented with a TTL THEN it is created with
+/// it; WHEN incremented without one THEN it is kept; WHEN with another THEN
+/// it is replaced. An item that had no TTL gets one.
+pub async fn increment_sets_and_replaces_the_ttl(store: Arc<dyn Store>) {
+    let p = fresh("incr-ttl");
+    let key = Key::new(format!("{p}#counter"), "x");
+    let (first, second) = (now() + HOUR, now() + 2 * HOUR);
+    let with_ttl = |n: i64, ttl: i64| {
+        let mut it = item(&key, json!({"n": n}));
+        it.ttl = Some(ttl);
+        it
+    };
+    assert_eq!(
+        increment(&*store, &key, "n", 10, Some(first)).await,
+        Some(1)
+    );
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(with_ttl(1, first)),
+        "increment creates the item with its TTL"
+    );
+    assert_eq!(increment(&*store, &key, "n", 10, None).await, Some(2));
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(with_ttl(2, first)),
+        "increment without a TTL keeps the item's"
+    );
+    assert_eq!(
+        increment(&*store, &key, "n", 10, Some(second)).await,
+        Some(3)
+    );
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(with_ttl(3, second)),
+        "increment with a TTL replaces the item's"
+    );
+
+    let plain = Key::new(format!("{p}#plain"), "x");
+    let mut indexed = item(&plain, json!({"n": 0, "v": "keep"}));
+    indexed.indexes = vec![(Index::Gsi2, Key::new(format!("{p}#g"), "s"))];
+    put(&*store, indexed.clone()).await;
+    assert_eq!(
+        increment(&*store, &plain, "n", 10, Some(first)).await,
+        Some(1)
+    );
+    let mut expected = indexed;
+    expected.ttl = Some(first);
+    expected.attrs.insert("n".into(), json!(1));
+    assert_eq!(
+        get(&*store, &plain).await,
+        Some(normalized(expected)),
+        "an item without a TTL gets the increment's"
+    );
+}
+
+/// GIVEN a counter whose TTL has passed WHEN incremented THEN it counts on
+/// from its stored value (stores do not know "now": callers put the window
+/// in the key), at the limit it stays `None`, and a given TTL is set.
+pub async fn increment_does_not_reset_an_expired_item(store: Arc<dyn Store>) {
+    let p = fresh("incr-expired");
+    let key = Key::new(format!("{p}#counter"), "x");
+    let mut expired = item(&key, json!({"n": 2}));
+    expired.ttl = Some(now() - HOUR);
+    put(&*store, expired.clone()).await;
+    let fresh_ttl = now() + HOUR;
+    assert_eq!(
+        increment(&*store, &key, "n", 3, Some(fresh_ttl)).await,
+        Some(3),
+        "an expired counter is counted on, not reset"
+    );
+    let mut expected = expired;
+    expected.attrs.insert("n".into(), json!(3));
+    expected.ttl = Some(fresh_ttl);
+    assert_eq!(get(&*store, &key).await, Some(expected.clone()));
+    assert_eq!(
+        increment(&*store, &key, "n", 3, Some(fresh_ttl + HOUR)).await,
+        None,
+        "an expired-then-refreshed counter at its limit stays at it"
+    );
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(expected),
+        "nothing written at the limit"
+    );
+}
+
+/// GIVEN an item whose attributes are a string, a boolean, null, a list and
+/// a map WHEN each is incremented THEN `Invalid` and the item is unchanged
+/// (also when the limit is low enough that a number would answer `None`).
+pub async fn increment_of_non_integer_attribute_is_invalid(store: Arc<dyn Store>) {
+    let p = fresh("incr-type");
+    let key = Key::new(format!("{p}#item"), "x");
+    let written = item(
+        &key,
+        json!({"s": "7", "b": true, "z": null, "l": [1], "m": {"n": 1}, "n": 1}),
+    );
+    put(&*store, written.clone()).await;
+    for attr in ["s", "b", "z", "l", "m"] {
+        for limit in [1, 100] {
+            assert_invalid(
+                store.increment(&key, attr, limit, Some(now() + HOUR)).await,
+                &format!("increment of attribute {attr:?} (limit {limit})"),
+            );
+        }
+    }
+    assert_eq!(
+        get(&*store, &key).await,
+        Some(written),
+        "a rejected increment changes nothing"
+    );
+}
+
+/// GIVEN attribute names `pk`, `sk`, `ttl`, `gsi*` or empty, or an empty
+/// partition or sort key WHEN incremented THEN `Invalid` and nothing is
+/// written.
+pub async fn increment_of_reserved_attribute_or_empty_key_is_invalid(store: Arc<dyn Store>) {
+    let p = fresh("incr-reserved");
+    let key = Key::new(format!("{p}#item"), "x");
+    for name in ["pk", "sk", "ttl", "gsi1pk", "gsi6sk", "gsix", ""] {
+        assert_invalid(
+            store.increment(&key, name, 10, None).await,
+            &format!("increment of attribute {name:?}"),
+        );
+    }
+    assert_missing(&*store, &key, "increments of reserved names write nothing").await;
+    let present = Key::new(format!("{p}#present"), "x");
+    let written = item(&present, json!({"n": 1}));
+    put(&*store, written.clone()).await;
+    assert_invalid(
+        store.increment(&present, "ttl", 10, None).await,
+        "increment of ttl on a present item",
+    );
+    assert_eq!(
+        get(&*store, &present).await,
+        Some(written),
+        "an invalid increment leaves a present item unchanged"
+    );
+    for key in [Key::new("", "x"), Key::new(format!("{p}#item"), "")] {
+        assert_invalid(
+            store.increment(&key, "n", 10, None).await,
+            &format!("increment at key {key:?}"),
+        );
+    }
+    assert_missing(
+        &*store,
+        &Key::new(format!("{p}#item"), "x"),
+        "increments at empty keys write nothing",
+    )
+    .await;
+}
+
+/// GIVEN a missing item and a present negative counter WHEN incremented
+/// with a limit of 0 or below THEN `Invalid` and nothing is written.
+pub async fn increment_with_limit_below_one_is_invalid(store: Arc<dyn Store>) {
+    let p = fresh("incr-zero");
+    let missing = Key::new(format!("{p}#missing"), "x");
+    let negative = Key::new(format!("{p}#negative"), "x");
+    let written = item(&negative, json!({"n": -5}));
+    put(&*store, written.clone()).await;
+    for limit in [0, -1, i64::MIN] {
+        assert_invalid(
+            store.increment(&missing, "n", limit, None).await,
+            &format!("increment of a missing item with limit {limit}"),
+        );
+        assert_invalid(
+            store.increment(&negative, "n", limit, None).await,
+            &format!("increment of a counter at -5 with limit {limit}"),
+        );
+    }
+    assert_missing(&*store, &missing, "an invalid limit creates nothing").await;
+    assert_eq!(
+        get(&*store, &negative).await,
+        Some(written),
+        "an invalid limit changes nothing"
+    );
+}
+
+/// GIVEN a missing counter WHEN 20 tasks increment it at once with limit 10
+/// THEN exactly 10 get `Some`, their values are 1..=10 each once, the other
+/// 10 get `None`, and the counter holds 10.
+pub async fn concurrent_increments_stop_exactly_at_the_limit(store: Arc<dyn Store>) {
+    let p = fresh("incr-race");
+    let key = Key::new(format!("{p}#counter"), "x");
+    let mut racers = JoinSet::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        let key = key.clone();
+        racers.spawn(async move { store.increment(&key, "n", 10, Some(now() + HOUR)).await });
+    }
+    let mut counts = Vec::new();
+    let mut refused = 0;
+    while let Some(joined) = racers.join_next().await {
+        match joined.unwrap_or_else(|e| panic!("a racing increment panicked: {e}")) {
+            Ok(Some(n)) => counts.push(n),
+            Ok(None) => refused += 1,
+            Err(e) => panic!("a racing increment failed: {e}"),
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(
+        counts,
+        (1..=10).collect::<Vec<i64>>(),
+        "each value up to the limit is handed out exactly once"
+    );
+    assert_eq!(refused, 10, "every increment past the limit answers None");
+    let stored = get(&*store, &key).await.map(|i| i.attrs);
+    assert_eq!(
+        stored,
+        Some(attrs(json!({"n": 10}))),
+        "the counter holds the limit"
     );
 }

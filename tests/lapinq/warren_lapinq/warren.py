@@ -188,6 +188,9 @@ class Instance:
             args.append("--no-worker")
         if config.get("api_key") is not None:
             args += ["--api-key", config["api_key"]]
+        elif session.knows("--open"):
+            # lapinq without a key serves an open API: so does warren, on loopback.
+            args.append("--open")
 
         def option(flag: str, env_name: str, value: str) -> None:
             # An option this binary does not list yet goes in through its

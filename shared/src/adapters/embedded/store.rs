@@ -31,7 +31,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use crate::adapters::checks::{check_batch, check_key, check_ops, check_size};
+use crate::adapters::checks::{check_batch, check_increment, check_key, check_ops, check_size};
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
 /// How soon an acknowledged write is on disk.
@@ -177,7 +177,7 @@ impl EmbeddedStore {
     /// in [`Durability::Relaxed`]; under `Sync` it only waits for the writes
     /// already queued).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.submit(Work::Flush).await
+        self.submit(Work::Flush).await.map(drop)
     }
 
     fn start(
@@ -204,7 +204,7 @@ impl EmbeddedStore {
         })
     }
 
-    fn send(&self, work: Work) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
+    fn send(&self, work: Work) -> Result<oneshot::Receiver<Outcome>, StoreError> {
         let (reply, answer) = oneshot::channel();
         let jobs = self.inner.jobs.as_ref().ok_or_else(writer_gone)?;
         let sent = Instant::now();
@@ -213,7 +213,7 @@ impl EmbeddedStore {
         Ok(answer)
     }
 
-    async fn submit(&self, work: Work) -> Result<(), StoreError> {
+    async fn submit(&self, work: Work) -> Outcome {
         self.send(work)?.await.map_err(|_| writer_gone())?
     }
 
@@ -273,7 +273,7 @@ impl Store for EmbeddedStore {
 
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         let ops = prepare_transact(ops)?;
-        self.submit(Work::Transact(ops)).await
+        self.submit(Work::Transact(ops)).await.map(drop)
     }
 
     async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
@@ -314,6 +314,28 @@ impl Store for EmbeddedStore {
         match query.index {
             None => reader.table_query(query),
             Some(index) => reader.index_query(index, query),
+        }
+    }
+
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        check_increment(key, attr, limit)?;
+        let work = Work::Increment {
+            key: key.clone(),
+            attr: attr.to_owned(),
+            limit,
+            ttl,
+        };
+        match self.submit(work).await? {
+            Done::Counted(count) => Ok(count),
+            Done::Written => Err(StoreError::Unavailable(
+                "the store writer answered an increment without a count".into(),
+            )),
         }
     }
 }
@@ -622,7 +644,7 @@ fn slot(index: Index) -> usize {
 
 struct Job {
     work: Work,
-    reply: oneshot::Sender<Result<(), StoreError>>,
+    reply: oneshot::Sender<Outcome>,
     /// When it was queued, which tells a caller who waited through the last
     /// commit from one who came back after it (see `gather`).
     sent: Instant,
@@ -631,6 +653,13 @@ struct Job {
 enum Work {
     Transact(Vec<Prepared>),
     Puts(Vec<PreparedPut>),
+    /// A checked [`Store::increment`].
+    Increment {
+        key: Key,
+        attr: String,
+        limit: i64,
+        ttl: Option<i64>,
+    },
     /// Forces the group's commit to be durable.
     Flush,
 }
@@ -640,9 +669,20 @@ impl Work {
         match self {
             Work::Transact(ops) => ops.len(),
             Work::Puts(puts) => puts.len(),
-            Work::Flush => 1,
+            Work::Increment { .. } | Work::Flush => 1,
         }
     }
+}
+
+/// What the writer answers a request.
+type Outcome = Result<Done, StoreError>;
+
+/// A request the writer applied.
+enum Done {
+    /// Written (for a flush: made durable).
+    Written,
+    /// An increment's new value, or `None` at its limit (nothing written).
+    Counted(Option<i64>),
 }
 
 /// Owns every write: drains the queue into a group, applies it in one redb
@@ -902,7 +942,7 @@ fn durable_commit(db: &redb::Database) -> Result<(), BackendError> {
 }
 
 /// Each request's outcome in a group, in order.
-type Outcomes = Vec<Result<(), StoreError>>;
+type Outcomes = Vec<Outcome>;
 
 /// Applies a group and commits it, unless nothing was written and `force`
 /// is off (a group of failed conditions costs no fsync). Returns each
@@ -931,16 +971,23 @@ fn commit_group(
         let mut tables = Tables::open(&txn)?;
         for work in works {
             // A flush writes nothing: under Sync every commit already is durable.
-            let writes = !matches!(work, Work::Flush);
+            let flush = matches!(work, Work::Flush);
             let outcome = match work {
-                Work::Transact(ops) => tables.transact(ops),
-                Work::Puts(puts) => tables.put_all(puts),
-                Work::Flush => Ok(()),
+                Work::Transact(ops) => tables.transact(ops).map(|()| Done::Written),
+                Work::Puts(puts) => tables.put_all(puts).map(|()| Done::Written),
+                Work::Increment {
+                    key,
+                    attr,
+                    limit,
+                    ttl,
+                } => tables.increment(&key, &attr, limit, ttl).map(Done::Counted),
+                Work::Flush => Ok(Done::Written),
             };
             outcomes.push(match outcome {
-                Ok(()) => {
-                    wrote |= writes;
-                    Ok(())
+                Ok(done) => {
+                    // Nor does an increment at its limit.
+                    wrote |= !flush && !matches!(done, Done::Counted(None));
+                    Ok(done)
                 }
                 Err(Failure::Request(e)) => Err(e),
                 // Dropping the transaction aborts it: the group fails whole.
@@ -1083,6 +1130,34 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
+    /// Adds 1 to `attr` unless it is at `limit` or above: the new value, or
+    /// `None` with nothing written. The item keeps its other attributes and
+    /// indexes (so no index entry moves), and its TTL unless `ttl` is given.
+    fn increment(
+        &mut self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, Failure> {
+        let (old_ttl, indexes, mut attrs) = match self.current(key, true)? {
+            Some(c) => (c.ttl, c.indexes, c.attrs.unwrap_or_default()),
+            None => (None, Vec::new(), Map::new()),
+        };
+        let invalid = |m: String| Failure::Request(StoreError::Invalid(format!("increment: {m}")));
+        let count = integer(key, &attrs, attr).map_err(invalid)?;
+        if count >= i128::from(limit) {
+            return Ok(None);
+        }
+        // Below an i64 limit, so one more still fits in an i64.
+        let next = i64::try_from(count + 1).map_err(|_| invalid(format!("{attr:?} overflows")))?;
+        attrs.insert(attr.to_owned(), Value::from(next));
+        let record = encode_record(key, ttl.or(old_ttl), &indexes, &attrs).map_err(invalid)?;
+        self.items
+            .insert((key.pk.as_str(), key.sk.as_str()), record.as_slice())?;
+        Ok(Some(next))
+    }
+
     fn put_all(&mut self, puts: Vec<PreparedPut>) -> Result<(), Failure> {
         for put in puts {
             let old = self
@@ -1148,26 +1223,7 @@ fn added(key: &Key, current: Option<Current>, deltas: &[(String, i64)]) -> Resul
         None => (None, Vec::new(), Map::new()),
     };
     for (name, delta) in deltas {
-        let base = match attrs.get(name) {
-            None => 0,
-            Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) => i128::from(i),
-                (None, Some(u)) => i128::from(u),
-                _ => {
-                    return Err(format!(
-                        "attribute {name:?} of ({}, {}) is not an integer",
-                        key.pk, key.sk
-                    ));
-                }
-            },
-            Some(_) => {
-                return Err(format!(
-                    "attribute {name:?} of ({}, {}) is not an integer",
-                    key.pk, key.sk
-                ));
-            }
-        };
-        let sum = base + i128::from(*delta);
+        let sum = integer(key, &attrs, name)? + i128::from(*delta);
         let value = match (i64::try_from(sum), u64::try_from(sum)) {
             (Ok(i), _) => Value::from(i),
             (_, Ok(u)) => Value::from(u),
@@ -1181,6 +1237,25 @@ fn added(key: &Key, current: Option<Current>, deltas: &[(String, i64)]) -> Resul
         attrs.insert(name.clone(), value);
     }
     encode_record(key, ttl, &indexes, &attrs)
+}
+
+/// The integer attribute `name` of the item at `key`, 0 when missing.
+fn integer(key: &Key, attrs: &Map<String, Value>, name: &str) -> Result<i128, String> {
+    let not_integer = || {
+        format!(
+            "attribute {name:?} of ({}, {}) is not an integer",
+            key.pk, key.sk
+        )
+    };
+    match attrs.get(name) {
+        None => Ok(0),
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Ok(i128::from(i)),
+            (None, Some(u)) => Ok(i128::from(u)),
+            _ => Err(not_integer()),
+        },
+        Some(_) => Err(not_integer()),
+    }
 }
 
 // ---------------------------------------------------------------------------

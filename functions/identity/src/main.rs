@@ -1,0 +1,8 @@
+//! The `identity` Lambda function: sign-in and sessions, `/me`, the
+//! account, users (admin), API keys and stored secrets, behind the HTTP API.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    let deps = warren::runtime::lambda().await?;
+    lambda_http::run(identity::router(deps)).await
+}
