@@ -40,6 +40,11 @@ pub struct CostOptions {
     /// MaximumBatchingWindowInSeconds).
     #[arg(long, default_value_t = 0)]
     pub batch_window: u64,
+    /// Instead of tasks, count what authenticating an API call costs: this
+    /// many `GET /api/v1/queues` per kind of credential, with and without a
+    /// rate limit, through the functions' own routers.
+    #[arg(long, default_value_t = 0)]
+    pub auth_calls: usize,
 }
 
 pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
@@ -61,6 +66,9 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     let http = runtime::http_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = runtime::aws(config, http, &resources, Some(&counter)).await;
     counter.reset();
+    if opts.auth_calls > 0 {
+        return auth_costs(&deps, &counter, opts.auth_calls).await;
+    }
 
     let window = Duration::from_secs(opts.batch_window);
     let clients = opts.clients.max(1);
@@ -200,4 +208,92 @@ fn report(title: &str, n: usize, requests: &BTreeMap<String, u64>) {
             *count as f64 / n as f64
         );
     }
+}
+
+/// Requests per API call that authentication adds on AWS, by credential:
+/// the first call of a process (nothing cached) and the rest.
+async fn auth_costs(deps: &Deps, counter: &RequestCounter, n: usize) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    use warren::domain::identity::{Credential, Permissions, Principal, Role};
+    use warren::service::identity::{keys as user_keys, sessions, users};
+
+    const BOOTSTRAP: &str = "cost-bootstrap-key-0123456789";
+    let fail = |e: warren::ServiceError| anyhow::anyhow!("{e}");
+    let user = users::create(
+        deps,
+        users::NewUser {
+            username: "cost".into(),
+            password: keys::password::random_password(),
+            role: Role::Admin,
+            permissions: Permissions::default(),
+            runs_limit: None,
+        },
+    )
+    .await
+    .map_err(fail)?;
+    let principal = Principal::of_user(&user, Credential::Session, Role::Admin);
+    let new_key = user_keys::NewKey {
+        name: "cost".into(),
+        role: None,
+        expires_at: None,
+        expires_in_seconds: None,
+    };
+    let (key, _) = user_keys::create(deps, &principal, new_key)
+        .await
+        .map_err(fail)?;
+    let session = sessions::start(deps, &user, deps.now())
+        .await
+        .map_err(fail)?;
+    let cookie = format!("warren_session={session}");
+    let kinds = [
+        ("bootstrap key", ("x-api-key", BOOTSTRAP)),
+        ("user's API key", ("x-api-key", key.as_str())),
+        ("session cookie", ("cookie", cookie.as_str())),
+    ];
+    println!(
+        "requests per GET /api/v1/queues, {n} calls per row (the handler's own reads included)"
+    );
+    println!(
+        "{:<16} {:<14} {:>10} {:>10}",
+        "credential", "rate limit", "1st call", "per call"
+    );
+    for rate_limit in [0, 1_000_000] {
+        for (kind, (header, value)) in kinds {
+            // A fresh process: nothing cached yet.
+            let deps = Deps {
+                config: Arc::new(Config {
+                    api_key: warren::http::ApiKey::new(Some(BOOTSTRAP)),
+                    rate_limit,
+                    ..(*deps.config).clone()
+                }),
+                identity: Default::default(),
+                ..deps.clone()
+            };
+            let app = crate::app(deps);
+            let mut first = 0;
+            counter.reset();
+            for i in 0..n {
+                let request = Request::get("/api/v1/queues")
+                    .header(header, value)
+                    .body(Body::empty())?;
+                let answer = app.clone().oneshot(request).await?;
+                anyhow::ensure!(answer.status() == 200, "{kind}: {}", answer.status());
+                if i == 0 {
+                    first = counter.total();
+                }
+            }
+            // What the handler reads itself, and the rest of the calls.
+            let rest = (counter.total() - first) as f64 / (n - 1).max(1) as f64;
+            let limit = match rate_limit {
+                0 => "off",
+                _ => "on",
+            };
+            println!("{kind:<16} {limit:<14} {first:>10} {rest:>10.2}");
+        }
+    }
+    Ok(())
 }

@@ -657,3 +657,159 @@ fn es256(kid: &str) -> (Vec<u8>, Value) {
         "x": b64(&point[1..33]), "y": b64(&point[33..65])});
     (pkcs8.as_ref().to_vec(), jwk)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_s_monthly_runs_stop_at_its_limit_and_usage_shows_them() {
+    let w = deployment(Opts::new()).await;
+    let (cookie, _) = login(&w, "admin", ADMIN_PASSWORD).await;
+    let admin = ("cookie", cookie.as_deref().unwrap());
+    let ann = json!({"username": "ann", "password": "ann-password-1234", "role": "user", "runs_limit": 2});
+    let r = json_call(&w, "POST", "/admin/users", admin, &ann).await;
+    r.expect(201);
+    assert_eq!(r.json["runs_limit"], 2);
+    let (ann_cookie, _) = login(&w, "ann", "ann-password-1234").await;
+    let ann = ("cookie", ann_cookie.as_deref().unwrap());
+    let p = json_call(
+        &w,
+        "POST",
+        "/api/v1/pipelines",
+        ann,
+        &json!({"name": "mine",
+        "steps": [{"name": "t", "kind": "transform", "expression": "event"}]}),
+    )
+    .await;
+    p.expect(201);
+    let pid = p.json["id"].as_str().unwrap().to_string();
+    assert_eq!(p.json["user_id"], json!(me(&w, &[ann]).await.json["id"]));
+    for _ in 0..2 {
+        json_call(
+            &w,
+            "POST",
+            &format!("/api/v1/pipelines/{pid}/run"),
+            ann,
+            &json!({}),
+        )
+        .await
+        .expect(202);
+    }
+    let refused = json_call(
+        &w,
+        "POST",
+        &format!("/api/v1/pipelines/{pid}/run"),
+        ann,
+        &json!({}),
+    )
+    .await;
+    refused.expect_error(429, Some("quota_exceeded"));
+    let events = json_call(
+        &w,
+        "POST",
+        &format!("/events?workflow={pid}"),
+        ann,
+        &json!({"n": 1}),
+    )
+    .await;
+    events.expect_error(429, Some("quota_exceeded"));
+    let usage = w.send_raw("GET", "/api/v1/usage", &[ann], None).await;
+    usage.expect(200);
+    let quota = &usage.json["quota"];
+    assert_eq!(
+        (quota["runs_used"].clone(), quota["runs_limit"].clone()),
+        (json!(2), json!(2)),
+        "{quota}"
+    );
+    assert_eq!(quota["runs_percentage"], 100.0);
+    assert!(quota["days_remaining"].as_i64().unwrap() >= 1);
+    // Two runs stored, not three: the refusal wrote nothing.
+    let runs = w
+        .send_raw(
+            "GET",
+            &format!("/api/v1/pipelines/{pid}/executions"),
+            &[ann],
+            None,
+        )
+        .await;
+    assert_eq!(runs.json.as_array().unwrap().len(), 2, "{}", runs.text);
+    // An admin lifts the limit; the user runs again.
+    let id = me(&w, &[ann]).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json_call(
+        &w,
+        "POST",
+        &format!("/admin/users/{id}/limits"),
+        admin,
+        &json!({"runs_limit": null}),
+    )
+    .await
+    .expect(200);
+    json_call(
+        &w,
+        "POST",
+        &format!("/api/v1/pipelines/{pid}/run"),
+        ann,
+        &json!({}),
+    )
+    .await
+    .expect(202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_stays() {
+    let w = deployment(Opts::new().no_worker()).await;
+    let (cookie, _) = login(&w, "admin", ADMIN_PASSWORD).await;
+    let admin = ("cookie", cookie.as_deref().unwrap());
+    let id = me(&w, &[admin]).await.json["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    json_call(
+        &w,
+        "POST",
+        &format!("/admin/users/{id}/role"),
+        admin,
+        &json!({"role": "user"}),
+    )
+    .await
+    .expect_error(409, Some("last_admin"));
+    w.send_raw("DELETE", &format!("/admin/users/{id}"), &[admin], None)
+        .await
+        .expect_error(409, Some("last_admin"));
+    // With a second admin, the first may step down.
+    let second = json!({"username": "second", "password": "second-password-1", "role": "admin"});
+    json_call(&w, "POST", "/admin/users", admin, &second)
+        .await
+        .expect(201);
+    let r = json_call(
+        &w,
+        "POST",
+        &format!("/admin/users/{id}/role"),
+        admin,
+        &json!({"role": "viewer"}),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(r.json["role"], "viewer");
+    // Its role changed at once: the same session now only reads.
+    w.send_raw("GET", "/admin/users", &[admin], None)
+        .await
+        .expect_error(403, Some("forbidden"));
+    let listed = w.send_raw("GET", "/api/v1/queues", &[admin], None).await;
+    listed.expect(200);
+    let (second_cookie, _) = login(&w, "second", "second-password-1").await;
+    let users = w
+        .send_raw(
+            "GET",
+            "/admin/users",
+            &[("cookie", &second_cookie.unwrap())],
+            None,
+        )
+        .await;
+    users.expect(200);
+    assert!(
+        !users.text.contains("password_hash") && !users.text.contains("argon2"),
+        "{}",
+        users.text
+    );
+}

@@ -336,7 +336,7 @@ async fn change_password(
     headers: HeaderMap,
     JsonBody(change): JsonBody<PasswordChange>,
 ) -> Result<Response, ApiError> {
-    let id = keys::user_of(&who)?;
+    let id = warren::service::identity::user_of(&who)?;
     let user =
         users::change_password(&deps, id, change.current_password, change.new_password).await?;
     let mut answer = Json(json!({ "status": "ok" })).into_response();

@@ -34,24 +34,13 @@ pub struct NewKey {
     pub expires_in_seconds: Option<u64>,
 }
 
-/// The user behind `principal`: 400 `no_user` for the deployment itself,
-/// which owns no keys or secrets of its own in a user's sense.
-pub fn user_of(principal: &Principal) -> Result<Uuid, ServiceError> {
-    principal.user_id.ok_or_else(|| {
-        ServiceError::invalid(
-            "no_user",
-            "API keys belong to users: sign in as one (or use one of its keys)",
-        )
-    })
-}
-
 /// Make a key for `principal`'s user: the key (shown once) and its record.
 pub async fn create(
     deps: &Deps,
     principal: &Principal,
     new: NewKey,
 ) -> Result<(String, UserKey), ServiceError> {
-    let user = user_of(principal)?;
+    let user = super::user_of(principal)?;
     let name = new.name.trim().to_string();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
@@ -112,7 +101,7 @@ pub async fn create(
 
 /// `principal`'s user's keys, oldest first.
 pub async fn list(deps: &Deps, principal: &Principal) -> Result<Vec<UserKey>, ServiceError> {
-    let user = user_of(principal)?;
+    let user = super::user_of(principal)?;
     let now = deps.now().timestamp();
     Ok(api_keys::of_user(&*deps.store, user, MAX_KEYS_PER_USER, now).await?)
 }

@@ -210,6 +210,18 @@ fn until(deps: &Deps, end: Option<i64>) -> Duration {
     })
 }
 
+/// The user behind `principal`: 400 `no_user` for the deployment itself
+/// (the bootstrap key or an open loopback gateway), which has no account,
+/// keys or secrets of its own.
+pub fn user_of(principal: &Principal) -> Result<Uuid, ServiceError> {
+    principal.user_id.ok_or_else(|| {
+        ServiceError::invalid(
+            "no_user",
+            "this belongs to a user: sign in as one, or use one of its API keys",
+        )
+    })
+}
+
 /// `NotFound(missing)` unless `who` may read a record `owner` owns: another
 /// user's records are not even said to exist.
 pub fn check_sees(

@@ -38,18 +38,40 @@ fn invalid(message: String) -> ServiceError {
     ServiceError::invalid("invalid_field", message)
 }
 
-/// Hash on the blocking pool: Argon2id takes tens of milliseconds of CPU.
-pub(crate) async fn hash_password(plain: String) -> Result<String, ServiceError> {
-    tokio::task::spawn_blocking(move || password::hash(&plain))
+/// Argon2id hashes that may run at once. Each takes 19 MiB and tens of
+/// milliseconds of CPU, so a flood of logins from many addresses (each
+/// under its own rate limit) queues here instead of exhausting memory.
+const CONCURRENT_HASHES: usize = 4;
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_HASHES);
+
+/// Run one Argon2id computation on the blocking pool under [`HASHING`]. The
+/// permit moves into the closure so it is held until the hash finishes even
+/// when the caller's future is dropped.
+async fn hashing<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    let permit = HASHING
+        .acquire()
         .await
-        .map_err(|e| ServiceError::Crashed(e.to_string()))?
+        .map_err(|e| ServiceError::Crashed(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| ServiceError::Crashed(e.to_string()))
+}
+
+/// Hash a new password.
+pub(crate) async fn hash_password(plain: String) -> Result<String, ServiceError> {
+    hashing(move || password::hash(&plain))
+        .await?
         .map_err(ServiceError::Crashed)
 }
 
-/// Whether `plain` matches `phc` (the decoy when the user is unknown), on
-/// the blocking pool.
+/// Whether `plain` matches `phc` (the decoy when the user is unknown).
 pub(crate) async fn password_matches(plain: String, phc: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+    hashing(move || {
         let phc = phc.as_deref().unwrap_or_else(|| password::decoy());
         password::verify(&plain, phc)
     })
