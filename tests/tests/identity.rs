@@ -524,6 +524,44 @@ async fn a_secret_s_value_never_appears_in_answers_logs_or_the_store() {
         listed.json[0]["last_used_at"].is_string(),
         "its use is recorded"
     );
+    // A task's webhook sends it in its extra headers; the task shows the reference.
+    let hooked = json!({"task_name": "echo", "args": [1], "webhook_url": receiver.url("/hook"),
+        "webhook_headers": {"Authorization": "Bearer {{secrets.OPENAI}}", "X-Team": "a"}});
+    let r = json_call(&w, "POST", "/api/v1/enqueue", auth, &hooked).await;
+    r.expect(201);
+    let id = r.json["task_id"].as_str().unwrap().to_string();
+    let got = receiver.wait_for(3, Duration::from_secs(10)).await;
+    assert_eq!(got[2].uri, "/hook");
+    assert_eq!(
+        got[2].header("authorization"),
+        Some(format!("Bearer {VALUE}").as_str())
+    );
+    assert_eq!(got[2].header("x-team"), Some("a"));
+    assert!(got[2].header("webhook-signature").is_some());
+    let shown = w
+        .send_raw("GET", &format!("/api/v1/tasks/{id}"), &[auth], None)
+        .await;
+    assert_eq!(
+        shown.json["webhook_headers"]["Authorization"],
+        "Bearer {{secrets.OPENAI}}"
+    );
+    seen.push(shown.text.clone());
+    for (headers, why) in [
+        (json!({"webhook-signature": "v1,forged"}), "cannot set"),
+        (json!({"X-A": 1}), "must be a string"),
+        (json!({"X-A": "{{env.HOME}}"}), "secrets.NAME"),
+        (json!({"bad name": "x"}), "cannot set"),
+    ] {
+        let task = json!({"task_name": "echo", "webhook_url": receiver.url("/hook"),
+            "webhook_headers": headers});
+        let r = json_call(&w, "POST", "/api/v1/enqueue", auth, &task).await;
+        r.expect_error(400, Some("invalid_field"));
+        assert!(
+            r.json["error"].as_str().unwrap().contains(why),
+            "{}",
+            r.text
+        );
+    }
     // An unknown secret fails the task, naming only the name.
     let bad = json!({"task_name": "http", "max_retries": 0, "kwargs": {"url": receiver.url("/x"),
         "headers": {"Authorization": "{{secrets.NOPE}}"}}});

@@ -74,6 +74,7 @@ fn task(name: &str) -> NewTask {
         retry_delay: Some(60.0),
         retry_backoff: false,
         webhook_url: None,
+        webhook_headers: Default::default(),
         timeout_seconds: Some(30),
         idempotency_key: None,
         owner: None,

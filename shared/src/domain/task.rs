@@ -152,6 +152,10 @@ pub struct Task {
     pub ttl_seconds: Option<f64>,
     pub metadata: Map<String, Value>,
     pub webhook_url: Option<String>,
+    /// Extra headers of the webhook call; values may name the owner's
+    /// stored secrets as `{{secrets.NAME}}`, resolved only at send time.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub webhook_headers: Map<String, Value>,
     pub idempotency_key: Option<String>,
     /// Attempts started so far.
     pub attempts: u32,
@@ -365,6 +369,7 @@ mod tests {
             ttl_seconds: None,
             metadata: Map::new(),
             webhook_url: None,
+            webhook_headers: Map::new(),
             idempotency_key: None,
             attempts: 0,
             result: None,

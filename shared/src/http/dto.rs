@@ -35,6 +35,8 @@ pub struct TaskResponse {
     pub ttl_seconds: Option<f64>,
     pub metadata: Map<String, Value>,
     pub webhook_url: Option<String>,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub webhook_headers: Map<String, Value>,
     pub idempotency_key: Option<String>,
     pub result: Option<String>,
     pub error: Option<String>,
@@ -67,6 +69,7 @@ impl From<Task> for TaskResponse {
             ttl_seconds: t.ttl_seconds,
             metadata: t.metadata,
             webhook_url: t.webhook_url,
+            webhook_headers: t.webhook_headers,
             idempotency_key: t.idempotency_key,
             result: t.result,
             error: t.error,

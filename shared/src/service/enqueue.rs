@@ -64,6 +64,9 @@ pub struct NewTask {
     pub retry_backoff: bool,
     #[serde(default)]
     pub webhook_url: Option<String>,
+    /// Extra headers of the webhook call (string values).
+    #[serde(default, deserialize_with = "object")]
+    pub webhook_headers: Map<String, Value>,
     #[serde(default)]
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
@@ -102,6 +105,7 @@ impl NewTask {
             retry_delay: None,
             retry_backoff: true,
             webhook_url: None,
+            webhook_headers: Map::new(),
             timeout_seconds: None,
             idempotency_key: None,
             owner: None,
@@ -157,6 +161,9 @@ impl NewTask {
                 _ => return bad("webhook_url must be an absolute http(s) URL".into()),
             }
         }
+        if let Some(problem) = super::webhook::headers_problem(&self.webhook_headers) {
+            return bad(problem);
+        }
         if let Some(k) = &self.idempotency_key
             && (k.is_empty() || k.len() > 200)
         {
@@ -185,6 +192,7 @@ impl NewTask {
             ttl_seconds: self.ttl_seconds,
             metadata: self.metadata,
             webhook_url: self.webhook_url,
+            webhook_headers: self.webhook_headers,
             idempotency_key: self.idempotency_key,
             attempts: 0,
             result: None,

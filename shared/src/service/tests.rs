@@ -37,6 +37,7 @@ fn new_task(name: &str) -> NewTask {
         retry_delay: Some(0.0),
         retry_backoff: false,
         webhook_url: None,
+        webhook_headers: Default::default(),
         timeout_seconds: Some(30),
         idempotency_key: None,
         owner: None,

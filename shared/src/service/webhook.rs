@@ -11,10 +11,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use super::identity::secrets::{Resolving, references};
 use super::{Deps, ServiceError};
 use crate::domain::{Task, TaskStatus, WebhookOutcome, WebhookStatus};
 use crate::messages::TaskMessage;
@@ -22,6 +23,46 @@ use crate::ports::{HttpError, HttpRequest, OutgoingMessage};
 
 /// How long one delivery attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most extra headers a task's webhook may carry.
+pub const MAX_HEADERS: usize = 20;
+/// The largest extra header value, in bytes.
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Headers warren sets on every delivery, which a task may not replace.
+const OWN_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "host",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Why `headers` cannot be a task's `webhook_headers`, if they cannot.
+pub fn headers_problem(headers: &Map<String, Value>) -> Option<String> {
+    if headers.len() > MAX_HEADERS {
+        return Some(format!(
+            "webhook_headers may hold at most {MAX_HEADERS} headers"
+        ));
+    }
+    for (name, value) in headers {
+        let valid_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        if !valid_name || OWN_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Some(format!("webhook_headers cannot set `{name}`"));
+        }
+        let Some(text) = value.as_str() else {
+            return Some(format!("webhook_headers.{name} must be a string"));
+        };
+        if text.len() > MAX_HEADER_BYTES || reqwest::header::HeaderValue::from_str(text).is_err() {
+            return Some(format!(
+                "webhook_headers.{name} must be printable text of at most {MAX_HEADER_BYTES} bytes"
+            ));
+        }
+        if let Err(problem) = references(text) {
+            return Some(format!("webhook_headers.{name}: {problem}"));
+        }
+    }
+    None
+}
 
 /// The outcome recorded when a task finishes and its webhook is due.
 pub fn pending_outcome(now: DateTime<Utc>) -> WebhookOutcome {
@@ -109,14 +150,21 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, Undelivered> {
     let body = payload(task);
     let now = deps.now().timestamp();
     let id = format!("msg_{}", task.id);
+    let mut headers = signed_headers(&deps.config.webhook_secret, &id, now, &body);
+    headers.extend(
+        task.webhook_headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_string()))),
+    );
     let request = HttpRequest {
         method: "POST".into(),
         url,
-        headers: signed_headers(&deps.config.webhook_secret, &id, now, &body),
+        headers,
         body: body.into_bytes(),
         timeout: ATTEMPT_TIMEOUT,
     };
-    match deps.http.send(request).await {
+    // The owner's client: it resolves `{{secrets.NAME}}` in the extra headers.
+    match Resolving::client(deps, task.owner).send(request).await {
         Ok(r) if (200..300).contains(&r.status) => Ok(r.status),
         Ok(r) => Err(Undelivered::Failed {
             status: Some(r.status),

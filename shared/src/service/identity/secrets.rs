@@ -1,6 +1,7 @@
 //! Stored provider keys (seed 002's BYOK): sealed at rest under the master
-//! key, listed only as a hint, and opened only to be sent: an `http` task
-//! or `http` step names one in a header value as `{{secrets.NAME}}`, and
+//! key, listed only as a hint, and opened only to be sent: an `http` task,
+//! an `http` step or a task's `webhook_headers` names one in a header
+//! value as `{{secrets.NAME}}`, and
 //! [`Resolving`] puts the owner's value in at send time. What comes back is
 //! scrubbed of every value it put in, so an endpoint that echoes its
 //! request cannot carry a secret into a result, an error or an execution.
