@@ -377,3 +377,36 @@ async fn where_the_queue_dies_with_the_process_publishing_dispatches_at_once() {
     let done = executions::get(&deps, runs[0].id).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Success);
 }
+
+#[tokio::test]
+async fn a_user_s_trigger_past_its_monthly_runs_is_refused_and_counted_not_retried() {
+    let deps = deps();
+    let ann = super::identity::users::create(
+        &deps,
+        serde_json::from_value(json!({"username": "ann", "password": "ann-password-1",
+            "role": "user", "runs_limit": 1}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let spec = json!({"name": "mine", "options": {"event": "orders"},
+        "steps": [{"name": "t", "kind": "transform", "expression": "event"}]});
+    let p = pipelines::create_for(&deps, Some(ann.id), serde_json::from_value(spec).unwrap())
+        .await
+        .unwrap();
+    topics::start(&deps, p.id, None).await.unwrap();
+
+    let first = topics::dispatch(&deps, &on_topic("m1", "orders", "{}"))
+        .await
+        .unwrap();
+    assert_eq!((first.started, first.refused), (1, 0));
+    // The second message is over the limit: nothing starts, and it is not
+    // an error (the queue would redeliver it for nothing).
+    let second = topics::dispatch(&deps, &on_topic("m2", "orders", "{}"))
+        .await
+        .unwrap();
+    assert_eq!((second.started, second.refused), (0, 1));
+    assert_eq!(executions_of(&deps, &p).await.len(), 1);
+    let info = topics::info(&deps, "orders").await.unwrap();
+    assert_eq!((info.dispatched, info.refused, info.dropped), (1, 1, 0));
+}
