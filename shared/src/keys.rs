@@ -24,15 +24,9 @@ impl ApiKey {
     /// The key given as the hex SHA-256 of it, so a deployment never holds
     /// the key itself (`printf %s "$KEY" | sha256sum`).
     pub fn from_sha256_hex(hex: &str) -> Result<Self, String> {
-        let hex = hex.trim();
-        let bad = || "an API key hash must be 64 hex digits (its SHA-256)".to_string();
-        if hex.len() != 64 || !hex.is_ascii() {
-            return Err(bad());
-        }
         let mut digest = [0u8; 32];
-        for (i, byte) in digest.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(hex.trim(), &mut digest)
+            .map_err(|_| "an API key hash must be 64 hex digits (its SHA-256)".to_string())?;
         Ok(ApiKey(Some(digest)))
     }
 
@@ -83,10 +77,7 @@ pub fn is_token_shaped(prefix: &str, s: &str) -> bool {
 
 /// The lowercase hex SHA-256 of a token or key: what is stored and looked up.
 pub fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// `...` and the last four characters of a secret, to tell secrets apart.

@@ -6,7 +6,6 @@
 use std::process::Command;
 
 use serde_json::Value;
-use sha2::Digest;
 
 use crate::{Opts, warren_bin};
 
@@ -95,12 +94,7 @@ impl Default for Provisioned {
 pub const STEP_SECRET: &str = "whsec_c3RlcHMgYXJlIHNpZ25lZCB3aXRoIHRoZWlyIG93biBrZXk=";
 
 /// Hex SHA-256, as `WARREN_API_KEY_SHA256` takes an API key.
-pub fn sha256_hex(s: &str) -> String {
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use warren::keys::sha256_hex;
 
 /// The JSON body of an HTTP function's answer, after checking its status.
 #[track_caller]

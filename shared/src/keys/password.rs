@@ -127,7 +127,8 @@ impl Drop for Blocks {
     }
 }
 
-// The mapping is owned memory like a Vec's: it may move to another thread.
+// SAFETY: the mapping is owned memory, like a Vec's buffer, reachable only
+// through `self`: moving it to another thread is sound.
 unsafe impl Send for Blocks {}
 
 /// A hash no password matches, checked when the username is unknown so
