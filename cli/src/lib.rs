@@ -1,6 +1,7 @@
 //! The `warren` command line: the local gateway and its helpers.
 
 pub mod bench;
+pub mod client;
 pub mod cost;
 pub mod dev;
 pub mod provision;

@@ -29,21 +29,56 @@ enum Command {
     /// Count the AWS requests per task, enqueue to completed, on fresh
     /// resources at AWS_ENDPOINT_URL (a benchmark of the AWS backend).
     Cost(warren_cli::cost::CostOptions),
+    /// Enqueue a task (and with --wait, print its result).
+    Enqueue(warren_cli::client::EnqueueOptions),
+    /// List, show, cancel and requeue tasks.
+    #[command(subcommand)]
+    Tasks(warren_cli::client::TasksCommand),
+    /// Task counts per queue and status.
+    Queues(warren_cli::client::Target),
+    /// Watch tasks appear and change status, live.
+    Tail(warren_cli::client::TailOptions),
+    /// List and run pipelines.
+    #[command(subcommand)]
+    Pipelines(warren_cli::client::PipelinesCommand),
+    /// Publish on topics.
+    #[command(subcommand)]
+    Events(warren_cli::client::EventsCommand),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
     disable_huge_pages();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    match cli.command {
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => fail(e.into()),
+    };
+    let done = match cli.command {
         Command::Dev(opts) => runtime.block_on(warren_cli::dev::run(*opts)),
         Command::Bench(opts) => runtime.block_on(warren_cli::bench::run(opts)),
         Command::Provision(opts) => runtime.block_on(warren_cli::provision::run(opts)),
         Command::Cost(opts) => runtime.block_on(warren_cli::cost::run(opts)),
         Command::Users(command) => runtime.block_on(warren_cli::users::run(command)),
+        Command::Enqueue(opts) => runtime.block_on(warren_cli::client::enqueue(opts)),
+        Command::Tasks(command) => runtime.block_on(warren_cli::client::tasks(command)),
+        Command::Queues(target) => runtime.block_on(warren_cli::client::queues(target)),
+        Command::Tail(opts) => runtime.block_on(warren_cli::client::tail(opts)),
+        Command::Pipelines(command) => runtime.block_on(warren_cli::client::pipelines(command)),
+        Command::Events(command) => runtime.block_on(warren_cli::client::events(command)),
+    };
+    if let Err(e) = done {
+        fail(e);
     }
+}
+
+/// One line on stderr (the causes joined, no backtrace: this is a user's
+/// terminal) and exit status 1.
+fn fail(e: anyhow::Error) -> ! {
+    eprintln!("warren: {e:#}");
+    std::process::exit(1)
 }
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them,
