@@ -44,6 +44,9 @@ enum Command {
     /// Publish on topics.
     #[command(subcommand)]
     Events(warren_cli::client::EventsCommand),
+    /// Print a shell's completion script, e.g.
+    /// `warren completions bash > ~/.local/share/bash-completion/completions/warren`.
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() {
@@ -68,6 +71,15 @@ fn main() {
         Command::Tail(opts) => runtime.block_on(warren_cli::client::tail(opts)),
         Command::Pipelines(command) => runtime.block_on(warren_cli::client::pipelines(command)),
         Command::Events(command) => runtime.block_on(warren_cli::client::events(command)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Written whole, so a closed pipe (`| head`) ends it quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "warren", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            Ok(())
+        }
     };
     if let Err(e) = done {
         fail(e);

@@ -226,3 +226,19 @@ async fn pipelines_run_and_events_publish() {
         "{runs:?}"
     );
 }
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(warren_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        assert!(
+            script.contains("enqueue") && script.contains("tail"),
+            "{shell}: {script}"
+        );
+    }
+}
