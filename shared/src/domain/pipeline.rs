@@ -326,14 +326,6 @@ pub fn violations_of(validator: &jsonschema::Validator, instance: &Value) -> Vec
         .collect()
 }
 
-/// Evaluate a JMESPath expression (checked when the pipeline was written)
-/// within its work budget: CPU-bound, so callers run it on a blocking thread.
-pub fn evaluate(expression: &str, data: &Value) -> Result<Value, String> {
-    Expression::compile(expression)
-        .and_then(|e| e.evaluate(data))
-        .map_err(|e| e.to_string())
-}
-
 /// One stored version of a pipeline.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Pipeline {
@@ -434,7 +426,9 @@ mod tests {
     fn expressions_reshape_the_context() {
         let ctx = json!({"event": {"id": 7, "lines": [{"sku": "a"}, {"sku": "b"}]}, "steps": {}});
         assert_eq!(
-            evaluate("{id: event.id, skus: event.lines[].sku}", &ctx),
+            Expression::compile("{id: event.id, skus: event.lines[].sku}")
+                .and_then(|e| e.evaluate(&ctx))
+                .map_err(|e| e.to_string()),
             Ok(json!({"id": 7, "skus": ["a", "b"]}))
         );
     }

@@ -23,7 +23,8 @@ use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
 use super::{Deps, ServiceError, found};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
-use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind, evaluate};
+use crate::domain::expression::Expression;
+use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
 use crate::handlers::TaskContext;
 use crate::json::MAX_OUTPUT_DEPTH;
 use crate::messages::TaskMessage;
@@ -37,6 +38,10 @@ use crate::table::{events, executions as table};
 pub const MAX_FAN_OUT: usize = 1000;
 /// The longest pause between two attempts of a step.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// Compiled JMESPath expressions of steps, by their text (at most 512; an
+/// expression means the same in every pipeline, so the text is the key).
+static EXPRESSIONS: super::compiled::Compiled<String, Expression> =
+    super::compiled::Compiled::new(512);
 
 /// The execution with this id.
 pub async fn get(deps: &Deps, id: Uuid) -> Result<Execution, ServiceError> {
@@ -427,15 +432,21 @@ impl Attempt {
         }
     }
 
-    /// Evaluate a JMESPath expression over the context on a blocking thread:
+    /// Evaluate a JMESPath expression (compiled once per process, see
+    /// [`EXPRESSIONS`]) over the context on a blocking thread:
     /// bounded work, but CPU the async workers should not spend. Its
     /// failures are the expression's own, so never retried.
     async fn evaluate(&self, expression: &str) -> Result<Value, Failure> {
         let (expression, context) = (expression.to_string(), self.context.clone());
-        tokio::task::spawn_blocking(move || evaluate(&expression, &context))
-            .await
-            .map_err(|crash| Failure::Fatal(format!("expression crashed: {crash}")))?
-            .map_err(Failure::Fatal)
+        tokio::task::spawn_blocking(move || {
+            EXPRESSIONS
+                .get_or_compile(expression.clone(), || Expression::compile(&expression))
+                .and_then(|compiled| compiled.evaluate(&context))
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|crash| Failure::Fatal(format!("expression crashed: {crash}")))?
+        .map_err(Failure::Fatal)
     }
 
     /// Send the context, signed like a webhook but with the step secret

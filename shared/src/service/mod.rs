@@ -1,6 +1,7 @@
 //! Use cases: what the functions and runtimes do, written once against the
 //! ports so every runtime runs the same code path.
 
+pub mod compiled;
 pub mod control;
 pub mod dispatch;
 pub mod enqueue;

@@ -3,13 +3,12 @@
 //! checked on a blocking thread under a time budget, so a costly schema
 //! neither stalls the async workers nor holds a request for long.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::compiled::Compiled;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, compile_schema, violations_of};
 
 /// The longest one check may take; past it the input counts as invalid.
@@ -37,28 +36,15 @@ impl SchemaId {
     }
 }
 
-static COMPILED: LazyLock<Mutex<HashMap<SchemaId, Arc<jsonschema::Validator>>>> =
-    LazyLock::new(Mutex::default);
+static COMPILED: Compiled<SchemaId, jsonschema::Validator> = Compiled::new(CACHED_SCHEMAS);
 
 /// Every way `instance` breaks `schema`, the schema `id` names. A schema
 /// that does not compile, or a check that outruns [`VALIDATION_BUDGET`], is
 /// one violation saying so.
 pub async fn violations(id: SchemaId, schema: &Value, instance: Value) -> Vec<SchemaViolation> {
-    let cached = lock().get(&id).cloned();
-    let validator = match cached {
-        Some(v) => v,
-        None => match compile_schema(schema) {
-            Ok(v) => {
-                let v = Arc::new(v);
-                let mut cache = lock();
-                if cache.len() >= CACHED_SCHEMAS {
-                    cache.clear();
-                }
-                cache.insert(id, v.clone());
-                v
-            }
-            Err(message) => return vec![whole(message)],
-        },
+    let validator = match COMPILED.get_or_compile(id, || compile_schema(schema)) {
+        Ok(v) => v,
+        Err(message) => return vec![whole(message)],
     };
     let check = tokio::task::spawn_blocking(move || violations_of(&validator, &instance));
     match tokio::time::timeout(VALIDATION_BUDGET, check).await {
@@ -76,9 +62,4 @@ fn whole(message: String) -> SchemaViolation {
         path: String::new(),
         message,
     }
-}
-
-fn lock() -> std::sync::MutexGuard<'static, HashMap<SchemaId, Arc<jsonschema::Validator>>> {
-    // The map is valid whatever a panicking holder did: entries are whole.
-    COMPILED.lock().unwrap_or_else(|e| e.into_inner())
 }
