@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::progress;
+
 /// How late a timer may wake before the lateness counts as backlog.
 const TIMER_SLACK: Duration = Duration::from_millis(2);
 
@@ -101,6 +103,7 @@ async fn paced(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(opts.duration);
     let started = Instant::now();
+    let bar = progress::timed(Duration::from_secs(opts.duration), label);
     let mut set = tokio::task::JoinSet::new();
     for c in 0..opts.concurrency {
         let client = client.clone();
@@ -153,6 +156,7 @@ async fn paced(
         all.extend(l);
         errors += e;
     }
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     all.sort_unstable();
     let pct = |p: f64| {
@@ -190,6 +194,7 @@ fn echo_batch(n: usize, tag: usize) -> Value {
 async fn batch(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(opts.duration);
     let started = Instant::now();
+    let bar = progress::timed(Duration::from_secs(opts.duration), "batch");
     let mut set = tokio::task::JoinSet::new();
     for c in 0..opts.concurrency {
         let client = client.clone();
@@ -213,6 +218,7 @@ async fn batch(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<
     while let Some(r) = set.join_next().await {
         total += r??;
     }
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "batch enqueue: {total} tasks in {secs:.1} s = {:.0} tasks/s ({} per request, {} clients)",
@@ -241,6 +247,7 @@ async fn e2e(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()
     let before = completed_in_bench(client, opts).await?;
     let per_batch = 1000.min(opts.tasks);
     let started = Instant::now();
+    let bar = progress::items(opts.tasks as u64, "enqueued");
     let mut sent = 0;
     while sent < opts.tasks {
         let n = per_batch.min(opts.tasks - sent);
@@ -251,11 +258,15 @@ async fn e2e(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()
             bail!("batch enqueue answered {}", r.status());
         }
         sent += n;
+        bar.set_position(sent as u64);
     }
     let enqueued = started.elapsed().as_secs_f64();
     let target = before + opts.tasks as i64;
+    bar.set_message("completed");
+    bar.set_position(0);
     loop {
         let done = completed_in_bench(client, opts).await?;
+        bar.set_position((done - before).max(0) as u64);
         if done >= target {
             break;
         }
@@ -268,6 +279,7 @@ async fn e2e(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
         "end to end: {} echo tasks enqueued in {enqueued:.2} s and all completed in {secs:.2} s = {:.0} tasks/s",

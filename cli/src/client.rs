@@ -324,12 +324,17 @@ pub async fn enqueue(opts: EnqueueOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     let deadline = Instant::now() + Duration::from_secs(opts.wait_timeout);
+    let waiting = crate::progress::spinner(&format!("task {id}"));
     let task = loop {
         let task = client.get(&format!("/api/v1/tasks/{id}")).await?;
-        if finished(task["status"].as_str().unwrap_or("")) {
+        let status = task["status"].as_str().unwrap_or("");
+        waiting.set_message(format!("task {id}: {status}"));
+        if finished(status) {
+            waiting.finish_and_clear();
             break task;
         }
         if Instant::now() >= deadline {
+            waiting.finish_and_clear();
             bail!(
                 "task {id} is still {} after {} s",
                 task["status"],

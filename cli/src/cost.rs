@@ -158,7 +158,7 @@ where
     Fut: Future<Output = Result<(), warren::ServiceError>>,
 {
     counter.reset();
-    let (done_before, _) = deps.metrics.finished_counts();
+    let done_before = completed(deps);
     let started = Instant::now();
     // Unless measuring a backlog, the worker polls from the start, as the
     // event source mapping does: tasks are received as they trickle in.
@@ -180,17 +180,34 @@ where
         poller
     };
     let deadline = started + timeout;
-    while deps.metrics.finished_counts().0 < done_before + n as u64 {
+    let bar = crate::progress::items(n as u64, "completed");
+    loop {
+        let done = completed(deps) - done_before;
+        bar.set_position(done);
+        if done >= n as u64 {
+            break;
+        }
         anyhow::ensure!(
             Instant::now() < deadline,
             "tasks did not complete within {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    bar.finish_and_clear();
     let _ = stop_tx.send(true);
     poller.await?;
     eprintln!("{n} tasks in {:.1} s", started.elapsed().as_secs_f64());
     Ok(counter.snapshot())
+}
+
+/// Tasks this process's worker completed, read from its metrics registry.
+fn completed(deps: &Deps) -> u64 {
+    let text = deps.metrics.exposition().unwrap_or_default();
+    let values = text
+        .lines()
+        .filter(|l| l.starts_with("warren_tasks_completed_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    values.sum::<f64>() as u64
 }
 
 fn report(title: &str, n: usize, requests: &BTreeMap<String, u64>) {

@@ -138,6 +138,10 @@ pub struct DevOptions {
     /// Serve the API only: no worker, no topic dispatcher.
     #[arg(long)]
     pub no_worker: bool,
+    /// Log lines for people (`text`, coloured on a terminal) or one JSON
+    /// object per line for a log pipeline (`json`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "WARREN_LOG_FORMAT")]
+    pub log_format: LogFormat,
     /// Where state lives: `embedded` (redb under --data-dir, in-process
     /// queue) or `aws` (DynamoDB + SQS at AWS_ENDPOINT_URL or in AWS;
     /// create them first with `warren provision`).
@@ -173,6 +177,12 @@ pub enum Backend {
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DurabilityArg {
     Sync,
     Relaxed,
@@ -180,13 +190,17 @@ pub enum DurabilityArg {
 
 pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     let started = Instant::now();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match opts.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
 
     let ip = resolve_host(&opts.host)?;
     // lapinq's names, so a lapinq deployment moves over by its URL alone.
@@ -286,6 +300,16 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     });
     let interval = Duration::from_secs_f64(opts.scheduler_interval.max(0.05));
     let ticker = tokio::spawn(scheduler::run_every(deps.clone(), interval, stop.clone()));
+    // Histogram samples wait in the registry until drained into buckets:
+    // drain them even when nobody scrapes /metrics.
+    let metrics = deps.metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            metrics.upkeep();
+        }
+    });
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, opts.port))
         .await

@@ -59,9 +59,11 @@ pub async fn ensure(
     resources: &Resources,
     visibility: Duration,
 ) -> anyhow::Result<()> {
-    let created = dynamodb::provision_table(&clients.dynamodb, &resources.table)
-        .await
-        .map_err(|e| anyhow::anyhow!("table {}: {e}", resources.table))?;
+    // Creating a table waits for it to become active: seconds on AWS.
+    let waiting = crate::progress::spinner(&format!("table {}", resources.table));
+    let created = dynamodb::provision_table(&clients.dynamodb, &resources.table).await;
+    waiting.finish_and_clear();
+    let created = created.map_err(|e| anyhow::anyhow!("table {}: {e}", resources.table))?;
     println!(
         "table {}: {}",
         resources.table,

@@ -34,7 +34,7 @@ struct Shared {
 /// One function process and the Runtime API it polls.
 pub struct LambdaFunction {
     name: String,
-    /// The function's stderr (its log lines).
+    /// The function's stdout and stderr (its log lines and EMF metrics).
     log: PathBuf,
     child: Child,
     spawned: Instant,
@@ -104,11 +104,12 @@ impl LambdaFunction {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(&log).expect("create function log"),
-            ));
+            .stdin(Stdio::null());
+        // Lambda sends both streams to CloudWatch Logs; so does the harness,
+        // to one file.
+        let file = std::fs::File::create(&log).expect("create function log");
+        cmd.stdout(Stdio::from(file.try_clone().expect("clone log handle")))
+            .stderr(Stdio::from(file));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -150,7 +151,7 @@ impl LambdaFunction {
         }
     }
 
-    /// What the function wrote on stderr so far.
+    /// What the function wrote so far (stdout and stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -206,6 +206,96 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     assert_eq!(health["statusCode"], 200, "{health}");
 }
 
+/// The log's lines that are JSON objects.
+fn json_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_object)
+        .collect()
+}
+
+/// The EMF document of `log` that carries `metric`, with its value.
+fn emf_with(log: &str, metric: &str) -> Option<Value> {
+    json_lines(log).into_iter().find(|d| {
+        d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .is_some_and(|ms| ms.iter().any(|m| m["Name"] == metric))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambdas_log_json_with_the_request_id_and_send_metrics_as_emf() {
+    let aws = provision();
+    let hash = sha256_hex(KEY);
+    let mut env = aws.function_env(&hash, SECRET);
+    env.push(("AWS_LAMBDA_LOG_FORMAT", "JSON"));
+    let auth = [("x-api-key", KEY)];
+
+    let mut enqueue = LambdaFunction::start("enqueue", &env).await;
+    let body = json!({"task_name": "echo", "queue_name": "emf"});
+    let created = enqueue
+        .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
+        .await
+        .expect("enqueue answers");
+    answer(&created, 201);
+    let log = enqueue.log();
+    let doc = emf_with(&log, "warren_tasks_enqueued_total")
+        .unwrap_or_else(|| panic!("no EMF document with the enqueue count in\n{log}"));
+    eprintln!("EMF line: {doc}");
+    assert_eq!(doc["_aws"]["CloudWatchMetrics"][0]["Namespace"], "warren");
+    assert_eq!(doc["warren_tasks_enqueued_total"], 1, "{doc}");
+    assert_eq!(doc["queue"], "emf", "{doc}");
+    assert_eq!(doc["function"], "enqueue", "{doc}");
+    assert_eq!(doc["requestId"], "enqueue-1", "{doc}");
+
+    // The worker: a malformed message is logged (as JSON, inside the
+    // invocation's span with its request id) and counted; the task runs.
+    let clients = AwsClients::new(&sdk_config().await, None);
+    let message = receive_one(&*clients.queue(), &aws.task_queue).await;
+    let mut worker = LambdaFunction::start("worker", &env).await;
+    let response = worker
+        .invoke(sqs_event(&[("m1", &message), ("m2", "not json")]))
+        .await
+        .expect("worker answers");
+    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let log = worker.log();
+    let line = json_lines(&log)
+        .into_iter()
+        .find(|l| l["level"] == "ERROR")
+        .unwrap_or_else(|| panic!("no JSON error line in\n{log}"));
+    eprintln!("JSON log line: {line}");
+    assert_eq!(line["span"]["requestId"], "worker-1", "{line}");
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("malformed")),
+        "{line}"
+    );
+    let done = emf_with(&log, "warren_tasks_completed_total")
+        .unwrap_or_else(|| panic!("no EMF completion count in\n{log}"));
+    assert_eq!(done["warren_tasks_completed_total"], 1, "{done}");
+    assert_eq!(done["queue"], "emf", "{done}");
+    let pickup = done["warren_task_pickup_seconds"].as_array();
+    assert_eq!(pickup.map(Vec::len), Some(1), "one pickup sample: {done}");
+    let malformed = emf_with(&log, "warren_malformed_messages_total")
+        .unwrap_or_else(|| panic!("no EMF malformed count in\n{log}"));
+    assert_eq!(malformed["warren_malformed_messages_total"], 1);
+
+    // /metrics on AWS: the table's counts, no per-container counters.
+    let mut ops = LambdaFunction::start("ops", &env).await;
+    let metrics = ops
+        .invoke(http_event("GET", "/metrics", &[], None))
+        .await
+        .expect("ops answers");
+    assert_eq!(metrics["statusCode"], 200, "{metrics}");
+    let text = metrics["body"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(r#"warren_tasks{queue="emf",status="completed"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains("_total"), "per-container counters: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_functions_serve_users_and_count_their_requests_in_the_table() {
     let aws = provision();

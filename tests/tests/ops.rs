@@ -68,31 +68,88 @@ async fn metrics_expose_task_counts_counters_and_a_duration_histogram() {
         "{text}"
     );
     assert!(text.contains("# TYPE warren_tasks gauge"), "{text}");
-    let enqueued =
-        metric(text, "warren_tasks_enqueued_total").expect("warren_tasks_enqueued_total");
-    assert_eq!(enqueued, 5.0);
-    assert!(
-        text.contains("# TYPE warren_task_duration_seconds histogram"),
-        "{text}"
-    );
-    let inf =
-        metric(text, "warren_task_duration_seconds_bucket{le=\"+Inf\"}").expect("+Inf bucket");
-    assert!(inf >= 4.0, "4 attempts ran, histogram counts {inf}");
-    assert_eq!(
-        metric(text, "warren_task_duration_seconds_count"),
-        Some(inf)
-    );
-    // buckets are cumulative
-    let buckets: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with("warren_task_duration_seconds_bucket"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
-    assert!(buckets.len() > 2);
-    assert!(
-        buckets.windows(2).all(|p| p[0] <= p[1]),
-        "buckets not cumulative: {buckets:?}"
-    );
+    // This process's counters, per queue.
+    for (line, value) in [
+        ("warren_tasks_enqueued_total{queue=\"m\"}", 4.0),
+        ("warren_tasks_enqueued_total{queue=\"other\"}", 1.0),
+        ("warren_tasks_completed_total{queue=\"m\"}", 3.0),
+        ("warren_tasks_failed_total{queue=\"m\"}", 1.0),
+    ] {
+        assert_eq!(metric(text, line), Some(value), "{line} in\n{text}");
+    }
+    let started = metric(text, "warren_task_attempts_started_total{queue=\"m\"}");
+    assert!(started >= Some(4.0), "4 attempts ran on m: {started:?}");
+    // Histograms: attempt run time and pickup (due to started), per queue.
+    for name in ["warren_task_duration_seconds", "warren_task_pickup_seconds"] {
+        assert!(text.contains(&format!("# TYPE {name} histogram")), "{text}");
+        let inf = metric(text, &format!("{name}_bucket{{queue=\"m\",le=\"+Inf\"}}"))
+            .unwrap_or_else(|| panic!("{name} +Inf bucket in\n{text}"));
+        assert!(inf >= 4.0, "4 attempts ran, {name} counts {inf}");
+        assert_eq!(
+            metric(text, &format!("{name}_count{{queue=\"m\"}}")),
+            Some(inf)
+        );
+        let buckets: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_bucket{{queue=\"m\"")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(buckets.len() > 2);
+        assert!(
+            buckets.windows(2).all(|p| p[0] <= p[1]),
+            "{name} buckets not cumulative: {buckets:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_webhooks_executions_steps_and_expiries() {
+    let rx = Receiver::ok().await;
+    let w = Warren::start(
+        Opts::new()
+            .allow_loopback()
+            .args(["--scheduler-interval", "0.2"]),
+    )
+    .await;
+    let hooked = w
+        .enqueue(&json!({"task_name": "echo", "queue_name": "h", "webhook_url": rx.url("/done")}))
+        .await;
+    w.wait_for_status_where(&hooked, secs(20), |t| t["webhook"]["status"] == "delivered")
+        .await;
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let expiring = w
+        .enqueue(&json!({"task_name": "echo", "queue_name": "x", "ttl_seconds": 1, "scheduled_at": later}))
+        .await;
+    w.wait_for_status(&expiring, "expired", secs(15)).await;
+    let pipeline = w
+        .create_pipeline(&json!({"name": "two", "steps": [
+            {"name": "pick", "kind": "transform", "expression": "event.n"},
+            {"name": "check", "kind": "validate", "schema": {"type": "string"}}
+        ]}))
+        .await;
+    let run = w
+        .post(
+            &format!("/api/v1/pipelines/{pipeline}/run"),
+            &json!({"n": 3}),
+        )
+        .await;
+    run.expect(202);
+    let id = run.json["execution_id"].as_str().expect("execution_id");
+    assert_eq!(finished_execution(&w, id).await["status"], "error");
+
+    let text = &w.get("/metrics").await.text;
+    for (line, value) in [
+        (
+            "warren_webhook_deliveries_total{outcome=\"delivered\"}",
+            1.0,
+        ),
+        ("warren_tasks_expired_total{queue=\"x\"}", 1.0),
+        ("warren_executions_finished_total{status=\"error\"}", 1.0),
+        ("warren_steps_finished_total{status=\"success\"}", 1.0),
+        ("warren_steps_finished_total{status=\"error\"}", 1.0),
+    ] {
+        assert_eq!(metric(text, line), Some(value), "{line} in\n{text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,10 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &warren::runtime::lambda().await?;
     let handler = |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, lambda_runtime::Error>(dispatcher::handle_batch(deps, event.payload).await)
+        let failures = dispatcher::handle_batch(deps, event.payload).await;
+        // What the batch counted, as CloudWatch EMF lines.
+        deps.metrics.flush(Some(&event.context.request_id));
+        Ok::<_, lambda_runtime::Error>(failures)
     };
     lambda_runtime::run(service_fn(handler)).await
 }

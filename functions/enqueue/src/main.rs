@@ -3,5 +3,6 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let deps = warren::runtime::lambda().await?;
-    lambda_http::run(enqueue::router(deps)).await
+    let metrics = deps.metrics.clone();
+    warren::runtime::serve_http(enqueue::router(deps), metrics).await
 }

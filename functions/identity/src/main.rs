@@ -4,5 +4,6 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     let deps = warren::runtime::lambda().await?;
-    lambda_http::run(identity::router(deps)).await
+    let metrics = deps.metrics.clone();
+    warren::runtime::serve_http(identity::router(deps), metrics).await
 }

@@ -55,6 +55,18 @@ pub enum StepStatus {
     Timeout,
 }
 
+impl StepStatus {
+    /// The status as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Success => "success",
+            StepStatus::Error => "error",
+            StepStatus::Timeout => "timeout",
+        }
+    }
+}
+
 /// One step's record within an execution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {

@@ -215,6 +215,12 @@ impl Task {
             .map(|s| self.created_at + chrono::Duration::milliseconds((s * 1000.0).round() as i64))
     }
 
+    /// When it became (or becomes) runnable: its delay or retry time, else
+    /// its creation.
+    pub fn due_at(&self) -> DateTime<Utc> {
+        self.scheduled_at.unwrap_or(self.created_at)
+    }
+
     /// Whether it may run at `now` (delayed tasks wait).
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         self.scheduled_at.is_none_or(|at| at <= now)

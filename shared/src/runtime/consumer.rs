@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::sync::{Semaphore, watch};
@@ -79,7 +80,9 @@ pub async fn handle_records(
     for record in event.records {
         let delivery = delivery_of(record);
         let message_id = delivery.message_id.clone();
-        let handle = set.spawn(handler.handle(deps.clone(), delivery));
+        // In the invocation's span, so each message's log lines carry its
+        // request id.
+        let handle = set.spawn(handler.handle(deps.clone(), delivery).in_current_span());
         ids.insert(handle.id(), message_id);
     }
     let mut response = SqsBatchResponse::default();

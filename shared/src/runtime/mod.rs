@@ -22,6 +22,7 @@ use crate::jwt::JwtSettings;
 use crate::keys::sealing::MasterKey;
 use crate::keys::{ApiKey, decode_secret};
 use crate::ports::{HttpClient, Queue, Store};
+use crate::service::Metrics;
 use crate::{Config, Deps};
 
 /// Where settings come from: a name (`WARREN_TASK_TIMEOUT`, ...) to its
@@ -347,11 +348,19 @@ pub fn embedded(
 
 /// What every Lambda function of warren starts with: logging for
 /// CloudWatch, then [`Config::from_env`] on DynamoDB and SQS (`WARREN_TABLE`
-/// and the queues). Callers authenticate as users (keys, sessions, JWTs)
-/// or with the bootstrap key, unless `WARREN_AUTH=disabled`. A missing or
-/// malformed setting fails the cold start with its name.
+/// and the queues), and metrics as CloudWatch EMF (namespace
+/// `WARREN_METRICS_NAMESPACE`, default `warren`; none with
+/// `WARREN_METRICS=off`) written after each invocation by [`serve_http`] or
+/// the event mains. Callers authenticate as
+/// users (keys, sessions, JWTs) or with the bootstrap key, unless
+/// `WARREN_AUTH=disabled`. A missing or malformed setting fails the cold
+/// start with its name.
 pub async fn lambda() -> Result<Deps, BoxError> {
-    init_lambda_logging();
+    // The runtime's subscriber: JSON lines carrying the invocation's
+    // `requestId` when the function's log format is JSON
+    // (`AWS_LAMBDA_LOG_FORMAT`), level from `AWS_LAMBDA_LOG_LEVEL` or
+    // `RUST_LOG`; CloudWatch stamps the time.
+    lambda_http::tracing::init_default_subscriber();
     let config = Config {
         // API Gateway and function URLs serve HTTPS only.
         secure_cookies: true,
@@ -361,18 +370,34 @@ pub async fn lambda() -> Result<Deps, BoxError> {
         tracing::warn!("WARREN_AUTH=disabled: the API is open to anyone who can reach it");
     }
     let http = http_client(&Env)?;
-    Ok(aws(config, http, &Resources::from_env(), None).await)
+    let mut deps = aws(config, http, &Resources::from_env(), None).await;
+    deps.metrics = Arc::new(match Env.get("WARREN_METRICS").as_deref() {
+        None | Some("emf") => {
+            let namespace = Env
+                .get("WARREN_METRICS_NAMESPACE")
+                .unwrap_or_else(|| "warren".into());
+            let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+            Metrics::emf(&namespace, &function)?
+        }
+        Some("off") => Metrics::off(),
+        Some(other) => return Err(format!("WARREN_METRICS: `{other}` is not emf or off").into()),
+    });
+    Ok(deps)
 }
 
-/// Logs to stdout for CloudWatch, which stamps each line itself: no time,
-/// no colour. The level comes from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`.
-fn init_lambda_logging() {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level.to_lowercase()))
-        .without_time()
-        .with_ansi(false)
-        .try_init();
+/// Serve an HTTP function's router on the Lambda runtime, writing the
+/// metrics each request counted (EMF) before its answer goes back.
+pub async fn serve_http(router: axum::Router, metrics: Arc<Metrics>) -> Result<(), BoxError> {
+    use lambda_http::RequestExt;
+    use tower::ServiceExt;
+    let service = tower::service_fn(move |request: lambda_http::Request| {
+        let id = request.lambda_context_ref().map(|c| c.request_id.clone());
+        let (router, metrics) = (router.clone(), metrics.clone());
+        async move {
+            let answer = router.oneshot(request).await;
+            metrics.flush(id.as_deref());
+            answer
+        }
+    });
+    lambda_http::run(service).await
 }

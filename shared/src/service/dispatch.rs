@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 
@@ -105,7 +106,7 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T, ServiceError>> + Send + 'static,
 {
-    tokio::spawn(work)
+    tokio::spawn(work.in_current_span())
         .await
         .unwrap_or_else(|crash| Err(ServiceError::Crashed(crash.to_string())))
 }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::dispatch::{self, Dispatch};
@@ -254,7 +255,7 @@ async fn store_and_send(
         }
         Err(e) => return Err(e.into()),
     }
-    deps.metrics.enqueued(1);
+    deps.metrics.enqueued(&task.queue_name, 1);
     if let Dispatch::Send { delay, .. } = plan {
         let message = dispatch::message(deps, &task, delay);
         dispatch::send_or_recheck(deps, vec![message], |soon| {
@@ -293,9 +294,10 @@ pub async fn enqueue_batch(
     let mut chunks = Vec::new();
     let mut chunk = Chunk::default();
     let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
-    let mut stored = 0;
+    let mut per_queue: std::collections::BTreeMap<String, u64> = Default::default();
     let table = deps.tasks();
     for task in tasks {
+        *per_queue.entry(task.queue_name.clone()).or_default() += 1;
         if task.ttl_seconds == Some(0.0) {
             ephemeral.push(ephemeral_message(&task)?);
             ids.push(None);
@@ -314,7 +316,6 @@ pub async fn enqueue_batch(
             chunk.sent.push(task);
         }
         *counters.entry(shard_key).or_default() += 1;
-        stored += 1;
     }
     if !chunk.ops.is_empty() {
         chunks.push(chunk.close(&mut counters));
@@ -334,7 +335,7 @@ pub async fn enqueue_batch(
         let mut writes = tokio::task::JoinSet::new();
         for chunk in chunks {
             let deps = deps.clone();
-            writes.spawn(async move { chunk.store_and_send(&deps).await });
+            writes.spawn(async move { chunk.store_and_send(&deps).await }.in_current_span());
         }
         let mut outcome = Ok(());
         while let Some(done) = writes.join_next().await {
@@ -344,7 +345,9 @@ pub async fn enqueue_batch(
             }
         }
         outcome?;
-        deps.metrics.enqueued(stored);
+        for (queue, n) in &per_queue {
+            deps.metrics.enqueued(queue, *n);
+        }
         Ok(ids)
     })
     .await
@@ -429,7 +432,7 @@ async fn send_ephemeral(deps: &Deps, task: &Task) -> Result<(), ServiceError> {
     deps.queue
         .send_batch(&deps.config.task_queue, vec![message])
         .await?;
-    deps.metrics.enqueued(0);
+    deps.metrics.enqueued(&task.queue_name, 1);
     Ok(())
 }
 

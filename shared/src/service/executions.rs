@@ -10,6 +10,7 @@
 //! events live: [`crate::table::executions`], [`crate::table::events`].
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
@@ -22,7 +23,7 @@ use super::pipelines;
 use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
 use super::{Deps, ServiceError, found};
-use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome};
+use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome, StepStatus};
 use crate::domain::expression::Expression;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
 use crate::handlers::TaskContext;
@@ -172,7 +173,17 @@ async fn checkpoint(deps: &Deps, prev: &Execution, next: &Execution) -> Result<(
         ExecutionStatus::Running => Vec::new(),
         _ => finishing_writes(deps, next).await?,
     };
-    save(deps, prev, next, next.lease_until, extra).await
+    save(deps, prev, next, next.lease_until, extra).await?;
+    // Counted once written: a checkpoint that lost a race counts nothing.
+    for (before, after) in prev.steps.iter().zip(&next.steps) {
+        if before.status == StepStatus::Pending && after.status != StepStatus::Pending {
+            deps.metrics.step_finished(after.status.as_str());
+        }
+    }
+    if prev.status == ExecutionStatus::Running && next.status != ExecutionStatus::Running {
+        deps.metrics.execution_finished(next.status.as_str());
+    }
+    Ok(())
 }
 
 /// Run the execution from its first unfinished step to its end: what the
@@ -321,7 +332,7 @@ async fn run_step(
         };
         // On its own tokio task, so a panicking handler fails its attempt
         // instead of taking the worker down.
-        let mut run = tokio::spawn(job.run());
+        let mut run = tokio::spawn(job.run().in_current_span());
         let failure = match tokio::time::timeout(step.timeout(), &mut run).await {
             Ok(Ok(Ok(output))) if crate::json::deeper_than(&output, MAX_OUTPUT_DEPTH) => {
                 Failure::Fatal(format!(

@@ -229,6 +229,11 @@ pub async fn deliver_stored(deps: &Deps, id: Uuid, attempt_no: u32) -> Result<()
     let timer = again.then(|| {
         now + chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
     });
+    deps.metrics.webhook(match status {
+        WebhookStatus::Delivered => "delivered",
+        WebhookStatus::Pending => "retrying",
+        WebhookStatus::Failed => "failed",
+    });
     record(deps, task, outcome, timer).await?;
     if again {
         let next = attempt_no + 1;
@@ -272,8 +277,12 @@ async fn record(
 /// the outcome is only logged.
 pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<(), ServiceError> {
     match attempt(deps, &task).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            deps.metrics.webhook("delivered");
+            Ok(())
+        }
         Err(Undelivered::Failed { .. }) if attempt_no < deps.config.webhook_attempts => {
+            deps.metrics.webhook("retrying");
             let next = attempt_no + 1;
             let body = TaskMessage::InlineWebhook {
                 webhook_task: Box::new(task),
@@ -285,6 +294,7 @@ pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<
             Ok(())
         }
         Err(undelivered) => {
+            deps.metrics.webhook("failed");
             tracing::warn!(error = %undelivered.error(), "webhook of an unstored task failed for good");
             Ok(())
         }

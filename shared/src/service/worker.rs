@@ -4,6 +4,7 @@
 //! duplicate message a no-op, so a task body runs once per attempt.
 
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -92,9 +93,15 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
         other => other?,
     }
-    deps.metrics.started();
+    count_start(deps, &running, now);
     let outcome = run_attempt(deps, &running).await;
     finish(deps, running, outcome).await.map(|_| Start::Done)
+}
+
+/// Count an attempt that starts at `now`, and how long after its task was due.
+fn count_start(deps: &Deps, running: &Task, now: DateTime<Utc>) {
+    let pickup = (now - running.due_at()).to_std().unwrap_or_default();
+    deps.metrics.started(&running.queue_name, pickup);
 }
 
 /// Run the handler under the task's timeout; a timeout is a retryable failure.
@@ -112,7 +119,7 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
     let limit = Duration::from_secs(task.timeout_seconds);
     // On its own tokio task, so a panicking handler fails its attempt (and
     // is retried per the task's policy) instead of taking the worker down.
-    let mut run = tokio::spawn(deps.handlers.run(ctx));
+    let mut run = tokio::spawn(deps.handlers.run(ctx).in_current_span());
     let outcome = match tokio::time::timeout(limit, &mut run).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(TaskFailure::retry(format!("handler crashed: {e}"))),
@@ -124,7 +131,8 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
             )))
         }
     };
-    deps.metrics.observe(started.elapsed());
+    deps.metrics
+        .attempt_ran(&task.queue_name, started.elapsed());
     outcome
 }
 
@@ -191,7 +199,7 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
         After::Retry(t) => {
             let plan = dispatch::plan(deps, &t, now);
             deps.tasks().save(current, &t, Some(plan.timer())).await?;
-            deps.metrics.retried();
+            deps.metrics.retried(&t.queue_name);
             if let Dispatch::Send { delay, .. } = plan {
                 send_or_leave_to_timer(deps, dispatch::message(deps, &t, delay), "task").await;
             }
@@ -204,7 +212,8 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
             // A pending webhook keeps a timer so a lost message is re-sent.
             let timer = announces.then(|| now + redispatch_window(deps));
             deps.tasks().save(current, &t, timer).await?;
-            deps.metrics.finished(t.status == TaskStatus::Completed);
+            deps.metrics
+                .finished(&t.queue_name, t.status == TaskStatus::Completed);
             if announces {
                 let message = OutgoingMessage {
                     body: TaskMessage::Webhook {
@@ -253,7 +262,7 @@ async fn run_inline(deps: &Deps, task: Task) -> Result<(), ServiceError> {
     let running = task
         .start(now, deps.config.lease_grace)
         .map_err(invalid_transition)?;
-    deps.metrics.started();
+    count_start(deps, &running, now);
     let outcome = run_attempt(deps, &running).await;
     let now = deps.now();
     let done = match outcome {
@@ -265,7 +274,7 @@ async fn run_inline(deps: &Deps, task: Task) -> Result<(), ServiceError> {
             .map_err(invalid_transition)?
         {
             AfterFailure::Retry(t, at) => {
-                deps.metrics.retried();
+                deps.metrics.retried(&t.queue_name);
                 let delay = (at - now)
                     .to_std()
                     .unwrap_or_default()
@@ -287,7 +296,8 @@ async fn run_inline(deps: &Deps, task: Task) -> Result<(), ServiceError> {
             AfterFailure::Failed(t) => t,
         },
     };
-    deps.metrics.finished(done.status == TaskStatus::Completed);
+    deps.metrics
+        .finished(&done.queue_name, done.status == TaskStatus::Completed);
     if done.webhook_url.is_some() {
         let message = OutgoingMessage {
             body: TaskMessage::InlineWebhook {

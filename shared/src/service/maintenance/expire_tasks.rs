@@ -28,6 +28,7 @@ impl Service for ExpireTasks {
         };
         let expired = task.expire(now).map_err(invalid_transition)?;
         deps.tasks().save(&task, &expired, None).await?;
+        deps.metrics.expired(&task.queue_name);
         Ok(true)
     }
 }
