@@ -16,6 +16,7 @@ pub mod service;
 pub mod table;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod trace;
 
 pub use config::Config;
 pub use service::{Deps, ServiceError};

@@ -129,6 +129,10 @@ pub struct Execution {
     /// Its pipeline's owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<Uuid>,
+    /// The W3C `traceparent` of the request that started it: its steps'
+    /// outgoing calls and enqueued tasks continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -178,6 +182,7 @@ impl Execution {
             validation_errors: None,
             steps,
             lease_until: None,
+            traceparent: None,
             version: 1,
         }
     }

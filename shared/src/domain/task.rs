@@ -177,6 +177,10 @@ pub struct Task {
     /// secrets its `http` calls may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Uuid>,
+    /// The W3C `traceparent` of the request that enqueued it: its attempts'
+    /// outgoing calls continue that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -389,6 +393,7 @@ mod tests {
             lease_until: None,
             webhook: None,
             owner: None,
+            traceparent: None,
             version: 1,
         }
     }

@@ -465,18 +465,42 @@ pub fn authenticated(deps: &crate::Deps, routes: Router<crate::Deps>) -> Router 
 /// Answers that may carry tokens, keys or task data: never cached, never
 /// sniffed as another content type by a browser.
 pub fn private(routes: Router) -> Router {
-    routes.layer(axum::middleware::map_response(
-        |mut answer: Response| async move {
-            use axum::http::{HeaderValue, header};
-            let headers = answer.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            answer
-        },
-    ))
+    routes
+        .layer(axum::middleware::map_response(
+            |mut answer: Response| async move {
+                use axum::http::{HeaderValue, header};
+                let headers = answer.headers_mut();
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                headers.insert(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
+                answer
+            },
+        ))
+        .layer(axum::middleware::from_fn(continue_trace))
+}
+
+/// A request's W3C `traceparent`, when well-formed, is the trace of all it
+/// does: its log lines carry the trace id, and what it creates keeps the
+/// header (see [`crate::trace`]). An ill-formed one is ignored, as the
+/// specification says.
+async fn continue_trace(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let context = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::trace::TraceContext::parse);
+    match context {
+        None => next.run(request).await,
+        Some(c) => {
+            let span = tracing::info_span!("traced", trace_id = %c.trace_id());
+            crate::trace::scope(Some(c), next.run(request))
+                .instrument(span)
+                .await
+        }
+    }
 }
 
 /// Decode a list cursor from a query parameter.

@@ -87,7 +87,12 @@ pub fn message(deps: &Deps, task: &Task, delay: Duration) -> OutgoingMessage {
             .unwrap_or_else(|| TaskMessage::Stored { id: task.id }.encode()),
         delay,
         priority: task.priority,
-        ..Default::default()
+        // For whatever else reads the queue; the worker reads the task's.
+        attributes: task
+            .traceparent
+            .iter()
+            .map(|t| ("traceparent".to_string(), t.clone()))
+            .collect(),
     }
 }
 

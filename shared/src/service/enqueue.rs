@@ -207,6 +207,7 @@ impl NewTask {
             lease_until: None,
             webhook: None,
             owner: self.owner,
+            traceparent: crate::trace::current_header(),
             version: 1,
         }
     }

@@ -73,8 +73,12 @@ fn redispatch_window(deps: &Deps) -> chrono::Duration {
     chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
 }
 
-fn message(id: Uuid) -> OutgoingMessage {
-    OutgoingMessage::new(TaskMessage::Execution { execution: id }.encode())
+fn message(e: &Execution) -> OutgoingMessage {
+    let mut message = OutgoingMessage::new(TaskMessage::Execution { execution: e.id }.encode());
+    if let Some(t) = &e.traceparent {
+        message.attributes.insert("traceparent".into(), t.clone());
+    }
+    message
 }
 
 /// Store a new execution (with `extra` writes in the same transaction) and
@@ -84,7 +88,8 @@ fn message(id: Uuid) -> OutgoingMessage {
 pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<(), ServiceError> {
     // Counted first: past the owner's monthly runs, nothing is written.
     super::identity::limits::count_run(deps, e.user_id).await?;
-    let (deps, e) = (deps.clone(), e.clone());
+    let (deps, mut e) = (deps.clone(), e.clone());
+    e.traceparent = e.traceparent.or_else(crate::trace::current_header);
     dispatch::detached(async move {
         let now = deps.now();
         let retention = deps.config.execution_retention;
@@ -96,7 +101,7 @@ pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<()
         )];
         ops.extend(extra);
         deps.store.transact(ops).await?;
-        dispatch::send_or_recheck(&deps, vec![message(e.id)], |soon| {
+        dispatch::send_or_recheck(&deps, vec![message(&e)], |soon| {
             // Same version: the message, if it did go, still claims it.
             vec![vec![table::replace(&e, &e, Some(soon), retention)]]
         })
@@ -194,6 +199,13 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         Err(ServiceError::NotFound(_)) => return Ok(()),
         other => other?,
     };
+    let trace = crate::trace::of(&current.traceparent);
+    crate::trace::scope(trace, run_from(deps, current)).await
+}
+
+/// [`run`] once the execution is read.
+async fn run_from(deps: &Deps, current: Execution) -> Result<(), ServiceError> {
+    let id = current.id;
     let now = deps.now();
     let Some(first) = current.next_step() else {
         return Ok(());
@@ -332,7 +344,7 @@ async fn run_step(
         };
         // On its own tokio task, so a panicking handler fails its attempt
         // instead of taking the worker down.
-        let mut run = tokio::spawn(job.run().in_current_span());
+        let mut run = tokio::spawn(crate::trace::carry(job.run()).in_current_span());
         let failure = match tokio::time::timeout(step.timeout(), &mut run).await {
             Ok(Ok(Ok(output))) if crate::json::deeper_than(&output, MAX_OUTPUT_DEPTH) => {
                 Failure::Fatal(format!(
@@ -601,7 +613,7 @@ async fn resend(deps: &Deps, e: &Execution, now: DateTime<Utc>) -> Result<(), Se
     )
     .await?;
     deps.queue
-        .send_batch(&deps.config.task_queue, vec![message(e.id)])
+        .send_batch(&deps.config.task_queue, vec![message(e)])
         .await?;
     Ok(())
 }

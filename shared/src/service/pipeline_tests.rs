@@ -610,3 +610,60 @@ async fn a_step_that_keeps_losing_its_worker_fails_instead_of_resuming_forever()
     let stats = pipelines::stats(&deps, p.id).await.unwrap();
     assert_eq!(stats.executions_error, 1, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_run_keeps_its_caller_s_trace_for_its_message_and_the_tasks_it_enqueues() {
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (deps, _) = setup(Registry::standard());
+    let p = created(
+        &deps,
+        spec(json!({"name": "p", "steps": [
+            {"name": "out", "kind": "enqueue", "task_name": "echo", "queue_name": "traced"}
+        ]})),
+    )
+    .await;
+    let trace = crate::trace::TraceContext::parse(CALLER);
+    let run = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({}));
+    let e = crate::trace::scope(trace, run).await.unwrap();
+
+    let stored = executions::get(&deps, e.id).await.unwrap();
+    assert_eq!(stored.traceparent.as_deref(), Some(CALLER));
+    let messages = super::tests::receive_all(&deps).await;
+    assert_eq!(
+        messages[0]
+            .attributes
+            .get("traceparent")
+            .map(String::as_str),
+        Some(CALLER)
+    );
+    // Run outside any request: the enqueued task takes the execution's trace.
+    for m in messages {
+        process(&deps, &m.body).await.unwrap();
+    }
+    let done = executions::get(&deps, e.id).await.unwrap();
+    let ids = done.output.unwrap()["task_ids"].as_array().unwrap().clone();
+    let task_id = ids[0].as_str().unwrap().parse().unwrap();
+    let task = deps.tasks().get(task_id).await.unwrap().unwrap();
+    assert_eq!(task.traceparent.as_deref(), Some(CALLER));
+    let task_message = super::tests::receive_all(&deps).await;
+    assert_eq!(
+        task_message[0]
+            .attributes
+            .get("traceparent")
+            .map(String::as_str),
+        Some(CALLER)
+    );
+
+    // Without a caller's trace there is none.
+    let untraced = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({}))
+        .await
+        .unwrap();
+    let stored = executions::get(&deps, untraced.id).await.unwrap();
+    assert_eq!(stored.traceparent, None);
+    let messages = super::tests::receive_all(&deps).await;
+    assert!(
+        messages[0].attributes.is_empty(),
+        "{:?}",
+        messages[0].attributes
+    );
+}

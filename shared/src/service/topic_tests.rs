@@ -410,3 +410,23 @@ async fn a_user_s_trigger_past_its_monthly_runs_is_refused_and_counted_not_retri
     let info = topics::info(&deps, "orders").await.unwrap();
     assert_eq!((info.dispatched, info.refused, info.dropped), (1, 1, 0));
 }
+
+#[tokio::test]
+async fn a_publisher_s_trace_travels_with_the_message_into_the_executions() {
+    const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let (deps, p) = started_on_orders().await;
+    let trace = crate::trace::TraceContext::parse(CALLER);
+    crate::trace::scope(trace, topics::publish(&deps, "orders", &json!({"n": 1})))
+        .await
+        .unwrap();
+    let got = on_topic_queue(&deps).await;
+    assert_eq!(
+        got[0].attributes.get("traceparent").map(String::as_str),
+        Some(CALLER)
+    );
+    // The dispatcher runs outside the publisher's request: the attribute
+    // carries the trace.
+    topics::dispatch(&deps, &got[0]).await.unwrap();
+    let runs = executions_of(&deps, &p).await;
+    assert_eq!(runs[0].traceparent.as_deref(), Some(CALLER));
+}

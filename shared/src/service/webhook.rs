@@ -164,7 +164,9 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, Undelivered> {
         timeout: ATTEMPT_TIMEOUT,
     };
     // The owner's client: it resolves `{{secrets.NAME}}` in the extra headers.
-    match Resolving::client(deps, task.owner).send(request).await {
+    let client = Resolving::client(deps, task.owner);
+    let sent = crate::trace::scope(crate::trace::of(&task.traceparent), client.send(request));
+    match sent.await {
         Ok(r) if (200..300).contains(&r.status) => Ok(r.status),
         Ok(r) => Err(Undelivered::Failed {
             status: Some(r.status),

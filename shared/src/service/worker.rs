@@ -119,7 +119,9 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
     let limit = Duration::from_secs(task.timeout_seconds);
     // On its own tokio task, so a panicking handler fails its attempt (and
     // is retried per the task's policy) instead of taking the worker down.
-    let mut run = tokio::spawn(deps.handlers.run(ctx).in_current_span());
+    let trace = crate::trace::of(&task.traceparent);
+    let run = crate::trace::scope(trace, deps.handlers.run(ctx));
+    let mut run = tokio::spawn(run.in_current_span());
     let outcome = match tokio::time::timeout(limit, &mut run).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(TaskFailure::retry(format!("handler crashed: {e}"))),

@@ -1,0 +1,180 @@
+//! W3C Trace Context: a request's `traceparent` is kept with the task or
+//! execution it creates, travels with its queue message, and goes out on
+//! every call warren makes for it (the `http` handler and steps, webhooks),
+//! so a tracing backend joins the caller's trace to what warren did.
+//!
+//! Within a request or a run, the context is a task-local ([`scope`],
+//! [`current`]); spawned work takes it along with [`carry`].
+
+use std::future::Future;
+
+tokio::task_local! {
+    static CURRENT: Option<TraceContext>;
+}
+
+/// One `traceparent`: the trace, the caller's span in it, and its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: [u8; 16],
+    parent_id: [u8; 8],
+    flags: u8,
+}
+
+impl TraceContext {
+    /// Parse a `traceparent` header value; `None` for anything the W3C
+    /// rules say to ignore (bad length or hex, upper case, all-zero ids,
+    /// version `ff`). A later version is read by its first four fields.
+    pub fn parse(header: &str) -> Option<TraceContext> {
+        let h = header.trim();
+        let version = u8::from_str_radix(h.get(0..2)?, 16).ok()?;
+        let exact = h.len() == 55;
+        let longer = version > 0 && h.len() > 55 && h.as_bytes()[55] == b'-';
+        if version == 0xff || !(exact || longer) || !h.is_char_boundary(55) {
+            return None;
+        }
+        let h = &h[..55];
+        let lower_hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let parts: Vec<&str> = h.split('-').collect();
+        let [v, trace, parent, flags] = parts[..] else {
+            return None;
+        };
+        if ![v, trace, parent, flags].iter().all(|p| lower_hex(p)) {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        let mut parent_id = [0u8; 8];
+        hex::decode_to_slice(trace, &mut trace_id).ok()?;
+        hex::decode_to_slice(parent, &mut parent_id).ok()?;
+        if trace_id == [0; 16] || parent_id == [0; 8] {
+            return None;
+        }
+        let flags = u8::from_str_radix(flags, 16).ok()?;
+        Some(TraceContext {
+            trace_id,
+            parent_id,
+            flags,
+        })
+    }
+
+    /// The same trace with a new span of warren's as the parent: what an
+    /// outgoing call carries.
+    pub fn child(&self) -> TraceContext {
+        let mut parent_id: [u8; 8] = rand::random();
+        if parent_id == [0; 8] {
+            parent_id[7] = 1;
+        }
+        TraceContext { parent_id, ..*self }
+    }
+
+    /// The trace id as 32 hex digits (for log lines).
+    pub fn trace_id(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    /// The header value, version 00.
+    pub fn header(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            hex::encode(self.trace_id),
+            hex::encode(self.parent_id),
+            self.flags & 0x01 // only the sampled flag is defined for 00
+        )
+    }
+}
+
+/// The context of the request or run this code serves, if its caller sent
+/// one.
+pub fn current() -> Option<TraceContext> {
+    CURRENT.try_with(|c| *c).ok().flatten()
+}
+
+/// The current context as a header value, to keep with what this request
+/// creates.
+pub fn current_header() -> Option<String> {
+    current().map(|c| c.header())
+}
+
+/// Run `work` in `context` (a stored header value, or none).
+pub async fn scope<F: Future>(context: Option<TraceContext>, work: F) -> F::Output {
+    CURRENT.scope(context, work).await
+}
+
+/// `work` in the current context, for `tokio::spawn` (a task-local does not
+/// cross a spawn by itself).
+pub fn carry<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(current(), work)
+}
+
+/// The context kept as `stored` (a task's or an execution's `traceparent`).
+pub fn of(stored: &Option<String>) -> Option<TraceContext> {
+    stored.as_deref().and_then(TraceContext::parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_header_reads_back_the_same() {
+        let c = TraceContext::parse(SAMPLE).expect("valid");
+        assert_eq!(c.header(), SAMPLE);
+        assert_eq!(c.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_flags_with_a_new_span() {
+        let c = TraceContext::parse(SAMPLE).unwrap();
+        let child = c.child();
+        let h = child.header();
+        assert!(h.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{h}");
+        assert!(h.ends_with("-01"), "{h}");
+        assert_ne!(h, SAMPLE);
+        assert_eq!(TraceContext::parse(&h), Some(child));
+    }
+
+    #[test]
+    fn what_the_spec_says_to_ignore_is_ignored() {
+        for bad in [
+            "",
+            "00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é",
+        ] {
+            assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_later_version_is_read_by_its_first_fields() {
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes-next";
+        let c = TraceContext::parse(later).expect("version 01 with more fields");
+        assert_eq!(c.header(), SAMPLE);
+    }
+
+    #[tokio::test]
+    async fn the_context_holds_within_its_scope_and_carries_into_spawns() {
+        assert_eq!(current(), None);
+        let c = TraceContext::parse(SAMPLE);
+        scope(c, async {
+            assert_eq!(current(), c);
+            let spawned = tokio::spawn(carry(async { current() })).await.unwrap();
+            assert_eq!(spawned, c);
+            let lost = tokio::spawn(async { current() }).await.unwrap();
+            assert_eq!(lost, None, "a bare spawn does not carry it");
+        })
+        .await;
+        assert_eq!(current(), None);
+    }
+}
