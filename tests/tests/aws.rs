@@ -206,6 +206,94 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     assert_eq!(health["statusCode"], 200, "{health}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_secrets_come_from_ssm_and_only_the_worker_needs_them() {
+    let aws = provision();
+    let hash = sha256_hex(KEY);
+    let rx = Receiver::ok().await;
+    let webhook_key = b"a webhook key kept in SSM only!";
+    let (webhook_parameter, step_parameter) = (
+        format!("/{}/webhook-secret", aws.table),
+        format!("/{}/step-secret", aws.table),
+    );
+    warren::testing::aws::put_secure_parameter(&webhook_parameter, &webhook_secret(webhook_key))
+        .await;
+    warren::testing::aws::put_secure_parameter(
+        &step_parameter,
+        &webhook_secret(b"the step key, also in SSM"),
+    )
+    .await;
+    let base = [
+        ("WARREN_TABLE", aws.table.as_str()),
+        ("WARREN_TASK_QUEUE", aws.task_queue.as_str()),
+        ("WARREN_TOPIC_QUEUE", aws.topic_queue.as_str()),
+        ("WARREN_API_KEY_SHA256", hash.as_str()),
+        ("WARREN_OUTBOUND_ALLOW", "127.0.0.1/32"),
+    ];
+
+    // An HTTP function starts and serves without any signing secret.
+    let mut enqueue = LambdaFunction::start("enqueue", &base).await;
+    let body = json!({"task_name": "echo", "webhook_url": rx.url("/done")});
+    let created = enqueue
+        .invoke(http_event(
+            "POST",
+            "/api/v1/enqueue",
+            &[("x-api-key", KEY)],
+            Some(&body),
+        ))
+        .await
+        .expect("enqueue answers");
+    let id = answer(&created, 201)["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The worker without them refuses to start, naming what is missing.
+    let mut unsigned = LambdaFunction::start("worker", &base).await;
+    assert!(
+        unsigned.exit_status(secs(10)).await.is_some(),
+        "a worker without signing secrets must not start"
+    );
+    assert!(
+        unsigned.log().contains("WARREN_WEBHOOK_SECRET"),
+        "{}",
+        unsigned.log()
+    );
+
+    // With their SSM names it reads them at its start and signs with them.
+    let mut env = base.to_vec();
+    env.push((
+        "WARREN_WEBHOOK_SECRET_PARAMETER",
+        webhook_parameter.as_str(),
+    ));
+    env.push(("WARREN_STEP_SECRET_PARAMETER", step_parameter.as_str()));
+    let mut worker = LambdaFunction::start("worker", &env).await;
+    let sqs = AwsClients::new(&sdk_config().await, None).queue();
+    for _ in 0..2 {
+        // The task's message, then its webhook's.
+        let message = receive_one(&*sqs, &aws.task_queue).await;
+        let response = worker
+            .invoke(sqs_event(&[("m", &message)]))
+            .await
+            .expect("worker answers");
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    }
+    let got = wait_until("the webhook", secs(10), async || {
+        rx.requests().into_iter().next()
+    })
+    .await;
+    let (msg_id, timestamp) = (
+        got.header("webhook-id").expect("webhook-id"),
+        got.header("webhook-timestamp").expect("webhook-timestamp"),
+    );
+    assert_eq!(msg_id, format!("msg_{id}"));
+    assert_eq!(
+        got.header("webhook-signature"),
+        Some(webhook_signature(webhook_key, msg_id, timestamp, &got.body).as_str()),
+        "signed with the secret read from SSM"
+    );
+}
+
 /// The log's lines that are JSON objects.
 fn json_lines(log: &str) -> Vec<Value> {
     log.lines()

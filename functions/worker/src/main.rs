@@ -7,6 +7,8 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = &warren::runtime::lambda().await?;
+    // The worker signs webhooks and pipeline `http` steps.
+    warren::runtime::require_signing(deps)?;
     let handler = |event: LambdaEvent<SqsEvent>| async move {
         let failures = worker::handle_batch(deps, event.payload).await;
         // What the batch counted, as CloudWatch EMF lines.

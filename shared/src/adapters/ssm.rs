@@ -1,7 +1,7 @@
-//! One read of an SSM SecureString parameter (the key that seals stored
-//! secrets), decrypted by SSM. A single SigV4-signed `GetParameter` call
-//! with the SDK's own signer and credentials: the whole SSM SDK would add
-//! 350,000 lines to every build for this one request.
+//! Reads of SSM SecureString parameters (the key that seals stored secrets,
+//! the signing secrets), decrypted by SSM. A single SigV4-signed
+//! `GetParameter` call with the SDK's own signer and credentials: the whole
+//! SSM SDK would add 350,000 lines to every build for this one request.
 
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +14,19 @@ use super::aws::sdk_config;
 
 /// The decrypted value of the SecureString parameter `name`.
 pub async fn secure_parameter(name: &str) -> Result<String, String> {
+    let body = json!({ "Name": name, "WithDecryption": true });
+    let answer = call("GetParameter", &body)
+        .await
+        .map_err(|e| format!("SSM GetParameter {name}: {e}"))?;
+    answer["Parameter"]["Value"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("SSM GetParameter {name}: no value in the answer"))
+}
+
+/// One signed SSM API call (`AmazonSSM.<action>` with a JSON body): its JSON
+/// answer, or why it failed.
+pub(crate) async fn call(action: &str, body: &Value) -> Result<Value, String> {
     let config = sdk_config().await;
     let region = config
         .region()
@@ -29,10 +42,11 @@ pub async fn secure_parameter(name: &str) -> Result<String, String> {
         .ok()
         .or_else(|| config.endpoint_url().map(str::to_string))
         .unwrap_or_else(|| format!("https://ssm.{region}.amazonaws.com"));
-    let body = json!({ "Name": name, "WithDecryption": true }).to_string();
+    let body = body.to_string();
+    let target = format!("AmazonSSM.{action}");
     let headers = [
         ("content-type", "application/x-amz-json-1.1"),
-        ("x-amz-target", "AmazonSSM.GetParameter"),
+        ("x-amz-target", target.as_str()),
     ];
     let identity = credentials.into();
     let params = v4::SigningParams::builder()
@@ -77,10 +91,7 @@ pub async fn secure_parameter(name: &str) -> Result<String, String> {
             .ok()
             .and_then(|v| v["__type"].as_str().map(str::to_string))
             .unwrap_or_default();
-        return Err(format!("SSM GetParameter {name}: HTTP {status} {kind}"));
+        return Err(format!("HTTP {status} {kind}"));
     }
-    serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| v["Parameter"]["Value"].as_str().map(str::to_string))
-        .ok_or_else(|| format!("SSM GetParameter {name}: no value in the answer"))
+    serde_json::from_str(&text).map_err(|e| format!("the answer is not JSON: {e}"))
 }

@@ -106,11 +106,12 @@ fn key(
     Ok(ApiKey::new(s.get(plain).as_deref()))
 }
 
+/// A signing secret, or none (a process that never signs: empty).
 fn secret(s: &dyn Settings, name: &'static str) -> Result<Vec<u8>, SettingError> {
-    let value = s
-        .get(name)
-        .ok_or_else(|| bad(name, "not set (a whsec_... signing secret)"))?;
-    decode_secret(&value).map_err(|e| bad(name, e))
+    match s.get(name) {
+        Some(value) => decode_secret(&value).map_err(|e| bad(name, e)),
+        None => Ok(Vec::new()),
+    }
 }
 
 /// `WARREN_AUTH`: `required` (the default) or `disabled` (no credentials
@@ -179,7 +180,8 @@ impl Config {
     /// `WARREN_TASK_TIMEOUT`, `WARREN_EXPIRED_RETENTION`,
     /// `WARREN_REDISPATCH_AFTER`, `WARREN_MIN_SCHEDULE_INTERVAL`,
     /// `WARREN_EXECUTION_RETENTION` (seconds), `WARREN_WEBHOOK_SECRET` and
-    /// `WARREN_STEP_SECRET` (required, different), `WARREN_API_KEY[_SHA256]`
+    /// `WARREN_STEP_SECRET` (different; only a process that signs needs them,
+    /// see [`require_signing`]), `WARREN_API_KEY[_SHA256]`
     /// and `WARREN_METRICS_KEY[_SHA256]` (optional here: each runtime decides
     /// whether it may serve without), `WARREN_DEFAULT_WORKFLOW`,
     /// `WARREN_PUBLIC_URL`; identity and access: `WARREN_AUTH`, the
@@ -190,7 +192,7 @@ impl Config {
         let defaults = Config::default();
         let webhook_secret = secret(s, "WARREN_WEBHOOK_SECRET")?;
         let step_secret = secret(s, "WARREN_STEP_SECRET")?;
-        if step_secret == webhook_secret {
+        if !step_secret.is_empty() && step_secret == webhook_secret {
             return Err(bad(
                 "WARREN_STEP_SECRET",
                 "must differ from the webhook secret",
@@ -364,7 +366,7 @@ pub async fn lambda() -> Result<Deps, BoxError> {
     let config = Config {
         // API Gateway and function URLs serve HTTPS only.
         secure_cookies: true,
-        ..Config::from_env()?
+        ..Config::from_settings(&Layered(&signing_secrets(&Env).await?, &Env))?
     };
     if config.open {
         tracing::warn!("WARREN_AUTH=disabled: the API is open to anyone who can reach it");
@@ -383,6 +385,52 @@ pub async fn lambda() -> Result<Deps, BoxError> {
         Some(other) => return Err(format!("WARREN_METRICS: `{other}` is not emf or off").into()),
     });
     Ok(deps)
+}
+
+/// The settings of `first`, then those of `then`.
+struct Layered<'a>(&'a Overrides, &'a dyn Settings);
+
+impl Settings for Layered<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.get(name).or_else(|| self.1.get(name))
+    }
+}
+
+/// Each signing secret of `s` that is given as the name of an SSM
+/// SecureString (`WARREN_WEBHOOK_SECRET_PARAMETER`,
+/// `WARREN_STEP_SECRET_PARAMETER`), read from SSM: so the secrets reach only
+/// the functions that sign, and never sit in their configuration.
+async fn signing_secrets(s: &dyn Settings) -> Result<Overrides, BoxError> {
+    let mut settings = Overrides::default();
+    for (secret, parameter) in [
+        ("WARREN_WEBHOOK_SECRET", "WARREN_WEBHOOK_SECRET_PARAMETER"),
+        ("WARREN_STEP_SECRET", "WARREN_STEP_SECRET_PARAMETER"),
+    ] {
+        if let (None, Some(name)) = (s.get(secret), s.get(parameter)) {
+            let value = crate::adapters::ssm::secure_parameter(&name)
+                .await
+                .map_err(|e| format!("{parameter}: {e}"))?;
+            settings.set(secret, Some(value));
+        }
+    }
+    Ok(settings)
+}
+
+/// Fail the start of a process that signs (the worker: webhooks and
+/// pipeline `http` steps) unless it has both signing secrets.
+pub fn require_signing(deps: &Deps) -> Result<(), BoxError> {
+    for (secret, name) in [
+        (&deps.config.webhook_secret, "WARREN_WEBHOOK_SECRET"),
+        (&deps.config.step_secret, "WARREN_STEP_SECRET"),
+    ] {
+        if secret.is_empty() {
+            return Err(format!(
+                "{name} (or {name}_PARAMETER, an SSM SecureString): not set; this function signs with it"
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// Serve an HTTP function's router on the Lambda runtime, writing the

@@ -481,6 +481,10 @@ impl Attempt {
         method: &str,
         headers: &Map<String, Value>,
     ) -> Result<Value, Failure> {
+        if self.deps.config.step_secret.is_empty() {
+            // A process without the key cannot sign: it never sends unsigned.
+            return Err(Failure::Retry("this process has no step secret".into()));
+        }
         let body = self.context.to_string();
         let id = format!("msg_{}_{}", self.execution, self.step.name);
         let signed = signed_headers(

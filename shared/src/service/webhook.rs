@@ -150,6 +150,13 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, Undelivered> {
     let body = payload(task);
     let now = deps.now().timestamp();
     let id = format!("msg_{}", task.id);
+    if deps.config.webhook_secret.is_empty() {
+        // A process without the key cannot sign: it never sends unsigned.
+        return Err(Undelivered::Failed {
+            status: None,
+            error: "this process has no webhook secret".into(),
+        });
+    }
     let mut headers = signed_headers(&deps.config.webhook_secret, &id, now, &body);
     headers.extend(
         task.webhook_headers

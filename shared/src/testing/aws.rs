@@ -27,3 +27,14 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}-{}-{n}-{nanos}", std::process::id())
 }
+
+/// Store `value` as the SecureString parameter `name` (overwriting it), as
+/// an operator would with `aws ssm put-parameter --type SecureString`.
+pub async fn put_secure_parameter(name: &str, value: &str) {
+    let body = serde_json::json!({
+        "Name": name, "Value": value, "Type": "SecureString", "Overwrite": true
+    });
+    crate::adapters::ssm::call("PutParameter", &body)
+        .await
+        .unwrap_or_else(|e| panic!("SSM PutParameter {name}: {e}"));
+}
