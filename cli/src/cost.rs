@@ -65,6 +65,11 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     let config = Config::from_settings(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let http = runtime::http_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = runtime::aws(config, http, &resources, Some(&counter)).await;
+    // Completions are read from the worker's metrics registry.
+    let deps = warren::Deps {
+        metrics: std::sync::Arc::new(warren::service::Metrics::prometheus()),
+        ..deps
+    };
     counter.reset();
     if opts.auth_calls > 0 {
         return auth_costs(&deps, &counter, opts.auth_calls).await;

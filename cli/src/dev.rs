@@ -19,6 +19,7 @@ use warren::adapters::aws::Resources;
 use warren::adapters::embedded::{Durability, EmbeddedStore, MemoryQueue};
 use warren::keys;
 use warren::runtime::{self, Overrides};
+use warren::service::Metrics;
 use warren::service::maintenance::recovery;
 use warren::{Config, Deps};
 
@@ -268,6 +269,11 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             };
             (runtime::aws(config, http, &resources, None).await, None)
         }
+    };
+    // What `GET /metrics` serves beside the store's counts.
+    let deps = Deps {
+        metrics: Arc::new(Metrics::prometheus()),
+        ..deps
     };
 
     if embedded.is_some() {

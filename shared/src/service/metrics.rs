@@ -48,12 +48,10 @@ enum Sink {
 }
 
 impl Default for Metrics {
-    /// A Prometheus registry where the exporter is built in (`warren dev`,
-    /// tests), otherwise nothing.
+    /// Nothing recorded: each runtime chooses its sink ([`Metrics::emf`] on
+    /// Lambda, [`Metrics::prometheus`] in `warren dev`), so a Lambda never
+    /// links the Prometheus exporter, even built beside the CLI.
     fn default() -> Metrics {
-        #[cfg(feature = "prometheus")]
-        return Metrics::prometheus();
-        #[cfg(not(feature = "prometheus"))]
         Metrics::off()
     }
 }

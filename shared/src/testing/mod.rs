@@ -27,7 +27,7 @@ pub fn memory_deps(clock: Arc<dyn Clock>, handlers: Registry) -> Deps {
         clock,
         http: Arc::new(GuardedHttpClient::new(Vec::new()).expect("http client")),
         handlers: Arc::new(handlers),
-        metrics: Default::default(),
+        metrics: Arc::new(crate::service::Metrics::prometheus()),
         config: Arc::new(Config {
             webhook_secret: vec![7; 32],
             step_secret: vec![8; 32],
