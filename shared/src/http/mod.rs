@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cors;
 pub mod dto;
 pub mod guard;
+pub mod trace_context;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -478,29 +479,7 @@ pub fn private(routes: Router) -> Router {
                 answer
             },
         ))
-        .layer(axum::middleware::from_fn(continue_trace))
-}
-
-/// A request's W3C `traceparent`, when well-formed, is the trace of all it
-/// does: its log lines carry the trace id, and what it creates keeps the
-/// header (see [`crate::trace`]). An ill-formed one is ignored, as the
-/// specification says.
-async fn continue_trace(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use tracing::Instrument;
-    let context = request
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::trace::TraceContext::parse);
-    match context {
-        None => next.run(request).await,
-        Some(c) => {
-            let span = tracing::info_span!("traced", trace_id = %c.trace_id());
-            crate::trace::scope(Some(c), next.run(request))
-                .instrument(span)
-                .await
-        }
-    }
+        .layer(trace_context::ContinueTraceLayer)
 }
 
 /// Decode a list cursor from a query parameter.
