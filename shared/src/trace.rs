@@ -8,6 +8,11 @@
 
 use std::future::Future;
 
+use crate::ports::OutgoingMessage;
+
+/// The header, and the queue message attribute, that carries the context.
+pub const HEADER: &str = "traceparent";
+
 tokio::task_local! {
     static CURRENT: Option<TraceContext>;
 }
@@ -108,9 +113,30 @@ pub fn carry<F: Future>(work: F) -> impl Future<Output = F::Output> {
     CURRENT.scope(current(), work)
 }
 
-/// The context kept as `stored` (a task's or an execution's `traceparent`).
-pub fn of(stored: &Option<String>) -> Option<TraceContext> {
-    stored.as_deref().and_then(TraceContext::parse)
+/// The context kept as `stored` (a task's or an execution's `traceparent`,
+/// a message's attribute).
+pub fn of(stored: Option<&str>) -> Option<TraceContext> {
+    stored.and_then(TraceContext::parse)
+}
+
+/// `message` carrying `traceparent` (kept with what it starts) as its
+/// attribute, for whatever else reads the queue.
+pub fn tag(message: OutgoingMessage, traceparent: Option<&str>) -> OutgoingMessage {
+    match traceparent {
+        Some(t) => message.with_attribute(HEADER, t),
+        None => message,
+    }
+}
+
+/// Add the current context to an outgoing call's `headers`, as a span of
+/// warren's in the caller's trace, unless the call names one itself.
+pub fn propagate(headers: &mut Vec<(String, String)>) {
+    let Some(context) = current() else {
+        return;
+    };
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(HEADER)) {
+        headers.push((HEADER.into(), context.child().header()));
+    }
 }
 
 #[cfg(test)]

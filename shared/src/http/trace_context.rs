@@ -48,7 +48,7 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let context = request
             .headers()
-            .get("traceparent")
+            .get(crate::trace::HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceContext::parse);
         let answer = self.0.call(request);

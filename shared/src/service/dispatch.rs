@@ -81,19 +81,16 @@ pub fn message(deps: &Deps, task: &Task, delay: Duration) -> OutgoingMessage {
         }
         .encode()
     });
-    OutgoingMessage {
+    let message = OutgoingMessage {
         body: snapshot
             .filter(|s| s.len() <= MAX_MESSAGE_BYTES)
             .unwrap_or_else(|| TaskMessage::Stored { id: task.id }.encode()),
         delay,
         priority: task.priority,
-        // For whatever else reads the queue; the worker reads the task's.
-        attributes: task
-            .traceparent
-            .iter()
-            .map(|t| ("traceparent".to_string(), t.clone()))
-            .collect(),
-    }
+        ..Default::default()
+    };
+    // For whatever else reads the queue; the worker reads the task's.
+    crate::trace::tag(message, task.traceparent.as_deref())
 }
 
 /// The writes that bring a pending task's timer forward to `soon`, at the

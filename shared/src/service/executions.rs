@@ -74,11 +74,8 @@ fn redispatch_window(deps: &Deps) -> chrono::Duration {
 }
 
 fn message(e: &Execution) -> OutgoingMessage {
-    let mut message = OutgoingMessage::new(TaskMessage::Execution { execution: e.id }.encode());
-    if let Some(t) = &e.traceparent {
-        message.attributes.insert("traceparent".into(), t.clone());
-    }
-    message
+    let message = OutgoingMessage::new(TaskMessage::Execution { execution: e.id }.encode());
+    crate::trace::tag(message, e.traceparent.as_deref())
 }
 
 /// Store a new execution (with `extra` writes in the same transaction) and
@@ -199,7 +196,7 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         Err(ServiceError::NotFound(_)) => return Ok(()),
         other => other?,
     };
-    let trace = crate::trace::of(&current.traceparent);
+    let trace = crate::trace::of(current.traceparent.as_deref());
     crate::trace::scope(trace, run_from(deps, current)).await
 }
 
@@ -481,10 +478,6 @@ impl Attempt {
         method: &str,
         headers: &Map<String, Value>,
     ) -> Result<Value, Failure> {
-        if self.deps.config.step_secret.is_empty() {
-            // A process without the key cannot sign: it never sends unsigned.
-            return Err(Failure::Retry("this process has no step secret".into()));
-        }
         let body = self.context.to_string();
         let id = format!("msg_{}_{}", self.execution, self.step.name);
         let signed = signed_headers(
@@ -492,7 +485,8 @@ impl Attempt {
             &id,
             self.deps.now().timestamp(),
             &body,
-        );
+        )
+        .ok_or_else(|| Failure::Retry("this process has no step secret".into()))?;
         // The step's own headers never replace the signature's.
         let mut all: Vec<(String, String)> = headers
             .iter()

@@ -107,10 +107,15 @@ impl Metrics {
         }
     }
 
+    /// Add `n` to the counter `name` of `queue`.
+    fn count(&self, name: &'static str, queue: &str, n: u64) {
+        self.record(|| counter!(name, "queue" => queue.to_string()).increment(n));
+    }
+
     /// Count `n` tasks enqueued on `queue`.
     pub fn enqueued(&self, queue: &str, n: u64) {
         if n > 0 {
-            self.record(|| counter!(ENQUEUED, "queue" => queue.to_string()).increment(n));
+            self.count(ENQUEUED, queue, n);
         }
     }
 
@@ -131,18 +136,17 @@ impl Metrics {
 
     /// Count one failed attempt that will be retried.
     pub fn retried(&self, queue: &str) {
-        self.record(|| counter!(RETRIED, "queue" => queue.to_string()).increment(1));
+        self.count(RETRIED, queue, 1);
     }
 
     /// A task of `queue` reached completed (`true`) or failed for good.
     pub fn finished(&self, queue: &str, completed: bool) {
-        let name = if completed { COMPLETED } else { FAILED };
-        self.record(|| counter!(name, "queue" => queue.to_string()).increment(1));
+        self.count(if completed { COMPLETED } else { FAILED }, queue, 1);
     }
 
     /// A pending task of `queue` outlived its TTL.
     pub fn expired(&self, queue: &str) {
-        self.record(|| counter!(EXPIRED, "queue" => queue.to_string()).increment(1));
+        self.count(EXPIRED, queue, 1);
     }
 
     /// A webhook delivery attempt ended: `delivered`, `retrying` or `failed`.

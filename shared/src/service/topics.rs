@@ -28,8 +28,6 @@ pub const TOPIC_ATTRIBUTE: &str = "topic";
 /// An optional message attribute: the message's own id. Messages sent with
 /// the same id start each pipeline once (a producer's retried send, say).
 pub const MESSAGE_ID_ATTRIBUTE: &str = "message_id";
-/// The message attribute carrying the publisher's W3C `traceparent`.
-pub const TRACEPARENT_ATTRIBUTE: &str = "traceparent";
 /// The longest message id taken from an attribute (it becomes a key).
 const MAX_MESSAGE_ID: usize = 128;
 /// How long a dispatched message is remembered against redelivery.
@@ -173,12 +171,10 @@ pub async fn stop_started(deps: &Deps, pipeline_id: Uuid) -> Result<bool, Servic
 pub async fn publish(deps: &Deps, topic: &str, payload: &Value) -> Result<String, ServiceError> {
     check_topic(topic).map_err(|why| invalid_topic(topic, why))?;
     let message_id = Uuid::now_v7().to_string();
-    let mut message = OutgoingMessage::new(payload.to_string())
+    let message = OutgoingMessage::new(payload.to_string())
         .with_attribute(TOPIC_ATTRIBUTE, topic)
         .with_attribute(MESSAGE_ID_ATTRIBUTE, &message_id);
-    if let Some(trace) = crate::trace::current_header() {
-        message = message.with_attribute(TRACEPARENT_ATTRIBUTE, &trace);
-    }
+    let message = crate::trace::tag(message, crate::trace::current_header().as_deref());
     ServiceError::check_message_size("the message with its attributes", message.size())?;
     if deps.config.dispatch_inline {
         let delivery = Delivery {
@@ -303,10 +299,12 @@ async fn members(deps: &Deps, topic: &str) -> Result<Vec<Subscription>, ServiceE
 pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, ServiceError> {
     // The publisher's trace (a `traceparent` attribute, from warren or a
     // producer sending to the queue straight) goes on in the executions.
-    let trace = delivery
-        .attributes
-        .get(TRACEPARENT_ATTRIBUTE)
-        .and_then(|t| crate::trace::TraceContext::parse(t));
+    let trace = crate::trace::of(
+        delivery
+            .attributes
+            .get(crate::trace::HEADER)
+            .map(String::as_str),
+    );
     crate::trace::scope(trace, dispatch_traced(deps, delivery)).await
 }
 

@@ -101,14 +101,18 @@ pub fn sign(secret: &[u8], id: &str, timestamp: i64, body: &str) -> String {
 }
 
 /// The headers of a signed JSON request: content type, `webhook-id`,
-/// `webhook-timestamp` and `webhook-signature`.
+/// `webhook-timestamp` and `webhook-signature`. `None` in a process that
+/// has no key (only the worker signs): it never sends unsigned.
 pub fn signed_headers(
     secret: &[u8],
     id: &str,
     timestamp: i64,
     body: &str,
-) -> Vec<(String, String)> {
-    vec![
+) -> Option<Vec<(String, String)>> {
+    if secret.is_empty() {
+        return None;
+    }
+    Some(vec![
         ("content-type".into(), "application/json".into()),
         ("webhook-id".into(), id.to_string()),
         ("webhook-timestamp".into(), timestamp.to_string()),
@@ -116,7 +120,7 @@ pub fn signed_headers(
             "webhook-signature".into(),
             sign(secret, id, timestamp, body),
         ),
-    ]
+    ])
 }
 
 /// Why one delivery attempt did not deliver.
@@ -150,14 +154,13 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, Undelivered> {
     let body = payload(task);
     let now = deps.now().timestamp();
     let id = format!("msg_{}", task.id);
-    if deps.config.webhook_secret.is_empty() {
-        // A process without the key cannot sign: it never sends unsigned.
-        return Err(Undelivered::Failed {
-            status: None,
-            error: "this process has no webhook secret".into(),
-        });
-    }
-    let mut headers = signed_headers(&deps.config.webhook_secret, &id, now, &body);
+    let mut headers =
+        signed_headers(&deps.config.webhook_secret, &id, now, &body).ok_or_else(|| {
+            Undelivered::Failed {
+                status: None,
+                error: "this process has no webhook secret".into(),
+            }
+        })?;
     headers.extend(
         task.webhook_headers
             .iter()
@@ -172,7 +175,10 @@ async fn attempt(deps: &Deps, task: &Task) -> Result<u16, Undelivered> {
     };
     // The owner's client: it resolves `{{secrets.NAME}}` in the extra headers.
     let client = Resolving::client(deps, task.owner);
-    let sent = crate::trace::scope(crate::trace::of(&task.traceparent), client.send(request));
+    let sent = crate::trace::scope(
+        crate::trace::of(task.traceparent.as_deref()),
+        client.send(request),
+    );
     match sent.await {
         Ok(r) if (200..300).contains(&r.status) => Ok(r.status),
         Ok(r) => Err(Undelivered::Failed {

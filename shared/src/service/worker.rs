@@ -119,7 +119,7 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
     let limit = Duration::from_secs(task.timeout_seconds);
     // On its own tokio task, so a panicking handler fails its attempt (and
     // is retried per the task's policy) instead of taking the worker down.
-    let trace = crate::trace::of(&task.traceparent);
+    let trace = crate::trace::of(task.traceparent.as_deref());
     let run = crate::trace::scope(trace, deps.handlers.run(ctx));
     let mut run = tokio::spawn(run.in_current_span());
     let outcome = match tokio::time::timeout(limit, &mut run).await {

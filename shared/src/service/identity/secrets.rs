@@ -250,19 +250,8 @@ impl Resolving {
 #[async_trait]
 impl HttpClient for Resolving {
     async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        // The trace of the request this call serves goes on (W3C Trace
-        // Context), as a span of warren's, unless the call names its own.
-        if let Some(context) = crate::trace::current() {
-            let named = request
-                .headers
-                .iter()
-                .any(|(k, _)| k.eq_ignore_ascii_case("traceparent"));
-            if !named {
-                request
-                    .headers
-                    .push(("traceparent".into(), context.child().header()));
-            }
-        }
+        // The trace of the request this call serves goes on.
+        crate::trace::propagate(&mut request.headers);
         let mut names: Vec<String> = Vec::new();
         for (_, value) in &request.headers {
             for name in references(value).map_err(HttpError::Invalid)? {
