@@ -6,12 +6,10 @@
 //! schedule fires at all), so a stored trigger never fails for being
 //! malformed.
 
-use std::str::FromStr;
-
-use chrono::{DateTime, SubsecRound, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
+use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -171,7 +169,7 @@ impl Schedule {
         Ok(schedule)
     }
 
-    fn compile(&self) -> Result<(Cron, Tz), TriggerError> {
+    fn compile(&self) -> Result<(Cron, TimeZone), TriggerError> {
         let fields = self.cron.split_whitespace().count();
         // Nicknames (`@hourly`, ...) are one field; a 7th field (years) is refused.
         if !(self.cron.trim_start().starts_with('@') || fields == 5 || fields == 6) {
@@ -203,7 +201,7 @@ impl Schedule {
                 cron: self.cron.clone(),
                 reason: e.to_string(),
             })?;
-        let tz = Tz::from_str(&self.timezone)
+        let tz = TimeZone::get(&self.timezone)
             .map_err(|_| TriggerError::Timezone(self.timezone.clone()))?;
         Ok((cron, tz))
     }
@@ -229,12 +227,19 @@ impl Schedule {
         let Ok((cron, tz)) = self.compile() else {
             return Vec::new();
         };
+        let Ok(start) = jiff::Timestamp::from_second(t.timestamp()) else {
+            return Vec::new();
+        };
         let mut out = Vec::with_capacity(n.min(1000));
-        let mut at = t.trunc_subsecs(0).with_timezone(&tz);
+        let mut at = start.to_zoned(tz);
         while out.len() < n {
-            match cron.find_next_occurrence(&at, false) {
-                Ok(next) if until.is_none_or(|u| next <= u) => {
-                    out.push(next.with_timezone(&Utc));
+            let Ok(next) = cron.find_next_occurrence(&at, false) else {
+                break;
+            };
+            let stamp = next.timestamp();
+            match DateTime::from_timestamp(stamp.as_second(), stamp.subsec_nanosecond() as u32) {
+                Some(utc) if until.is_none_or(|u| utc <= u) => {
+                    out.push(utc);
                     at = next;
                 }
                 _ => break,
