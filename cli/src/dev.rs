@@ -203,6 +203,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         LogFormat::Json => logs.json().with_current_span(true).init(),
     }
 
+    let spans = crate::otel::start_from_env()?;
     let ip = resolve_host(&opts.host)?;
     // lapinq's names, so a lapinq deployment moves over by its URL alone.
     let lapinq = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -366,6 +367,9 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             .flush()
             .await
             .map_err(|e| anyhow::anyhow!("final flush: {e}"))?;
+    }
+    if let Some(spans) = spans {
+        spans.shutdown(Duration::from_secs(5)).await;
     }
     Ok(())
 }

@@ -5,8 +5,17 @@
 //!
 //! Within a request or a run, the context is a task-local ([`scope`],
 //! [`current`]); spawned work takes it along with [`carry`].
+//!
+//! When a [`SpanSink`] is set (`warren dev` sets one that sends OTLP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` names a collector), warren also reports
+//! its own [`Span`]s: each request, task attempt, execution run, topic
+//! message and outgoing call, in the caller's trace or a new one; what
+//! they start then carries warren's span as its parent. Without a sink
+//! nothing is recorded and the caller's context passes through unchanged.
 
 use std::future::Future;
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use crate::ports::OutgoingMessage;
 
@@ -67,11 +76,14 @@ impl TraceContext {
     /// The same trace with a new span of warren's as the parent: what an
     /// outgoing call carries.
     pub fn child(&self) -> TraceContext {
-        let mut parent_id: [u8; 8] = rand::random();
-        if parent_id == [0; 8] {
-            parent_id[7] = 1;
+        TraceContext {
+            parent_id: new_span_id(),
+            ..*self
         }
-        TraceContext { parent_id, ..*self }
+    }
+
+    fn sampled(&self) -> bool {
+        self.flags & 0x01 == 1
     }
 
     /// The trace id as 32 hex digits (for log lines).
@@ -129,13 +141,211 @@ pub fn tag(message: OutgoingMessage, traceparent: Option<&str>) -> OutgoingMessa
 }
 
 /// Add the current context to an outgoing call's `headers`, as a span of
-/// warren's in the caller's trace, unless the call names one itself.
-pub fn propagate(headers: &mut Vec<(String, String)>) {
-    let Some(context) = current() else {
-        return;
-    };
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(HEADER)) {
-        headers.push((HEADER.into(), context.child().header()));
+/// warren's in the caller's trace, unless the call names one itself. The
+/// span, when spans are exported, lasts as long as the caller keeps it.
+pub fn propagate(headers: &mut Vec<(String, String)>, method: &str, url: &str) -> Option<Span> {
+    let context = current()?;
+    if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(HEADER)) {
+        return None;
+    }
+    let span = Span::start(method, SpanKind::Client, Some(context)).map(|mut span| {
+        span.set("http.request.method", method);
+        // The host only: a path or query may carry a token.
+        let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+        span.set(
+            "server.address",
+            host.split(['/', '?', '#']).next().unwrap_or(""),
+        );
+        span
+    });
+    let sent = span.as_ref().map_or_else(|| context.child(), Span::context);
+    headers.push((HEADER.into(), sent.header()));
+    span
+}
+
+fn new_span_id() -> [u8; 8] {
+    let mut id: [u8; 8] = rand::random();
+    if id == [0; 8] {
+        id[7] = 1;
+    }
+    id
+}
+
+/// What a [`Span`] stands for, in OpenTelemetry's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpanKind {
+    /// A request warren serves.
+    Server,
+    /// A call warren makes.
+    Client,
+    /// A message or task warren takes from a queue.
+    Consumer,
+    /// Work within warren (an execution's run).
+    Internal,
+}
+
+/// A span that has ended, as a [`SpanSink`] receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FinishedSpan {
+    pub name: String,
+    pub kind: SpanKind,
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    /// The caller's span; `None` when warren started the trace.
+    pub parent_id: Option<[u8; 8]>,
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub attributes: Vec<(&'static str, Attribute)>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+/// A span attribute's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attribute {
+    Text(String),
+    Int(i64),
+}
+
+/// Where finished spans go (an OTLP exporter). `record` is called on the
+/// path of the work itself: it must hand the span off, not send it.
+pub trait SpanSink: Send + Sync {
+    fn record(&self, span: FinishedSpan);
+}
+
+static SINK: OnceLock<Box<dyn SpanSink>> = OnceLock::new();
+
+/// Report every span of this process to `sink` from now on (once per
+/// process; a second sink is ignored).
+pub fn export_spans(sink: Box<dyn SpanSink>) {
+    let _ = SINK.set(sink);
+}
+
+/// A unit of warren's work in a trace, reported when it is dropped: at its
+/// end, or when its future is dropped mid-way (then marked `cancelled`
+/// unless it already has an outcome).
+#[derive(Debug)]
+pub struct Span {
+    finished: FinishedSpan,
+    flags: u8,
+    ended: bool,
+}
+
+impl Span {
+    /// A span in `parent`'s trace (a new, sampled trace without one);
+    /// `None` when no sink is set or the caller's trace is not sampled.
+    pub fn start(name: &str, kind: SpanKind, parent: Option<TraceContext>) -> Option<Span> {
+        SINK.get()?;
+        if parent.is_some_and(|p| !p.sampled()) {
+            return None;
+        }
+        let (trace_id, parent_id, flags) = match parent {
+            Some(p) => (p.trace_id, Some(p.parent_id), p.flags),
+            None => (new_trace_id(), None, 0x01),
+        };
+        let now = SystemTime::now();
+        Some(Span {
+            finished: FinishedSpan {
+                name: name.to_owned(),
+                kind,
+                trace_id,
+                span_id: new_span_id(),
+                parent_id,
+                start: now,
+                end: now,
+                attributes: Vec::new(),
+                error: None,
+            },
+            flags,
+            ended: false,
+        })
+    }
+
+    /// The context of work this span starts: its trace, itself as parent.
+    pub fn context(&self) -> TraceContext {
+        TraceContext {
+            trace_id: self.finished.trace_id,
+            parent_id: self.finished.span_id,
+            flags: self.flags,
+        }
+    }
+
+    pub fn set(&mut self, key: &'static str, value: impl ToString) {
+        let value = Attribute::Text(value.to_string());
+        self.finished.attributes.push((key, value));
+    }
+
+    pub fn set_int(&mut self, key: &'static str, value: impl Into<i64>) {
+        let value = Attribute::Int(value.into());
+        self.finished.attributes.push((key, value));
+    }
+
+    /// Mark it failed, with why.
+    pub fn fail(&mut self, error: impl Into<String>) {
+        self.finished.error = Some(error.into());
+    }
+
+    /// End it now (a span dropped without ending, and not failed, was
+    /// cancelled).
+    pub fn end(mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        let Some(sink) = SINK.get() else {
+            return;
+        };
+        if !self.ended && self.finished.error.is_none() {
+            self.finished.error = Some("cancelled".into());
+        }
+        let mut finished = std::mem::replace(
+            &mut self.finished,
+            FinishedSpan {
+                name: String::new(),
+                kind: SpanKind::Internal,
+                trace_id: [0; 16],
+                span_id: [0; 8],
+                parent_id: None,
+                start: SystemTime::UNIX_EPOCH,
+                end: SystemTime::UNIX_EPOCH,
+                attributes: Vec::new(),
+                error: None,
+            },
+        );
+        finished.end = SystemTime::now();
+        sink.record(finished);
+    }
+}
+
+fn new_trace_id() -> [u8; 16] {
+    let mut id: [u8; 16] = rand::random();
+    if id == [0; 16] {
+        id[15] = 1;
+    }
+    id
+}
+
+/// Run `work` within `parent`, as a span of warren's named `name` when
+/// spans are exported (it starts now); `outcome` then notes on the span
+/// how it went.
+pub fn traced<F: Future, O: FnOnce(&F::Output, &mut Span)>(
+    name: &str,
+    kind: SpanKind,
+    parent: Option<TraceContext>,
+    work: F,
+    outcome: O,
+) -> impl Future<Output = F::Output> + use<F, O> {
+    let span = Span::start(name, kind, parent);
+    let context = span.as_ref().map(Span::context).or(parent);
+    async move {
+        let out = scope(context, work).await;
+        if let Some(mut span) = span {
+            outcome(&out, &mut span);
+            span.end();
+        }
+        out
     }
 }
 

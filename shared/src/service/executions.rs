@@ -32,6 +32,7 @@ use crate::messages::TaskMessage;
 use crate::ports::{HttpError, HttpRequest, Item, OutgoingMessage, StoreError, WriteOp};
 use crate::table::timers::{self, Owner};
 use crate::table::{events, executions as table};
+use crate::trace::{Span, SpanKind};
 
 /// The most tasks one execution may enqueue, all its `enqueue` steps
 /// together: a pipeline of 50 steps cannot turn one hook call into 50,000
@@ -197,7 +198,17 @@ pub async fn run(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
         other => other?,
     };
     let trace = crate::trace::of(current.traceparent.as_deref());
-    crate::trace::scope(trace, run_from(deps, current)).await
+    let (pipeline, version) = (current.pipeline_id, current.pipeline_version);
+    let outcome = move |done: &Result<(), ServiceError>, span: &mut Span| {
+        span.set("warren.execution_id", id);
+        span.set("warren.pipeline_id", pipeline);
+        span.set_int("warren.pipeline_version", version);
+        if let Err(e) = done {
+            span.fail(e.to_string());
+        }
+    };
+    let run = run_from(deps, current);
+    crate::trace::traced("execution", SpanKind::Consumer, trace, run, outcome).await
 }
 
 /// [`run`] once the execution is read.

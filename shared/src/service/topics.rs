@@ -22,6 +22,7 @@ use crate::domain::pipeline::check_topic;
 use crate::json::MAX_INPUT_DEPTH;
 use crate::ports::{Delivery, OutgoingMessage};
 use crate::table::{count, topics as table};
+use crate::trace::{Span, SpanKind};
 
 /// The message attribute that names a message's topic.
 pub const TOPIC_ATTRIBUTE: &str = "topic";
@@ -305,7 +306,19 @@ pub async fn dispatch(deps: &Deps, delivery: &Delivery) -> Result<Dispatched, Se
             .get(crate::trace::HEADER)
             .map(String::as_str),
     );
-    crate::trace::scope(trace, dispatch_traced(deps, delivery)).await
+    let outcome = |done: &Result<Dispatched, ServiceError>, span: &mut Span| match done {
+        Ok(d) => span.set_int("warren.executions_started", d.started as i64),
+        Err(e) => span.fail(e.to_string()),
+    };
+    let dispatch = dispatch_traced(deps, delivery);
+    crate::trace::traced(
+        "topic message",
+        SpanKind::Consumer,
+        trace,
+        dispatch,
+        outcome,
+    )
+    .await
 }
 
 /// [`dispatch`] within the message's trace.

@@ -18,6 +18,7 @@ use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
 use crate::ports::OutgoingMessage;
+use crate::trace::SpanKind;
 
 /// Handle one message. `Ok` means the message is done with (delete it);
 /// `Err` means a backend failed and the message should come back later.
@@ -120,7 +121,21 @@ async fn run_attempt(deps: &Deps, task: &Task) -> Result<Value, TaskFailure> {
     // On its own tokio task, so a panicking handler fails its attempt (and
     // is retried per the task's policy) instead of taking the worker down.
     let trace = crate::trace::of(task.traceparent.as_deref());
-    let run = crate::trace::scope(trace, deps.handlers.run(ctx));
+    let (queue, id, attempt) = (task.queue_name.clone(), task.id, task.attempts);
+    let run = crate::trace::traced(
+        &task.task_name,
+        SpanKind::Consumer,
+        trace,
+        deps.handlers.run(ctx),
+        move |outcome, span| {
+            span.set("warren.queue", queue);
+            span.set("warren.task_id", id);
+            span.set_int("warren.attempt", attempt);
+            if let Err(f) = outcome {
+                span.fail(&f.message);
+            }
+        },
+    );
     let mut run = tokio::spawn(run.in_current_span());
     let outcome = match tokio::time::timeout(limit, &mut run).await {
         Ok(Ok(r)) => r,

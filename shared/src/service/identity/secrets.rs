@@ -251,7 +251,22 @@ impl Resolving {
 impl HttpClient for Resolving {
     async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
         // The trace of the request this call serves goes on.
-        crate::trace::propagate(&mut request.headers);
+        let span = crate::trace::propagate(&mut request.headers, &request.method, &request.url);
+        let answer = self.send_resolved(request).await;
+        if let Some(mut span) = span {
+            match &answer {
+                Ok(r) => span.set_int("http.response.status_code", r.status),
+                Err(e) => span.fail(e.to_string()),
+            }
+            span.end();
+        }
+        answer
+    }
+}
+
+impl Resolving {
+    /// [`HttpClient::send`] once the trace header is on.
+    async fn send_resolved(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let mut names: Vec<String> = Vec::new();
         for (_, value) in &request.headers {
             for name in references(value).map_err(HttpError::Invalid)? {
