@@ -2,12 +2,20 @@
 //! process (cold start pays for it once), on a single TLS stack (rustls +
 //! ring). The endpoint, region and credentials come from the SDK's own
 //! environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...): no emulator branches.
+//! Locally ([`sdk_config`]) that is aws-config's whole provider chain
+//! (profiles, web identity, container and instance metadata); a Lambda function
+//! ([`lambda_sdk_config`]) reads the variables its runtime sets, and so
+//! links none of the chain (0.3 MB of its bootstrap, the STS client among
+//! it) and resolves nothing at cold start.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::config::ConfigBag;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Region, SharedCredentialsProvider};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -19,15 +27,49 @@ use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::ports::{Queue, Store};
 
-/// The SDK configuration from the environment.
+/// The SDK configuration from the environment, by aws-config's provider chain.
 pub async fn sdk_config() -> SdkConfig {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
+        .http_client(https())
         .load()
         .await
+}
+
+/// The SDK configuration of a Lambda function: region and credentials from
+/// the variables the Lambda runtime sets (`AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`; they last as long as the
+/// execution environment), `AWS_ENDPOINT_URL` if set, and aws-config's
+/// default connect timeout.
+pub fn lambda_sdk_config() -> Result<SdkConfig, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let need = |name: &str| var(name).ok_or_else(|| format!("{name} is not set"));
+    let credentials = Credentials::new(
+        need("AWS_ACCESS_KEY_ID")?,
+        need("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(need("AWS_REGION")?))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(3100))
+                .build(),
+        )
+        .http_client(https());
+    if let Some(url) = var("AWS_ENDPOINT_URL") {
+        config = config.endpoint_url(url);
+    }
+    Ok(config.build())
+}
+
+fn https() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Counts the requests the SDK sends, by `Service.Operation`, retries

@@ -10,7 +10,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use serde_json::{Value, json};
 
-use super::aws::sdk_config;
+use super::aws::lambda_sdk_config;
 
 /// The decrypted value of the SecureString parameter `name`.
 pub async fn secure_parameter(name: &str) -> Result<String, String> {
@@ -27,7 +27,7 @@ pub async fn secure_parameter(name: &str) -> Result<String, String> {
 /// One signed SSM API call (`AmazonSSM.<action>` with a JSON body): its JSON
 /// answer, or why it failed.
 pub(crate) async fn call(action: &str, body: &Value) -> Result<Value, String> {
-    let config = sdk_config().await;
+    let config = lambda_sdk_config()?;
     let region = config
         .region()
         .map(|r| r.to_string())

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 
-use crate::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
+use crate::adapters::aws::{AwsClients, RequestCounter, Resources, lambda_sdk_config, sdk_config};
 use crate::adapters::http::{GuardedHttpClient, parse_allow_list};
 use crate::config::JwtConfig;
 use crate::domain::identity::Role;
@@ -24,6 +24,7 @@ use crate::keys::{ApiKey, decode_secret};
 use crate::ports::{HttpClient, Queue, Store};
 use crate::service::Metrics;
 use crate::{Config, Deps};
+use aws_types::SdkConfig;
 
 /// Where settings come from: a name (`WARREN_TASK_TIMEOUT`, ...) to its
 /// value, `None` when unset.
@@ -309,7 +310,18 @@ pub async fn aws(
     resources: &Resources,
     counter: Option<&RequestCounter>,
 ) -> Deps {
-    let clients = AwsClients::new(&sdk_config().await, counter);
+    on_aws(&sdk_config().await, config, http, resources, counter)
+}
+
+/// [`aws`] on the SDK configuration `sdk`.
+fn on_aws(
+    sdk: &SdkConfig,
+    config: Config,
+    http: GuardedHttpClient,
+    resources: &Resources,
+    counter: Option<&RequestCounter>,
+) -> Deps {
+    let clients = AwsClients::new(sdk, counter);
     Deps::live(
         clients.store(&resources.table),
         clients.queue(),
@@ -372,7 +384,8 @@ pub async fn lambda() -> Result<Deps, BoxError> {
         tracing::warn!("WARREN_AUTH=disabled: the API is open to anyone who can reach it");
     }
     let http = http_client(&Env)?;
-    let mut deps = aws(config, http, &Resources::from_env(), None).await;
+    let sdk = lambda_sdk_config()?;
+    let mut deps = on_aws(&sdk, config, http, &Resources::from_env(), None);
     deps.metrics = Arc::new(match Env.get("WARREN_METRICS").as_deref() {
         None | Some("emf") => {
             let namespace = Env
