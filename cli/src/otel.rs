@@ -131,7 +131,6 @@ fn span_data(s: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
             SpanKind::Server => OtelKind::Server,
             SpanKind::Client => OtelKind::Client,
             SpanKind::Consumer => OtelKind::Consumer,
-            SpanKind::Internal => OtelKind::Internal,
         },
         name: s.name.into(),
         start_time: s.start,

@@ -178,10 +178,8 @@ pub enum SpanKind {
     Server,
     /// A call warren makes.
     Client,
-    /// A message or task warren takes from a queue.
+    /// A task attempt, execution run or topic message warren takes from a queue.
     Consumer,
-    /// Work within warren (an execution's run).
-    Internal,
 }
 
 /// A span that has ended, as a [`SpanSink`] receives it.
@@ -226,7 +224,8 @@ pub fn export_spans(sink: Box<dyn SpanSink>) {
 /// unless it already has an outcome).
 #[derive(Debug)]
 pub struct Span {
-    finished: FinishedSpan,
+    /// Taken when it is reported.
+    finished: Option<FinishedSpan>,
     flags: u8,
     ended: bool,
 }
@@ -245,7 +244,7 @@ impl Span {
         };
         let now = SystemTime::now();
         Some(Span {
-            finished: FinishedSpan {
+            finished: Some(FinishedSpan {
                 name: name.to_owned(),
                 kind,
                 trace_id,
@@ -255,7 +254,7 @@ impl Span {
                 end: now,
                 attributes: Vec::new(),
                 error: None,
-            },
+            }),
             flags,
             ended: false,
         })
@@ -263,26 +262,33 @@ impl Span {
 
     /// The context of work this span starts: its trace, itself as parent.
     pub fn context(&self) -> TraceContext {
+        let f = self.finished.as_ref().expect("reported only when dropped");
         TraceContext {
-            trace_id: self.finished.trace_id,
-            parent_id: self.finished.span_id,
+            trace_id: f.trace_id,
+            parent_id: f.span_id,
             flags: self.flags,
         }
     }
 
     pub fn set(&mut self, key: &'static str, value: impl ToString) {
-        let value = Attribute::Text(value.to_string());
-        self.finished.attributes.push((key, value));
+        self.note(key, Attribute::Text(value.to_string()));
     }
 
     pub fn set_int(&mut self, key: &'static str, value: impl Into<i64>) {
-        let value = Attribute::Int(value.into());
-        self.finished.attributes.push((key, value));
+        self.note(key, Attribute::Int(value.into()));
+    }
+
+    fn note(&mut self, key: &'static str, value: Attribute) {
+        if let Some(f) = &mut self.finished {
+            f.attributes.push((key, value));
+        }
     }
 
     /// Mark it failed, with why.
     pub fn fail(&mut self, error: impl Into<String>) {
-        self.finished.error = Some(error.into());
+        if let Some(f) = &mut self.finished {
+            f.error = Some(error.into());
+        }
     }
 
     /// End it now (a span dropped without ending, and not failed, was
@@ -294,26 +300,12 @@ impl Span {
 
 impl Drop for Span {
     fn drop(&mut self) {
-        let Some(sink) = SINK.get() else {
+        let (Some(sink), Some(mut finished)) = (SINK.get(), self.finished.take()) else {
             return;
         };
-        if !self.ended && self.finished.error.is_none() {
-            self.finished.error = Some("cancelled".into());
+        if !self.ended && finished.error.is_none() {
+            finished.error = Some("cancelled".into());
         }
-        let mut finished = std::mem::replace(
-            &mut self.finished,
-            FinishedSpan {
-                name: String::new(),
-                kind: SpanKind::Internal,
-                trace_id: [0; 16],
-                span_id: [0; 8],
-                parent_id: None,
-                start: SystemTime::UNIX_EPOCH,
-                end: SystemTime::UNIX_EPOCH,
-                attributes: Vec::new(),
-                error: None,
-            },
-        );
         finished.end = SystemTime::now();
         sink.record(finished);
     }
