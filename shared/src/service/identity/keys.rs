@@ -20,7 +20,7 @@ pub const MAX_NAME_CHARS: usize = 100;
 const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 /// A key to make, as `POST /api/v1/keys` takes it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     pub name: String,

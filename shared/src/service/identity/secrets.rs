@@ -30,7 +30,7 @@ const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 pub const REDACTED: &str = "[secret]";
 
 /// A secret to store, as `POST /api/v1/secrets` takes it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSecret {
     pub name: String,

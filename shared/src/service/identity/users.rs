@@ -17,7 +17,7 @@ const CAS_ATTEMPTS: usize = 5;
 pub const MAX_PAGE: usize = 1000;
 
 /// A user to make, as `POST /admin/users` takes it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub username: String,
