@@ -130,6 +130,173 @@ pub fn document() -> OpenApi {
     doc
 }
 
+/// Where the ids a route hands out are used next, as OpenAPI links: a
+/// client (or a stateful test) follows them from a created thing to
+/// what can be done with it. `(operation, status, link target,
+/// parameter, where the value is in the answer)`.
+const LINKS: &[(&str, &str, &[&str], &str, &str)] = &[
+    (
+        "enqueue_task",
+        "201",
+        &[
+            "get_task",
+            "get_task_result",
+            "report_task_progress",
+            "cancel_task",
+            "requeue_task",
+        ],
+        "id",
+        "$response.body#/task_id",
+    ),
+    (
+        "enqueue_tasks",
+        "201",
+        &["get_task", "cancel_task"],
+        "id",
+        "$response.body#/task_ids/0",
+    ),
+    (
+        "create_pipeline",
+        "201",
+        &[
+            "get_pipeline",
+            "update_pipeline",
+            "delete_pipeline",
+            "get_pipeline_stats",
+            "run_pipeline",
+            "list_executions",
+            "list_triggers",
+            "create_trigger",
+        ],
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "create_pipeline",
+        "201",
+        &[
+            "start_event_trigger",
+            "get_event_trigger",
+            "stop_event_trigger",
+        ],
+        "pipeline_id",
+        "$response.body#/id",
+    ),
+    (
+        "create_pipeline",
+        "201",
+        &["ingest_event"],
+        "workflow",
+        "$response.body#/id",
+    ),
+    (
+        "run_pipeline",
+        "202",
+        &["get_execution"],
+        "id",
+        "$response.body#/execution_id",
+    ),
+    (
+        "create_trigger",
+        "201",
+        &["delete_trigger"],
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "create_trigger",
+        "201",
+        &["call_webhook"],
+        "token",
+        "$response.body#/webhook_token",
+    ),
+    (
+        "ingest_event",
+        "202",
+        &["get_event"],
+        "id",
+        "$response.body#/event_id",
+    ),
+    (
+        "ingest_event",
+        "202",
+        &["get_execution"],
+        "id",
+        "$response.body#/task_id",
+    ),
+    (
+        "create_user",
+        "201",
+        &[
+            "delete_user",
+            "set_user_role",
+            "set_user_permissions",
+            "set_user_limits",
+        ],
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "create_key",
+        "201",
+        &["delete_key"],
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "put_secret",
+        "201",
+        &["delete_secret"],
+        "name",
+        "$response.body#/name",
+    ),
+    (
+        "publish_message",
+        "202",
+        &["get_topic"],
+        "topic",
+        "$response.body#/topic",
+    ),
+];
+
+/// Adds [`LINKS`] to the document's JSON: utoipa 5.5's `Link` writes its
+/// fields in snake case (`operation_id`), which no OpenAPI tool reads.
+fn add_links(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (from, status, targets, parameter, value) in LINKS {
+        let answer = paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+            .find(|op| op["operationId"] == *from)
+            .and_then(|op| op.pointer_mut(&format!("/responses/{status}")))
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("a link from `{from}` {status}, which is not documented"));
+        let links = answer.entry("links").or_insert_with(|| json!({}));
+        for target in *targets {
+            links[*target] = json!({ "operationId": target, "parameters": { *parameter: value } });
+        }
+    }
+}
+
+/// Every operation of the document.
+fn operations(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
+
 /// The error answers many routes share, each written once under
 /// `components/responses` and referenced from the routes that give it.
 fn share_error_answers(doc: &mut OpenApi) {
@@ -164,24 +331,13 @@ fn share_error_answers(doc: &mut OpenApi) {
             components.responses.insert(name.into(), answer.clone());
         }
     }
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            for (status, answer) in op.responses.responses.iter_mut() {
-                let name = names.iter().find(|(s, _)| s == status).map(|(_, n)| *n);
-                if let Some(name) = name
-                    && shared.get(status) == Some(answer)
-                {
-                    *answer = RefOr::Ref(utoipa::openapi::Ref::from_response_name(name));
-                }
+    for op in operations(doc) {
+        for (status, answer) in op.responses.responses.iter_mut() {
+            let name = names.iter().find(|(s, _)| s == status).map(|(_, n)| *n);
+            if let Some(name) = name
+                && shared.get(status) == Some(answer)
+            {
+                *answer = RefOr::Ref(utoipa::openapi::Ref::from_response_name(name));
             }
         }
     }
@@ -265,6 +421,7 @@ fn open_flattened_closed_schemas(doc: &mut serde_json::Value) {
 pub fn json() -> String {
     let mut value = serde_json::to_value(document()).expect("the document is JSON");
     open_flattened_closed_schemas(&mut value);
+    add_links(&mut value);
     let mut text = serde_json::to_string_pretty(&value).expect("the document is JSON");
     text.push('\n');
     text
@@ -369,6 +526,20 @@ mod tests {
             Vec::<&(String, String)>::new(),
             "documented routes that no router serves"
         );
+    }
+
+    #[test]
+    fn links_lead_to_operations_that_exist() {
+        let mut doc = document();
+        let ids: BTreeSet<String> = operations(&mut doc)
+            .filter_map(|op| op.operation_id.clone())
+            .collect();
+        for target in LINKS.iter().flat_map(|link| link.2.iter()) {
+            assert!(
+                ids.contains(*target),
+                "a link to `{target}`, which no operation is"
+            );
+        }
     }
 
     #[test]

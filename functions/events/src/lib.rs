@@ -217,6 +217,17 @@ struct TopicAnswer {
     subscriptions: Vec<TriggerState>,
 }
 
+/// A topic in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TopicPath {
+    /// Letters, digits, `-` or `_`, optionally ending in `.fifo`; at most
+    /// 256 characters (an SNS topic name).
+    #[param(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$", max_length = 256)]
+    topic: String,
+}
+
 /// `POST /api/v1/topics/{topic}/messages`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -330,7 +341,7 @@ async fn owner_of(deps: &Deps, id: uuid::Uuid) -> Result<Option<uuid::Uuid>, Api
     path = "/api/v1/topics/{topic}/messages",
     operation_id = "publish_message",
     tag = "events",
-    params(("topic" = String, Path, description = "the topic")),
+    params(TopicPath),
     request_body(content = serde_json::Value, description = "any JSON value: the message"),
     responses(
         (status = 202, description = "the message is on the topic queue", body = Published),
@@ -357,7 +368,7 @@ async fn publish(
     path = "/api/v1/topics/{topic}",
     operation_id = "get_topic",
     tag = "events",
-    params(("topic" = String, Path, description = "the topic")),
+    params(TopicPath),
     responses(
         (status = 200, description = "the topic's counters and started triggers", body = TopicAnswer),
         BadRequest, Refused, Faults,

@@ -660,7 +660,8 @@ async fn delete_secret(
 struct PageParams {
     /// Users per page: 100 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
-    /// Where the page starts: the `X-Next-Cursor` of the previous page.
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 

@@ -93,7 +93,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 struct PageParams {
     /// Items per page: 50 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
-    /// Where the page starts: the `X-Next-Cursor` of the previous page.
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 
@@ -559,7 +560,8 @@ async fn execution(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct UsageParams {
-    /// The first day (UTC); 29 days before `to` by default.
+    /// The first day (UTC); 29 days before `to` by default. The period
+    /// may be at most 366 days (else 400 `invalid_period`).
     from: Option<NaiveDate>,
     /// The last day (UTC); today by default.
     to: Option<NaiveDate>,

@@ -52,7 +52,8 @@ struct ListParams {
     task_name: Option<String>,
     /// Tasks per page: 50 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
-    /// Where the page starts: the `X-Next-Cursor` of the previous page.
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 
@@ -96,7 +97,8 @@ struct FailedParams {
     queue: Option<String>,
     /// Tasks per page: 50 by default, at most 1000.
     limit: Option<usize>,
-    /// Where the page starts: the `X-Next-Cursor` of the previous page.
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 

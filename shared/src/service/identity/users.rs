@@ -20,7 +20,10 @@ pub const MAX_PAGE: usize = 1000;
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(pattern = "^[A-Za-z0-9._@+-]{1,64}$")]
     pub username: String,
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default = "default_role")]
     pub role: Role,
