@@ -490,7 +490,9 @@ struct KeyResponse {
     role: Role,
     hint: String,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
     /// Only in the answer that makes it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -583,6 +585,7 @@ struct SecretResponse {
     provider: String,
     key_hint: String,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
 }
 
