@@ -4,6 +4,7 @@ pub mod bench;
 pub mod client;
 pub mod cost;
 pub mod dev;
+pub mod openapi;
 pub mod otel;
 pub mod progress;
 pub mod provision;

@@ -47,6 +47,10 @@ enum Command {
     /// Print a shell's completion script, e.g.
     /// `warren completions bash > ~/.local/share/bash-completion/completions/warren`.
     Completions { shell: clap_complete::Shell },
+    /// Print the API's OpenAPI document (maintainers:
+    /// `warren openapi > docs/openapi.json`).
+    #[command(hide = true)]
+    Openapi,
 }
 
 fn main() {
@@ -71,6 +75,11 @@ fn main() {
         Command::Tail(opts) => runtime.block_on(warren_cli::client::tail(opts)),
         Command::Pipelines(command) => runtime.block_on(warren_cli::client::pipelines(command)),
         Command::Events(command) => runtime.block_on(warren_cli::client::events(command)),
+        Command::Openapi => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(warren_cli::openapi::json().as_bytes());
+            Ok(())
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             use std::io::Write;

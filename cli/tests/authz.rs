@@ -142,6 +142,7 @@ fn table() -> Vec<Row> {
         // Public by design.
         row("GET", "/health", None, [200; 10]),
         row("GET", "/metrics", None, [200; 10]),
+        row("GET", "/openapi.json", None, [200; 10]),
     ]
 }
 

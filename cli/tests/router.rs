@@ -353,6 +353,11 @@ async fn api_routes_require_the_key_when_one_is_set() {
     assert_eq!(bearer.status, StatusCode::OK);
     assert_eq!(get(&deps, "/health").await.status, StatusCode::OK);
     assert_eq!(get(&deps, "/metrics").await.status, StatusCode::OK);
+    let doc = get(&deps, "/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK, "the API document stays public");
+    assert_eq!(doc.headers["content-type"], "application/json");
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    assert_eq!(doc.body["info"]["title"], "warren");
 }
 
 #[tokio::test]

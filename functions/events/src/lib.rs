@@ -14,9 +14,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use warren::Deps;
+use warren::domain::event::Event;
 use warren::domain::identity::Principal;
 use warren::http::dto::id_of;
+use warren::http::openapi::{
+    BadRequest, Conflict, Faults, NotFound, Refused, TooLarge, Unprocessable,
+};
 use warren::http::{AnyJson, ApiError, Params, Path};
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::events::{self, Ingested};
@@ -39,17 +44,67 @@ pub fn router(deps: Deps) -> Router {
     warren::http::api(&deps, routes)
 }
 
-#[derive(Deserialize)]
+/// What this function's routes say of themselves in the OpenAPI document
+/// (`POST /events/` is `POST /events` again).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(ingest, one, start, status, stop, topic, publish))]
+    struct Doc;
+    let mut doc = Doc::openapi();
+    if let Some(mut item) = doc.paths.paths.get("/events").cloned() {
+        if let Some(op) = item.post.as_mut() {
+            op.operation_id = Some("ingest_event_slash".into());
+        }
+        doc.paths.paths.insert("/events/".into(), item);
+    }
+    doc
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct IngestParams {
     /// The pipeline id; else the configured default.
+    #[param(value_type = Option<uuid::Uuid>)]
     workflow: Option<String>,
-    /// `sync`: check the pipeline's `event_schema` now (422 when broken).
+    /// `sync`: check the pipeline's `event_schema` now (422 when broken);
+    /// `async` (the default): when the pipeline runs.
+    #[param(value_type = Option<Validate>, inline)]
     validate: Option<String>,
+}
+
+/// When an event is checked against its pipeline's `event_schema`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Validate {
+    Sync,
+    Async,
+}
+
+/// `POST /events`: the stored event and the execution that processes it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Accepted {
+    event_id: uuid::Uuid,
+    /// The execution that processes the event.
+    task_id: uuid::Uuid,
 }
 
 /// 202 `{"event_id", "task_id"}` (the task is the execution that processes
 /// the event); 422 `invalid_event` with `violations` when `validate=sync`
 /// finds the body breaks the pipeline's schema (nothing is stored then).
+#[utoipa::path(
+    post,
+    path = "/events",
+    operation_id = "ingest_event",
+    tag = "events",
+    params(IngestParams),
+    request_body(content = serde_json::Value, description = "any JSON value: the event"),
+    responses(
+        (status = 202, description = "the event is stored and its execution queued", body = Accepted),
+        BadRequest, NotFound, TooLarge, Unprocessable, Refused, Faults,
+    )
+)]
 async fn ingest(
     State(deps): State<Deps>,
     who: Principal,
@@ -96,6 +151,17 @@ async fn ingest(
 
 /// The event: id, data, workflow, status (pending, completed, failed),
 /// result, error, validation_errors, timestamps.
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    operation_id = "get_event",
+    tag = "events",
+    params(("id" = uuid::Uuid, Path, description = "the event's id")),
+    responses(
+        (status = 200, description = "the event and what its execution made of it", body = Event),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn one(
     State(deps): State<Deps>,
     who: Principal,
@@ -106,9 +172,68 @@ async fn one(
     Ok(Json(event).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StartParams {
+    /// The version each message runs; the current one by default.
     pipeline_version: Option<u32>,
+}
+
+/// A pipeline's event trigger: started (`ready`) with its topic and
+/// version, or not.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TriggerState {
+    pipeline_id: uuid::Uuid,
+    ready: bool,
+    /// While started.
+    #[schema(required = false)]
+    topic: String,
+    /// While started.
+    #[schema(required = false)]
+    pipeline_version: u32,
+    /// While started.
+    #[schema(required = false)]
+    started_at: chrono::DateTime<chrono::Utc>,
+    /// Only in the answers to a start or a stop.
+    #[schema(required = false)]
+    message: String,
+}
+
+/// `GET /api/v1/topics/{topic}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TopicAnswer {
+    topic: String,
+    /// Messages published over HTTP.
+    published: i64,
+    /// Executions the dispatcher started.
+    dispatched: i64,
+    /// Messages that found no started trigger.
+    dropped: i64,
+    /// Executions not started: their owner's runs of the month were used up.
+    refused: i64,
+    /// The started triggers on the topic (a user sees its own).
+    subscriptions: Vec<TriggerState>,
+}
+
+/// A topic in a path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct TopicPath {
+    /// Letters, digits, `-` or `_`, optionally ending in `.fifo`; at most
+    /// 256 characters (an SNS topic name).
+    #[param(pattern = r"^[A-Za-z0-9_-]+(\.fifo)?$", max_length = 256)]
+    topic: String,
+}
+
+/// `POST /api/v1/topics/{topic}/messages`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Published {
+    topic: String,
+    message_id: uuid::Uuid,
 }
 
 /// A started trigger: it is ready.
@@ -125,6 +250,17 @@ fn subscription_json(s: &Subscription) -> serde_json::Value {
 /// 200 `{"message", "ready": true, "pipeline_id", "topic",
 /// "pipeline_version", "started_at"}`; 409 `no_topic` when the pipeline's
 /// `options.event` names no topic.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events/{pipeline_id}",
+    operation_id = "start_event_trigger",
+    tag = "events",
+    params(("pipeline_id" = uuid::Uuid, Path, description = "the pipeline's id"), StartParams),
+    responses(
+        (status = 200, description = "the trigger is started", body = TriggerState),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn start(
     State(deps): State<Deps>,
     who: Principal,
@@ -140,6 +276,17 @@ async fn start(
 }
 
 /// `{"ready": bool}`, plus the topic and version while it is started.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{pipeline_id}",
+    operation_id = "get_event_trigger",
+    tag = "events",
+    params(("pipeline_id" = uuid::Uuid, Path, description = "the pipeline's id")),
+    responses(
+        (status = 200, description = "whether the trigger is started", body = TriggerState),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn status(
     State(deps): State<Deps>,
     who: Principal,
@@ -154,6 +301,17 @@ async fn status(
     Ok(Json(body).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/events/{pipeline_id}",
+    operation_id = "stop_event_trigger",
+    tag = "events",
+    params(("pipeline_id" = uuid::Uuid, Path, description = "the pipeline's id")),
+    responses(
+        (status = 200, description = "the trigger is stopped", body = TriggerState),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn stop(
     State(deps): State<Deps>,
     who: Principal,
@@ -178,6 +336,18 @@ async fn owner_of(deps: &Deps, id: uuid::Uuid) -> Result<Option<uuid::Uuid>, Api
 /// 202 `{"topic", "message_id"}`: the message is on the topic queue; the
 /// dispatcher starts the topic's started triggers (each execution carries
 /// the message id as its `trigger_id`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/topics/{topic}/messages",
+    operation_id = "publish_message",
+    tag = "events",
+    params(TopicPath),
+    request_body(content = serde_json::Value, description = "any JSON value: the message"),
+    responses(
+        (status = 202, description = "the message is on the topic queue", body = Published),
+        BadRequest, TooLarge, Refused, Faults,
+    )
+)]
 async fn publish(
     State(deps): State<Deps>,
     Path(topic): Path<String>,
@@ -193,6 +363,17 @@ async fn publish(
 
 /// The topic's counters (published, dispatched, dropped, refused) and the
 /// pipelines whose trigger is started on it (a user sees its own).
+#[utoipa::path(
+    get,
+    path = "/api/v1/topics/{topic}",
+    operation_id = "get_topic",
+    tag = "events",
+    params(TopicPath),
+    responses(
+        (status = 200, description = "the topic's counters and started triggers", body = TopicAnswer),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn topic(
     State(deps): State<Deps>,
     who: Principal,

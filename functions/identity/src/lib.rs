@@ -11,11 +11,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 use warren::Deps;
 use warren::domain::identity::{Action, Permissions, Principal, Role, StoredSecret, User, UserKey};
 use warren::http::auth::{SESSION_COOKIE, client_ip, cross_site, session_token};
 use warren::http::dto::id_of;
+use warren::http::openapi::{BadRequest, Conflict, ErrorBody, Faults, NotFound, Refused, TooLarge};
 use warren::http::{ApiError, JsonBody, Params, Path, page_response, parse_json, require};
 use warren::service::identity::keys::{self, NewKey};
 use warren::service::identity::secrets::{self, NewSecret};
@@ -53,8 +55,34 @@ pub fn router(deps: Deps) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
+/// What this function's routes say of themselves in the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(
+        me,
+        change_password,
+        list_keys,
+        create_key,
+        delete_key,
+        list_secrets,
+        put_secret,
+        delete_secret,
+        list_users,
+        create_user,
+        delete_user,
+        set_role,
+        set_permissions,
+        set_limits,
+        login_page,
+        login,
+        logout
+    ))]
+    struct Doc;
+    Doc::openapi()
+}
+
 /// A user as the API shows it: never its password hash.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserResponse {
     id: Uuid,
     username: String,
@@ -85,6 +113,13 @@ impl From<User> for UserResponse {
 
 /// The caller: `{"id", "username", "role", "permissions", "auth"}` (`id`
 /// null for the deployment itself: the bootstrap key or an open API).
+#[utoipa::path(
+    get,
+    path = "/me",
+    operation_id = "get_me",
+    tag = "identity",
+    responses((status = 200, description = "who the request acts for", body = Me), Refused, Faults)
+)]
 async fn me(who: Principal) -> Json<serde_json::Value> {
     let auth = match who.credential {
         warren::domain::identity::Credential::Open => "open",
@@ -102,8 +137,33 @@ async fn me(who: Principal) -> Json<serde_json::Value> {
     }))
 }
 
+/// `GET /me`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Me {
+    /// null for the deployment itself (the bootstrap key, an open API).
+    #[schema(required = true)]
+    id: Option<Uuid>,
+    username: String,
+    role: Role,
+    permissions: Permissions,
+    auth: AuthKind,
+}
+
+/// How the request authenticated.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum AuthKind {
+    Open,
+    BootstrapKey,
+    Session,
+    ApiKey,
+    Jwt,
+}
+
 /// A sign-in: form fields (seed 001) or a JSON object.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Credentials {
     username: String,
     password: String,
@@ -186,6 +246,18 @@ fn session_cookie(deps: &Deps, headers: &HeaderMap, token: Option<&str>) -> Head
 }
 
 /// `GET /login`: the sign-in form (`?failed=1`: with "Invalid credentials").
+#[utoipa::path(
+    get,
+    path = "/login",
+    operation_id = "get_login_page",
+    tag = "identity",
+    security(()),
+    params(LoginPageParams),
+    responses(
+        (status = 200, description = "the sign-in form", body = String, content_type = "text/html"),
+        BadRequest,
+    )
+)]
 async fn login_page(Params(p): Params<LoginPageParams>) -> Response {
     page(
         StatusCode::OK,
@@ -194,9 +266,12 @@ async fn login_page(Params(p): Params<LoginPageParams>) -> Response {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LoginPageParams {
+    /// Present (any value): the form says "Invalid credentials".
     failed: Option<String>,
+    /// Where to go after signing in (a path on this site).
     next: Option<String>,
 }
 
@@ -249,6 +324,31 @@ fn escape(text: &str) -> String {
 /// `next`; for JSON, 200 with the user. Bad credentials: the form again
 /// with "Invalid credentials" (401), or 401 JSON. After repeated failures
 /// 429 with `Retry-After`.
+#[utoipa::path(
+    post,
+    path = "/login",
+    operation_id = "login",
+    tag = "identity",
+    security(()),
+    request_body(content(
+        (Credentials = "application/x-www-form-urlencoded"),
+        (Credentials = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "JSON: signed in; the session cookie is set", body = UserResponse,
+            headers(("Set-Cookie" = String, description = "the session cookie, `warren_session`"))),
+        (status = 303, description = "a form: signed in; the session cookie is set, on to `next`",
+            headers(("Location" = String), ("Set-Cookie" = String))),
+        (status = 401, description = "bad credentials: the form again, or JSON",
+            content((String = "text/html"), (ErrorBody = "application/json"))),
+        (status = 400, description = "the credentials cannot be read", body = ErrorBody),
+        (status = 403, description = "a sign-in from another site (`cross_site`)", body = ErrorBody),
+        TooLarge,
+        (status = 429, description = "too many failed sign-ins (`too_many_attempts`)", body = ErrorBody,
+            headers(("Retry-After" = u64))),
+        Faults,
+    )
+)]
 async fn login(
     State(deps): State<Deps>,
     method: Method,
@@ -310,6 +410,18 @@ async fn login(
 
 /// `GET /logout`: the session ends (server-side) and its cookie is
 /// cleared; 303 to the sign-in page.
+#[utoipa::path(
+    get,
+    path = "/logout",
+    operation_id = "logout",
+    tag = "identity",
+    security(()),
+    responses(
+        (status = 303, description = "signed out; on to the sign-in page",
+            headers(("Location" = String), ("Set-Cookie" = String, description = "the cleared session cookie"))),
+        Faults,
+    )
+)]
 async fn logout(State(deps): State<Deps>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         sessions::end(&deps, &token).await?;
@@ -321,7 +433,7 @@ async fn logout(State(deps): State<Deps>, headers: HeaderMap) -> Result<Response
     Ok(answer)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordChange {
     current_password: String,
@@ -330,6 +442,17 @@ struct PasswordChange {
 
 /// `POST /account/password`: every session of the user ends; a caller
 /// signed in by cookie gets a fresh session cookie.
+#[utoipa::path(
+    post,
+    path = "/account/password",
+    operation_id = "change_password",
+    tag = "identity",
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "changed; every session of the user ends", body = Done),
+        BadRequest, TooLarge, Refused, Faults,
+    )
+)]
 async fn change_password(
     State(deps): State<Deps>,
     who: Principal,
@@ -351,15 +474,25 @@ async fn change_password(
     Ok(answer)
 }
 
+/// `{"status": "ok"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Done {
+    #[schema(pattern = "^ok$")]
+    status: String,
+}
+
 /// A key as listed: its hint, never the key.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyResponse {
     id: Uuid,
     name: String,
     role: Role,
     hint: String,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     expires_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
     /// Only in the answer that makes it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -382,6 +515,17 @@ impl From<UserKey> for KeyResponse {
 }
 
 /// `POST /api/v1/keys`: 201 with the key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    operation_id = "create_key",
+    tag = "identity",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "the key, shown this once in `key`", body = KeyResponse),
+        BadRequest, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn create_key(
     State(deps): State<Deps>,
     who: Principal,
@@ -393,6 +537,16 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    operation_id = "list_keys",
+    tag = "identity",
+    responses(
+        (status = 200, description = "the caller's keys", body = Vec<KeyResponse>),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn list_keys(State(deps): State<Deps>, who: Principal) -> Result<Response, ApiError> {
     let keys: Vec<KeyResponse> = keys::list(&deps, &who)
         .await?
@@ -404,6 +558,17 @@ async fn list_keys(State(deps): State<Deps>, who: Principal) -> Result<Response,
 
 /// `DELETE /api/v1/keys/{id}`: 204; it stops working at once here, within
 /// the credential cache's 30 s in other processes.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    operation_id = "delete_key",
+    tag = "identity",
+    params(("id" = Uuid, Path, description = "the key's id")),
+    responses(
+        (status = 204, description = "the key is deleted"),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn delete_key(
     State(deps): State<Deps>,
     who: Principal,
@@ -414,12 +579,13 @@ async fn delete_key(
 }
 
 /// A stored secret as listed: never its value.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SecretResponse {
     name: String,
     provider: String,
     key_hint: String,
     created_at: DateTime<Utc>,
+    #[schema(required = true)]
     last_used_at: Option<DateTime<Utc>>,
 }
 
@@ -436,6 +602,17 @@ impl From<StoredSecret> for SecretResponse {
 }
 
 /// `POST /api/v1/secrets`: 201; the value is sealed and never shown again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/secrets",
+    operation_id = "put_secret",
+    tag = "identity",
+    request_body = NewSecret,
+    responses(
+        (status = 201, description = "the secret is stored (replacing one of that name)", body = SecretResponse),
+        BadRequest, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn put_secret(
     State(deps): State<Deps>,
     who: Principal,
@@ -445,6 +622,13 @@ async fn put_secret(
     Ok((StatusCode::CREATED, Json(SecretResponse::from(stored))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/secrets",
+    operation_id = "list_secrets",
+    tag = "identity",
+    responses((status = 200, description = "the caller's stored secrets", body = Vec<SecretResponse>), Refused, Faults)
+)]
 async fn list_secrets(State(deps): State<Deps>, who: Principal) -> Result<Response, ApiError> {
     let list: Vec<SecretResponse> = secrets::list(&deps, who.user_id)
         .await?
@@ -454,6 +638,17 @@ async fn list_secrets(State(deps): State<Deps>, who: Principal) -> Result<Respon
     Ok(Json(list).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/secrets/{name}",
+    operation_id = "delete_secret",
+    tag = "identity",
+    params(("name" = String, Path, description = "the secret's name")),
+    responses(
+        (status = 204, description = "the secret is deleted"),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn delete_secret(
     State(deps): State<Deps>,
     who: Principal,
@@ -463,13 +658,28 @@ async fn delete_secret(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageParams {
+    /// Users per page: 100 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 
 /// `GET /admin/users`: a JSON list, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/users",
+    operation_id = "list_users",
+    tag = "admin",
+    params(PageParams),
+    responses(
+        (status = 200, description = "one page of users, newest first", body = Vec<UserResponse>),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn list_users(
     State(deps): State<Deps>,
     who: Principal,
@@ -487,6 +697,17 @@ async fn list_users(
 }
 
 /// `POST /admin/users`: 201 with the user.
+#[utoipa::path(
+    post,
+    path = "/admin/users",
+    operation_id = "create_user",
+    tag = "admin",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "the user", body = UserResponse),
+        BadRequest, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn create_user(
     State(deps): State<Deps>,
     who: Principal,
@@ -497,12 +718,24 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(UserResponse::from(user))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleChange {
     role: Role,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/role",
+    operation_id = "set_user_role",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "the user's id")),
+    request_body = RoleChange,
+    responses(
+        (status = 200, description = "the user with its new role", body = UserResponse),
+        BadRequest, NotFound, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn set_role(
     State(deps): State<Deps>,
     who: Principal,
@@ -516,6 +749,18 @@ async fn set_role(
 
 /// `POST /admin/users/{id}/permissions` with seed 001's
 /// `{"queues": {"video": ["delete", "cancel"]}}`: replaces them.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/permissions",
+    operation_id = "set_user_permissions",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "the user's id")),
+    request_body = Permissions,
+    responses(
+        (status = 200, description = "the user with its new permissions", body = UserResponse),
+        BadRequest, NotFound, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn set_permissions(
     State(deps): State<Deps>,
     who: Principal,
@@ -527,14 +772,27 @@ async fn set_permissions(
     Ok(Json(UserResponse::from(user)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Limits {
+    /// Pipeline runs per calendar month; null (or absent): no limit.
     runs_limit: Option<u64>,
 }
 
 /// `POST /admin/users/{id}/limits` `{"runs_limit": n}` (null: none): pipeline
 /// runs per calendar month.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/limits",
+    operation_id = "set_user_limits",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "the user's id")),
+    request_body = Limits,
+    responses(
+        (status = 200, description = "the user with its new limit", body = UserResponse),
+        BadRequest, NotFound, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn set_limits(
     State(deps): State<Deps>,
     who: Principal,
@@ -547,6 +805,17 @@ async fn set_limits(
 }
 
 /// `DELETE /admin/users/{id}`: 204; its keys and secrets go with it.
+#[utoipa::path(
+    delete,
+    path = "/admin/users/{id}",
+    operation_id = "delete_user",
+    tag = "admin",
+    params(("id" = Uuid, Path, description = "the user's id")),
+    responses(
+        (status = 204, description = "the user is deleted, its keys and secrets with it"),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn delete_user(
     State(deps): State<Deps>,
     who: Principal,

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 use warren::Deps;
 use warren::domain::execution::{Execution, TriggerType};
@@ -20,11 +21,13 @@ use warren::domain::identity::Principal;
 use warren::domain::pipeline::{Pipeline, PipelineSpec};
 use warren::domain::trigger::{Trigger, TriggerKind, TriggerSpec};
 use warren::http::dto::{ExecutionResponse, id_of};
+use warren::http::openapi::{BadRequest, Conflict, Faults, NotFound, Refused, TooLarge};
 use warren::http::{
     ApiError, JsonBody, Params, Path, RawBody, decode_cursor, page_response, parse_any_json,
 };
 use warren::ports::MAX_MESSAGE_BYTES;
 use warren::service::identity::{check_owns, check_sees};
+use warren::service::pipelines::{PipelineStats, Quota, UsageDay};
 use warren::service::{executions, pipelines, triggers};
 
 /// Page size when the client names none, and the most one page holds.
@@ -62,9 +65,36 @@ pub fn router(deps: Deps) -> Router {
     warren::http::api(&deps, routes).merge(warren::http::private(public))
 }
 
-#[derive(Deserialize)]
+/// What this function's routes say of themselves in the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(
+        list,
+        create,
+        one,
+        update,
+        remove,
+        stats,
+        run,
+        executions_of,
+        execution,
+        usage,
+        triggers_of,
+        create_trigger,
+        remove_trigger,
+        hook
+    ))]
+    struct Doc;
+    Doc::openapi()
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageParams {
+    /// Items per page: 50 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 
@@ -83,6 +113,17 @@ impl PageParams {
 }
 
 /// 201 with the stored pipeline (version 1).
+#[utoipa::path(
+    post,
+    path = "/api/v1/pipelines",
+    operation_id = "create_pipeline",
+    tag = "pipelines",
+    request_body = PipelineSpec,
+    responses(
+        (status = 201, description = "the stored pipeline, version 1", body = Pipeline),
+        BadRequest, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn create(
     State(deps): State<Deps>,
     who: Principal,
@@ -94,6 +135,17 @@ async fn create(
 
 /// Current versions, newest pipeline first: a `user`'s own, everyone's
 /// for an admin or a viewer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines",
+    operation_id = "list_pipelines",
+    tag = "pipelines",
+    params(PageParams),
+    responses(
+        (status = 200, description = "one page of pipelines, newest first", body = Vec<Pipeline>),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn list(
     State(deps): State<Deps>,
     who: Principal,
@@ -105,11 +157,24 @@ async fn list(
     Ok(page_response(&uri, items, next))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionParams {
+    /// A version; the current one by default.
     version: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/{id}",
+    operation_id = "get_pipeline",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id"), VersionParams),
+    responses(
+        (status = 200, description = "the pipeline, at its current or the given version", body = Pipeline),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn one(
     State(deps): State<Deps>,
     who: Principal,
@@ -138,6 +203,18 @@ async fn seen(deps: &Deps, who: &Principal, id: &str) -> Result<Pipeline, ApiErr
 }
 
 /// 200 with the new version; the previous ones stay readable.
+#[utoipa::path(
+    put,
+    path = "/api/v1/pipelines/{id}",
+    operation_id = "update_pipeline",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id")),
+    request_body = PipelineSpec,
+    responses(
+        (status = 200, description = "the pipeline's new version", body = Pipeline),
+        BadRequest, NotFound, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn update(
     State(deps): State<Deps>,
     who: Principal,
@@ -150,6 +227,17 @@ async fn update(
 }
 
 /// 204; its triggers are deleted, its executions stay readable.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/pipelines/{id}",
+    operation_id = "delete_pipeline",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id")),
+    responses(
+        (status = 204, description = "the pipeline and its triggers are deleted"),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn remove(
     State(deps): State<Deps>,
     who: Principal,
@@ -160,6 +248,17 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/{id}/stats",
+    operation_id = "get_pipeline_stats",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id")),
+    responses(
+        (status = 200, description = "the pipeline's execution totals", body = PipelineStats),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn stats(
     State(deps): State<Deps>,
     who: Principal,
@@ -173,6 +272,18 @@ async fn stats(
 /// Start a run (manual trigger) of the current version, or of `version`,
 /// with the JSON body as its input (`{}` when there is none): 202
 /// `{"execution_id", "status"}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/pipelines/{id}/run",
+    operation_id = "run_pipeline",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id"), VersionParams),
+    request_body(content = Option<Value>, description = "the run's input: any JSON value (`{}` when empty)"),
+    responses(
+        (status = 202, description = "the run is started", body = RunStarted),
+        BadRequest, NotFound, TooLarge, Refused, Faults,
+    )
+)]
 async fn run(
     State(deps): State<Deps>,
     who: Principal,
@@ -201,6 +312,15 @@ fn input_of(body: &Bytes) -> Result<Value, ApiError> {
     }
 }
 
+/// A started run.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RunStarted {
+    execution_id: Uuid,
+    status: warren::domain::execution::ExecutionStatus,
+    pipeline_version: u32,
+}
+
 /// 202 `{"execution_id", "status", "pipeline_version"}` of a started run.
 fn accepted(e: &Execution) -> Response {
     let answer =
@@ -211,7 +331,7 @@ fn accepted(e: &Execution) -> Response {
 /// A trigger as the API shows it. A webhook's token (and URL) appear only
 /// in the answer that creates it; later only its last characters
 /// (`webhook_token_hint`). A schedule shows its next fire times.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TriggerResponse {
     id: Uuid,
     pipeline_id: Uuid,
@@ -275,6 +395,18 @@ fn public_base(deps: &Deps, headers: &HeaderMap, uri: &Uri) -> String {
 
 /// 201 with the trigger; a webhook's `webhook_token` and `webhook_url`
 /// are shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/pipelines/{id}/triggers",
+    operation_id = "create_trigger",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id")),
+    request_body = TriggerSpec,
+    responses(
+        (status = 201, description = "the trigger (a webhook's token and URL shown this once)", body = TriggerResponse),
+        BadRequest, NotFound, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn create_trigger(
     State(deps): State<Deps>,
     who: Principal,
@@ -297,6 +429,17 @@ async fn create_trigger(
 }
 
 /// A pipeline's triggers, newest first, with the list cursor headers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/{id}/triggers",
+    operation_id = "list_triggers",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id"), PageParams),
+    responses(
+        (status = 200, description = "one page of the pipeline's triggers, newest first", body = Vec<TriggerResponse>),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn triggers_of(
     State(deps): State<Deps>,
     who: Principal,
@@ -312,6 +455,17 @@ async fn triggers_of(
 }
 
 /// 204; the trigger fires nothing from then on.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/triggers/{id}",
+    operation_id = "delete_trigger",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the trigger's id")),
+    responses(
+        (status = 204, description = "the trigger is deleted"),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn remove_trigger(
     State(deps): State<Deps>,
     who: Principal,
@@ -326,6 +480,21 @@ async fn remove_trigger(
 /// The public webhook: a run of the token's pipeline with the body as its
 /// input (`{}` when empty), answered like a manual run (202); 404 for an
 /// unknown or deleted token, before the body is even read as JSON.
+#[utoipa::path(
+    post,
+    path = "/hooks/{token}",
+    operation_id = "call_webhook",
+    tag = "pipelines",
+    security(()),
+    params(("token" = String, Path, description = "the webhook trigger's secret token (`whk_...`): the credential")),
+    request_body(content = Option<Value>, description = "the run's input: any JSON value (`{}` when empty)"),
+    responses(
+        (status = 202, description = "the run is started", body = RunStarted),
+        BadRequest, NotFound, TooLarge,
+        (status = 429, description = "the owner's runs of the month are used up", body = warren::http::openapi::ErrorBody),
+        Faults,
+    )
+)]
 async fn hook(
     State(deps): State<Deps>,
     Path(token): Path<String>,
@@ -337,6 +506,17 @@ async fn hook(
 }
 
 /// A pipeline's executions, newest first, with the task list's cursor headers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/pipelines/{id}/executions",
+    operation_id = "list_executions",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the pipeline's id"), PageParams),
+    responses(
+        (status = 200, description = "one page of the pipeline's executions, newest first", body = Vec<ExecutionResponse>),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn executions_of(
     State(deps): State<Deps>,
     who: Principal,
@@ -356,6 +536,17 @@ async fn executions_of(
     Ok(page_response(&uri, body, next))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/executions/{id}",
+    operation_id = "get_execution",
+    tag = "pipelines",
+    params(("id" = Uuid, Path, description = "the execution's id")),
+    responses(
+        (status = 200, description = "the execution, step by step", body = ExecutionResponse),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn execution(
     State(deps): State<Deps>,
     who: Principal,
@@ -366,16 +557,48 @@ async fn execution(
     Ok(Json(ExecutionResponse::from(e)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UsageParams {
+    /// The first day (UTC); 29 days before `to` by default. The period
+    /// may be at most 366 days (else 400 `invalid_period`).
     from: Option<NaiveDate>,
+    /// The last day (UTC); today by default.
     to: Option<NaiveDate>,
+}
+
+/// `GET /api/v1/usage`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Usage {
+    from: NaiveDate,
+    to: NaiveDate,
+    /// Runs over the period.
+    runs: i64,
+    /// Runs over the period per pipeline id.
+    pipelines: std::collections::BTreeMap<String, i64>,
+    days: Vec<UsageDay>,
+    /// The caller's runs this month against its limit; null for the
+    /// deployment itself (no user).
+    #[schema(required = true)]
+    quota: Option<Quota>,
 }
 
 /// Runs per day (`days`, each with its per-pipeline counts) and per
 /// pipeline over the period, from `from` to `to` inclusive (default: the
 /// last 30 days to today, UTC), and for a user its `quota`: runs this
 /// month against its `runs_limit`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/usage",
+    operation_id = "get_usage",
+    tag = "pipelines",
+    params(UsageParams),
+    responses(
+        (status = 200, description = "runs per day and per pipeline over the period", body = Usage),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn usage(
     State(deps): State<Deps>,
     who: Principal,

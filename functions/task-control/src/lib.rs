@@ -8,11 +8,13 @@ use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use warren::Deps;
 use warren::ServiceError;
 use warren::domain::TaskStatus;
 use warren::domain::identity::{Action, Principal, QueueAction};
 use warren::http::dto::{TaskResponse, number, task_id};
+use warren::http::openapi::{BadRequest, Conflict, Faults, NotFound, Refused, TooLarge};
 use warren::http::{ApiError, JsonBody, Params, Path, decode_cursor, encode_cursor, require};
 use warren::service::control;
 use warren::table::tasks::TaskFilter;
@@ -26,17 +28,75 @@ pub fn router(deps: Deps) -> Router {
     warren::http::api(&deps, routes)
 }
 
-#[derive(Deserialize)]
+/// What this function's routes say of themselves in the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(progress, cancel, requeue, delete_many))]
+    struct Doc;
+    Doc::openapi()
+}
+
+/// A progress report.
+#[derive(Deserialize, ToSchema)]
 struct ProgressRequest {
+    /// 0 to 100, fractions allowed (required; anything but a number is refused).
     #[serde(default)]
+    #[schema(value_type = f64, minimum = 0, maximum = 100, required = true)]
     progress: Option<Value>,
     #[serde(default)]
     message: Option<String>,
 }
 
+/// `PATCH /api/v1/tasks/{id}/progress`: what was stored.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ProgressAnswer {
+    #[schema(pattern = "^ok$")]
+    status: String,
+    id: uuid::Uuid,
+    #[schema(required = true)]
+    progress: Option<f64>,
+    #[schema(required = true)]
+    progress_message: Option<String>,
+}
+
+/// `POST /api/v1/tasks/{id}/requeue`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Requeued {
+    #[schema(pattern = "^requeued$")]
+    status: String,
+    id: uuid::Uuid,
+}
+
+/// `DELETE /api/v1/tasks`: how many went, and where to go on.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Deleted {
+    #[schema(minimum = 0)]
+    deleted: u64,
+    /// More tasks match: call again with `cursor`.
+    more: bool,
+    /// Only with `"more": true`.
+    #[schema(required = false)]
+    cursor: String,
+}
+
 /// 200 `{"status": "ok", "id", "progress", "progress_message"}` (lapinq's
 /// answer, with what was stored), whatever the task's status; 400 unless
 /// `progress` is a number from 0 to 100.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tasks/{id}/progress",
+    operation_id = "report_task_progress",
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "the task's id")),
+    request_body = ProgressRequest,
+    responses(
+        (status = 200, description = "the progress is stored", body = ProgressAnswer),
+        BadRequest, NotFound, Conflict, TooLarge, Refused, Faults,
+    )
+)]
 async fn progress(
     State(deps): State<Deps>,
     Path(id): Path<String>,
@@ -61,6 +121,17 @@ async fn progress(
 
 /// Cancel a pending task: 200 with the task; 404 if there is no pending task
 /// with that id (as the lapinq API answers), with a code saying which.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tasks/{id}",
+    operation_id = "cancel_task",
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "the task's id")),
+    responses(
+        (status = 200, description = "the cancelled task", body = TaskResponse),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn cancel(
     State(deps): State<Deps>,
     who: Principal,
@@ -79,6 +150,17 @@ async fn cancel(
 
 /// Requeue a failed task: 200 `{"status": "requeued", "id"}` (lapinq's
 /// answer); 404 unless it is failed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/{id}/requeue",
+    operation_id = "requeue_task",
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "the task's id")),
+    responses(
+        (status = 200, description = "the task is queued again", body = Requeued),
+        BadRequest, NotFound, Conflict, Refused, Faults,
+    )
+)]
 async fn requeue(
     State(deps): State<Deps>,
     who: Principal,
@@ -101,17 +183,27 @@ fn not_in_state(e: ServiceError, code: &'static str, message: &str) -> ApiError 
     }
 }
 
-#[derive(Deserialize)]
+/// Which tasks to delete; an empty value is no filter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteParams {
+    /// Only this queue's tasks.
     queue: Option<String>,
+    /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    /// Only tasks whose name contains this (any case).
     task_name: Option<String>,
+    /// Only tasks whose args (as JSON) contain this (any case).
     args: Option<String>,
+    /// Only tasks whose result contains this (any case).
     result: Option<String>,
+    /// Only tasks whose error contains this (any case).
     error: Option<String>,
     /// Delete every task: required when no filter is given.
     #[serde(default)]
     all: bool,
+    /// Where to go on: the `cursor` of the previous answer.
     cursor: Option<String>,
 }
 
@@ -120,6 +212,17 @@ struct DeleteParams {
 /// to pass to the next call. Without any filter, `all=true` is required.
 /// An admin deletes anything; a `user` only by a `queue` its permissions
 /// let it delete on.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tasks",
+    operation_id = "delete_tasks",
+    tag = "tasks",
+    params(DeleteParams),
+    responses(
+        (status = 200, description = "the matching tasks (at most 1000) are deleted", body = Deleted),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn delete_many(
     State(deps): State<Deps>,
     who: Principal,

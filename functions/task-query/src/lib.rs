@@ -6,11 +6,13 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use warren::Deps;
 use warren::domain::TaskStatus;
 use warren::http::dto::{TaskResponse, TaskResultResponse, task_id};
+use warren::http::openapi::{BadRequest, Faults, NotFound, Refused};
 use warren::http::{ApiError, Params, Path, decode_cursor, page_response};
 use warren::service::control::is_finished;
 use warren::table::tasks::TaskFilter;
@@ -29,15 +31,43 @@ pub fn router(deps: Deps) -> Router {
     warren::http::api(&deps, routes)
 }
 
-#[derive(Deserialize)]
+/// What this function's routes say of themselves in the OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(paths(list, list_failed, one, result, queues))]
+    struct Doc;
+    Doc::openapi()
+}
+
+/// Tasks, newest first; an empty value is no filter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Only this queue's tasks.
     queue: Option<String>,
+    /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
+    /// Only tasks whose name contains this (any case).
     task_name: Option<String>,
+    /// Tasks per page: 50 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks",
+    operation_id = "list_tasks",
+    tag = "tasks",
+    params(ListParams),
+    responses(
+        (status = 200, description = "one page of tasks, newest first", body = Vec<TaskResponse>),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn list(
     State(deps): State<Deps>,
     uri: Uri,
@@ -59,13 +89,30 @@ async fn list(
     page(&deps, uri, filter, p.limit, p.cursor).await
 }
 
-#[derive(Deserialize)]
+/// Failed tasks (dead letters), newest first.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct FailedParams {
+    /// Only this queue's tasks.
     queue: Option<String>,
+    /// Tasks per page: 50 by default, at most 1000.
     limit: Option<usize>,
+    /// Where the page starts: the `X-Next-Cursor` of the previous page
+    /// (anything else answers 400 `invalid_cursor`).
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/failed",
+    operation_id = "list_failed_tasks",
+    tag = "tasks",
+    params(FailedParams),
+    responses(
+        (status = 200, description = "one page of failed tasks, newest first", body = Vec<TaskResponse>),
+        BadRequest, Refused, Faults,
+    )
+)]
 async fn list_failed(
     State(deps): State<Deps>,
     uri: Uri,
@@ -97,6 +144,17 @@ async fn page(
     Ok(page_response(&uri, body, page.next))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}",
+    operation_id = "get_task",
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "the task's id")),
+    responses(
+        (status = 200, description = "the task", body = TaskResponse),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn one(
     State(deps): State<Deps>,
     Path(id): Path<String>,
@@ -112,6 +170,18 @@ async fn one(
 
 /// The result of a finished task; `{"error": "task not finished", "status"}`
 /// (200, as the lapinq API answers) while it is not.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/{id}/result",
+    operation_id = "get_task_result",
+    tag = "tasks",
+    params(("id" = uuid::Uuid, Path, description = "the task's id")),
+    responses(
+        (status = 200, description = "the result of a finished task, or that it has not finished",
+            body = ResultAnswer),
+        BadRequest, NotFound, Refused, Faults,
+    )
+)]
 async fn result(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = task_id(&id)?;
     let task = deps
@@ -133,7 +203,36 @@ async fn result(State(deps): State<Deps>, Path(id): Path<String>) -> Result<Resp
     .into_response())
 }
 
+/// `GET /api/v1/tasks/{id}/result`: a finished task's result, or (200
+/// too, as lapinq answers) that it has not finished.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum ResultAnswer {
+    Finished(TaskResultResponse),
+    NotFinished(NotFinished),
+}
+
+/// `{"error": "task not finished", "code": "task_not_finished", "status"}`.
+#[derive(Serialize, ToSchema)]
+struct NotFinished {
+    error: String,
+    code: String,
+    status: TaskStatus,
+}
+
 /// One object per queue: `queue_name` and a count per status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/queues",
+    operation_id = "list_queues",
+    tag = "tasks",
+    responses(
+        (status = 200, description = "task counts per queue and status",
+            body = Vec<warren::table::tasks::QueueStats>),
+        Refused, Faults,
+    )
+)]
 async fn queues(State(deps): State<Deps>) -> Result<Response, ApiError> {
     Ok(Json(deps.tasks().queue_stats().await?).into_response())
 }

@@ -10,7 +10,7 @@ use super::execution::{Execution, ExecutionStatus};
 use super::pipeline::SchemaViolation;
 
 /// Where an ingested event stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     /// Stored, its execution queued or running.
@@ -21,7 +21,7 @@ pub enum EventStatus {
 }
 
 /// An event posted to `/events`, and what its execution made of it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: Uuid,
     pub data: Value,
@@ -31,9 +31,12 @@ pub struct Event {
     /// The execution that processes it.
     pub execution_id: Uuid,
     pub status: EventStatus,
+    #[schema(required = true)]
     pub result: Option<Value>,
+    #[schema(required = true)]
     pub error: Option<String>,
     /// Where and how the data broke the pipeline's schema.
+    #[schema(required = true)]
     pub validation_errors: Option<Vec<SchemaViolation>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::pipeline::{Pipeline, SchemaViolation};
 
 /// Where an execution stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     Running,
@@ -33,7 +33,7 @@ impl ExecutionStatus {
 }
 
 /// What started an execution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerType {
     Manual,
@@ -46,7 +46,7 @@ pub enum TriggerType {
 }
 
 /// Where one step of an execution stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,
@@ -68,16 +68,21 @@ impl StepStatus {
 }
 
 /// One step's record within an execution.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub name: String,
     pub kind: String,
     pub status: StepStatus,
     pub attempts: u32,
+    #[schema(required = true)]
     pub output: Option<Value>,
+    #[schema(required = true)]
     pub error: Option<String>,
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub duration_ms: Option<u64>,
     /// Times a worker died (or stalled past its lease) while running this
     /// step; past [`MAX_LOST_WORKERS`] the step fails instead of resuming.

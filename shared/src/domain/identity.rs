@@ -20,7 +20,19 @@ use uuid::Uuid;
 use super::task::valid_queue_name;
 
 /// A user's standing, lowest first: a role includes those below it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,
@@ -55,7 +67,19 @@ impl std::str::FromStr for Role {
 }
 
 /// What a permission lets a `user` do to the tasks of one queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum QueueAction {
     /// Cancel a pending task.
@@ -84,7 +108,7 @@ pub const MAX_PERMISSION_QUEUES: usize = 200;
 
 /// Per-queue permissions, as seed 001 writes them:
 /// `{"queues": {"video": ["delete", "cancel"]}}` (`*` names every queue).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Permissions {
     #[serde(default)]

@@ -22,7 +22,7 @@ pub const MAX_STEP_TIMEOUT_SECONDS: u64 = 900;
 pub const DEFAULT_STEP_TIMEOUT_SECONDS: u64 = 30;
 
 /// What a pipeline is: everything a client writes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSpec {
     pub name: String,
@@ -38,7 +38,7 @@ pub struct PipelineSpec {
 }
 
 /// Options of a pipeline beyond its steps.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineOptions {
     /// The topic whose messages start this pipeline once its event trigger
@@ -48,7 +48,7 @@ pub struct PipelineOptions {
 }
 
 /// One step: a name, what it does, and how hard to try.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Step {
     pub name: String,
     #[serde(flatten)]
@@ -62,7 +62,7 @@ pub struct Step {
 
 /// What a step does. Every step sees the context `{"event": <input>,
 /// "steps": {<name>: <output>, ...}}` of the steps before it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StepKind {
     /// Check the event against `schema` (default: the pipeline's `event_schema`).
@@ -295,7 +295,7 @@ fn check_expression(expression: &str) -> Result<(), String> {
 }
 
 /// One error of an input against a schema: where, and what.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SchemaViolation {
     /// JSON Pointer into the input (`""` is the whole input).
     pub path: String,
@@ -327,7 +327,7 @@ pub fn violations_of(validator: &jsonschema::Validator, instance: &Value) -> Vec
 }
 
 /// One stored version of a pipeline.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Pipeline {
     pub id: Uuid,
     /// From 1; every update writes the next one and keeps the old ones.

@@ -9,7 +9,19 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 /// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
     Pending,
@@ -113,7 +125,7 @@ impl RetryPolicy {
 }
 
 /// Where a webhook delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookStatus {
     /// Owed: a delivery is under way or will be retried.
@@ -124,11 +136,13 @@ pub enum WebhookStatus {
 }
 
 /// What became of a webhook delivery.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WebhookOutcome {
     pub status: WebhookStatus,
     pub attempts: u32,
+    #[schema(required = true)]
     pub last_status_code: Option<u16>,
+    #[schema(required = true)]
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
 }

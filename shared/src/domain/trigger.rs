@@ -26,7 +26,7 @@ pub const TOKEN_PREFIX: &str = "whk_";
 pub const TOKEN_BYTES: usize = keys::TOKEN_BYTES;
 
 /// What starts a trigger's executions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerKind {
     Webhook,
@@ -46,7 +46,7 @@ impl TriggerKind {
 }
 
 /// What a client writes: `{"type", "name", "config"}`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerSpec {
     #[serde(rename = "type")]

@@ -15,11 +15,12 @@ use crate::domain::{Task, TaskStatus, WebhookOutcome};
 pub use crate::service::enqueue::NewTask as EnqueueRequest;
 
 /// A task as the API shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskResponse {
     pub id: Uuid,
     pub task_name: String,
     pub queue_name: String,
+    #[schema(required = true)]
     pub module_path: Option<String>,
     pub args: Vec<Value>,
     pub kwargs: Map<String, Value>,
@@ -28,25 +29,37 @@ pub struct TaskResponse {
     pub max_retries: u32,
     pub attempts: u32,
     #[serde(serialize_with = "whole_as_integer")]
+    #[schema(required = true)]
     pub retry_delay: Option<f64>,
     pub retry_backoff: bool,
     pub timeout_seconds: u64,
     #[serde(serialize_with = "whole_as_integer")]
+    #[schema(required = true)]
     pub ttl_seconds: Option<f64>,
     pub metadata: Map<String, Value>,
+    #[schema(required = true)]
     pub webhook_url: Option<String>,
     #[serde(skip_serializing_if = "Map::is_empty")]
     pub webhook_headers: Map<String, Value>,
+    #[schema(required = true)]
     pub idempotency_key: Option<String>,
+    #[schema(required = true)]
     pub result: Option<String>,
+    #[schema(required = true)]
     pub error: Option<String>,
     #[serde(serialize_with = "whole_as_integer")]
+    #[schema(required = true)]
     pub progress: Option<f64>,
+    #[schema(required = true)]
     pub progress_message: Option<String>,
     pub created_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub scheduled_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub started_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub webhook: Option<WebhookOutcome>,
 }
 
@@ -99,12 +112,15 @@ pub fn number(x: f64) -> Value {
 }
 
 /// `GET /api/v1/tasks/{id}/result` of a finished task.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct TaskResultResponse {
     pub id: Uuid,
     pub status: TaskStatus,
+    #[schema(required = true)]
     pub result: Option<String>,
+    #[schema(required = true)]
     pub error: Option<String>,
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
 }
 
@@ -121,21 +137,28 @@ pub fn id_of(raw: &str, what: &str) -> Result<Uuid, super::ApiError> {
 }
 
 /// An execution as the API shows it (the lease and write version stay inside).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ExecutionResponse {
     pub id: Uuid,
     pub pipeline_id: Uuid,
     pub pipeline_version: u32,
     pub status: ExecutionStatus,
     pub trigger_type: TriggerType,
+    #[schema(required = true)]
     pub trigger_id: Option<String>,
+    #[schema(required = true)]
     pub event_id: Option<Uuid>,
     pub started_at: DateTime<Utc>,
+    #[schema(required = true)]
     pub completed_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub duration_ms: Option<u64>,
     pub input: Value,
+    #[schema(required = true)]
     pub output: Option<Value>,
+    #[schema(required = true)]
     pub error: Option<String>,
+    #[schema(required = true)]
     pub validation_errors: Option<Vec<SchemaViolation>>,
     pub steps: Vec<StepRecord>,
 }

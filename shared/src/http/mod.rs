@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cors;
 pub mod dto;
 pub mod guard;
+pub mod openapi;
 pub mod trace_context;
 
 use axum::Router;

@@ -33,44 +33,62 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// `POST /api/v1/enqueue` and of each batch item, read as lapinq clients
 /// write it. Every field but `task_name` may be omitted or null, which
 /// takes the default.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, utoipa::ToSchema)]
 pub struct NewTask {
+    /// 1 to 200 characters, not all blank.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub task_name: String,
     #[serde(default = "default_queue", deserialize_with = "or_default_queue")]
+    #[schema(nullable, pattern = "^[A-Za-z0-9_.:-]{1,100}$")]
     pub queue_name: String,
     #[serde(default)]
     pub module_path: Option<String>,
     #[serde(default, deserialize_with = "array")]
+    #[schema(nullable)]
     pub args: Vec<Value>,
     #[serde(default, deserialize_with = "object")]
+    #[schema(nullable)]
     pub kwargs: Map<String, Value>,
+    /// ISO 8601, with an offset or without one (UTC).
     #[serde(default, deserialize_with = "timestamp")]
+    #[schema(value_type = Option<String>)]
     pub scheduled_at: Option<DateTime<Utc>>,
     #[serde(
         default = "default_max_retries",
         deserialize_with = "or_default_max_retries"
     )]
+    #[schema(nullable, maximum = 1000)]
     pub max_retries: u32,
     #[serde(default, deserialize_with = "or_default")]
+    #[schema(nullable)]
     pub priority: i32,
     /// Seconds, fractions allowed (lapinq keeps them as floats).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 315_360_000)]
     pub ttl_seconds: Option<f64>,
     #[serde(default, deserialize_with = "object")]
+    #[schema(nullable)]
     pub metadata: Map<String, Value>,
     /// Seconds, fractions allowed.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604_800)]
     pub retry_delay: Option<f64>,
     #[serde(default = "yes", deserialize_with = "or_yes")]
+    #[schema(nullable)]
     pub retry_backoff: bool,
+    /// An absolute http(s) URL.
     #[serde(default)]
+    #[schema(pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub webhook_url: Option<String>,
     /// Extra headers of the webhook call (string values).
     #[serde(default, deserialize_with = "object")]
+    #[schema(nullable, value_type = std::collections::BTreeMap<String, String>)]
     pub webhook_headers: Map<String, Value>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86_400)]
     pub timeout_seconds: Option<u64>,
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub idempotency_key: Option<String>,
     /// Who enqueues it: set by the API from the caller, never read from
     /// the request.

@@ -128,12 +128,13 @@ pub async fn ids_of(
 }
 
 /// A user's runs this month against its limit (seed 002's usage dashboard).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Quota {
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,
     pub runs_used: i64,
     /// `None`: no limit.
+    #[schema(required = true)]
     pub runs_limit: Option<u64>,
     /// Of the limit, 0-100 (0 without a limit).
     pub runs_percentage: f64,
@@ -165,7 +166,7 @@ pub async fn quota(deps: &Deps, user: Uuid) -> Result<Quota, ServiceError> {
 }
 
 /// A pipeline's totals, from its counters.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct PipelineStats {
     pub pipeline_id: Uuid,
     pub executions_total: i64,
@@ -173,6 +174,7 @@ pub struct PipelineStats {
     pub executions_error: i64,
     pub executions_timeout: i64,
     pub avg_duration_ms: f64,
+    #[schema(required = true)]
     pub last_executed_at: Option<DateTime<Utc>>,
 }
 
@@ -198,7 +200,7 @@ pub async fn stats(deps: &Deps, id: Uuid) -> Result<PipelineStats, ServiceError>
 }
 
 /// The runs of one day, in all and per pipeline.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct UsageDay {
     pub day: NaiveDate,
     pub runs: i64,

@@ -401,7 +401,7 @@ pub struct TaskPage {
 }
 
 /// Task counts of one queue.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub queue_name: String,
     pub pending: i64,

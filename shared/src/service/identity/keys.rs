@@ -20,9 +20,15 @@ pub const MAX_NAME_CHARS: usize = 100;
 const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 /// A key to make, as `POST /api/v1/keys` takes it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 100 printable characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )]
     pub name: String,
     /// At most the caller's role; the caller's role by default.
     #[serde(default)]

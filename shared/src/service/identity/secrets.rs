@@ -30,11 +30,20 @@ const TOUCH_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 pub const REDACTED: &str = "[secret]";
 
 /// A secret to store, as `POST /api/v1/secrets` takes it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSecret {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
+    /// 1 to 64 printable characters.
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$"
+    )]
     pub provider: String,
+    /// 1 to 8192 bytes, without line breaks (it goes in a header).
+    #[schema(min_length = 1, max_length = 8192, pattern = r"^[^\r\n\x00]+$")]
     pub value: String,
 }
 

@@ -17,10 +17,13 @@ const CAS_ATTEMPTS: usize = 5;
 pub const MAX_PAGE: usize = 1000;
 
 /// A user to make, as `POST /admin/users` takes it.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(pattern = "^[A-Za-z0-9._@+-]{1,64}$")]
     pub username: String,
+    /// At least 8 characters, at most 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
     #[serde(default = "default_role")]
     pub role: Role,
