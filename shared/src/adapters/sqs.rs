@@ -44,14 +44,27 @@ const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
 pub const MAX_RECEIVE_COUNT: u32 = 5;
 
 /// The [`Queue`] on SQS. Cheap to clone (the client and cache are shared).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqsQueue {
     client: Client,
     /// One cell per queue name: concurrent first sends resolve it once.
     urls: Arc<Mutex<HashMap<String, Arc<OnceCell<String>>>>>,
-    /// Create queues on first use with this visibility timeout. Tests use it
-    /// for the fresh names of the conformance suite; deployments provision.
-    create_missing: Option<Duration>,
+    /// Creates a queue on first use. Tests use it for the fresh names of
+    /// the conformance suite; deployments provision. A closure, so a
+    /// process that never sets it (every Lambda) links no provisioning code.
+    create_missing: Option<Create>,
+}
+
+type Create = Arc<dyn Fn(Client, String) -> BoxFuture<Result<String, BoxError>> + Send + Sync>;
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl std::fmt::Debug for SqsQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqsQueue")
+            .field("creates_missing", &self.create_missing.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqsQueue {
@@ -67,7 +80,9 @@ impl SqsQueue {
     /// Provisions a queue (with its dead-letter queue) the first time a name
     /// is not found, instead of failing.
     pub fn create_missing(mut self, visibility: Duration) -> Self {
-        self.create_missing = Some(visibility);
+        self.create_missing = Some(Arc::new(move |client, name| {
+            Box::pin(async move { provision_queue(&client, &name, visibility).await })
+        }));
         self
     }
 
@@ -89,8 +104,8 @@ impl SqsQueue {
     async fn resolve(&self, queue: &str) -> Result<String, QueueError> {
         match self.client.get_queue_url().queue_name(queue).send().await {
             Ok(out) => Ok(out.queue_url.unwrap_or_default()),
-            Err(e) if is_missing_queue(&e) => match self.create_missing {
-                Some(visibility) => provision_queue(&self.client, queue, visibility)
+            Err(e) if is_missing_queue(&e) => match &self.create_missing {
+                Some(create) => create(self.client.clone(), queue.to_owned())
                     .await
                     .map_err(QueueError::Unavailable),
                 None => Err(QueueError::Unavailable(
