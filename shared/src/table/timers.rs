@@ -66,9 +66,11 @@ pub(crate) fn expiry_entry(at: DateTime<Utc>, record: &str) -> (Index, Key) {
 /// written again since is not deleted).
 pub(crate) fn expiring(mut item: Item, at: DateTime<Utc>) -> Item {
     item.indexes.push(expiry_entry(at, &item.key.pk));
-    item.ttl = Some(at.timestamp());
-    item.attrs
-        .insert("expires".into(), Value::from(at.timestamp()));
+    // Rounded up: a record asked to live until 12:00:01.95 must still be
+    // there at 12:00:01.5, and TTLs count whole seconds.
+    let end = at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+    item.ttl = Some(end);
+    item.attrs.insert("expires".into(), Value::from(end));
     item
 }
 
@@ -313,5 +315,24 @@ pub fn delete_expired(item: &Item) -> WriteOp {
     WriteOp::Delete {
         key: item.key.clone(),
         cond,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_lives_at_least_until_its_end() {
+        let end = Utc.timestamp_millis_opt(1_700_000_001_950).unwrap();
+        let item = expiring(Item::new(Key::new("K", "K"), Map::new()), end);
+        assert!(!item.is_expired(1_700_000_001), "alive in its last second");
+        assert!(item.is_expired(1_700_000_002));
+        let whole = Utc.timestamp_opt(1_700_000_001, 0).unwrap();
+        let item = expiring(Item::new(Key::new("K", "K"), Map::new()), whole);
+        assert!(
+            item.is_expired(1_700_000_001),
+            "a whole second is not rounded"
+        );
     }
 }
