@@ -24,6 +24,7 @@ pub fn router(deps: Deps) -> Router {
         .route("/api/v1/tasks/{id}/progress", patch(progress))
         .route("/api/v1/tasks/{id}", delete(cancel))
         .route("/api/v1/tasks/{id}/requeue", post(requeue))
+        .route("/api/v1/tasks/failed/requeue", post(requeue_group))
         .route("/api/v1/tasks", delete(delete_many));
     warren::http::api(&deps, routes)
 }
@@ -31,7 +32,7 @@ pub fn router(deps: Deps) -> Router {
 /// What this function's routes say of themselves in the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(OpenApi)]
-    #[openapi(paths(progress, cancel, requeue, delete_many))]
+    #[openapi(paths(progress, cancel, requeue, requeue_group, delete_many))]
     struct Doc;
     Doc::openapi()
 }
@@ -173,6 +174,56 @@ async fn requeue(
     Ok(Json(json!({ "status": "requeued", "id": task.id })))
 }
 
+/// Which failed tasks to requeue together.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct GroupRequeue {
+    /// The group's fingerprint (`GET /api/v1/tasks/failed/groups`).
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    fingerprint: String,
+    /// Only this queue's tasks of the group.
+    #[serde(default)]
+    queue: Option<String>,
+    /// Only tasks that failed at or before this time (when the page that
+    /// asks was shown): a repeated click requeues nothing new.
+    #[serde(default)]
+    failed_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Requeue every failed task of one error group at once: `{"requeued",
+/// "forbidden", "skipped"}`. Each task moves failed → pending only once,
+/// however often the call is repeated; tasks on queues the caller may not
+/// requeue on are counted in `forbidden` (403 when that is all of them).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tasks/failed/requeue",
+    operation_id = "requeue_failed_group",
+    tag = "tasks",
+    request_body = GroupRequeue,
+    responses(
+        (status = 200, description = "the group's tasks are queued again",
+            body = warren::service::failed::GroupRequeued),
+        BadRequest, Refused, TooLarge, Faults,
+    )
+)]
+async fn requeue_group(
+    State(deps): State<Deps>,
+    who: Principal,
+    JsonBody(body): JsonBody<GroupRequeue>,
+) -> Result<Json<warren::service::failed::GroupRequeued>, ApiError> {
+    let fp = &body.fingerprint;
+    if fp.len() != 16 || !fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "fingerprint must be 16 lowercase hex digits",
+        ));
+    }
+    let queue = body.queue.filter(|q| !q.is_empty());
+    let done =
+        warren::service::failed::requeue_group(&deps, &who, fp, queue, body.failed_before).await?;
+    Ok(Json(done))
+}
+
 fn not_in_state(e: ServiceError, code: &'static str, message: &str) -> ApiError {
     match e {
         ServiceError::Conflict {
@@ -189,6 +240,8 @@ fn not_in_state(e: ServiceError, code: &'static str, message: &str) -> ApiError 
 struct DeleteParams {
     /// Only this queue's tasks.
     queue: Option<String>,
+    /// Only tasks whose id contains this (any case).
+    id: Option<String>,
     /// Only tasks in this status.
     #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
@@ -238,6 +291,7 @@ async fn delete_many(
     };
     let filter = TaskFilter {
         queue: nonempty(p.queue),
+        id: nonempty(p.id),
         status,
         task_name: nonempty(p.task_name),
         args: nonempty(p.args),
@@ -249,6 +303,7 @@ async fn delete_many(
         },
     };
     let unfiltered = filter.queue.is_none()
+        && filter.id.is_none()
         && filter.status.is_none()
         && filter.task_name.is_none()
         && filter.args.is_none()
@@ -257,7 +312,7 @@ async fn delete_many(
     if unfiltered && !p.all {
         return Err(ApiError::bad_request(
             "filter_required",
-            "name a filter (queue, status, task_name, args, result, error), or pass all=true to delete every task",
+            "name a filter (queue, id, status, task_name, args, result, error), or pass all=true to delete every task",
         ));
     }
     match &filter.queue {

@@ -25,6 +25,7 @@ pub fn router(deps: Deps) -> Router {
     let routes = Router::new()
         .route("/api/v1/tasks", get(list))
         .route("/api/v1/tasks/failed", get(list_failed))
+        .route("/api/v1/tasks/failed/groups", get(failed_groups))
         .route("/api/v1/tasks/{id}", get(one))
         .route("/api/v1/tasks/{id}/result", get(result))
         .route("/api/v1/queues", get(queues));
@@ -34,7 +35,7 @@ pub fn router(deps: Deps) -> Router {
 /// What this function's routes say of themselves in the OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     #[derive(OpenApi)]
-    #[openapi(paths(list, list_failed, one, result, queues))]
+    #[openapi(paths(list, list_failed, failed_groups, one, result, queues))]
     struct Doc;
     Doc::openapi()
 }
@@ -50,6 +51,14 @@ struct ListParams {
     status: Option<String>,
     /// Only tasks whose name contains this (any case).
     task_name: Option<String>,
+    /// Only tasks whose id contains this (any case).
+    id: Option<String>,
+    /// Only tasks whose args (as JSON) contain this (any case).
+    args: Option<String>,
+    /// Only tasks whose result contains this (any case).
+    result: Option<String>,
+    /// Only tasks whose error contains this (any case).
+    error: Option<String>,
     /// Tasks per page: 50 by default, at most 1000 (larger asks get 1000, 0 gets 1).
     limit: Option<usize>,
     /// Where the page starts: the `X-Next-Cursor` of the previous page
@@ -84,7 +93,11 @@ async fn list(
         queue: p.queue.filter(|q| !q.is_empty()),
         status,
         task_name: p.task_name.filter(|n| !n.is_empty()),
-        ..TaskFilter::default()
+        id: p.id.filter(|n| !n.is_empty()),
+        args: p.args.filter(|n| !n.is_empty()),
+        result: p.result.filter(|n| !n.is_empty()),
+        error: p.error.filter(|n| !n.is_empty()),
+        before: None,
     };
     page(&deps, uri, filter, p.limit, p.cursor).await
 }
@@ -128,6 +141,35 @@ async fn list_failed(
 
 /// A JSON array of tasks; when more follow, `X-Next-Cursor` and a `Link`
 /// header (rel="next") say where.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct GroupParams {
+    /// Only this queue's failed tasks.
+    queue: Option<String>,
+}
+
+/// Failed tasks grouped by error fingerprint (the error with ids, hashes,
+/// numbers and timestamps masked), largest group first; the newest 5000
+/// failed tasks are read (`partial` says when there were more).
+#[utoipa::path(
+    get,
+    path = "/api/v1/tasks/failed/groups",
+    operation_id = "list_failed_groups",
+    tag = "tasks",
+    params(GroupParams),
+    responses(
+        (status = 200, description = "the groups", body = warren::service::failed::FailedGroups),
+        BadRequest, Refused, Faults,
+    )
+)]
+async fn failed_groups(
+    State(deps): State<Deps>,
+    Params(p): Params<GroupParams>,
+) -> Result<Json<warren::service::failed::FailedGroups>, ApiError> {
+    let queue = p.queue.filter(|q| !q.is_empty());
+    Ok(Json(warren::service::failed::groups(&deps, queue).await?))
+}
+
 async fn page(
     deps: &Deps,
     uri: Uri,

@@ -3,6 +3,7 @@
 pub mod event;
 pub mod execution;
 pub mod expression;
+pub mod fingerprint;
 pub mod identity;
 pub mod pipeline;
 pub mod task;

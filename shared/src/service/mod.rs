@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod enqueue;
 pub mod events;
 pub mod executions;
+pub mod failed;
 pub mod identity;
 pub mod maintenance;
 pub mod metrics;

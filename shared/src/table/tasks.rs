@@ -365,6 +365,8 @@ fn item_sort_key(item: &Item, partitions: &[(Index, String)]) -> Option<String> 
 #[derive(Clone, Debug, Default)]
 pub struct TaskFilter {
     pub queue: Option<String>,
+    /// Part of the task's id (case-insensitive).
+    pub id: Option<String>,
     pub status: Option<TaskStatus>,
     /// Case-insensitive substrings.
     pub task_name: Option<String>,
@@ -384,6 +386,7 @@ impl TaskFilter {
                 .is_none_or(|n| hay.to_lowercase().contains(&n.to_lowercase()))
         }
         self.queue.as_ref().is_none_or(|q| &t.queue_name == q)
+            && contains(&t.id.to_string(), &self.id)
             && self.status.is_none_or(|s| t.status == s)
             && contains(&t.task_name, &self.task_name)
             && (self.args.is_none()
