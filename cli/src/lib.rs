@@ -45,6 +45,7 @@ pub fn gateway(deps: Deps, options: &Gateway) -> Router {
         events::router(deps.clone()),
         ops::router(deps.clone()),
         identity::router(deps.clone()),
+        dashboard::router(deps.clone()),
     ];
     let mut app = routers.into_iter().fold(Router::new(), Router::merge);
     app = warren::http::with_fallbacks(app);

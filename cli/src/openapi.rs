@@ -494,7 +494,13 @@ mod tests {
     fn every_route_is_documented_and_every_documented_route_is_served() {
         let mut served = BTreeSet::new();
         for entry in std::fs::read_dir(root().join("functions")).unwrap() {
-            let lib = entry.unwrap().path().join("src/lib.rs");
+            let dir = entry.unwrap().path();
+            if dir.ends_with("dashboard") {
+                // Pages for browsers, not API: their data comes from the
+                // documented routes (and the snapshot the page itself reads).
+                continue;
+            }
+            let lib = dir.join("src/lib.rs");
             served.extend(routes_in(&std::fs::read_to_string(lib).unwrap()));
         }
         let doc = document();

@@ -27,7 +27,7 @@ use warren::service::identity::users::{self, NewUser};
 /// The most a sign-in or account body may hold.
 const MAX_BODY: usize = 16 * 1024;
 /// Where a browser goes after signing in when it names nowhere.
-const AFTER_LOGIN: &str = "/me";
+const AFTER_LOGIN: &str = "/";
 
 pub fn router(deps: Deps) -> Router {
     // Every role may see itself and change its password and keys.

@@ -78,7 +78,7 @@ fn refusal(headers: &HeaderMap, allowed: &AllowedOrigins) -> Option<(&'static st
 
 /// Whether `origin` (`scheme://host[:port]`) names the `host` header's
 /// host and port.
-pub(crate) fn same_origin(origin: &str, host: &str) -> bool {
+pub fn same_origin(origin: &str, host: &str) -> bool {
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false; // "null" and other opaque origins
     };

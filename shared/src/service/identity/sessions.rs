@@ -158,9 +158,35 @@ pub(super) async fn principal(deps: &Deps, token: &str) -> Result<Principal, Den
     if !is_token_shaped(SESSION_PREFIX, token) {
         return Err(expired);
     }
-    let hash = sha256_hex(token);
+    by_hash(deps, &sha256_hex(token)).await
+}
+
+/// What a page hands its live socket instead of the session token (which
+/// stays in an HttpOnly cookie): the token's SHA-256, which opens the
+/// session's socket and nothing else.
+pub const SOCKET_TICKET_PREFIX: &str = "wst_";
+
+/// The socket ticket of session `token`.
+pub fn socket_ticket(token: &str) -> String {
+    format!("{SOCKET_TICKET_PREFIX}{}", sha256_hex(token))
+}
+
+/// The principal of a live socket's first message: a session token (as
+/// lapinq's clients send it) or a page's socket ticket.
+pub async fn socket_principal(deps: &Deps, token: &str) -> Result<Principal, Denied> {
+    match token.strip_prefix(SOCKET_TICKET_PREFIX) {
+        Some(hash) if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            by_hash(deps, &hash.to_ascii_lowercase()).await
+        }
+        Some(_) => Err(Denied::Unauthenticated("invalid socket ticket")),
+        None => principal(deps, token).await,
+    }
+}
+
+async fn by_hash(deps: &Deps, hash: &str) -> Result<Principal, Denied> {
+    let expired = Denied::Unauthenticated("the session has ended: sign in again");
     let now = deps.now().timestamp();
-    let Some(session) = sessions::get(&*deps.store, &hash, now).await? else {
+    let Some(session) = sessions::get(&*deps.store, hash, now).await? else {
         return Err(expired);
     };
     match users::get(&*deps.store, session.user_id, now).await? {
