@@ -11,7 +11,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from conftest import Api, later, unique
+from conftest import SCREENSHOTS, Api, later, sign_in, unique
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled", "expired")
 ACTIONS = ("cancel", "requeue", "delete")
@@ -243,5 +243,38 @@ def test_an_execution_shows_its_step_timeline(page: Page, admin, login, api: Api
         item = page.locator(f'ol#timeline li.step[data-step="{step["name"]}"]')
         expect(item).to_have_attribute("data-status", "success")
         expect(item.locator("svg")).to_have_count(1)
+        # The bar is drawn inside its frame, however short the step.
+        box, bar = item.locator("svg").bounding_box(), item.locator("rect").bounding_box()
+        assert bar["width"] > 0 and box["x"] <= bar["x"] and bar["x"] + bar["width"] <= box["x"] + box["width"] + 0.5
     assert api.get(f"/api/v1/executions/{execution}")["status"] == "success"
 
+
+
+def test_a_phone_in_dark_mode_reads_the_overview(browser, base_url, admin, api: Api):
+    task_id = api.enqueue("echo", unique("phone"), args=[1])
+    context = browser.new_context(base_url=base_url, viewport={"width": 390, "height": 844},
+                                  color_scheme="dark", is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        sign_in(page, *admin)
+        expect(row(page, task_id)).to_be_attached()
+        # Nothing but the table's own scroller is wider than the screen.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # Dark background, light text.
+        def luminance(css: str) -> float:
+            r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3])
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b
+        body = page.evaluate("[getComputedStyle(document.body).backgroundColor, getComputedStyle(document.body).color]")
+        assert luminance(body[0]) < 60 < 160 < luminance(body[1]), body
+        # The filters stay reachable by keyboard: Tab from the top reaches the first one.
+        page.keyboard.press("Tab")
+        for _ in range(12):
+            if page.evaluate("document.activeElement.closest('form#filters') !== null"):
+                break
+            page.keyboard.press("Tab")
+        else:
+            raise AssertionError("Tab never reached the filters")
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "test_a_phone_in_dark_mode_reads_the_overview.png"), full_page=True)
+        context.close()

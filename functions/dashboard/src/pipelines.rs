@@ -274,7 +274,9 @@ fn timeline(e: &Execution) -> String {
                 let to = s
                     .completed_at
                     .map_or(span, |c| (c - start).num_milliseconds().max(0) as f64);
-                (1000.0 * from / span, (1000.0 * (to - from) / span).max(4.0))
+                // A step shorter than a pixel still shows, inside the frame.
+                let w = (1000.0 * (to - from) / span).max(6.0);
+                ((1000.0 * from / span).min(1000.0 - w), w)
             }
             None => (0.0, 0.0),
         };
@@ -299,4 +301,51 @@ fn timeline(e: &Execution) -> String {
     }
     out.push_str("</ol>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bars(html: &str) -> Vec<(f64, f64)> {
+        html.split("<rect ")
+            .skip(1)
+            .map(|r| {
+                let attr = |name: &str| -> f64 {
+                    let at = r.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+                    r[at..].split('"').next().unwrap().parse().unwrap()
+                };
+                (attr("x"), attr("width"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_step_bar_shows_inside_the_frame_however_short() {
+        let step = |name: &str, from: &str, to: &str| {
+            serde_json::json!({"name": name, "kind": "transform", "status": "success",
+                "attempts": 1, "output": null, "error": null, "started_at": from,
+                "completed_at": to, "duration_ms": 0})
+        };
+        let e: Execution = serde_json::from_value(serde_json::json!({
+            "id": "00000000-0000-4000-8000-000000000001",
+            "pipeline_id": "00000000-0000-4000-8000-000000000002",
+            "pipeline_version": 1, "trigger_type": "manual", "trigger_id": null,
+            "event_id": null, "status": "success",
+            "started_at": "2026-12-05T07:00:00.000Z",
+            "completed_at": "2026-12-05T07:00:00.008Z", "duration_ms": 8,
+            "input": {}, "output": {}, "error": null, "validation_errors": null,
+            "steps": [
+                step("check", "2026-12-05T07:00:00.006Z", "2026-12-05T07:00:00.006Z"),
+                step("shape", "2026-12-05T07:00:00.008Z", "2026-12-05T07:00:00.008Z"),
+            ],
+            "lease_until": null, "version": 3
+        }))
+        .unwrap();
+        let bars = bars(&timeline(&e));
+        assert_eq!(bars.len(), 2);
+        for (x, w) in bars {
+            assert!(w >= 6.0 && x >= 0.0 && x + w <= 1000.0, "x={x} w={w}");
+        }
+    }
 }
