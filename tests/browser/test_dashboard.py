@@ -278,3 +278,38 @@ def test_a_phone_in_dark_mode_reads_the_overview(browser, base_url, admin, api: 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "test_a_phone_in_dark_mode_reads_the_overview.png"), full_page=True)
         context.close()
+
+
+SOCKET_SCRIPT = """async ([token, filter]) => {
+    const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws");
+    const seen = [];
+    return await new Promise((done) => {
+        const timer = setTimeout(() => done({timeout: true, seen}), 8000);
+        ws.onopen = () => ws.send(JSON.stringify({type: "auth", token}));
+        ws.onmessage = (m) => {
+            const update = JSON.parse(m.data);
+            seen.push({type: update.type, table: update.table});
+            if (seen.length === 1 && filter) ws.send(JSON.stringify(filter));
+            if (seen.length === 2) { clearTimeout(timer); ws.close(); done({seen}); }
+        };
+        ws.onclose = (e) => { clearTimeout(timer); done({code: e.code, seen}); };
+    });
+}"""
+
+
+def test_the_socket_speaks_seed_001_and_refuses_a_bad_token(page: Page, admin, login, base_url, api: Api):
+    # From a dashboard page: the socket checks its Origin, the page's CSP allows it.
+    login(page, *admin, next_path="/failed")
+    refused = page.evaluate(SOCKET_SCRIPT, ["not-a-session-token", None])
+    assert refused.get("code") == 1008 and refused["seen"] == [], refused
+
+    # A session token, as a client of seed 001 holds it, then a filter message.
+    queue = unique("socket")
+    task_id = api.enqueue("echo", queue)
+    session = Api.login(base_url, *admin)
+    token = next(c.value for c in session.cookies if c.name == "warren_session")
+    answer = page.evaluate(SOCKET_SCRIPT, [token, {"queue": queue}])
+    assert "code" not in answer and len(answer["seen"]) == 2, answer
+    assert all(update["type"] == "update" for update in answer["seen"])
+    assert task_id in answer["seen"][1]["table"]
+    assert queue in answer["seen"][1]["table"] and answer["seen"][1]["table"].count("data-task-id=") == 1
