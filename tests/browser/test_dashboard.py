@@ -313,3 +313,24 @@ def test_the_socket_speaks_seed_001_and_refuses_a_bad_token(page: Page, admin, l
     assert all(update["type"] == "update" for update in answer["seen"])
     assert task_id in answer["seen"][1]["table"]
     assert queue in answer["seen"][1]["table"] and answer["seen"][1]["table"].count("data-task-id=") == 1
+
+
+def test_a_pipeline_s_earlier_version_stays_readable(page: Page, admin, login, api: Api):
+    first = [{"name": "check", "kind": "validate", "schema": {"type": "object"}}]
+    second = first + [{"name": "shape", "kind": "transform", "expression": "{id: event.id}"}]
+    name = unique("versions")
+    pipeline = api.post("/api/v1/pipelines", {"name": name, "steps": first}, expect=201)["id"]
+    api.call("PUT", f"/api/v1/pipelines/{pipeline}", {"name": name, "steps": second}, expect=200)
+
+    login(page, *admin, next_path=f"/pipelines/{pipeline}")
+    versions = page.locator("#versions")
+    expect(versions.locator('[aria-current="page"]')).to_have_text("2")
+    expect(page.locator("ol.steps li")).to_have_count(2)
+    with page.expect_navigation():
+        versions.locator(f'a[href="/pipelines/{pipeline}?version=1"]').click()
+    expect(versions.locator('[aria-current="page"]')).to_have_text("1")
+    expect(page.locator("ol.steps li")).to_have_count(1)
+    # A version that is not a number is refused, not guessed.
+    answer = page.goto(f"/pipelines/{pipeline}?version=first")
+    assert answer.status == 400
+    expect(page.locator("p.error")).to_have_text("version is a whole number")

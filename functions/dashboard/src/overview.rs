@@ -47,6 +47,7 @@ pub struct Filter {
 impl Filter {
     /// Apply one filter message (`{"queue": "video"}`): each field it
     /// names is set, or cleared by `""` or `null`; other fields stay.
+    #[cfg_attr(not(feature = "websocket"), allow(dead_code))]
     pub fn apply(&mut self, message: &serde_json::Map<String, Value>) -> Result<(), String> {
         for (name, value) in message {
             let slot = match name.as_str() {

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -53,18 +53,55 @@ pub async fn list(State(board): State<Board>, who: Principal) -> Response {
     html::page(&who, "Pipelines", Section::Pipelines, &body)
 }
 
+/// Which version of a pipeline its page shows (`?version=N`; the latest
+/// without it).
+#[derive(serde::Deserialize)]
+pub struct AtVersion {
+    version: Option<String>,
+}
+
+/// How many earlier versions the page links to.
+const VERSION_LINKS: u32 = 20;
+
 /// `GET /pipelines/{id}`.
-pub async fn page(State(board): State<Board>, who: Principal, Path(id): Path<String>) -> Response {
+pub async fn page(
+    State(board): State<Board>,
+    who: Principal,
+    Path(id): Path<String>,
+    Query(at): Query<AtVersion>,
+) -> Response {
     let deps = &board.deps;
     let no = || html::refusal(&who, StatusCode::NOT_FOUND, "no such pipeline");
     let Ok(id) = id.parse::<Uuid>() else {
         return no();
     };
-    let p = match pipelines::get(deps, id, None).await {
+    let asked = match at.version.as_deref().map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => {
+            return html::refusal(&who, StatusCode::BAD_REQUEST, "version is a whole number");
+        }
+    };
+    let latest = match pipelines::get(deps, id, None).await {
         Ok(p) if who.sees(p.user_id) => p,
         Ok(_) => return no(),
         Err(e) => return failed(&who, e),
     };
+    let newest = latest.version;
+    let p = match asked {
+        Some(v) if v != newest => match pipelines::get(deps, id, Some(v)).await {
+            Ok(p) => p,
+            Err(e) => return failed(&who, e),
+        },
+        _ => latest,
+    };
+    let versions = (newest.saturating_sub(VERSION_LINKS - 1).max(1)..=newest)
+        .map(|v| match v == p.version {
+            true => format!("<strong aria-current=\"page\">{v}</strong>"),
+            false => format!(r#"<a href="/pipelines/{id}?version={v}">{v}</a>"#),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let may_change = who.owns(p.user_id);
     let (runs, _) = match executions::list(deps, id, 50, None).await {
         Ok(page) => page,
@@ -184,7 +221,7 @@ pub async fn page(State(board): State<Board>, who: Principal, Path(id): Path<Str
         .map(html::json)
         .unwrap_or_else(|| "<p>None: any JSON input.</p>".into());
     let body = format!(
-        r#"<p>{description}</p><dl class="facts"><dt>Id</dt><dd><code>{id}</code></dd><dt>Version</dt><dd>{version} (earlier versions stay readable: <code>GET /api/v1/pipelines/{id}?version=N</code>)</dd><dt>Updated</dt><dd>{updated}</dd></dl>
+        r#"<p>{description}</p><dl class="facts"><dt>Id</dt><dd><code>{id}</code></dd><dt>Version</dt><dd id="versions">{versions}{older}</dd><dt>Updated</dt><dd>{updated}</dd></dl>
 <section><h2>Steps</h2><ol class="steps">{steps}</ol></section>
 <section><h2>Event schema</h2>{schema}</section>
 <section><h2>Options</h2>{options}</section>
@@ -193,7 +230,13 @@ pub async fn page(State(board): State<Board>, who: Principal, Path(id): Path<Str
 {forms}
 <section><h2>Executions</h2><table id="executions"><thead><tr><th scope="col">Execution</th><th scope="col">Status</th><th scope="col">Trigger</th><th scope="col">Started</th><th scope="col">Took</th></tr></thead><tbody>{executions_rows}</tbody></table></section>"#,
         description = escape(p.spec.description.as_deref().unwrap_or("")),
-        version = p.version,
+        older = match p.version == newest {
+            true => String::new(),
+            false => format!(
+                " (showing version {}; triggers and executions are the pipeline's)",
+                p.version
+            ),
+        },
         updated = html::time(Some(p.updated_at)),
         options = html::json(&serde_json::to_value(&p.spec.options).unwrap_or_default()),
     );
