@@ -143,9 +143,12 @@ async fn pages_need_a_session_and_carry_strict_headers() {
         Some("public, max-age=31536000, immutable")
     );
     let etag = js.header("etag").unwrap().to_string();
-    w.send_raw("GET", "/assets/app.js", &[("if-none-match", &etag)], None)
-        .await
-        .expect(304);
+    let unversioned = w
+        .send_raw("GET", "/assets/app.js", &[("if-none-match", &etag)], None)
+        .await;
+    unversioned.expect(304);
+    // A link without the content hash (the sign-in page's) is revalidated.
+    assert_eq!(unversioned.header("cache-control"), Some("no-cache"));
     w.send_raw("GET", "/assets/nope.js", &[], None)
         .await
         .expect(404);

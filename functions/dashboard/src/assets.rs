@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -42,9 +42,20 @@ pub static STYLE: Asset = Asset {
     hash: LazyLock::new(|| hash_of(include_str!("../assets/style.css"))),
 };
 
-/// `GET /assets/{name}`: the file, cached for a year (its links change with
-/// its content), 304 when the browser has it.
-pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
+/// The version a link names (`?v=`).
+#[derive(serde::Deserialize)]
+pub struct Version {
+    v: Option<String>,
+}
+
+/// `GET /assets/{name}`: the file, cached for a year under a link that
+/// names its content hash (the pages' links), revalidated otherwise (the
+/// sign-in page links it by name); 304 when the browser has it.
+pub async fn serve(
+    Path(name): Path<String>,
+    Query(version): Query<Version>,
+    headers: HeaderMap,
+) -> Response {
     let Some(asset) = [&SCRIPT, &STYLE].into_iter().find(|a| a.name == name) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
@@ -58,10 +69,11 @@ pub async fn serve(Path(name): Path<String>, headers: HeaderMap) -> Response {
         false => ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response(),
     };
     let h = answer.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
+    let cache = match version.v.as_deref() == Some(asset.hash.as_str()) {
+        true => "public, max-age=31536000, immutable",
+        false => "no-cache",
+    };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);
     }

@@ -275,7 +275,7 @@ struct LoginPageParams {
     next: Option<String>,
 }
 
-/// The form, escaped; the dashboard will style it.
+/// The form, escaped, in the dashboard's stylesheet (served beside it).
 fn page(status: StatusCode, failed: bool, next: Option<&str>) -> Response {
     let error = match failed {
         true => r#"<p role="alert" class="error">Invalid credentials</p>"#,
@@ -287,8 +287,8 @@ fn page(status: StatusCode, failed: bool, next: Option<&str>) -> Response {
     let body = format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Sign in · warren</title></head>
-<body><main><h1>warren</h1>{error}
+<title>Sign in · warren</title><link rel="stylesheet" href="/assets/style.css"></head>
+<body><main class="signin"><h1>warren</h1>{error}
 <form method="post" action="/login">{next}
 <label>Username <input name="username" autocomplete="username" required autofocus></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
