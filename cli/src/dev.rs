@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 use warren::adapters::aws::Resources;
 use warren::adapters::embedded::{Durability, EmbeddedStore, MemoryQueue};
 use warren::keys;
+use warren::ports::StoreError;
 use warren::runtime::{self, Overrides};
 use warren::service::Metrics;
 use warren::service::maintenance::recovery;
@@ -195,7 +196,10 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr a file on a full disk)
+        // is dropped: the fallback, eprintln!, panics the thread that logged.
+        .log_internal_errors(false);
     match opts.log_format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -252,9 +256,20 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
                 DurabilityArg::Sync => Durability::Sync,
                 DurabilityArg::Relaxed => Durability::Relaxed,
             };
+            // A file-size limit (ulimit -f, systemd's LimitFSIZE) then fails
+            // the write that passes it with EFBIG, answered 507 like a full
+            // disk, instead of killing the process with SIGXFSZ.
+            // SAFETY: setting a signal's disposition to SIG_IGN installs no
+            // handler and touches no memory.
+            unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
             let store = Arc::new(
-                EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                EmbeddedStore::open(&opts.data_dir.join("warren.redb"), durability).map_err(
+                    |e| match e {
+                        // Its own line names the file and what to do.
+                        StoreError::Unavailable(why) => anyhow::anyhow!("{why}"),
+                        e => anyhow::anyhow!("{e}"),
+                    },
+                )?,
             );
             // As template.yaml's redrive policy: a message that fails five
             // receives in a row goes to `<queue>-dlq`, not round forever.

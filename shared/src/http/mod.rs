@@ -130,11 +130,30 @@ impl From<ServiceError> for ApiError {
             }
             ServiceError::Store(e) => {
                 tracing::error!(error = ?e, "store failed");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "storage is unavailable; retry later",
-                )
+                match io_kind(&e) {
+                    // Nothing was written (a store commits whole or not at
+                    // all) and a retry helps once space is freed: 507, the
+                    // status WebDAV defined for exactly this.
+                    Some(
+                        std::io::ErrorKind::StorageFull
+                        | std::io::ErrorKind::QuotaExceeded
+                        | std::io::ErrorKind::FileTooLarge,
+                    ) => ApiError::new(
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "insufficient_storage",
+                        "the server's disk is full: nothing was written; retry once space is freed",
+                    ),
+                    Some(std::io::ErrorKind::ReadOnlyFilesystem) => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "storage_read_only",
+                        "the server's storage is read-only: nothing was written; retry later",
+                    ),
+                    _ => ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "storage is unavailable; retry later",
+                    ),
+                }
             }
             ServiceError::Forbidden(message) => ApiError::forbidden(message),
             ServiceError::Limited {
@@ -152,6 +171,18 @@ impl From<ServiceError> for ApiError {
             ServiceError::Crashed(e) => ApiError::internal(&e),
         }
     }
+}
+
+/// The kind of the I/O error behind a store failure, if one is.
+fn io_kind(e: &StoreError) -> Option<std::io::ErrorKind> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cause = e.source();
+    }
+    None
 }
 
 impl From<StoreError> for ApiError {

@@ -22,12 +22,12 @@
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
@@ -55,7 +55,7 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: Arc<redb::Database>,
+    db: Arc<Handle>,
     /// Taken on drop, so the writer sees the channel close and winds down.
     jobs: Option<mpsc::Sender<Job>>,
     /// Joined on drop, so the file lock is released when the store is gone
@@ -63,6 +63,32 @@ struct Inner {
     writer: Option<JoinHandle<()>>,
     path: Option<PathBuf>,
     durability: Durability,
+}
+
+/// Makes the store's database, again after an I/O failure.
+type Opener = Box<dyn Fn() -> Result<redb::Database, redb::DatabaseError> + Send + Sync>;
+
+/// The database readers use, or why there is none: after an I/O failure
+/// (a full disk) redb fails every later call until the file is reopened,
+/// which the writer does (see `reopen`). An uncontended read lock per read
+/// transaction, beside the locks redb takes to begin one; writes take none.
+struct Handle(RwLock<Result<Arc<redb::Database>, Arc<BackendError>>>);
+
+impl Handle {
+    fn new(db: Arc<redb::Database>) -> Handle {
+        Handle(RwLock::new(Ok(db)))
+    }
+
+    fn get(&self) -> Result<Arc<redb::Database>, StoreError> {
+        match &*self.0.read().unwrap_or_else(PoisonError::into_inner) {
+            Ok(db) => Ok(db.clone()),
+            Err(why) => Err(StoreError::Unavailable(Box::new(why.clone()))),
+        }
+    }
+
+    fn set(&self, db: Result<Arc<redb::Database>, Arc<BackendError>>) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = db;
+    }
 }
 
 impl Drop for Inner {
@@ -137,28 +163,51 @@ fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
 
 impl EmbeddedStore {
     /// Opens (creating it and its parent directories if needed) the store
-    /// file at `path`. Fails if another process has it open.
+    /// file at `path`. Fails if another process has it open, or with one
+    /// line naming the file and what to do if it is damaged, not a warren
+    /// store, or not readable and writable.
     pub fn open(path: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
+        let file = path.to_path_buf();
+        let opener: Opener = Box::new(move || {
+            redb::Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .create(&file)
+        });
+        Self::open_with(path, durability, opener)
+    }
+
+    /// [`EmbeddedStore::open`] with the database made by `opener`, which the
+    /// writer calls again to reopen the file after an I/O failure.
+    fn open_with(
+        path: &Path,
+        durability: Durability,
+        opener: Opener,
+    ) -> Result<EmbeddedStore, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| unavailable(format!("creating directory {}", parent.display()), e))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                start_error(path, &e).unwrap_or_else(|| {
+                    unavailable(format!("creating directory {}", parent.display()), e)
+                })
+            })?;
         }
-        restrict_to_owner(path)
-            .map_err(|e| unavailable(format!("creating store file {}", path.display()), e))?;
-        let opened = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(path);
-        let db = opened.map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => unavailable(
-                format!(
-                    "store file {} is locked: another warren process (or another store in this one) has it open",
-                    path.display()
-                ),
-                e,
-            ),
-            e => unavailable(format!("opening store file {}", path.display()), e),
+        restrict_to_owner(path).map_err(|e| {
+            start_error(path, &e).unwrap_or_else(|| {
+                unavailable(format!("creating store file {}", path.display()), e)
+            })
         })?;
-        Self::start(db, durability, Some(path.to_path_buf()))
+        let db = guarded(|| {
+            let db = opener().map_err(|e| open_error(path, e))?;
+            init_tables(&db).map_err(|e| match e {
+                Init::Foreign(tables) => foreign(path, &tables),
+                Init::Store(e) => e,
+            })?;
+            Ok(db)
+        })
+        .map_err(|e| match e {
+            Guarded::Failed(e) => e,
+            Guarded::Panicked(why) => damaged(path, &why),
+        })?;
+        Self::start(db, durability, Some(path.to_path_buf()), Some(opener))
     }
 
     /// A fresh store in memory (for tests), on the same code path as a file.
@@ -170,7 +219,10 @@ impl EmbeddedStore {
             .set_cache_size(16 << 20)
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .expect("an empty in-memory redb database opens");
-        Self::start(db, Durability::Sync, None).expect("the in-memory store starts")
+        if init_tables(&db).is_err() {
+            panic!("the tables of an empty in-memory database are created");
+        }
+        Self::start(db, Durability::Sync, None, None).expect("the in-memory store starts")
     }
 
     /// Makes every acknowledged write durable before returning (for shutdown
@@ -184,14 +236,14 @@ impl EmbeddedStore {
         db: redb::Database,
         durability: Durability,
         path: Option<PathBuf>,
+        opener: Option<Opener>,
     ) -> Result<EmbeddedStore, StoreError> {
-        init_tables(&db)?;
-        let db = Arc::new(db);
+        let db = Arc::new(Handle::new(Arc::new(db)));
         let (jobs, queue) = mpsc::channel();
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("warren-store-writer".into())
-            .spawn(move || writer_loop(&writer_db, &queue, durability))
+            .spawn(move || writer_loop(&writer_db, opener.as_ref(), &queue, durability))
             .map_err(|e| unavailable("starting the store writer thread", e))?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
@@ -221,6 +273,7 @@ impl EmbeddedStore {
         let txn = self
             .inner
             .db
+            .get()?
             .begin_read()
             .map_err(|e| unavailable("beginning a read", e))?;
         let items = txn
@@ -230,13 +283,42 @@ impl EmbeddedStore {
     }
 }
 
+/// Why [`init_tables`] failed.
+enum Init {
+    /// The file is a redb database of another program: its tables.
+    Foreign(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Init {
+    fn from(e: StoreError) -> Self {
+        Init::Store(e)
+    }
+}
+
 /// Creates every table up front, so read transactions always find them.
-fn init_tables(db: &redb::Database) -> Result<(), StoreError> {
+/// Refuses a database that holds tables but not warren's `meta`, or warren's
+/// table names with other types: another program's file, which warren
+/// would otherwise fill with its own tables.
+fn init_tables(db: &redb::Database) -> Result<(), Init> {
     let txn = db
         .begin_write()
         .map_err(|e| unavailable("initialising the store", e))?;
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(|e| unavailable("listing the store tables", e))?
+        .map(|t| t.name().to_string())
+        .collect();
+    if !tables.is_empty() && !tables.iter().any(|t| t == "meta") {
+        return Err(Init::Foreign(tables.join(", ")));
+    }
     {
-        let init = |e: redb::TableError| unavailable("creating the store tables", e);
+        let init = |e: redb::TableError| match e {
+            redb::TableError::TableTypeMismatch { .. } | redb::TableError::TableIsMultimap(_) => {
+                Init::Foreign(tables.join(", "))
+            }
+            e => Init::Store(unavailable("creating the store tables", e)),
+        };
         txn.open_table(ITEMS).map_err(init)?;
         for def in INDEXES {
             txn.open_table(def).map_err(init)?;
@@ -253,14 +335,14 @@ fn init_tables(db: &redb::Database) -> Result<(), StoreError> {
                     .map_err(|e| unavailable("writing the store format", e))?;
             }
             Some(other) => {
-                return Err(StoreError::Unavailable(
+                return Err(Init::Store(StoreError::Unavailable(
                     format!("store file has layout version {other}; this warren reads version {LAYOUT_VERSION}").into(),
-                ));
+                )));
             }
         }
     }
     txn.commit()
-        .map_err(|e| unavailable("initialising the store", e))
+        .map_err(|e| Init::Store(unavailable("initialising the store", e)))
 }
 
 #[async_trait]
@@ -686,8 +768,17 @@ enum Done {
 }
 
 /// Owns every write: drains the queue into a group, applies it in one redb
-/// transaction, commits once, replies to all.
-fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Durability) {
+/// transaction, commits once, replies to all. After an I/O failure it
+/// reopens the file (with `opener`; a store in memory has none).
+fn writer_loop(
+    current: &Handle,
+    opener: Option<&Opener>,
+    queue: &mpsc::Receiver<Job>,
+    durability: Durability,
+) {
+    let Ok(mut db) = current.get() else {
+        return;
+    };
     let mut flusher = Flusher::new();
     let mut last = LastCommit::none();
     loop {
@@ -701,7 +792,7 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
                     Ok(job) => job,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
                         let started = Instant::now();
-                        match durable_commit(db) {
+                        match durable_commit(&db) {
                             Ok(()) => {
                                 let ended = Instant::now();
                                 let held = ended - started;
@@ -711,6 +802,16 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
                             Err(e) => {
                                 tracing::error!(error = %e, "store flush failed; retrying");
                                 flusher.retry_later();
+                                if let Some(opener) = opener.filter(|_| e.is_io()) {
+                                    let Some(opened) = reopen(current, opener, queue, db, e) else {
+                                        return;
+                                    };
+                                    db = opened;
+                                    // The commits it had not made durable are gone with the
+                                    // old handle, as a crash would lose them.
+                                    flusher = Flusher::new();
+                                    last = LastCommit::none();
+                                }
                             }
                         }
                         continue;
@@ -749,7 +850,7 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
         // group must commit even if it writes nothing itself.
         let force = durable && durability == Durability::Relaxed;
         let started = Instant::now();
-        match commit_group(db, works, durable, force) {
+        match commit_group(&db, works, durable, force) {
             Ok((outcomes, synced)) => {
                 if let Some(sync) = synced {
                     last = LastCommit::new(callers, ops, started, sync);
@@ -771,18 +872,93 @@ fn writer_loop(db: &redb::Database, queue: &mpsc::Receiver<Job>, durability: Dur
             }
             Err(e) => {
                 tracing::error!(error = %e, "store group commit failed");
+                let io = e.is_io();
                 let e = Arc::new(e);
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(Box::new(e.clone()))));
+                }
+                if let Some(opener) = opener.filter(|_| io) {
+                    let Some(opened) = reopen(current, opener, queue, db, e) else {
+                        return;
+                    };
+                    db = opened;
+                    flusher = Flusher::new();
+                    last = LastCommit::none();
                 }
             }
         }
     }
     // Clean shutdown: nothing acknowledged is left only in memory.
     if flusher.deadline().is_some()
-        && let Err(e) = durable_commit(db)
+        && let Err(e) = durable_commit(&db)
     {
         tracing::error!(error = %e, "store flush at shutdown failed");
+    }
+}
+
+/// The first wait before reopening the store file after an I/O failure
+/// (it doubles up to [`REOPEN_MAX`]): redb fails every call on a handle
+/// that saw one, so only a new handle can tell that space has come back.
+const REOPEN_FIRST: Duration = Duration::from_millis(10);
+/// The longest wait between two attempts to reopen the store file.
+const REOPEN_MAX: Duration = Duration::from_secs(1);
+
+/// After an I/O failure `why` (a full disk, a read-only remount), drops the
+/// failed handle and opens the file again, retrying until it opens (redb
+/// repairs it on open: nothing a failed commit began is kept). Meanwhile
+/// readers and writers get `why` (or the last reopen's failure). `None`
+/// when the store is dropped meanwhile.
+fn reopen(
+    current: &Handle,
+    opener: &Opener,
+    queue: &mpsc::Receiver<Job>,
+    db: Arc<redb::Database>,
+    why: impl Into<Arc<BackendError>>,
+) -> Option<Arc<redb::Database>> {
+    let mut why = why.into();
+    current.set(Err(why.clone()));
+    // Readers in flight still hold the old handle; until they let go its
+    // file lock stays and a reopen fails with `DatabaseAlreadyOpen`.
+    drop(db);
+    let mut delay = REOPEN_FIRST;
+    loop {
+        match guarded(|| Ok(opener())) {
+            Ok(Ok(db)) => {
+                let db = Arc::new(db);
+                current.set(Ok(db.clone()));
+                tracing::warn!(after = %why, "store file reopened after an I/O failure");
+                return Some(db);
+            }
+            Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {}
+            Ok(Err(e)) => {
+                why = Arc::new(BackendError::new("reopening the store file", e));
+                current.set(Err(why.clone()));
+            }
+            Err(failed) => {
+                let what = match failed {
+                    Guarded::Failed(e) => e.to_string(),
+                    Guarded::Panicked(message) => message,
+                };
+                why = Arc::new(BackendError::new(
+                    "reopening the store file",
+                    redb::Error::Corrupted(what),
+                ));
+                current.set(Err(why.clone()));
+            }
+        }
+        let until = Instant::now() + delay;
+        loop {
+            match queue.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(job) => {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(Box::new(why.clone()))));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+        delay = (delay * 2).min(REOPEN_MAX);
     }
 }
 
@@ -1275,6 +1451,11 @@ impl BackendError {
             source: source.into(),
         }
     }
+
+    /// An I/O failure, after which redb fails every call on this handle.
+    fn is_io(&self) -> bool {
+        matches!(self.source, redb::Error::Io(_) | redb::Error::PreviousIo)
+    }
 }
 
 impl fmt::Display for BackendError {
@@ -1284,8 +1465,130 @@ impl fmt::Display for BackendError {
 }
 
 impl std::error::Error for BackendError {
+    /// The `io::Error` itself when there is one (redb's error names no
+    /// source), so the HTTP layer can tell a full disk by its kind.
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match &self.source {
+            redb::Error::Io(e) => Some(e),
+            other => Some(other),
+        }
+    }
+}
+
+/// The name of the thread that opens the store file: a panic there is
+/// redb meeting a damaged page, reported as such (see [`guarded`]).
+const OPENING: &str = "warren-store-open";
+
+/// Why [`guarded`] failed.
+enum Guarded {
+    Failed(StoreError),
+    /// redb panicked (its message): on some damaged pages it panics where
+    /// it could return `Corrupted`.
+    Panicked(String),
+}
+
+/// Runs `open` on a thread of its own and turns a panic into an error, so a
+/// damaged file gives one line at start, not a panic and a backtrace. Its
+/// panic message is kept from stderr by a hook that lets every other
+/// thread's panics through.
+fn guarded<T: Send>(open: impl FnOnce() -> Result<T, StoreError> + Send) -> Result<T, Guarded> {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(OPENING) {
+                previous(info);
+            }
+        }));
+    });
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name(OPENING.into())
+            .spawn_scoped(scope, open)
+            .map_err(|e| Guarded::Failed(unavailable("starting a thread to open the store", e)))?;
+        match thread.join() {
+            Ok(opened) => opened.map_err(Guarded::Failed),
+            Err(panic) => Err(Guarded::Panicked(
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "redb panicked".into()),
+            )),
+        }
+    })
+}
+
+/// What a user reads when the store file cannot be opened at start: one
+/// line naming the file, what is wrong and what to do.
+fn start_failure(message: String) -> StoreError {
+    StoreError::Unavailable(message.into())
+}
+
+/// The file exists but is not a warren store redb can read.
+fn damaged(path: &Path, why: &str) -> StoreError {
+    start_failure(format!(
+        "store file {} is damaged or not a warren store ({why}): move it away (or restore a backup) and start again; warren then creates an empty store",
+        path.display()
+    ))
+}
+
+/// A redb database of another program.
+fn foreign(path: &Path, tables: &str) -> StoreError {
+    start_failure(format!(
+        "store file {} is a redb database of another program (its tables: {tables}): point --data-dir elsewhere, or move the file away and start again",
+        path.display()
+    ))
+}
+
+/// The start-up message for an I/O error on the store file, for the kinds
+/// a user can act on.
+fn start_error(path: &Path, e: &std::io::Error) -> Option<StoreError> {
+    use std::io::ErrorKind as K;
+    let file = path.display();
+    let message = match e.kind() {
+        K::IsADirectory => format!(
+            "store file {file} is a directory: move it away (warren creates the file) or point --data-dir elsewhere"
+        ),
+        K::PermissionDenied => format!(
+            "store file {file} cannot be opened for reading and writing (permission denied): give the user warren runs as read and write access to it and its directory, or point --data-dir elsewhere"
+        ),
+        K::ReadOnlyFilesystem => format!(
+            "store file {file} is on a read-only file system: remount it read-write or point --data-dir elsewhere"
+        ),
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
+            format!("no space left for store file {file} ({e}): free some space and start again")
+        }
+        K::NotADirectory => {
+            format!("store file {file} cannot be created: a part of its directory path is a file")
+        }
+        _ => return None,
+    };
+    Some(start_failure(message))
+}
+
+/// The start-up message for a failed open of the store file.
+fn open_error(path: &Path, e: redb::DatabaseError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => unavailable(
+            format!(
+                "store file {} is locked: another warren process (or another store in this one) has it open",
+                path.display()
+            ),
+            e,
+        ),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => match start_error(path, &io) {
+            Some(clear) => clear,
+            // "Not a redb database: magic number mismatch", "failed to fill
+            // whole buffer" (a file cut short), ...
+            None => damaged(path, &io.to_string()),
+        },
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)) => damaged(path, &why),
+        redb::DatabaseError::UpgradeRequired(version) => start_failure(format!(
+            "store file {} has redb file format {version}, which this warren cannot read: open it with the warren that wrote it, or move it away",
+            path.display()
+        )),
+        e => unavailable(format!("opening store file {}", path.display()), e),
     }
 }
 
@@ -1455,6 +1758,33 @@ mod tests {
             "message names the path: {message}"
         );
         assert!(message.contains("locked"), "message says why: {message}");
+    }
+
+    /// A write the disk refuses for lack of space reaches a client as 507
+    /// `insufficient_storage`; a read-only file system as 503; any other
+    /// I/O failure as the plain 503.
+    #[test]
+    fn io_failures_map_to_clear_statuses() {
+        use std::io::{Error, ErrorKind};
+        let answer = |kind: ErrorKind| {
+            // As the writer answers a failed group: its error behind an Arc.
+            let failed = BackendError::new("writing", redb::StorageError::Io(Error::from(kind)));
+            let e = StoreError::Unavailable(Box::new(Arc::new(failed)));
+            let api = crate::http::ApiError::from(e);
+            (api.status.as_u16(), api.code)
+        };
+        for full in [
+            ErrorKind::StorageFull,
+            ErrorKind::QuotaExceeded,
+            ErrorKind::FileTooLarge,
+        ] {
+            assert_eq!(answer(full), (507, "insufficient_storage"), "{full:?}");
+        }
+        assert_eq!(
+            answer(ErrorKind::ReadOnlyFilesystem),
+            (503, "storage_read_only")
+        );
+        assert_eq!(answer(ErrorKind::Other), (503, "unavailable"));
     }
 
     #[tokio::test]
