@@ -49,6 +49,10 @@ pub enum BenchMode {
     Batch,
     /// Enqueue `--tasks` echo tasks in batches and wait until all completed: tasks/s.
     E2e,
+    /// Single-task enqueue of echo tasks at `--rate` (the worker on), then the
+    /// enqueue-to-start latency of each task (its `started_at` minus its
+    /// `created_at`): mean and percentiles.
+    Pickup,
 }
 
 pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
@@ -72,7 +76,19 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<()> {
         }
         BenchMode::Batch => batch(&client, &opts).await,
         BenchMode::E2e => e2e(&client, &opts).await,
+        BenchMode::Pickup => pickup(&client, &opts).await,
     }
+}
+
+/// The queue `pickup` mode loads; its earlier tasks are left out by time.
+const PICKUP_QUEUE: &str = "bench-pickup";
+
+fn get(client: &reqwest::Client, opts: &BenchOptions, path: &str) -> reqwest::RequestBuilder {
+    let mut r = client.get(format!("{}{path}", opts.url));
+    if let Some(k) = &opts.api_key {
+        r = r.header("x-api-key", k);
+    }
+    r
 }
 
 fn post(
@@ -229,18 +245,100 @@ async fn batch(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<
     Ok(())
 }
 
-async fn completed_in_bench(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<i64> {
-    let mut r = client.get(format!("{}/api/v1/queues", opts.url));
-    if let Some(k) = &opts.api_key {
-        r = r.header("x-api-key", k);
-    }
-    let bytes = r.send().await?.bytes().await?;
+/// The counts of queue `name` (an empty object before its first task).
+async fn queue_counts(
+    client: &reqwest::Client,
+    opts: &BenchOptions,
+    name: &str,
+) -> anyhow::Result<Value> {
+    let bytes = get(client, opts, "/api/v1/queues")
+        .send()
+        .await?
+        .bytes()
+        .await?;
     let queues: Vec<Value> = serde_json::from_slice(&bytes).context("GET /api/v1/queues")?;
     Ok(queues
-        .iter()
-        .find(|q| q["queue_name"] == "bench")
-        .and_then(|q| q["completed"].as_i64())
+        .into_iter()
+        .find(|q| q["queue_name"] == name)
+        .unwrap_or_else(|| json!({})))
+}
+
+async fn completed_in_bench(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<i64> {
+    Ok(queue_counts(client, opts, "bench").await?["completed"]
+        .as_i64()
         .unwrap_or(0))
+}
+
+/// `pickup` mode: paced single enqueues, then every task's wait from its
+/// creation to its start, read back from the API once all have run.
+async fn pickup(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
+    let since = chrono::Utc::now();
+    paced(client, opts, "enqueue", 201, |client, opts, c, i| {
+        let body = json!({"task_name": "echo", "queue_name": PICKUP_QUEUE, "args": [c, i]});
+        post(client, opts, "/api/v1/enqueue", &body)
+    })
+    .await?;
+    let waiting = Instant::now();
+    loop {
+        let q = queue_counts(client, opts, PICKUP_QUEUE).await?;
+        let left = q["pending"].as_i64().unwrap_or(0) + q["running"].as_i64().unwrap_or(0);
+        if left == 0 {
+            break;
+        }
+        if waiting.elapsed() > Duration::from_secs(600) {
+            bail!("{left} tasks still pending or running after 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut waits = Vec::new();
+    let mut path = format!("/api/v1/tasks?queue={PICKUP_QUEUE}&limit=1000");
+    loop {
+        let r = get(client, opts, &path).send().await?;
+        let next = r
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let tasks: Vec<Value> = serde_json::from_slice(&r.bytes().await?).context("GET tasks")?;
+        let time = |t: &Value, field: &str| {
+            t[field]
+                .as_str()
+                .and_then(|s| s.parse::<chrono::DateTime<chrono::Utc>>().ok())
+        };
+        let mut older = false;
+        for t in &tasks {
+            match (time(t, "created_at"), time(t, "started_at")) {
+                (Some(created), _) if created < since => older = true,
+                (Some(created), Some(started)) => {
+                    waits.push((started - created).num_microseconds().unwrap_or(0).max(0))
+                }
+                _ => {}
+            }
+        }
+        // Newest first: once a page reaches earlier runs, the rest is theirs.
+        match next {
+            Some(cursor) if !older => {
+                path = format!("/api/v1/tasks?queue={PICKUP_QUEUE}&limit=1000&cursor={cursor}")
+            }
+            _ => break,
+        }
+    }
+    waits.sort_unstable();
+    let ms = |us: i64| us as f64 / 1000.0;
+    let pct = |p: f64| ms(waits[((waits.len() as f64 * p) as usize).min(waits.len() - 1)]);
+    if waits.is_empty() {
+        bail!("no task of this run was found started");
+    }
+    println!(
+        "pickup (enqueue to start): {} tasks; ms mean {:.2} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+        waits.len(),
+        ms(waits.iter().sum::<i64>() / waits.len() as i64),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        ms(*waits.last().unwrap_or(&0)),
+    );
+    Ok(())
 }
 
 async fn e2e(client: &reqwest::Client, opts: &BenchOptions) -> anyhow::Result<()> {
