@@ -167,16 +167,37 @@ pub async fn sweep(
     now: DateTime<Utc>,
 ) -> Result<Sweep, StoreError> {
     let cursor_key = Key::new("SCHED", cursor);
-    let old_cursor = store.get(&cursor_key).await?.and_then(|i| {
+    let mut old_cursor = store.get(&cursor_key).await?.and_then(|i| {
         i.attrs
             .get("minute")
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    let start = old_cursor
-        .as_deref()
-        .and_then(parse_minute)
-        .unwrap_or(now - Duration::minutes(FIRST_LOOKBACK_MINUTES));
+    let start = match old_cursor.as_deref().and_then(parse_minute) {
+        Some(start) => start,
+        None => {
+            // The first sweep pins where it starts before it reads or acts:
+            // if it fails, the next one starts there too, instead of an hour
+            // before its own now, past the entries written meanwhile.
+            let start = now - Duration::minutes(FIRST_LOOKBACK_MINUTES);
+            let first = minute_bucket(start);
+            let mut attrs = Map::new();
+            attrs.insert("minute".into(), Value::from(first.clone()));
+            let pin = WriteOp::Put {
+                item: Item::new(cursor_key.clone(), attrs),
+                cond: Condition::Absent {
+                    now: now.timestamp(),
+                },
+            };
+            match store.transact(vec![pin]).await {
+                // Another sweeper pinned it first: its start is as good.
+                Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            old_cursor = Some(first);
+            start
+        }
+    };
     let until = format!("{}~", sort_time(now)); // every sort key at or before now
     let index = kind.index();
     let mut due = Vec::new();
@@ -321,6 +342,31 @@ pub fn delete_expired(item: &Item) -> WriteOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::embedded::EmbeddedStore;
+
+    fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_900_000_000, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    /// Found by the simulator (seeds 8 and 115): a scheduler whose first
+    /// sweeps all failed, then ran again over an hour later, looked back
+    /// an hour from its own now and never saw the timers written before.
+    #[tokio::test]
+    async fn a_failed_first_sweep_keeps_its_starting_point() {
+        let store = EmbeddedStore::in_memory();
+        let mut item = Item::new(Key::new("TASK#t", "TASK"), Map::new());
+        item.indexes.push(timer_entry(at(10), "t"));
+        store.put_batch(vec![item]).await.unwrap();
+
+        // The first sweep reads its entries but dies before it advances.
+        let first = sweep(&store, Kind::Timers, "test", at(0)).await.unwrap();
+        assert!(first.due.is_empty(), "not due yet");
+        drop(first);
+
+        let later = sweep(&store, Kind::Timers, "test", at(120)).await.unwrap();
+        let due: Vec<&Key> = later.due.iter().map(|d| d.owner.key()).collect();
+        assert_eq!(due, [&Key::new("TASK#t", "TASK")]);
+    }
 
     #[test]
     fn a_record_lives_at_least_until_its_end() {
