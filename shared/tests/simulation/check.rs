@@ -1,0 +1,222 @@
+//! The invariants, read straight from the store (past the gates).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+use warren::domain::{Task, TaskStatus};
+use warren::service::failed;
+use warren::table::tasks::{self, TaskFilter};
+use warren::table::timers::timer_of;
+
+use crate::world::{Sim, Verdict, verdict};
+
+/// Every task in the store.
+pub async fn all_tasks(sim: &Sim) -> Vec<Task> {
+    let page = sim
+        .deps()
+        .tasks()
+        .list(&TaskFilter::default(), 1_000)
+        .await
+        .expect("the store lists its tasks");
+    page.tasks
+}
+
+fn label(t: &Task) -> u64 {
+    t.kwargs
+        .get("n")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX)
+}
+
+/// A task that is not finished has a timer: its outbox entry (pending) or
+/// its lease (running), so a lost message or a lost worker is noticed.
+pub async fn pending_have_timers(sim: &mut Sim) {
+    for t in all_tasks(sim).await {
+        if t.status.is_final() {
+            continue;
+        }
+        let item = sim
+            .store()
+            .get(&tasks::key(t.id))
+            .await
+            .expect("the store answers")
+            .expect("a listed task exists");
+        if timer_of(&item).is_none() {
+            sim.violation(format!(
+                "no timer: task {} (n {}) is {} (attempt {}) with no timer, so nothing would release it if its message is lost",
+                t.id,
+                label(&t),
+                t.status.as_str(),
+                t.attempts
+            ));
+        }
+    }
+}
+
+/// The invariants of a run that has drained.
+pub async fn at_end(sim: &mut Sim) {
+    let seed = sim.seed();
+    let all = all_tasks(sim).await;
+    let by_id: BTreeMap<Uuid, &Task> = all.iter().map(|t| (t.id, t)).collect();
+    let mut found = Vec::new();
+
+    for id in sim.ledger().acked.lock().unwrap().iter() {
+        if !by_id.contains_key(id) {
+            found.push(format!(
+                "lost: task {id} was acknowledged to its producer but is not stored"
+            ));
+        }
+    }
+
+    let runs = sim.ledger().runs.lock().unwrap().clone();
+    for (&(id, attempt), &n) in &runs {
+        if n > 1 {
+            found.push(format!(
+                "ran twice: attempt {attempt} of task {id} ran its handler {n} times"
+            ));
+        }
+        match by_id.get(&id) {
+            None => found.push(format!(
+                "ghost: a handler ran for task {id}, which is not stored"
+            )),
+            Some(t) if attempt > t.attempts => found.push(format!(
+                "unrecorded attempt: task {id} ran attempt {attempt} but records {} attempts",
+                t.attempts
+            )),
+            Some(_) => {}
+        }
+    }
+
+    let mut digest = Vec::new();
+    for t in &all {
+        let n = label(t);
+        let max = t.retry_policy().max_attempts();
+        let last = runs.get(&(t.id, t.attempts)).copied().unwrap_or(0);
+        let v = verdict(seed, n, t.attempts);
+        let who = format!("task {} (n {n}, attempts {}/{max})", t.id, t.attempts);
+        digest.push((n, t.status.as_str(), t.attempts));
+        if t.attempts == 0 || t.attempts > max {
+            found.push(format!(
+                "attempts: {who} records an impossible attempt count"
+            ));
+        }
+        match t.status {
+            TaskStatus::Completed => {
+                let want = json!({"n": n, "attempt": t.attempts}).to_string();
+                if v != Verdict::Succeed || last != 1 || t.result.as_deref() != Some(&want) {
+                    found.push(format!(
+                        "wrong end: {who} completed with {:?}, but its handler answers {v:?} for that attempt (ran {last} times)",
+                        t.result
+                    ));
+                }
+            }
+            TaskStatus::Failed => {
+                let error = t.error.as_deref().unwrap_or("");
+                // The recorded failure is the handler's own, or a lost
+                // attempt's (lease or timeout), never a made-up one.
+                let handler_said = match v {
+                    Verdict::Retry => error.starts_with("sim: retry"),
+                    Verdict::Fatal => error.starts_with("sim: fatal"),
+                    Verdict::Succeed => false,
+                };
+                if error.starts_with("sim: ") && !handler_said {
+                    found.push(format!(
+                        "wrong end: {who} failed with `{error}`, but its handler answers {v:?} for that attempt"
+                    ));
+                }
+                if t.attempts < max && !(v == Verdict::Fatal && handler_said) {
+                    found.push(format!(
+                        "failed early: {who} failed with `{error}` with attempts left"
+                    ));
+                }
+            }
+            other => found.push(format!(
+                "unfinished: {who} ended {} after the drain",
+                other.as_str()
+            )),
+        }
+        if t.status.is_final() {
+            let item = sim.store().get(&tasks::key(t.id)).await.ok().flatten();
+            if item.as_ref().and_then(timer_of).is_some() {
+                found.push(format!("stale timer: finished {who} keeps a timer"));
+            }
+        }
+    }
+
+    // The failed list (its index) and the error groups name exactly the failed tasks.
+    let failed_ids: BTreeSet<Uuid> = all
+        .iter()
+        .filter(|t| t.status == TaskStatus::Failed)
+        .map(|t| t.id)
+        .collect();
+    let filter = TaskFilter {
+        status: Some(TaskStatus::Failed),
+        ..TaskFilter::default()
+    };
+    let listed: BTreeSet<Uuid> = sim
+        .deps()
+        .tasks()
+        .list(&filter, 1_000)
+        .await
+        .expect("the failed list")
+        .tasks
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    if listed != failed_ids {
+        found.push(format!(
+            "failed list: it names {} tasks, {} are failed (listed only: {:?}; failed only: {:?})",
+            listed.len(),
+            failed_ids.len(),
+            listed.difference(&failed_ids).collect::<Vec<_>>(),
+            failed_ids.difference(&listed).collect::<Vec<_>>()
+        ));
+    }
+    let groups = failed::groups(sim.deps(), None)
+        .await
+        .expect("the error groups");
+    let grouped: u64 = groups.groups.iter().map(|g| g.count).sum();
+    if grouped != failed_ids.len() as u64 {
+        found.push(format!(
+            "error groups: they count {grouped} failed tasks, {} are failed",
+            failed_ids.len()
+        ));
+    }
+
+    // The per-queue counters equal the tasks' states.
+    let mut counted: BTreeMap<(String, &str), i64> = BTreeMap::new();
+    for t in &all {
+        *counted
+            .entry((t.queue_name.clone(), t.status.as_str()))
+            .or_default() += 1;
+    }
+    let stats = sim
+        .deps()
+        .tasks()
+        .queue_stats()
+        .await
+        .expect("the queue counters");
+    let mut kept: BTreeMap<(String, &str), i64> = BTreeMap::new();
+    for q in &stats {
+        for s in TaskStatus::ALL {
+            let n = q.count(s);
+            if n != 0 {
+                kept.insert((q.queue_name.clone(), s.as_str()), n);
+            }
+        }
+    }
+    if kept != counted {
+        found.push(format!(
+            "counters: the queue counters say {kept:?}, the tasks {counted:?}"
+        ));
+    }
+
+    digest.sort();
+    for (n, status, attempts) in digest {
+        sim.fold(n ^ (u64::from(attempts) << 32) ^ status.len() as u64);
+    }
+    for v in found {
+        sim.violation(v);
+    }
+}

@@ -1,0 +1,281 @@
+//! The store and queue as one actor's step sees them: every call passes the
+//! step's gate, and the queue (and, rarely, the store) misbehaves as the
+//! seed says.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use warren::adapters::embedded::MemoryQueue;
+use warren::ports::{
+    Clock, Delivery, Item, Key, MAX_DELAY, OutgoingMessage, Query, Queue, QueueError, Store,
+    StoreError, WriteOp,
+};
+
+use crate::gate::Step;
+use crate::rng::Rng;
+
+/// How often each fault strikes, in permille of the calls (or messages) it
+/// can strike.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rates {
+    /// A sent message never arrives.
+    pub loss: u32,
+    /// A sent message arrives twice.
+    pub duplicate: u32,
+    /// A sent message is held back up to `delay_max` more (reordering).
+    pub delay: u32,
+    pub delay_max: Duration,
+    /// A send fails before anything is sent, or after (its answer lost).
+    pub send_error_before: u32,
+    pub send_error_after: u32,
+    /// A delete fails: the messages come back after their visibility.
+    pub delete_error: u32,
+    /// A store call fails before anything is written, or after the write
+    /// (its answer lost).
+    pub store_error_before: u32,
+    pub store_error_after: u32,
+}
+
+/// What was injected, for the report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    pub lost: u64,
+    pub duplicated: u64,
+    pub delayed: u64,
+    pub queue_errors: u64,
+    pub store_errors: u64,
+    pub crashes: u64,
+    pub clock_jumps: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, o: Tally) {
+        self.lost += o.lost;
+        self.duplicated += o.duplicated;
+        self.delayed += o.delayed;
+        self.queue_errors += o.queue_errors;
+        self.store_errors += o.store_errors;
+        self.crashes += o.crashes;
+        self.clock_jumps += o.clock_jumps;
+    }
+}
+
+/// The faults of one run: its rates, its own stream of chance (calls are
+/// serialised by the gate, so the stream is consumed in a fixed order) and
+/// a switch that turns them off for the final drain.
+pub struct Faults {
+    pub rates: Rates,
+    on: AtomicBool,
+    rng: Mutex<Rng>,
+    pub tally: Mutex<Tally>,
+    /// When queued messages become visible (epoch ms): a delay ends, or a
+    /// visibility timeout. The drain jumps from one to the next.
+    pub wakes: Mutex<BTreeSet<i64>>,
+}
+
+impl Faults {
+    pub fn new(rates: Rates, seed: u64) -> Arc<Faults> {
+        Arc::new(Faults {
+            rates,
+            on: AtomicBool::new(true),
+            rng: Mutex::new(Rng::new(seed)),
+            tally: Mutex::default(),
+            wakes: Mutex::default(),
+        })
+    }
+
+    pub fn off(&self) {
+        self.on.store(false, Ordering::SeqCst);
+    }
+
+    fn strikes(&self, permille: u32) -> bool {
+        permille > 0 && self.on.load(Ordering::SeqCst) && self.rng().chance(permille)
+    }
+
+    fn rng(&self) -> std::sync::MutexGuard<'_, Rng> {
+        self.rng.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_at(&self, at: DateTime<Utc>, after: Duration) {
+        let at = at + chrono::Duration::from_std(after).unwrap_or_default();
+        self.wakes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(at.timestamp_millis());
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Tally)) {
+        f(&mut self.tally.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn store_error(&self, permille: u32) -> Result<(), StoreError> {
+        if self.strikes(permille) {
+            self.count(|t| t.store_errors += 1);
+            return Err(StoreError::Unavailable("simulated store fault".into()));
+        }
+        Ok(())
+    }
+
+    fn queue_error(&self, permille: u32) -> Result<(), QueueError> {
+        if self.strikes(permille) {
+            self.count(|t| t.queue_errors += 1);
+            return Err(QueueError::Unavailable("simulated queue fault".into()));
+        }
+        Ok(())
+    }
+}
+
+pub struct SimStore {
+    pub inner: Arc<dyn Store>,
+    pub step: Arc<Step>,
+    pub faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Store for SimStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let _call = self.step.pass().await;
+        self.faults
+            .store_error(self.faults.rates.store_error_before)?;
+        self.inner.get(key).await
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let _call = self.step.pass().await;
+        let r = &self.faults.rates;
+        self.faults.store_error(r.store_error_before)?;
+        if crate::world::tracing() {
+            for op in &ops {
+                if let WriteOp::Put { item, .. } = op {
+                    eprintln!(
+                        "  write {} {} status {:?} minute {:?} timer {:?}",
+                        item.key.pk,
+                        item.key.sk,
+                        item.attrs.get("status"),
+                        item.attrs.get("minute"),
+                        warren::table::timers::timer_of(item)
+                    );
+                }
+            }
+        }
+        self.inner.transact(ops).await?;
+        self.faults.store_error(r.store_error_after)
+    }
+
+    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        let _call = self.step.pass().await;
+        let r = &self.faults.rates;
+        self.faults.store_error(r.store_error_before)?;
+        self.inner.put_batch(items).await?;
+        self.faults.store_error(r.store_error_after)
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        let _call = self.step.pass().await;
+        self.faults
+            .store_error(self.faults.rates.store_error_before)?;
+        self.inner.query(query).await
+    }
+
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        let _call = self.step.pass().await;
+        let r = &self.faults.rates;
+        self.faults.store_error(r.store_error_before)?;
+        let n = self.inner.increment(key, attr, limit, ttl).await?;
+        self.faults.store_error(r.store_error_after)?;
+        Ok(n)
+    }
+}
+
+pub struct SimQueue {
+    pub inner: Arc<MemoryQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub step: Arc<Step>,
+    pub faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Queue for SimQueue {
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), QueueError> {
+        let _call = self.step.pass().await;
+        let f = &self.faults;
+        let r = &f.rates;
+        f.queue_error(r.send_error_before)?;
+        let mut out = Vec::with_capacity(messages.len());
+        for mut m in messages {
+            if f.strikes(r.loss) {
+                f.count(|t| t.lost += 1);
+                continue;
+            }
+            if f.strikes(r.delay) {
+                let extra = f.rng().below(r.delay_max.as_millis() as u64 + 1);
+                m.delay = (m.delay + Duration::from_millis(extra)).min(MAX_DELAY);
+                f.count(|t| t.delayed += 1);
+            }
+            if f.strikes(r.duplicate) {
+                f.count(|t| t.duplicated += 1);
+                out.push(m.clone());
+            }
+            out.push(m);
+        }
+        for m in &out {
+            f.wake_at(self.clock.now(), m.delay);
+        }
+        self.inner.send_batch(queue, out).await?;
+        f.queue_error(r.send_error_after)
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+        _wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let _call = self.step.pass().await;
+        // No long poll: the simulator, not a timer, decides when to look again.
+        let mut got = self
+            .inner
+            .receive(queue, max, visibility, Duration::ZERO)
+            .await?;
+        if !got.is_empty() {
+            self.faults.wake_at(self.clock.now(), visibility);
+        }
+        if self.faults.on.load(Ordering::SeqCst) {
+            self.faults.rng().shuffle(&mut got);
+        }
+        Ok(got)
+    }
+
+    async fn delete_batch(&self, queue: &str, receipts: Vec<String>) -> Result<(), QueueError> {
+        let _call = self.step.pass().await;
+        self.faults.queue_error(self.faults.rates.delete_error)?;
+        self.inner.delete_batch(queue, receipts).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        let _call = self.step.pass().await;
+        self.inner
+            .change_visibility(queue, receipt, visibility)
+            .await
+    }
+}

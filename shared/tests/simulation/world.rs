@@ -1,0 +1,770 @@
+//! One simulated run: the services over the in-memory store and queue,
+//! actors stepped one port call at a time in the order the seed picks,
+//! faults as the seed says, then a drain without faults until nothing is
+//! left to do, then the invariants.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use uuid::Uuid;
+use warren::adapters::embedded::{EmbeddedStore, MemoryQueue};
+use warren::adapters::http::GuardedHttpClient;
+use warren::handlers::{Registry, TaskFailure};
+use warren::ports::{Clock, HttpClient, Key, Store};
+use warren::service::enqueue::{self, Enqueued, NewTask};
+use warren::service::{Metrics, maintenance, worker};
+use warren::table::tasks;
+use warren::table::timers::timer_of;
+use warren::{Config, Deps};
+
+use crate::gate::Step;
+use crate::ports::{Faults, Rates, SimQueue, SimStore, Tally};
+use crate::rng::{Rng, mix};
+
+/// The knobs of one run, all drawn from its seed.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub workers: usize,
+    pub tasks: u64,
+    pub rates: Rates,
+    /// Chance (permille) that a step is killed at the gate instead of passing it.
+    pub crash: u32,
+    pub jumps: bool,
+    pub snapshot_messages: bool,
+    /// When a pending task's message counts as lost (the outbox timer).
+    pub redispatch_after: Duration,
+    /// Scheduling decisions before the drain (at least until every task is offered).
+    pub chaos_events: u32,
+}
+
+impl Plan {
+    pub fn of(seed: u64) -> Plan {
+        let mut rng = Rng::new(mix(seed ^ 0x5EED));
+        // A tenth of the runs without faults, the rest at a low or a high level.
+        let level = match rng.below(10) {
+            0 => 0,
+            1..=5 => 1,
+            _ => 3,
+        };
+        let p = |rng: &mut Rng, max: u64| (rng.below(max + 1) * level) as u32;
+        let rates = Rates {
+            loss: p(&mut rng, 20),
+            duplicate: p(&mut rng, 30),
+            delay: p(&mut rng, 60),
+            delay_max: Duration::from_secs(rng.range(1, 120)),
+            send_error_before: p(&mut rng, 15),
+            send_error_after: p(&mut rng, 15),
+            delete_error: p(&mut rng, 30),
+            store_error_before: p(&mut rng, 5),
+            store_error_after: p(&mut rng, 5),
+        };
+        Plan {
+            workers: rng.range(1, 4) as usize,
+            tasks: rng.range(3, 12),
+            rates,
+            crash: p(&mut rng, 8),
+            jumps: level > 0 && rng.chance(500),
+            snapshot_messages: rng.chance(500),
+            redispatch_after: Duration::from_secs(*rng.pick(&[60, 120, 600])),
+            chaos_events: rng.range(40, 240) as u32,
+        }
+    }
+}
+
+/// What a handler does on one attempt of task `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Succeed,
+    Retry,
+    Fatal,
+}
+
+/// The handler's fixed answer for attempt `attempt` of task `n` under `seed`.
+pub fn verdict(seed: u64, n: u64, attempt: u32) -> Verdict {
+    match mix(seed ^ mix(n.wrapping_mul(0x1_0000_0001)) ^ mix(u64::from(attempt) << 40)) % 100 {
+        0..60 => Verdict::Succeed,
+        60..92 => Verdict::Retry,
+        _ => Verdict::Fatal,
+    }
+}
+
+/// What the test handler and the producers saw: the side effects the
+/// invariants are checked against.
+#[derive(Default)]
+pub struct Ledger {
+    /// Handler runs per (task id, attempt).
+    pub runs: Mutex<BTreeMap<(Uuid, u32), u32>>,
+    /// Tasks whose enqueue was answered with success.
+    pub acked: Mutex<BTreeSet<Uuid>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Time as the paused tokio clock has it: advanced only by the simulator
+/// (and by the services' own short sleeps), so the store's timers and the
+/// queue's delays and visibility share one simulated time.
+struct SimClock {
+    base: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.base + chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default()
+    }
+}
+
+/// `WARREN_SIM_TRACE` set: print every decision and task write.
+pub fn tracing() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("WARREN_SIM_TRACE").is_some())
+}
+
+/// Wakes the simulator when an actor it polls can move on.
+struct Wakeup(Arc<Notify>);
+
+impl Wake for Wakeup {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Worker,
+    Scheduler,
+    Producer,
+}
+
+impl Kind {
+    /// The function's timeout on AWS (template.yaml): a step still running
+    /// after it is killed, as Lambda kills an invocation.
+    fn timeout(self) -> chrono::Duration {
+        chrono::Duration::seconds(match self {
+            Kind::Worker => 900,
+            Kind::Scheduler => 60,
+            Kind::Producer => 29,
+        })
+    }
+}
+
+/// A step under way: its future, polled by the simulator alone.
+type StepFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+struct Actor {
+    kind: Kind,
+    running: Option<(StepFuture, Arc<Step>)>,
+    started: DateTime<Utc>,
+}
+
+/// What a run found.
+pub struct Report {
+    pub plan: Plan,
+    pub violations: Vec<String>,
+    pub tally: Tally,
+    pub tasks: usize,
+    pub attempts: u64,
+    pub simulated: Duration,
+    /// A digest of the run's outcome, to check that a seed replays.
+    pub digest: u64,
+}
+
+/// Run seed `seed` to its end on a fresh single-threaded runtime.
+pub fn run(seed: u64) -> Report {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    // Built inside the runtime, so its clock starts on the paused one.
+    let report = rt.block_on(async { Sim::new(seed).run().await });
+    // Tasks of killed steps wait at their gate for ever: dropped here.
+    rt.shutdown_background();
+    report
+}
+
+/// Outgoing HTTP is never used (no webhooks); one client serves every run.
+fn http() -> Arc<dyn HttpClient> {
+    static HTTP: OnceLock<Arc<dyn HttpClient>> = OnceLock::new();
+    HTTP.get_or_init(|| Arc::new(GuardedHttpClient::new(Vec::new()).expect("http client")))
+        .clone()
+}
+
+pub struct Sim {
+    seed: u64,
+    plan: Plan,
+    rng: Rng,
+    base: Deps,
+    store: Arc<EmbeddedStore>,
+    queue: Arc<MemoryQueue>,
+    faults: Arc<Faults>,
+    ledger: Arc<Ledger>,
+    notify: Arc<Notify>,
+    actors: Vec<Actor>,
+    /// Tasks offered so far (their `n` labels).
+    offered: u64,
+    /// Decisions taken, folded into the digest.
+    trail: u64,
+    violations: Vec<String>,
+    crashes: u64,
+    jumps: u64,
+    /// Messages received by workers in the current drain round.
+    received: Arc<Mutex<usize>>,
+}
+
+const START: i64 = 1_900_000_000; // 2030-03-17, a fixed simulated start
+
+impl Sim {
+    fn new(seed: u64) -> Sim {
+        let plan = Plan::of(seed);
+        let ledger = Arc::new(Ledger::default());
+        let mut handlers = Registry::new();
+        let l = ledger.clone();
+        handlers.register("sim", move |ctx| {
+            let l = l.clone();
+            async move {
+                let n = ctx.kwargs.get("n").and_then(Value::as_u64).unwrap_or(0);
+                let id = ctx.task_id.unwrap_or_default();
+                *lock(&l.runs).entry((id, ctx.attempt)).or_default() += 1;
+                match verdict(seed, n, ctx.attempt) {
+                    Verdict::Succeed => Ok(json!({"n": n, "attempt": ctx.attempt})),
+                    Verdict::Retry => Err(TaskFailure::retry(format!("sim: retry {n}"))),
+                    Verdict::Fatal => Err(TaskFailure::fatal(format!("sim: fatal {n}"))),
+                }
+            }
+        });
+        let store = Arc::new(EmbeddedStore::in_memory());
+        let queue = Arc::new(MemoryQueue::new());
+        let clock = Arc::new(SimClock {
+            base: Utc.timestamp_opt(START, 0).single().expect("a valid start"),
+            start: tokio::time::Instant::now(),
+        });
+        let base = Deps {
+            store: store.clone(),
+            queue: queue.clone(),
+            clock,
+            http: http(),
+            handlers: Arc::new(handlers),
+            metrics: Arc::new(Metrics::off()),
+            config: Arc::new(Config {
+                webhook_secret: vec![7; 32],
+                step_secret: vec![8; 32],
+                open: true,
+                snapshot_messages: plan.snapshot_messages,
+                redispatch_after: plan.redispatch_after,
+                ..Config::default()
+            }),
+            identity: Default::default(),
+        };
+        let mut actors = vec![Actor {
+            kind: Kind::Scheduler,
+            running: None,
+            started: DateTime::<Utc>::MIN_UTC,
+        }];
+        for _ in 0..plan.workers {
+            actors.push(Actor {
+                kind: Kind::Worker,
+                running: None,
+                started: DateTime::<Utc>::MIN_UTC,
+            });
+        }
+        for _ in 0..2 {
+            actors.push(Actor {
+                kind: Kind::Producer,
+                running: None,
+                started: DateTime::<Utc>::MIN_UTC,
+            });
+        }
+        Sim {
+            seed,
+            faults: Faults::new(plan.rates, mix(seed ^ 0xFA17)),
+            rng: Rng::new(seed),
+            plan,
+            base,
+            store,
+            queue,
+            ledger,
+            notify: Arc::new(Notify::new()),
+            actors,
+            offered: 0,
+            trail: 0,
+            violations: Vec::new(),
+            crashes: 0,
+            jumps: 0,
+            received: Arc::default(),
+        }
+    }
+
+    fn note(&mut self, what: u64) {
+        if tracing() {
+            eprintln!("{} decision {what:#x}", self.now());
+        }
+        self.trail = mix(self.trail ^ what);
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.base.clock.now()
+    }
+
+    async fn run(mut self) -> Report {
+        let mut events = 0;
+        while events < self.plan.chaos_events || self.offered < self.plan.tasks {
+            self.settle().await;
+            self.time_out();
+            if events % 100 == 0 {
+                self.check_timers().await;
+            }
+            self.chaos().await;
+            events += 1;
+        }
+        // The drain: no more faults or crashes; steps under way finish.
+        self.faults.off();
+        self.plan.crash = 0;
+        self.run_to_idle().await;
+        self.check_timers().await;
+        let give_up = self.now() + chrono::Duration::hours(8);
+        loop {
+            let now = self.now();
+            let timers = self.open_timers().await;
+            // The scheduler runs when a timer is due: the rest of its
+            // rounds would find nothing to do.
+            if timers.iter().any(|t| *t <= now) {
+                self.start(0);
+                self.run_to_idle().await;
+            }
+            while self.queue.counts(&self.base.config.task_queue).visible > 0 {
+                for a in 0..self.actors.len() {
+                    if self.actors[a].kind == Kind::Worker {
+                        self.start(a);
+                    }
+                }
+                self.run_to_idle().await;
+            }
+            let timers = self.open_timers().await;
+            let c = self.queue.counts(&self.base.config.task_queue);
+            if timers.is_empty() && c.visible + c.in_flight + c.delayed == 0 {
+                break;
+            }
+            if self.now() > give_up {
+                let stuck = self.unfinished().await;
+                self.violations.push(format!(
+                    "stuck: 8 simulated hours after the faults stopped, not quiescent: {stuck}"
+                ));
+                break;
+            }
+            let wait = self.next_due(&timers);
+            self.advance(wait).await;
+        }
+        crate::check::at_end(&mut self).await;
+        let tally = {
+            let mut t = *lock(&self.faults.tally);
+            t.crashes = self.crashes;
+            t.clock_jumps = self.jumps;
+            t
+        };
+        let runs = lock(&self.ledger.runs).clone();
+        let start = Utc.timestamp_opt(START, 0).single().unwrap_or_default();
+        Report {
+            plan: self.plan.clone(),
+            violations: std::mem::take(&mut self.violations),
+            tally,
+            tasks: runs
+                .keys()
+                .map(|(id, _)| *id)
+                .collect::<BTreeSet<_>>()
+                .len(),
+            attempts: runs.values().map(|n| u64::from(*n)).sum(),
+            simulated: (self.now() - start).to_std().unwrap_or_default(),
+            digest: self.trail,
+        }
+    }
+
+    /// One decision of the chaotic phase.
+    async fn chaos(&mut self) {
+        let waiting = self.waiting();
+        let idle: Vec<usize> = (0..self.actors.len())
+            .filter(|&a| self.actors[a].running.is_none())
+            .filter(|&a| self.actors[a].kind != Kind::Producer || self.offered < self.plan.tasks)
+            .collect();
+        let r = self.rng.below(100);
+        if r < 10 || waiting.is_empty() && idle.is_empty() {
+            // Mostly the milliseconds calls take (every actor runs at once
+            // on AWS, so little time passes between two of their calls);
+            // now and then long enough for visibility timeouts and leases
+            // to run out.
+            let d = match self.rng.below(1000) {
+                0..900 => Duration::from_millis(self.rng.range(1, 50)),
+                900..970 => Duration::from_millis(self.rng.range(50, 3_000)),
+                970..990 => Duration::from_secs(self.rng.range(10, 150)),
+                // Not before the scheduler's first tick: a sweep with no
+                // cursor looks back one hour, so timers older than that
+                // when the scheduler first runs are not seen (a known
+                // limit: on AWS it ticks every minute from deployment).
+                _ if self.plan.jumps && self.pinned().await => {
+                    self.jumps += 1;
+                    Duration::from_secs(self.rng.range(300, 3_600))
+                }
+                _ => Duration::from_secs(self.rng.range(10, 150)),
+            };
+            self.advance(d).await;
+        } else if !waiting.is_empty() && (r < 85 || idle.is_empty()) {
+            // An actor first, then one of its calls: an actor with many
+            // calls waiting (a batch) moves no faster than the others.
+            let mut actors: Vec<usize> = waiting.iter().map(|(a, _)| *a).collect();
+            actors.dedup();
+            let a = *self.rng.pick(&actors);
+            let calls: Vec<u64> = waiting.iter().filter(|w| w.0 == a).map(|w| w.1).collect();
+            let id = *self.rng.pick(&calls);
+            if self.rng.chance(self.plan.crash) {
+                self.kill(a);
+            } else {
+                self.grant(a, id);
+            }
+        } else {
+            let a = *self.rng.pick(&idle);
+            self.start(a);
+        }
+    }
+
+    /// Every call waiting at a gate, as (actor, call), in a fixed order.
+    fn waiting(&self) -> Vec<(usize, u64)> {
+        let mut all = Vec::new();
+        for (a, actor) in self.actors.iter().enumerate() {
+            if let Some((_, step)) = &actor.running {
+                all.extend(step.waiting().into_iter().map(|id| (a, id)));
+            }
+        }
+        all
+    }
+
+    fn grant(&mut self, a: usize, id: u64) {
+        self.note((a as u64) << 32 | id);
+        if let Some((_, step)) = &self.actors[a].running {
+            step.grant(id);
+        }
+    }
+
+    /// The actor's process dies between two port calls: its step is dropped
+    /// where it stands, as a killed Lambda's would be.
+    fn kill(&mut self, a: usize) {
+        self.note(0xDEAD ^ a as u64);
+        if let Some((fut, step)) = self.actors[a].running.take() {
+            step.kill();
+            drop(fut);
+            self.crashes += 1;
+        }
+    }
+
+    /// The timer sweeps have their cursors.
+    async fn pinned(&self) -> bool {
+        for name in ["release-pending", "rescue-leases"] {
+            let key = Key::new("SCHED", name);
+            if !matches!(self.store.get(&key).await, Ok(Some(_))) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Kill the steps that outlived their function's timeout.
+    fn time_out(&mut self) {
+        let now = self.now();
+        for a in 0..self.actors.len() {
+            let actor = &self.actors[a];
+            if actor.running.is_some() && now - actor.started > actor.kind.timeout() {
+                self.kill(a);
+            }
+        }
+    }
+
+    async fn advance(&mut self, d: Duration) {
+        self.note(d.as_millis() as u64);
+        tokio::time::advance(d).await;
+    }
+
+    /// The deps one step sees: every store and queue call passes its gate.
+    fn step_deps(&self, step: &Arc<Step>) -> Deps {
+        Deps {
+            store: Arc::new(SimStore {
+                inner: self.store.clone() as Arc<dyn Store>,
+                step: step.clone(),
+                faults: self.faults.clone(),
+            }),
+            queue: Arc::new(SimQueue {
+                inner: self.queue.clone(),
+                clock: self.base.clock.clone(),
+                step: step.clone(),
+                faults: self.faults.clone(),
+            }),
+            ..self.base.clone()
+        }
+    }
+
+    /// Begin the next step of actor `a`.
+    fn start(&mut self, a: usize) {
+        if self.actors[a].running.is_some() {
+            return;
+        }
+        self.note(0x5747 ^ a as u64);
+        let step = Step::new(self.notify.clone());
+        let deps = self.step_deps(&step);
+        let fut: StepFuture = match self.actors[a].kind {
+            Kind::Scheduler => Box::pin(async move {
+                let report = maintenance::tick(&deps).await;
+                if tracing() {
+                    eprintln!("  tick at {}: {report:?}", deps.now());
+                }
+            }),
+            Kind::Worker => {
+                let max = self.rng.range(1, 10) as usize;
+                Box::pin(work(deps, max, self.received.clone()))
+            }
+            Kind::Producer => {
+                if self.offered >= self.plan.tasks {
+                    return;
+                }
+                let count = match self.rng.below(3) {
+                    0 => 1,
+                    _ => self.rng.range(1, 6).min(self.plan.tasks - self.offered),
+                };
+                let batch: Vec<NewTask> = (0..count).map(|_| self.new_task()).collect();
+                let single = count == 1 && self.rng.chance(600);
+                Box::pin(produce(deps, batch, single, self.ledger.clone()))
+            }
+        };
+        self.actors[a].running = Some((fut, step));
+        self.actors[a].started = self.now();
+    }
+
+    fn new_task(&mut self) -> NewTask {
+        let n = self.offered;
+        self.offered += 1;
+        let mut t = NewTask::named("sim", "q".to_string() + &self.rng.below(2).to_string());
+        t.kwargs.insert("n".into(), json!(n));
+        t.max_retries = self.rng.below(4) as u32;
+        // Fixed delays: the backoff's jitter comes from the OS, not the seed.
+        t.retry_backoff = false;
+        t.retry_delay = Some(self.rng.below(90) as f64);
+        t.timeout_seconds = Some(self.rng.range(5, 120));
+        t.priority = self.rng.below(3) as i32;
+        if self.rng.chance(250) {
+            // Some beyond the queue's 15 minutes of delay: the timer path.
+            let ahead = self.rng.range(1, 20 * 60) as i64;
+            t.scheduled_at = Some(self.now() + chrono::Duration::seconds(ahead));
+        }
+        t
+    }
+
+    /// Poll every running step until each is finished or waits at its gate
+    /// with no call in flight: then nothing moves until the next decision.
+    async fn settle(&mut self) {
+        let waker = Waker::from(Arc::new(Wakeup(self.notify.clone())));
+        let mut cx = Context::from_waker(&waker);
+        let mut settled_at = usize::MAX;
+        loop {
+            let (mut moving, mut in_flight) = (false, false);
+            let mut waiting = 0;
+            for actor in &mut self.actors {
+                let Some((fut, step)) = &mut actor.running else {
+                    continue;
+                };
+                if let Poll::Ready(()) = fut.as_mut().poll(&mut cx) {
+                    actor.running = None;
+                    continue;
+                }
+                in_flight |= step.in_flight();
+                waiting += step.waiting().len();
+                if step.in_flight() || step.waiting().is_empty() {
+                    moving = true;
+                }
+            }
+            if !moving {
+                // Every step has a call at its gate, but a task a step
+                // spawned may be ready to run and reach a gate of its own:
+                // let every ready task run once, and decide only when that
+                // changed nothing, so the set of waiting calls (and their
+                // order) never depends on timing.
+                if waiting == settled_at {
+                    return;
+                }
+                settled_at = waiting;
+                tokio::task::yield_now().await;
+                continue;
+            }
+            settled_at = usize::MAX;
+            if in_flight {
+                // The store's writer thread is answering: stay busy, for an
+                // idle runtime would move the paused clock to the next
+                // timer (a sleep between two sends) before the answer came,
+                // and the run would depend on the thread's speed. (The OS
+                // yield lets the writer thread have the core meanwhile.)
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            } else {
+                self.notify.notified().await;
+            }
+        }
+    }
+
+    /// Grant calls in the seed's order until every step has ended.
+    async fn run_to_idle(&mut self) {
+        loop {
+            self.settle().await;
+            let waiting = self.waiting();
+            if waiting.is_empty() {
+                return;
+            }
+            let (a, id) = *self.rng.pick(&waiting);
+            self.grant(a, id);
+        }
+    }
+
+    /// The timers of the unfinished tasks (one for each: a task without
+    /// one is reported, and counted here as due now so the drain goes on).
+    async fn open_timers(&self) -> Vec<DateTime<Utc>> {
+        let mut timers = Vec::new();
+        for t in crate::check::all_tasks(self).await {
+            if t.status.is_final() {
+                continue;
+            }
+            let item = self.store.get(&tasks::key(t.id)).await.ok().flatten();
+            timers.push(item.as_ref().and_then(timer_of).unwrap_or(self.now()));
+        }
+        timers
+    }
+
+    /// How long the drain may wait before something is due: the next time
+    /// a queued message becomes visible or a timer of an unfinished task
+    /// fires (nothing else can happen before), at most five minutes. At
+    /// least a second, so close events are taken together.
+    fn next_due(&self, timers: &[DateTime<Utc>]) -> Duration {
+        let now = self.now();
+        let mut next = now + chrono::Duration::minutes(5);
+        if let Some(&ms) = lock(&self.faults.wakes)
+            .range(now.timestamp_millis() + 1..)
+            .next()
+        {
+            next = next.min(DateTime::from_timestamp_millis(ms).unwrap_or(next));
+        }
+        for at in timers {
+            if *at > now {
+                next = next.min(*at);
+            }
+        }
+        // A little past it, so it is due (a sweep reads whole milliseconds).
+        ((next - now).to_std().unwrap_or_default() + Duration::from_millis(2))
+            .max(Duration::from_secs(1))
+    }
+
+    /// What is left to do, and where the sweeps stand, for the report.
+    async fn unfinished(&self) -> String {
+        let mut open = vec![format!(
+            "queue {:?}",
+            self.queue.counts(&self.base.config.task_queue)
+        )];
+        for t in crate::check::all_tasks(self).await {
+            if t.status.is_final() {
+                continue;
+            }
+            let item = self.store.get(&tasks::key(t.id)).await.ok().flatten();
+            open.push(format!(
+                "task {} {} (attempt {}) timer {:?}",
+                t.id,
+                t.status.as_str(),
+                t.attempts,
+                item.as_ref().and_then(timer_of)
+            ));
+        }
+        for name in ["release-pending", "rescue-leases"] {
+            let cursor = self
+                .store
+                .get(&Key::new("SCHED", name))
+                .await
+                .ok()
+                .flatten();
+            open.push(format!(
+                "cursor {name} {:?}",
+                cursor.and_then(|c| c.attrs.get("minute").cloned())
+            ));
+        }
+        open.push(format!("now {}", self.now()));
+        open.join("; ")
+    }
+
+    async fn check_timers(&mut self) {
+        crate::check::pending_have_timers(self).await;
+    }
+}
+
+/// A worker's step, as the SQS event source runs a batch: receive, run the
+/// messages concurrently, delete those that succeeded together.
+async fn work(deps: Deps, max: usize, received: Arc<Mutex<usize>>) {
+    let queue = deps.config.task_queue.clone();
+    let Ok(batch) = deps
+        .queue
+        .receive(&queue, max, deps.config.visibility, Duration::ZERO)
+        .await
+    else {
+        return;
+    };
+    *lock(&received) += batch.len();
+    let mut running = tokio::task::JoinSet::new();
+    for d in batch {
+        let deps = deps.clone();
+        running.spawn(async move {
+            worker::process(&deps, &d.body)
+                .await
+                .ok()
+                .map(|()| d.receipt)
+        });
+    }
+    let mut done = Vec::new();
+    while let Some(r) = running.join_next().await {
+        done.extend(r.ok().flatten());
+    }
+    if !done.is_empty() {
+        let _ = deps.queue.delete_batch(&queue, done).await;
+    }
+}
+
+/// A producer's step: one enqueue request, single or batch.
+async fn produce(deps: Deps, mut batch: Vec<NewTask>, single: bool, ledger: Arc<Ledger>) {
+    if single {
+        let task = batch.remove(0);
+        if let Ok(Enqueued::Created(id)) = enqueue::enqueue(&deps, task).await {
+            lock(&ledger.acked).insert(id);
+        }
+    } else if let Ok(ids) = enqueue::enqueue_batch(&deps, batch).await {
+        lock(&ledger.acked).extend(ids.into_iter().flatten());
+    }
+}
+
+impl Sim {
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+    pub fn deps(&self) -> &Deps {
+        &self.base
+    }
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+    pub fn violation(&mut self, v: String) {
+        self.violations.push(v);
+    }
+    pub fn fold(&mut self, v: u64) {
+        self.note(v);
+    }
+}
