@@ -7,6 +7,7 @@
 //! first (`scripts/test` does). `WARREN_BIN` overrides its path.
 
 pub mod aws;
+pub mod faults;
 pub mod lambda;
 
 use std::io::{BufRead, BufReader};

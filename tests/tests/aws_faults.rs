@@ -1,0 +1,618 @@
+//! Faults on the AWS wire: `warren dev --backend aws` talks to the emulator
+//! through [`FaultProxy`], which answers a seeded share of every DynamoDB and
+//! SQS call with a throttle, a 500, a cancelled transaction, a connection
+//! reset before or after the call reached the emulator, a delay, a
+//! swallowed or failed delete, or a message received twice. Through it run
+//! single and batch enqueues, tasks that fail and retry, delayed tasks,
+//! webhooks and a 3-step pipeline fed by topic messages; then, with the
+//! faults off, the test checks that every task ended as its own policy says,
+//! that no attempt called out twice, that no finished pipeline step ran
+//! again, that the failed list is exactly the tasks whose attempts ran out,
+//! and what every API answer was.
+//!
+//! The test command runs 500 tasks and 50 executions at 5 %; the full run is
+//! `WARREN_FAULT_TASKS=5000 WARREN_FAULT_EXECUTIONS=500 cargo nextest run
+//! --workspace -E 'binary(aws_faults)' --no-capture` (with the emulator at
+//! `AWS_ENDPOINT_URL`, as `scripts/test` starts it). `WARREN_FAULT_RATE`
+//! sets the share of faulted calls, and `WARREN_FAULT_SEED=N` replays the
+//! faults of a run (it prints its seed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use warren_tests::aws::Provisioned;
+use warren_tests::faults::FaultProxy;
+use warren_tests::*;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// What the test's clients were answered, by route and status, with the
+/// body of every 5xx.
+#[derive(Default)]
+struct Seen {
+    statuses: Mutex<BTreeMap<(String, u16), u64>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl Seen {
+    fn record(&self, route: &str, r: &Resp) {
+        *self
+            .statuses
+            .lock()
+            .unwrap()
+            .entry((route.to_string(), r.status))
+            .or_default() += 1;
+        if r.status >= 500 {
+            self.errors
+                .lock()
+                .unwrap()
+                .push(format!("{route}: {} {}", r.status, r.text));
+        }
+    }
+}
+
+/// A server for `http` tasks: `/ok/..` answers 200, `/fail/..` 500, and
+/// `/flaky/..` 500 to a path's first call and 200 after; every call is
+/// recorded by path, with its time.
+struct Calls {
+    base: String,
+    got: Arc<Mutex<HashMap<String, Vec<Instant>>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Calls {
+    async fn start() -> Calls {
+        let got: Arc<Mutex<HashMap<String, Vec<Instant>>>> = Arc::default();
+        let record = got.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let record = record.clone();
+            async move {
+                let path = uri.path().to_string();
+                let mut got = record.lock().unwrap();
+                let calls = got.entry(path.clone()).or_default();
+                calls.push(Instant::now());
+                let fails =
+                    path.starts_with("/fail/") || (path.starts_with("/flaky/") && calls.len() == 1);
+                if fails {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Calls { base, got, server }
+    }
+
+    fn of(&self, path: &str) -> Vec<Instant> {
+        self.got
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Calls {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The kinds of task, by index: each says how it must end.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    /// Calls out once, completes.
+    Ok,
+    /// Its call always fails: failed after exactly `max_retries + 1` attempts.
+    Failing,
+    /// Its first call fails, the retry completes.
+    Flaky,
+    /// Due a few seconds after it is enqueued, then calls out and completes.
+    Delayed,
+    /// Completes and sends a webhook.
+    Webhook,
+}
+
+const KINDS: [Kind; 5] = [
+    Kind::Ok,
+    Kind::Failing,
+    Kind::Flaky,
+    Kind::Delayed,
+    Kind::Webhook,
+];
+const FAILING_RETRIES: u64 = 2;
+
+/// Turns instants into wall-clock time, comparable with warren's times.
+struct WallClock(Instant, DateTime<Utc>);
+
+impl WallClock {
+    fn at(&self, instant: Instant) -> DateTime<Utc> {
+        self.1 + chrono::Duration::from_std(instant - self.0).unwrap()
+    }
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+/// Calls recorded after the checkpoint they precede would be re-runs; one
+/// machine's two clocks agree far better than this.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::milliseconds(20);
+
+/// Every item of a paged list (following `X-Next-Cursor`).
+async fn list_all(w: &Warren, path: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let url = match &cursor {
+            Some(c) => format!("{path}{sep}limit=100&cursor={}", enc(c)),
+            None => format!("{path}{sep}limit=100"),
+        };
+        let r = w.get(&url).await;
+        r.expect(200);
+        let page = r.json.as_array().expect("a list").clone();
+        let next = r.header("x-next-cursor").map(String::from);
+        let empty = page.is_empty();
+        all.extend(page);
+        match next {
+            Some(c) if !empty => cursor = Some(c),
+            _ => return all,
+        }
+    }
+}
+
+/// Send until warren answers something other than a 5xx (a client's
+/// retry: safe for single enqueues, which carry an idempotency key, and
+/// counted for the rest); every answer is recorded.
+async fn until_not_5xx<F, Fut>(seen: &Seen, route: &'static str, mut send: F) -> Resp
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Resp>,
+{
+    for _ in 0..20 {
+        let r = send().await;
+        seen.record(route, &r);
+        if r.status < 500 {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{route}: 5xx twenty times in a row");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_misjudged() {
+    let tasks = setting("WARREN_FAULT_TASKS", 100) as usize;
+    let executions = setting("WARREN_FAULT_EXECUTIONS", 10) as usize;
+    let rate = std::env::var("WARREN_FAULT_RATE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.05);
+    let seed = setting(
+        "WARREN_FAULT_SEED",
+        Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64,
+    );
+    eprintln!(
+        "aws faults: {tasks} tasks, {executions} executions, {:.1} % of AWS calls faulted; \
+         replay with WARREN_FAULT_SEED={seed}",
+        rate * 100.0
+    );
+    let aws = Provisioned::new();
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    // No faults while warren starts and the pipeline is set up: the run is
+    // what is measured.
+    let proxy = FaultProxy::start(&upstream, seed, 0.0).await;
+    let calls = Calls::start().await;
+    let rx = Receiver::ok().await;
+    let clock = WallClock(Instant::now(), Utc::now());
+    let w = Arc::new(
+        Warren::start(
+            aws.dev()
+                .allow_loopback()
+                .env("AWS_ENDPOINT_URL", &proxy.url)
+                .args(["--worker-concurrency", "20"]),
+        )
+        .await,
+    );
+    let pipeline = w
+        .create_pipeline(&json!({"name": "faults", "options": {"event": "faults"}, "steps": [
+            {"name": "tell", "kind": "http", "url": rx.url("/step")},
+            {"name": "work", "kind": "enqueue", "task_name": "echo", "queue_name": "faultsteps"},
+            {"name": "end", "kind": "transform", "expression": "steps.tell.status"}
+        ]}))
+        .await;
+    w.post_empty(&format!("/api/v1/events/{pipeline}"))
+        .await
+        .expect(200);
+
+    proxy.set_rate(rate);
+    let seen = Arc::new(Seen::default());
+    let begun = Instant::now();
+    let base = calls.base.clone();
+    let hooks_at = rx.base.clone();
+    let spec = move |i: usize, try_: usize| -> Value {
+        let kind = KINDS[i % KINDS.len()];
+        // The client's try is in the path: a task a failed request left
+        // behind has side effects of its own.
+        let url = |what: &str| format!("{base}/{what}/{i}/{try_}");
+        let http = |what: &str| json!({"url": url(what), "method": "POST", "body": {"i": i}});
+        match kind {
+            Kind::Ok => json!({"task_name": "http", "kwargs": http("ok"), "max_retries": 3}),
+            Kind::Failing => json!({"task_name": "http", "kwargs": http("fail"),
+                "max_retries": FAILING_RETRIES, "retry_delay": 0.2}),
+            Kind::Flaky => json!({"task_name": "http", "kwargs": http("flaky"),
+                "max_retries": 3, "retry_delay": 0.2}),
+            Kind::Delayed => json!({"task_name": "http", "kwargs": http("ok"), "max_retries": 3,
+                "scheduled_at": (Utc::now() + chrono::Duration::seconds(1 + (i % 4) as i64)).to_rfc3339()}),
+            Kind::Webhook => json!({"task_name": "echo", "args": [i], "max_retries": 3,
+                "webhook_url": format!("{hooks_at}/hook/{i}")}),
+        }
+    };
+    let spec = Arc::new(spec);
+
+    // Tasks in chunks of 50: even chunks as one batch, odd ones as single
+    // enqueues ten at a time; then the topic messages, ten at a time.
+    let mut ids: Vec<Option<String>> = vec![None; tasks];
+    let mut retried_batches = 0;
+    for (c, chunk) in (0..tasks).collect::<Vec<_>>().chunks(50).enumerate() {
+        if c % 2 == 0 {
+            let mut try_ = 0;
+            let r = until_not_5xx(&seen, "POST /api/v1/enqueue/batch", || {
+                try_ += 1;
+                let items: Vec<Value> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let mut t = spec(i, try_);
+                        t["queue_name"] = json!("faults");
+                        t
+                    })
+                    .collect();
+                let w = w.clone();
+                async move { w.post("/api/v1/enqueue/batch", &Value::Array(items)).await }
+            })
+            .await;
+            retried_batches += try_ - 1;
+            r.expect(201);
+            for (&i, id) in chunk.iter().zip(r.json["task_ids"].as_array().unwrap()) {
+                ids[i] = Some(id.as_str().unwrap().to_string());
+            }
+        } else {
+            let mut running = tokio::task::JoinSet::new();
+            for &i in chunk {
+                let (w, seen, spec) = (w.clone(), seen.clone(), spec.clone());
+                running.spawn(async move {
+                    let mut t = spec(i, 0);
+                    t["queue_name"] = json!("faults");
+                    t["idempotency_key"] = json!(format!("faults-{seed}-{i}"));
+                    let r = until_not_5xx(&seen, "POST /api/v1/enqueue", || {
+                        let (w, t) = (w.clone(), t.clone());
+                        async move { w.post("/api/v1/enqueue", &t).await }
+                    })
+                    .await;
+                    // 200 for a retry the key answered with the first task.
+                    assert!(
+                        r.status == 201 || r.status == 200,
+                        "enqueue {i}: {} {}",
+                        r.status,
+                        r.text
+                    );
+                    (i, r.json["task_id"].as_str().unwrap().to_string())
+                });
+                if running.len() >= 10 {
+                    let (i, id) = running.join_next().await.unwrap().unwrap();
+                    ids[i] = Some(id);
+                }
+            }
+            while let Some(done) = running.join_next().await {
+                let (i, id) = done.unwrap();
+                ids[i] = Some(id);
+            }
+        }
+    }
+    let ids: Vec<String> = ids.into_iter().map(Option::unwrap).collect();
+    let mut messages: Vec<String> = Vec::with_capacity(executions);
+    let mut publishes = tokio::task::JoinSet::new();
+    for n in 0..executions {
+        let (w, seen) = (w.clone(), seen.clone());
+        publishes.spawn(async move {
+            let r = until_not_5xx(&seen, "POST /api/v1/topics/faults/messages", || {
+                let w = w.clone();
+                async move {
+                    w.post("/api/v1/topics/faults/messages", &json!({"n": n}))
+                        .await
+                }
+            })
+            .await;
+            r.expect(202);
+            r.json["message_id"].as_str().unwrap().to_string()
+        });
+        if publishes.len() >= 10 {
+            messages.push(publishes.join_next().await.unwrap().unwrap());
+        }
+    }
+    while let Some(done) = publishes.join_next().await {
+        messages.push(done.unwrap());
+    }
+    eprintln!("sent in {:?}", begun.elapsed());
+
+    // Everything ends, faults still on (the polling reads meet them too).
+    let deadline = Instant::now() + secs(120 + tasks as u64 / 20);
+    loop {
+        let r = w.get("/api/v1/queues").await;
+        seen.record("GET /api/v1/queues", &r);
+        let of = |q: &str, s: &str| {
+            r.json
+                .as_array()
+                .and_then(|qs| qs.iter().find(|x| x["queue_name"] == q))
+                .map_or(0, |x| x[s].as_u64().unwrap_or(0))
+        };
+        let ended = of("faults", "completed") + of("faults", "failed");
+        let steps = of("faultsteps", "completed");
+        if r.status == 200 && ended >= tasks as u64 && steps >= executions as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything ended: {}\nfaults: {:?}\n{}",
+            r.text,
+            proxy.tally(),
+            w.log_tail(40)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The executions' last writes come after their tasks' ends.
+    wait_until("every execution to end", secs(60), async || {
+        let r = w
+            .get(&format!(
+                "/api/v1/pipelines/{pipeline}/executions?limit=100"
+            ))
+            .await;
+        seen.record("GET /api/v1/pipelines/{id}/executions", &r);
+        (r.status == 200
+            && r.json
+                .as_array()
+                .is_some_and(|es| es.iter().all(|e| e["status"] != "running")))
+        .then_some(())
+    })
+    .await;
+    let elapsed = begun.elapsed();
+    proxy.set_rate(0.0);
+    // Settle: a message made visible again late may still be running.
+    tokio::time::sleep(secs(2)).await;
+    eprintln!(
+        "{tasks} tasks and {executions} executions ended {elapsed:?} after the first was sent"
+    );
+
+    // ----- with the faults off, the verdict -----
+    let listed = list_all(&w, "/api/v1/tasks?queue=faults").await;
+    let by_id: HashMap<&str, &Value> = listed
+        .iter()
+        .map(|t| (t["id"].as_str().unwrap(), t))
+        .collect();
+    let ours: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    // Tasks of batch requests whose answer was a 5xx (the client retried).
+    let orphans: Vec<&&Value> = by_id
+        .iter()
+        .filter(|(id, _)| !ours.contains(*id))
+        .map(|(_, t)| t)
+        .collect();
+    assert!(
+        orphans.is_empty() || retried_batches > 0,
+        "tasks nobody enqueued: {orphans:?}"
+    );
+
+    let mut failed_expected: HashSet<String> = HashSet::new();
+    let mut attempts_total = 0;
+    let mut unran_attempts = 0;
+    let check = |t: &Value, i: usize| -> (u64, usize) {
+        let kind = KINDS[i % KINDS.len()];
+        let attempts = t["attempts"].as_u64().unwrap();
+        let url = t["kwargs"]["url"].as_str().unwrap_or_default();
+        let path = url.strip_prefix(calls.base.as_str()).unwrap_or_default();
+        let made = calls.of(path);
+        match kind {
+            Kind::Failing => {
+                assert_eq!(t["status"], "failed", "{t}");
+                assert_eq!(
+                    attempts,
+                    FAILING_RETRIES + 1,
+                    "failed after its attempts: {t}"
+                );
+            }
+            _ => assert_eq!(t["status"], "completed", "{t}"),
+        }
+        if kind == Kind::Webhook {
+            return (attempts, 0);
+        }
+        assert!(
+            !made.is_empty() && made.len() as u64 <= attempts,
+            "task {} called out {} times in {attempts} attempts: {t}",
+            t["id"],
+            made.len()
+        );
+        if kind == Kind::Flaky {
+            assert!(attempts >= 2, "{t}");
+        }
+        if kind == Kind::Delayed {
+            let due = time(&t["scheduled_at"]);
+            assert!(
+                clock.at(made[0]) + CLOCK_SLACK >= due,
+                "task {} ran before it was due at {due}",
+                t["id"]
+            );
+        }
+        if t["status"] == "completed" {
+            let checkpoint = time(&t["completed_at"]);
+            assert!(
+                made.iter()
+                    .all(|at| clock.at(*at) <= checkpoint + CLOCK_SLACK),
+                "task {} called out after it completed at {checkpoint}",
+                t["id"]
+            );
+        }
+        (attempts, attempts as usize - made.len())
+    };
+    for (i, id) in ids.iter().enumerate() {
+        let t = by_id
+            .get(id.as_str())
+            .unwrap_or_else(|| panic!("task {i} ({id}) is not listed"));
+        let (attempts, unran) = check(t, i);
+        attempts_total += attempts;
+        unran_attempts += unran;
+        if KINDS[i % KINDS.len()] == Kind::Failing {
+            failed_expected.insert(id.clone());
+        }
+        if KINDS[i % KINDS.len()] == Kind::Webhook {
+            let hooks = rx
+                .requests()
+                .iter()
+                .filter(|r| r.uri == format!("/hook/{i}"))
+                .count();
+            assert!(hooks >= 1, "task {id}'s webhook never came");
+        }
+    }
+    for t in &orphans {
+        let i = t["kwargs"]["body"]["i"]
+            .as_u64()
+            .or(t["args"][0].as_u64())
+            .unwrap() as usize;
+        let (attempts, unran) = check(t, i);
+        attempts_total += attempts;
+        unran_attempts += unran;
+        if KINDS[i % KINDS.len()] == Kind::Failing {
+            failed_expected.insert(t["id"].as_str().unwrap().to_string());
+        }
+    }
+
+    // The failed list is exactly the tasks whose attempts ran out.
+    let failed: HashSet<String> = list_all(&w, "/api/v1/tasks/failed?queue=faults")
+        .await
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(failed, failed_expected, "the failed list");
+    // The counters equal the tasks' own states.
+    let q = w.queue("faults").await.expect("the queue is listed");
+    let all = tasks + orphans.len();
+    assert_eq!(
+        (
+            q["completed"].as_u64(),
+            q["failed"].as_u64(),
+            q["pending"].as_u64(),
+            q["running"].as_u64()
+        ),
+        (
+            Some((all - failed_expected.len()) as u64),
+            Some(failed_expected.len() as u64),
+            Some(0),
+            Some(0)
+        ),
+        "{q}"
+    );
+
+    // Every accepted message ran its pipeline once, each step once past
+    // its checkpoint.
+    let runs = list_all(&w, &format!("/api/v1/pipelines/{pipeline}/executions")).await;
+    let mut by_message: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for e in &runs {
+        by_message
+            .entry(e["trigger_id"].as_str().unwrap_or_default())
+            .or_default()
+            .push(e);
+    }
+    let mut step_calls: HashMap<String, Vec<Instant>> = HashMap::new();
+    for r in rx.requests().into_iter().filter(|r| r.uri == "/step") {
+        step_calls
+            .entry(r.header("webhook-id").unwrap_or("?").to_string())
+            .or_default()
+            .push(r.at);
+    }
+    for m in &messages {
+        let runs = by_message.get(m.as_str()).map_or(&[][..], Vec::as_slice);
+        assert_eq!(runs.len(), 1, "message {m} ran {} times", runs.len());
+        let e = runs[0];
+        assert_eq!(e["status"], "success", "{e}");
+        let step = &e["steps"][0];
+        let made = step_calls
+            .get(&format!("msg_{}_tell", e["id"].as_str().unwrap()))
+            .map_or(&[][..], Vec::as_slice);
+        let attempts = step["attempts"].as_u64().unwrap() as usize;
+        assert!(
+            !made.is_empty() && made.len() <= attempts,
+            "execution {}'s http step called out {} times in {attempts} attempts",
+            e["id"],
+            made.len()
+        );
+        let checkpoint = time(&step["completed_at"]);
+        assert!(
+            made.iter()
+                .all(|at| clock.at(*at) <= checkpoint + CLOCK_SLACK),
+            "execution {}'s http step called out after its checkpoint",
+            e["id"]
+        );
+    }
+    let steps_enqueued = w.count("faultsteps", "completed").await;
+    assert_eq!(
+        steps_enqueued,
+        runs.len() as u64,
+        "one task per execution's enqueue step"
+    );
+    let hooks = rx
+        .requests()
+        .iter()
+        .filter(|r| r.uri.starts_with("/hook/"))
+        .count();
+
+    // What the clients saw.
+    let statuses = seen.statuses.lock().unwrap().clone();
+    let errors = seen.errors.lock().unwrap().clone();
+    let tally = proxy.tally();
+    let (mut aws_calls, mut faults) = (0, 0);
+    for (k, n) in &tally {
+        if k.contains(' ') {
+            faults += n;
+        } else {
+            aws_calls += n;
+        }
+    }
+    eprintln!("AWS calls {aws_calls}, faults injected {faults}:");
+    for (k, n) in &tally {
+        eprintln!("  {k}: {n}");
+    }
+    eprintln!("answers to the test's clients:");
+    for ((route, status), n) in &statuses {
+        eprintln!("  {route} {status}: {n}");
+    }
+    eprintln!(
+        "attempts {attempts_total} ({unran_attempts} counted without a call), \
+         webhooks {hooks} for {} tasks, executions {}, extra tasks of retried batches {}",
+        tasks / KINDS.len(),
+        runs.len(),
+        orphans.len()
+    );
+    for e in &errors {
+        eprintln!("  5xx: {e}");
+    }
+    // A 5xx is a structured 503 only: the SDK's retries (three tries per
+    // call) ran out on the backend; never a 500.
+    for e in &errors {
+        assert!(e.contains(": 503 ") && e.contains("\"code\""), "{e}");
+    }
+    assert!(faults > 0, "no fault was injected");
+}
