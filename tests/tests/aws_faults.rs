@@ -10,7 +10,7 @@
 //! again, that the failed list is exactly the tasks whose attempts ran out,
 //! and what every API answer was.
 //!
-//! The test command runs 500 tasks and 50 executions at 5 %; the full run is
+//! The test command runs 100 tasks and 10 executions at 5 %; the full run is
 //! `WARREN_FAULT_TASKS=5000 WARREN_FAULT_EXECUTIONS=500 cargo nextest run
 //! --workspace -E 'binary(aws_faults)' --no-capture` (with the emulator at
 //! `AWS_ENDPOINT_URL`, as `scripts/test` starts it). `WARREN_FAULT_RATE`
@@ -352,7 +352,11 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
     eprintln!("sent in {:?}", begun.elapsed());
 
     // Everything ends, faults still on (the polling reads meet them too).
-    let deadline = Instant::now() + secs(120 + tasks as u64 / 20);
+    // A message whose handling failed comes back after its 60 s visibility
+    // timeout, and the emulator slows as its table grows: a few such rounds
+    // are expected. A task whose message is lost waits for its 600 s
+    // re-dispatch timer, far past this.
+    let deadline = Instant::now() + secs(240 + tasks as u64 / 5);
     loop {
         let r = w.get("/api/v1/queues").await;
         seen.record("GET /api/v1/queues", &r);
