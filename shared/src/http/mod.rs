@@ -167,6 +167,17 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable { message, code } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
             }
+            // The backend failed after its own retries: a retry later may
+            // well pass (at-least-once: a retried publish may run twice).
+            ServiceError::Queue(e @ crate::ports::QueueError::Unavailable(_)) => {
+                tracing::error!(error = ?e, "queue failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the queue is unavailable; retry later",
+                )
+            }
+            // A message warren built breaks a queue limit: its own bug.
             ServiceError::Queue(e) => ApiError::internal(&e),
             ServiceError::Crashed(e) => ApiError::internal(&e),
         }
@@ -557,4 +568,20 @@ pub fn page_response<T: serde::Serialize>(
 pub fn encode_cursor(sort_key: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sort_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::QueueError;
+
+    #[test]
+    fn a_queue_that_fails_after_its_retries_answers_503_not_500() {
+        let down = ApiError::from(ServiceError::Queue(QueueError::Unavailable(
+            "throttled".into(),
+        )));
+        assert_eq!((down.status.as_u16(), down.code), (503, "unavailable"));
+        let ours = ApiError::from(ServiceError::Queue(QueueError::Invalid("too big".into())));
+        assert_eq!(ours.status.as_u16(), 500);
+    }
 }
