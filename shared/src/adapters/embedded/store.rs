@@ -142,7 +142,7 @@ const GATHER_GAP: Duration = Duration::from_micros(250);
 /// that grows to a gigabyte only costs memory and fresh-page faults:
 /// batch enqueue on a store of 200k tasks measured 32-37k tasks/s with it,
 /// 41-56k with 64 MiB (docs/BENCHMARKS.md).
-const CACHE_BYTES: usize = 64 << 20;
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// Create the store file readable by its owner only (0600), or make an
 /// existing one so: it holds every task, result and (hashed) key. redb
@@ -167,10 +167,20 @@ impl EmbeddedStore {
     /// line naming the file and what to do if it is damaged, not a warren
     /// store, or not readable and writable.
     pub fn open(path: &Path, durability: Durability) -> Result<EmbeddedStore, StoreError> {
+        Self::open_cached(path, durability, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`EmbeddedStore::open`] with a page cache of at most `cache_bytes`
+    /// (the bulk of the memory the store keeps once it is warm).
+    pub fn open_cached(
+        path: &Path,
+        durability: Durability,
+        cache_bytes: usize,
+    ) -> Result<EmbeddedStore, StoreError> {
         let file = path.to_path_buf();
         let opener: Opener = Box::new(move || {
             redb::Builder::new()
-                .set_cache_size(CACHE_BYTES)
+                .set_cache_size(cache_bytes)
                 .create(&file)
         });
         Self::open_with(path, durability, opener)
