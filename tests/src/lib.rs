@@ -1019,3 +1019,38 @@ pub fn result_json(task: &Value) -> Value {
 pub const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
+
+// ----- long runs: sizes from the environment, times compared across clocks -----
+
+/// A whole-number setting of a long-running test from the environment.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Turns this process's instants into wall-clock time, comparable with the
+/// times warren records.
+pub struct WallClock(Instant, chrono::DateTime<chrono::Utc>);
+
+impl WallClock {
+    pub fn now() -> WallClock {
+        WallClock(Instant::now(), chrono::Utc::now())
+    }
+
+    pub fn at(&self, instant: Instant) -> chrono::DateTime<chrono::Utc> {
+        self.1 + chrono::Duration::from_std(instant - self.0).unwrap()
+    }
+}
+
+/// A time warren wrote (RFC 3339).
+pub fn time_of(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a time: {v}"))
+}
+
+/// A side effect seen after the checkpoint it precedes would be a re-run;
+/// one machine's two clocks agree far better than this.
+pub const CLOCK_SLACK: chrono::Duration = chrono::Duration::milliseconds(20);

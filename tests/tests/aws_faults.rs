@@ -21,17 +21,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use warren_tests::aws::Provisioned;
 use warren_tests::faults::FaultProxy;
 use warren_tests::*;
-
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What the test's clients were answered, by route and status, with the
 /// body of every 5xx.
@@ -135,25 +128,6 @@ const KINDS: [Kind; 5] = [
 ];
 const FAILING_RETRIES: u64 = 2;
 
-/// Turns instants into wall-clock time, comparable with warren's times.
-struct WallClock(Instant, DateTime<Utc>);
-
-impl WallClock {
-    fn at(&self, instant: Instant) -> DateTime<Utc> {
-        self.1 + chrono::Duration::from_std(instant - self.0).unwrap()
-    }
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a time: {v}"))
-}
-
-/// Calls recorded after the checkpoint they precede would be re-runs; one
-/// machine's two clocks agree far better than this.
-const CLOCK_SLACK: chrono::Duration = chrono::Duration::milliseconds(20);
-
 /// Every item of a paged list (following `X-Next-Cursor`).
 async fn list_all(w: &Warren, path: &str) -> Vec<Value> {
     let mut all = Vec::new();
@@ -220,7 +194,7 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
     let proxy = FaultProxy::start(&upstream, seed, 0.0).await;
     let calls = Calls::start().await;
     let rx = Receiver::ok().await;
-    let clock = WallClock(Instant::now(), Utc::now());
+    let clock = WallClock::now();
     let w = Arc::new(
         Warren::start(
             aws.dev()
@@ -457,7 +431,7 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
             assert!(attempts >= 2, "{t}");
         }
         if kind == Kind::Delayed {
-            let due = time(&t["scheduled_at"]);
+            let due = time_of(&t["scheduled_at"]);
             assert!(
                 clock.at(made[0]) + CLOCK_SLACK >= due,
                 "task {} ran before it was due at {due}",
@@ -465,7 +439,7 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
             );
         }
         if t["status"] == "completed" {
-            let checkpoint = time(&t["completed_at"]);
+            let checkpoint = time_of(&t["completed_at"]);
             assert!(
                 made.iter()
                     .all(|at| clock.at(*at) <= checkpoint + CLOCK_SLACK),
@@ -566,7 +540,7 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
             e["id"],
             made.len()
         );
-        let checkpoint = time(&step["completed_at"]);
+        let checkpoint = time_of(&step["completed_at"]);
         assert!(
             made.iter()
                 .all(|at| clock.at(*at) <= checkpoint + CLOCK_SLACK),

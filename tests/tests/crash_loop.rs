@@ -15,13 +15,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use warren_tests::*;
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// xorshift64*: the kill moments, reproducible from the seed printed.
 struct Moments(u64);
 
@@ -34,26 +27,6 @@ impl Moments {
         low + (high - low).mul_f64(r as f64 / (1u64 << 53) as f64)
     }
 }
-
-/// Turns the receiver's instants into wall-clock time, comparable with the
-/// times warren records.
-struct WallClock(Instant, DateTime<Utc>);
-
-impl WallClock {
-    fn at(&self, instant: Instant) -> DateTime<Utc> {
-        self.1 + chrono::Duration::from_std(instant - self.0).unwrap()
-    }
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a time: {v}"))
-}
-
-/// Calls recorded after the checkpoint they precede would be re-runs; the
-/// two clocks of one machine agree far better than this.
-const CLOCK_SLACK: chrono::Duration = chrono::Duration::milliseconds(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_again_and_again_loses_nothing_and_reruns_nothing_past_its_checkpoint() {
@@ -69,7 +42,7 @@ async fn kill9_again_and_again_loses_nothing_and_reruns_nothing_past_its_checkpo
          replay with WARREN_CRASH_SEED={seed}"
     );
     let mut moments = Moments(seed);
-    let clock = WallClock(Instant::now(), Utc::now());
+    let clock = WallClock::now();
     let rx = Receiver::ok().await;
     let opts = Opts::new()
         .allow_loopback()
@@ -197,7 +170,7 @@ async fn kill9_again_and_again_loses_nothing_and_reruns_nothing_past_its_checkpo
             "task {id} called out {} times in {attempts} attempts",
             made.len()
         );
-        let checkpoint = time(&t["completed_at"]);
+        let checkpoint = time_of(&t["completed_at"]);
         assert!(
             made.iter().all(|at| *at <= checkpoint + CLOCK_SLACK),
             "task {id} called out after it completed at {checkpoint}: {made:?}"
@@ -214,7 +187,7 @@ async fn kill9_again_and_again_loses_nothing_and_reruns_nothing_past_its_checkpo
             "execution {id}'s http step called out {} times in {attempts} attempts",
             made.len()
         );
-        let checkpoint = time(&step["completed_at"]);
+        let checkpoint = time_of(&step["completed_at"]);
         assert!(
             made.iter().all(|at| *at <= checkpoint + CLOCK_SLACK),
             "execution {id}'s http step called out after its checkpoint at {checkpoint}: {made:?}"
