@@ -172,8 +172,9 @@ async fn receive(
         if deliveries.is_empty() {
             continue;
         }
-        // Free the slots this batch does not fill.
-        drop(slots.split(batch_size - deliveries.len()));
+        // Free the slots this batch does not fill (a backend that answers
+        // more than asked must not panic the loop that keeps receiving).
+        drop(slots.split(batch_size.saturating_sub(deliveries.len())));
         tokio::spawn(run_batch(
             deps.clone(),
             queue.clone(),
