@@ -139,8 +139,7 @@ async fn list_failed(
     page(&deps, uri, filter, p.limit, p.cursor).await
 }
 
-/// A JSON array of tasks; when more follow, `X-Next-Cursor` and a `Link`
-/// header (rel="next") say where.
+/// Query of `GET /api/v1/tasks/failed/groups`.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct GroupParams {
@@ -170,6 +169,8 @@ async fn failed_groups(
     Ok(Json(warren::service::failed::groups(&deps, queue).await?))
 }
 
+/// A JSON array of tasks; when more follow, `X-Next-Cursor` and a `Link`
+/// header (rel="next") say where.
 async fn page(
     deps: &Deps,
     uri: Uri,
