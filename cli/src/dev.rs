@@ -42,7 +42,7 @@ pub struct DevOptions {
     /// MiB of the embedded store's page cache: most of the memory warren
     /// keeps once warm. More speeds up reads of a large store; the kernel's
     /// page cache holds the file either way.
-    #[arg(long, default_value_t = 64, env = "WARREN_STORE_CACHE_MB")]
+    #[arg(long, default_value_t = warren::adapters::embedded::store::DEFAULT_CACHE_BYTES >> 20, env = "WARREN_STORE_CACHE_MB")]
     pub store_cache_mb: usize,
     /// Tasks run at once by the in-process worker.
     #[arg(long, default_value_t = 20, env = "WARREN_WORKER_CONCURRENCY")]
@@ -340,6 +340,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             metrics.upkeep();
         }
     });
+    tokio::spawn(warren::runtime::idle::watch());
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, opts.port))
         .await

@@ -56,8 +56,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     disable_huge_pages();
+    warren::runtime::idle::set_trim(give_back_free_memory);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(warren::runtime::idle::on_park)
         .build()
     {
         Ok(runtime) => runtime,
@@ -100,6 +102,15 @@ fn main() {
 fn fail(e: anyhow::Error) -> ! {
     eprintln!("warren: {e:#}");
     std::process::exit(1)
+}
+
+/// Returns the calling thread's free pages to the system and purges what
+/// mimalloc holds for reuse (called once per quiet period per thread, see
+/// `warren::runtime::idle`).
+fn give_back_free_memory() {
+    // SAFETY: mi_collect only walks and releases the allocator's own free
+    // pages; it is safe to call from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them,

@@ -6,6 +6,7 @@
 //! consumes a queue.
 
 pub mod consumer;
+pub mod idle;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -141,8 +141,10 @@ const GATHER_GAP: Duration = Duration::from_micros(250);
 /// time-ordered, so inserts land on the right edges of the trees). A cache
 /// that grows to a gigabyte only costs memory and fresh-page faults:
 /// batch enqueue on a store of 200k tasks measured 32-37k tasks/s with it,
-/// 41-56k with 64 MiB (docs/BENCHMARKS.md).
-pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+/// 41-56k with 64 MiB (docs/BENCHMARKS.md); 8 MiB against 64 MiB moved
+/// neither enqueue nor end-to-end rates beyond the noise and kept 80 MiB
+/// less resident (docs/RELIABILITY.md, "Memory").
+pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
 
 /// Create the store file readable by its owner only (0600), or make an
 /// existing one so: it holds every task, result and (hashed) key. redb
@@ -780,6 +782,10 @@ enum Done {
 /// Owns every write: drains the queue into a group, applies it in one redb
 /// transaction, commits once, replies to all. After an I/O failure it
 /// reopens the file (with `opener`; a store in memory has none).
+/// How often an idle writer wakes to see whether the process went quiet
+/// (and gives back the memory its commits left behind).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 fn writer_loop(
     current: &Handle,
     opener: Option<&Opener>,
@@ -793,9 +799,13 @@ fn writer_loop(
     let mut last = LastCommit::none();
     loop {
         let first = match flusher.deadline() {
-            None => match queue.recv() {
+            None => match queue.recv_timeout(IDLE_CHECK) {
                 Ok(job) => job,
-                Err(mpsc::RecvError) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    crate::runtime::idle::on_park();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             },
             Some(deadline) => {
                 match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
