@@ -10,7 +10,7 @@
 //! again, that the failed list is exactly the tasks whose attempts ran out,
 //! and what every API answer was.
 //!
-//! The test command runs 100 tasks and 10 executions at 5 %; the full run is
+//! The test command runs 500 tasks and 50 executions at 5 %; the full run is
 //! `WARREN_FAULT_TASKS=5000 WARREN_FAULT_EXECUTIONS=500 cargo nextest run
 //! --workspace -E 'binary(aws_faults)' --no-capture` (with the emulator at
 //! `AWS_ENDPOINT_URL`, as `scripts/test` starts it). `WARREN_FAULT_RATE`
@@ -172,8 +172,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_misjudged() {
-    let tasks = setting("WARREN_FAULT_TASKS", 100) as usize;
-    let executions = setting("WARREN_FAULT_EXECUTIONS", 10) as usize;
+    let tasks = setting("WARREN_FAULT_TASKS", 500) as usize;
+    let executions = setting("WARREN_FAULT_EXECUTIONS", 50) as usize;
     let rate = std::env::var("WARREN_FAULT_RATE")
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
