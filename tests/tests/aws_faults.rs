@@ -22,8 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use warren_tests::aws::Provisioned;
+use warren::adapters::aws::{AwsClients, sdk_config};
+use warren_tests::aws::{Provisioned, sha256_hex};
 use warren_tests::faults::FaultProxy;
+use warren_tests::lambda::{LambdaFunction, http_event};
 use warren_tests::*;
 
 /// What the test's clients were answered, by route and status, with the
@@ -596,4 +598,257 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
         assert!(e.contains(": 503 ") && e.contains("\"code\""), "{e}");
     }
     assert!(faults > 0, "no fault was injected");
+}
+
+/// The SQS event the event source mapping hands the worker for `batch`,
+/// with the real receipts (the worker changes visibility with them).
+fn sqs_batch_event(queue_arn: &str, batch: &[warren::ports::Delivery]) -> Value {
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|d| {
+            json!({
+                "messageId": d.message_id,
+                "receiptHandle": d.receipt,
+                "body": d.body,
+                "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// What Lambda's SQS event source mapping does for the worker function:
+/// receive batches of 10 straight from the emulator (this is AWS's side, not
+/// warren's, so it goes around the proxy), invoke the function, and delete
+/// the messages it did not report as failed; a failed invocation deletes
+/// nothing, and its messages come back after their visibility timeout.
+async fn event_source_mapping(
+    mut worker: LambdaFunction,
+    queue: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> LambdaFunction {
+    use std::sync::atomic::Ordering;
+    let sqs = AwsClients::new(&sdk_config().await, None).queue();
+    let arn = format!("arn:aws:sqs:us-east-1:000000000000:{queue}");
+    while !stop.load(Ordering::Relaxed) {
+        let batch = sqs
+            .receive(&queue, 10, Duration::from_secs(20), Duration::from_secs(1))
+            .await
+            .expect("the emulator answers a receive");
+        if batch.is_empty() {
+            continue;
+        }
+        let Ok(answer) = worker.invoke(sqs_batch_event(&arn, &batch)).await else {
+            continue;
+        };
+        let failed: HashSet<&str> = answer["batchItemFailures"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|f| f["itemIdentifier"].as_str())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let done: Vec<String> = batch
+            .iter()
+            .filter(|d| !failed.contains(d.message_id.as_str()))
+            .map(|d| d.receipt.clone())
+            .collect();
+        sqs.delete_batch(&queue, done)
+            .await
+            .expect("the emulator answers a delete");
+    }
+    worker
+}
+
+/// The Lambda binaries themselves (enqueue, worker, scheduler) under the
+/// Runtime API harness, every AWS call of theirs through the fault proxy at
+/// 5 %: every task ends as its policy says and the counters agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_binaries_at_five_percent_faults_lose_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tasks = setting("WARREN_FAULT_LAMBDA_TASKS", 200) as usize;
+    let seed = setting(
+        "WARREN_FAULT_SEED",
+        Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64,
+    );
+    eprintln!("lambda faults: {tasks} tasks; replay with WARREN_FAULT_SEED={seed}");
+    let aws = Provisioned::new();
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = FaultProxy::start(&upstream, seed, 0.0).await;
+    const KEY: &str = "lambda-faults-key";
+    const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let hash = sha256_hex(KEY);
+    let mut env = aws.function_env(&hash, WEBHOOK_SECRET);
+    env.push(("AWS_ENDPOINT_URL", &proxy.url));
+    let mut enqueue = LambdaFunction::start("enqueue", &env).await;
+    let mut scheduler = LambdaFunction::start("scheduler", &env).await;
+    let worker = LambdaFunction::start("worker", &env).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mapping = tokio::spawn(event_source_mapping(
+        worker,
+        aws.task_queue.clone(),
+        stop.clone(),
+    ));
+    proxy.set_rate(0.05);
+
+    // Every third task fails each of its 3 attempts; the rest echo.
+    let failing = |i: usize| i.is_multiple_of(3);
+    let auth = [("x-api-key", KEY)];
+    let mut statuses: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut ids = Vec::with_capacity(tasks);
+    let mut ticked = Instant::now();
+    for i in 0..tasks {
+        let body = if failing(i) {
+            json!({"task_name": "fail", "queue_name": "lambdafaults", "max_retries": 2,
+                   "retry_delay": 0.2, "idempotency_key": format!("lf-{seed}-{i}")})
+        } else {
+            json!({"task_name": "echo", "queue_name": "lambdafaults", "args": [i],
+                   "max_retries": 3, "idempotency_key": format!("lf-{seed}-{i}")})
+        };
+        let event = http_event("POST", "/api/v1/enqueue", &auth, Some(&body));
+        let mut id = None;
+        for _ in 0..20 {
+            let answer = enqueue
+                .invoke(event.clone())
+                .await
+                .expect("enqueue answers");
+            let status = answer["statusCode"].as_u64().unwrap_or(0);
+            *statuses.entry(status).or_default() += 1;
+            if status < 500 {
+                assert!(status == 201 || status == 200, "enqueue {i}: {answer}");
+                let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+                id = Some(body["task_id"].as_str().unwrap().to_string());
+                break;
+            }
+            let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or("null"))
+                .unwrap_or(Value::Null);
+            assert_eq!(status, 503, "a 5xx other than 503: {answer}");
+            assert!(
+                body["code"].is_string(),
+                "a 503 without a JSON code: {answer}"
+            );
+        }
+        ids.push((i, id.expect("enqueued within 20 tries")));
+        if ticked.elapsed() > Duration::from_secs(2) {
+            let _ = scheduler
+                .invoke(
+                    json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}),
+                )
+                .await;
+            ticked = Instant::now();
+        }
+    }
+
+    // Until everything ended; the scheduler ticks as EventBridge would.
+    // The reads go around the proxy: they are the test's, not the run's.
+    let mut query =
+        LambdaFunction::start("task-query", &aws.function_env(&hash, WEBHOOK_SECRET)).await;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let _ = scheduler
+            .invoke(json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}))
+            .await;
+        let queues = query
+            .invoke(http_event("GET", "/api/v1/queues", &auth, None))
+            .await
+            .expect("task-query answers");
+        let queues: Value = serde_json::from_str(queues["body"].as_str().unwrap()).unwrap();
+        let q = queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["queue_name"] == "lambdafaults")
+            .cloned()
+            .unwrap_or(json!({}));
+        let open = q["pending"].as_u64().unwrap_or(1) + q["running"].as_u64().unwrap_or(0);
+        if open == 0 {
+            proxy.set_rate(0.0);
+            let expected_failed = (0..tasks).filter(|&i| failing(i)).count() as u64;
+            assert_eq!(
+                (q["completed"].as_u64(), q["failed"].as_u64()),
+                (Some(tasks as u64 - expected_failed), Some(expected_failed)),
+                "the counters: {q}"
+            );
+            for (i, id) in &ids {
+                let got = query
+                    .invoke(http_event(
+                        "GET",
+                        &format!("/api/v1/tasks/{id}"),
+                        &auth,
+                        None,
+                    ))
+                    .await
+                    .expect("task-query answers");
+                let task: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+                if failing(*i) {
+                    assert_eq!(
+                        (task["status"].as_str(), task["attempts"].as_u64()),
+                        (Some("failed"), Some(3)),
+                        "task {i}: {task}"
+                    );
+                } else {
+                    assert_eq!(task["status"], "completed", "task {i}: {task}");
+                    assert_eq!(result_json(&task)["args"], json!([i]), "task {i}: {task}");
+                }
+            }
+            break;
+        }
+        if Instant::now() >= deadline {
+            let open = query
+                .invoke(http_event(
+                    "GET",
+                    "/api/v1/tasks?queue=lambdafaults&status=pending",
+                    &auth,
+                    None,
+                ))
+                .await
+                .expect("task-query answers");
+            stop.store(true, Ordering::Relaxed);
+            let worker = mapping.await.unwrap();
+            let ids: Vec<String> =
+                serde_json::from_str::<Value>(open["body"].as_str().unwrap_or("[]"))
+                    .unwrap_or_default()
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["id"].as_str().map(str::to_string))
+                    .collect();
+            let about = |log: String| -> String {
+                log.lines()
+                    .filter(|l| {
+                        ids.iter().any(|id| l.contains(id.as_str()))
+                            || l.contains("ERROR")
+                            || l.contains("WARN")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            panic!(
+                "tasks still open 240 s after the last enqueue: {q}\n{}\nworker:\n{}\nscheduler:\n{}\nfaults {:?}",
+                open["body"],
+                about(worker.log()),
+                about(scheduler.log()),
+                proxy.tally()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    mapping.await.unwrap();
+    eprintln!("enqueue answers by status: {statuses:?}");
+    eprintln!(
+        "faults injected: {:?}",
+        proxy
+            .tally()
+            .iter()
+            .filter(|(k, _)| k.contains(' '))
+            .collect::<Vec<_>>()
+    );
 }

@@ -258,7 +258,18 @@ pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<
     let plan = dispatch::plan(deps, task, now);
     let next = task.refiled();
     match deps.tasks().save(task, &next, Some(plan.timer())).await {
-        Err(e) if e.is_conflict() => return Ok(()), // it moved on meanwhile
+        // It moved on meanwhile; unless what it moved on to is this very
+        // write: a retried write whose first try landed but whose answer was
+        // lost conflicts with itself, and dropping the message then left
+        // the task to wait for its re-dispatch timer (10 minutes).
+        Err(e) if e.is_conflict() => {
+            let landed = deps.tasks().get(task.id).await?.is_some_and(|now| {
+                now.version == next.version && now.status == TaskStatus::Pending
+            });
+            if !landed {
+                return Ok(());
+            }
+        }
         other => other?,
     }
     if let Dispatch::Send { delay, .. } = plan {
