@@ -380,10 +380,16 @@ pub trait Queue: Send + Sync {
     ) -> Result<(), QueueError>;
 }
 
-/// The time, injectable for tests.
+/// The time, and the chance that spreads retries over it; both injectable
+/// for tests (a simulation replays a seed only if its jitter replays too).
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> DateTime<Utc>;
+
+    /// A uniform number in [0, 1): the backoff jitter of a retry.
+    fn jitter(&self) -> f64 {
+        rand::random()
+    }
 }
 
 /// An outgoing HTTP request.

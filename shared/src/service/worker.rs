@@ -167,7 +167,7 @@ async fn finish(
         let next = match &outcome {
             Ok(v) => After::Done(complete(&current, now, v)?),
             Err(f) => match current
-                .fail(now, f.message.clone(), f.retryable, rand::random())
+                .fail(now, f.message.clone(), f.retryable, deps.clock.jitter())
                 .map_err(invalid_transition)?
             {
                 AfterFailure::Retry(t, _) => After::Retry(t),
@@ -298,7 +298,7 @@ async fn run_inline(deps: &Deps, task: Task) -> Result<(), ServiceError> {
             .complete(now, v.to_string())
             .map_err(invalid_transition)?,
         Err(f) => match running
-            .fail(now, f.message, f.retryable, rand::random())
+            .fail(now, f.message, f.retryable, deps.clock.jitter())
             .map_err(invalid_transition)?
         {
             AfterFailure::Retry(t, at) => {

@@ -47,7 +47,7 @@ pub async fn rescue(
     why: &str,
 ) -> Result<(), ServiceError> {
     let after = task
-        .fail(now, why.to_string(), true, rand::random())
+        .fail(now, why.to_string(), true, deps.clock.jitter())
         .map_err(invalid_transition)?;
     tracing::warn!(task_id = %task.id, attempt = task.attempts, "{why}");
     let next = match after {
