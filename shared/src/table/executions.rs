@@ -14,7 +14,7 @@ use crate::ports::{Condition, Item, Key, Store, StoreError, WriteOp};
 
 const PREFIX: &str = "EXEC#";
 
-fn key(id: Uuid) -> Key {
+pub fn key(id: Uuid) -> Key {
     Key::new(format!("{PREFIX}{id}"), "EXEC")
 }
 

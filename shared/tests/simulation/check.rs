@@ -2,14 +2,23 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
+use warren::domain::execution::{Execution, ExecutionStatus, StepStatus};
 use warren::domain::{Task, TaskStatus};
-use warren::service::failed;
+use warren::service::{executions, failed};
 use warren::table::tasks::{self, TaskFilter};
 use warren::table::timers::timer_of;
 
-use crate::world::{Sim, Verdict, verdict};
+use crate::world::{Sim, Verdict, fan_label, label_of, step_label, verdict};
+
+/// Every execution of the simulated pipeline.
+pub async fn all_executions(sim: &Sim) -> Vec<Execution> {
+    executions::list(sim.deps(), sim.pipeline(), 1_000, None)
+        .await
+        .expect("the store lists the executions")
+        .0
+}
 
 /// Every task in the store.
 pub async fn all_tasks(sim: &Sim) -> Vec<Task> {
@@ -23,10 +32,7 @@ pub async fn all_tasks(sim: &Sim) -> Vec<Task> {
 }
 
 fn label(t: &Task) -> u64 {
-    t.kwargs
-        .get("n")
-        .and_then(Value::as_u64)
-        .unwrap_or(u64::MAX)
+    label_of(&t.kwargs).unwrap_or(u64::MAX)
 }
 
 /// A task that is not finished has a timer: its outbox entry (pending) or
@@ -49,6 +55,122 @@ pub async fn pending_have_timers(sim: &mut Sim) {
                 label(&t),
                 t.status.as_str(),
                 t.attempts
+            ));
+        }
+    }
+    for e in all_executions(sim).await {
+        if e.next_step().is_none() {
+            continue;
+        }
+        let item = sim
+            .store()
+            .get(&warren::table::executions::key(e.id))
+            .await
+            .expect("the store answers");
+        if item.as_ref().and_then(timer_of).is_none() {
+            sim.violation(format!(
+                "no timer: execution {} is running with no timer, so nothing would resume it if its message or worker is lost",
+                e.id
+            ));
+        }
+    }
+}
+
+/// The pipeline's invariants: each published message ran one execution to
+/// its end; a task step ended as its handler's answers say and never ran
+/// again once checkpointed; the enqueue step enqueued exactly one task.
+async fn executions_at_end(sim: &Sim, all: &[Task], found: &mut Vec<String>) {
+    let seed = sim.seed();
+    let retries = |step: &str| if step == "a" { 2 } else { 1 };
+    let execs = all_executions(sim).await;
+    let mut per_message: BTreeMap<String, u32> = BTreeMap::new();
+    for e in &execs {
+        *per_message
+            .entry(e.trigger_id.clone().unwrap_or_default())
+            .or_default() += 1;
+    }
+    for id in sim.ledger().published.lock().unwrap().iter() {
+        if !per_message.contains_key(id) {
+            found.push(format!(
+                "lost: message {id} was acknowledged to its publisher but ran no execution"
+            ));
+        }
+    }
+    for (id, n) in &per_message {
+        if *n > 1 {
+            found.push(format!("dispatched twice: message {id} ran {n} executions"));
+        }
+    }
+    let runs = sim.ledger().steps.lock().unwrap().clone();
+    for e in &execs {
+        let m = e.input["m"].as_u64().unwrap_or(u64::MAX);
+        let who = format!("execution {} (m {m})", e.id);
+        if e.status == ExecutionStatus::Running {
+            found.push(format!("stuck: {who} is still running after the drain"));
+            continue;
+        }
+        let all_done = e.steps.iter().all(|s| s.status == StepStatus::Success);
+        if (e.status == ExecutionStatus::Success) != all_done {
+            found.push(format!(
+                "wrong end: {who} ended {} with steps {:?}",
+                e.status.as_str(),
+                e.steps
+                    .iter()
+                    .map(|s| s.status.as_str())
+                    .collect::<Vec<_>>()
+            ));
+        }
+        for s in &e.steps {
+            if let (Some(done), StepStatus::Success | StepStatus::Error | StepStatus::Timeout) =
+                (s.completed_at, s.status)
+            {
+                for r in runs.iter().filter(|r| r.m == m && r.step == s.name) {
+                    if r.at > done {
+                        found.push(format!(
+                            "ran again: step {} of {who} ran at {} after its checkpoint at {done}",
+                            s.name, r.at
+                        ));
+                    }
+                }
+            }
+            if s.kind == "task" && s.status != StepStatus::Pending {
+                let v = verdict(seed, step_label(m, &s.name), s.attempts);
+                let error = s.error.as_deref().unwrap_or("");
+                let want = json!({"m": m, "step": s.name, "attempt": s.attempts});
+                let ok = match s.status {
+                    StepStatus::Success => {
+                        v == Verdict::Succeed && s.output.as_ref() == Some(&want)
+                    }
+                    _ if error.starts_with("sim: retry") => {
+                        v == Verdict::Retry && s.attempts == retries(&s.name) + 1
+                    }
+                    _ if error.starts_with("sim: fatal") => v == Verdict::Fatal,
+                    _ => true, // lost workers: not the handler's answer
+                };
+                if !ok {
+                    found.push(format!(
+                        "wrong step end: step {} of {who} ended {} after {} attempts ({error:?}, output {:?}), but its handler answers {v:?}",
+                        s.name,
+                        s.status.as_str(),
+                        s.attempts,
+                        s.output
+                    ));
+                }
+            }
+        }
+        let fanned = all.iter().filter(|t| label(t) == fan_label(m)).count();
+        let fan_ok = e
+            .steps
+            .iter()
+            .any(|s| s.name == "fan" && s.status == StepStatus::Success);
+        if fanned > 1 || fan_ok && fanned != 1 {
+            found.push(format!(
+                "fan-out: {who} enqueued {fanned} tasks (its enqueue step {})",
+                if fan_ok {
+                    "succeeded"
+                } else {
+                    "did not succeed"
+                }
             ));
         }
     }
@@ -211,6 +333,8 @@ pub async fn at_end(sim: &mut Sim) {
             "counters: the queue counters say {kept:?}, the tasks {counted:?}"
         ));
     }
+
+    executions_at_end(sim, &all, &mut found).await;
 
     digest.sort();
     for (n, status, attempts) in digest {

@@ -54,7 +54,13 @@ impl Step {
     pub fn grant(&self, id: u64) {
         let mut s = self.lock();
         if let Some(waker) = s.waiting.remove(&id) {
+            // In flight from the grant, not from the caller's next poll:
+            // the caller may be a task of its own (a detached write) that
+            // the runtime polls only after the simulator waits, and a call
+            // that is neither waiting nor in flight would let the paused
+            // clock run on while the store's thread answers it.
             s.granted.insert(id);
+            s.in_flight += 1;
             waker.wake();
         }
     }
@@ -64,6 +70,8 @@ impl Step {
         let mut s = self.lock();
         s.dead = true;
         s.waiting.clear();
+        let granted = s.granted.len() as u32;
+        s.in_flight -= granted;
         s.granted.clear();
     }
 
@@ -103,7 +111,6 @@ impl Future for Pass {
                 Poll::Pending
             }
             Some(id) if s.granted.remove(&id) => {
-                s.in_flight += 1;
                 self.id = None;
                 Poll::Ready(())
             }
@@ -122,7 +129,9 @@ impl Drop for Pass {
         if let Some(id) = self.id {
             let mut s = self.step.lock();
             s.waiting.remove(&id);
-            s.granted.remove(&id);
+            if s.granted.remove(&id) {
+                s.in_flight -= 1;
+            }
         }
     }
 }

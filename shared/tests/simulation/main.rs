@@ -57,6 +57,8 @@ fn run_all(seeds: &[u64]) -> (Vec<(u64, world::Report)>, Totals) {
                     t.tally += report.tally;
                     t.tasks += report.tasks as u64;
                     t.attempts += report.attempts;
+                    t.executions += report.executions as u64;
+                    t.step_runs += report.step_runs as u64;
                     t.simulated += report.simulated;
                     drop(t);
                     if !report.violations.is_empty() {
@@ -76,6 +78,8 @@ struct Totals {
     tally: Tally,
     tasks: u64,
     attempts: u64,
+    executions: u64,
+    step_runs: u64,
     simulated: Duration,
 }
 
@@ -97,11 +101,13 @@ fn every_seed_keeps_the_invariants() {
     let began = Instant::now();
     let (failed, t) = run_all(&seeds);
     eprintln!(
-        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} clock jumps",
+        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {} executions, {} pipeline step runs, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} clock jumps",
         seeds.len(),
         began.elapsed().as_secs_f64(),
         t.tasks,
         t.attempts,
+        t.executions,
+        t.step_runs,
         t.simulated.as_secs_f64() / 3600.0,
         t.tally.crashes,
         t.tally.lost,

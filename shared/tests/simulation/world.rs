@@ -2,6 +2,10 @@
 //! actors stepped one port call at a time in the order the seed picks,
 //! faults as the seed says, then a drain without faults until nothing is
 //! left to do, then the invariants.
+//!
+//! Beside the tasks, a 3-step pipeline subscribed to a topic runs once per
+//! published message: a publisher, the topic dispatcher and the workers
+//! (which run executions as they run tasks) are actors like the others.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -16,12 +20,14 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 use warren::adapters::embedded::{EmbeddedStore, MemoryQueue};
 use warren::adapters::http::GuardedHttpClient;
+use warren::domain::pipeline::PipelineSpec;
 use warren::handlers::{Registry, TaskFailure};
+use warren::ports::Delivery;
 use warren::ports::{Clock, HttpClient, Key, Store};
 use warren::service::enqueue::{self, Enqueued, NewTask};
-use warren::service::{Metrics, maintenance, worker};
-use warren::table::tasks;
+use warren::service::{Metrics, ServiceError, maintenance, pipelines, topics, worker};
 use warren::table::timers::timer_of;
+use warren::table::{executions, tasks};
 use warren::{Config, Deps};
 
 use crate::gate::Step;
@@ -33,6 +39,8 @@ use crate::rng::{Rng, mix};
 pub struct Plan {
     pub workers: usize,
     pub tasks: u64,
+    /// Messages published on the pipeline's topic.
+    pub messages: u64,
     pub rates: Rates,
     /// Chance (permille) that a step is killed at the gate instead of passing it.
     pub crash: u32,
@@ -68,6 +76,7 @@ impl Plan {
         Plan {
             workers: rng.range(1, 4) as usize,
             tasks: rng.range(3, 12),
+            messages: rng.range(0, 6),
             rates,
             crash: p(&mut rng, 8),
             jumps: level > 0 && rng.chance(500),
@@ -95,14 +104,66 @@ pub fn verdict(seed: u64, n: u64, attempt: u32) -> Verdict {
     }
 }
 
-/// What the test handler and the producers saw: the side effects the
-/// invariants are checked against.
+/// The topic the pipeline listens on.
+pub const TOPIC: &str = "simtopic";
+
+/// The pipeline every run subscribes to its topic: two task steps (retried
+/// 2 and 1 times) around an enqueue step whose task is judged like any
+/// other. Only steps that run on the async workers: a transform or a
+/// schema check runs on a blocking thread, which the paused clock would
+/// not wait for.
+fn pipeline_spec() -> PipelineSpec {
+    serde_json::from_value(json!({
+        "name": "sim",
+        "options": {"event": TOPIC},
+        "steps": [
+            {"name": "a", "kind": "task", "task_name": "simstep", "kwargs": {"step": "a"}, "retries": 2, "timeout_seconds": 30},
+            {"name": "fan", "kind": "enqueue", "task_name": "sim", "queue_name": "q0"},
+            {"name": "b", "kind": "task", "task_name": "simstep", "kwargs": {"step": "b"}, "retries": 1, "timeout_seconds": 30},
+        ]
+    }))
+    .expect("the simulated pipeline parses")
+}
+
+/// The verdict label of task step `step` of the execution for message `m`.
+pub fn step_label(m: u64, step: &str) -> u64 {
+    1 << 40 | m << 1 | u64::from(step == "b")
+}
+
+/// The label of the task the execution for message `m` enqueues.
+pub fn fan_label(m: u64) -> u64 {
+    1 << 20 | m
+}
+
+/// One run of a pipeline's task step, as its handler saw it.
+#[derive(Clone, Debug)]
+pub struct StepRun {
+    pub m: u64,
+    pub step: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What the test handlers, the producers and the publisher saw: the side
+/// effects the invariants are checked against.
 #[derive(Default)]
 pub struct Ledger {
     /// Handler runs per (task id, attempt).
     pub runs: Mutex<BTreeMap<(Uuid, u32), u32>>,
     /// Tasks whose enqueue was answered with success.
     pub acked: Mutex<BTreeSet<Uuid>>,
+    /// Messages whose publish was answered with success, by id.
+    pub published: Mutex<BTreeSet<String>>,
+    /// Every run of a pipeline's task step.
+    pub steps: Mutex<Vec<StepRun>>,
+}
+
+/// A task's label: `kwargs.n`, or for a task a pipeline enqueued, from the
+/// message its execution ran for.
+pub fn label_of(kwargs: &serde_json::Map<String, Value>) -> Option<u64> {
+    kwargs.get("n").and_then(Value::as_u64).or_else(|| {
+        let m = kwargs.get("context")?.get("event")?.get("m")?.as_u64()?;
+        Some(fan_label(m))
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,14 +173,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Time as the paused tokio clock has it: advanced only by the simulator
 /// (and by the services' own short sleeps), so the store's timers and the
 /// queue's delays and visibility share one simulated time.
+/// Its jitter comes from the seed, so retries with backoff replay too.
 struct SimClock {
     base: DateTime<Utc>,
     start: tokio::time::Instant,
+    chance: Mutex<Rng>,
 }
 
 impl Clock for SimClock {
     fn now(&self) -> DateTime<Utc> {
         self.base + chrono::Duration::from_std(self.start.elapsed()).unwrap_or_default()
+    }
+
+    fn jitter(&self) -> f64 {
+        lock(&self.chance).below(1 << 20) as f64 / f64::from(1 << 20)
     }
 }
 
@@ -143,6 +210,8 @@ enum Kind {
     Worker,
     Scheduler,
     Producer,
+    Publisher,
+    Dispatcher,
 }
 
 impl Kind {
@@ -151,8 +220,8 @@ impl Kind {
     fn timeout(self) -> chrono::Duration {
         chrono::Duration::seconds(match self {
             Kind::Worker => 900,
-            Kind::Scheduler => 60,
-            Kind::Producer => 29,
+            Kind::Scheduler | Kind::Dispatcher => 60,
+            Kind::Producer | Kind::Publisher => 29,
         })
     }
 }
@@ -173,6 +242,8 @@ pub struct Report {
     pub tally: Tally,
     pub tasks: usize,
     pub attempts: u64,
+    pub executions: usize,
+    pub step_runs: usize,
     pub simulated: Duration,
     /// A digest of the run's outcome, to check that a seed replays.
     pub digest: u64,
@@ -212,13 +283,15 @@ pub struct Sim {
     actors: Vec<Actor>,
     /// Tasks offered so far (their `n` labels).
     offered: u64,
+    /// Messages offered so far (their `m` labels).
+    published: u64,
+    /// The pipeline subscribed to [`TOPIC`].
+    pipeline: Uuid,
     /// Decisions taken, folded into the digest.
     trail: u64,
     violations: Vec<String>,
     crashes: u64,
     jumps: u64,
-    /// Messages received by workers in the current drain round.
-    received: Arc<Mutex<usize>>,
 }
 
 const START: i64 = 1_900_000_000; // 2030-03-17, a fixed simulated start
@@ -227,12 +300,17 @@ impl Sim {
     fn new(seed: u64) -> Sim {
         let plan = Plan::of(seed);
         let ledger = Arc::new(Ledger::default());
+        let clock = Arc::new(SimClock {
+            base: Utc.timestamp_opt(START, 0).single().expect("a valid start"),
+            start: tokio::time::Instant::now(),
+            chance: Mutex::new(Rng::new(mix(seed ^ 0x717E))),
+        });
         let mut handlers = Registry::new();
         let l = ledger.clone();
         handlers.register("sim", move |ctx| {
             let l = l.clone();
             async move {
-                let n = ctx.kwargs.get("n").and_then(Value::as_u64).unwrap_or(0);
+                let n = label_of(&ctx.kwargs).unwrap_or(0);
                 let id = ctx.task_id.unwrap_or_default();
                 *lock(&l.runs).entry((id, ctx.attempt)).or_default() += 1;
                 match verdict(seed, n, ctx.attempt) {
@@ -242,12 +320,28 @@ impl Sim {
                 }
             }
         });
+        let (l, c) = (ledger.clone(), clock.clone());
+        handlers.register("simstep", move |ctx| {
+            let (l, at) = (l.clone(), c.now());
+            async move {
+                let m = ctx.kwargs["context"]["event"]["m"].as_u64().unwrap_or(0);
+                let step = ctx.kwargs["step"].as_str().unwrap_or_default().to_string();
+                let attempt = ctx.attempt;
+                let v = verdict(seed, step_label(m, &step), attempt);
+                lock(&l.steps).push(StepRun {
+                    m,
+                    step: step.clone(),
+                    at,
+                });
+                match v {
+                    Verdict::Succeed => Ok(json!({"m": m, "step": step, "attempt": attempt})),
+                    Verdict::Retry => Err(TaskFailure::retry(format!("sim: retry {m}{step}"))),
+                    Verdict::Fatal => Err(TaskFailure::fatal(format!("sim: fatal {m}{step}"))),
+                }
+            }
+        });
         let store = Arc::new(EmbeddedStore::in_memory());
         let queue = Arc::new(MemoryQueue::new());
-        let clock = Arc::new(SimClock {
-            base: Utc.timestamp_opt(START, 0).single().expect("a valid start"),
-            start: tokio::time::Instant::now(),
-        });
         let base = Deps {
             store: store.clone(),
             queue: queue.clone(),
@@ -277,9 +371,14 @@ impl Sim {
                 started: DateTime::<Utc>::MIN_UTC,
             });
         }
-        for _ in 0..2 {
+        for kind in [
+            Kind::Producer,
+            Kind::Producer,
+            Kind::Publisher,
+            Kind::Dispatcher,
+        ] {
             actors.push(Actor {
-                kind: Kind::Producer,
+                kind,
                 running: None,
                 started: DateTime::<Utc>::MIN_UTC,
             });
@@ -296,11 +395,12 @@ impl Sim {
             notify: Arc::new(Notify::new()),
             actors,
             offered: 0,
+            published: 0,
+            pipeline: Uuid::nil(),
             trail: 0,
             violations: Vec::new(),
             crashes: 0,
             jumps: 0,
-            received: Arc::default(),
         }
     }
 
@@ -315,13 +415,38 @@ impl Sim {
         self.base.clock.now()
     }
 
+    /// Whether actor `a` has something left to offer (producers and the
+    /// publisher stop once their share is out).
+    fn has_work(&self, a: usize) -> bool {
+        match self.actors[a].kind {
+            Kind::Producer => self.offered < self.plan.tasks,
+            Kind::Publisher => self.published < self.plan.messages,
+            _ => true,
+        }
+    }
+
+    /// The pipeline and its event trigger, written before the faults start.
+    async fn subscribe(&mut self) {
+        let p = pipelines::create(&self.base, pipeline_spec())
+            .await
+            .expect("the simulated pipeline is stored");
+        topics::start(&self.base, p.id, None)
+            .await
+            .expect("its event trigger starts");
+        self.pipeline = p.id;
+    }
+
     async fn run(mut self) -> Report {
+        self.subscribe().await;
         let mut events = 0;
-        while events < self.plan.chaos_events || self.offered < self.plan.tasks {
+        while events < self.plan.chaos_events
+            || self.offered < self.plan.tasks
+            || self.published < self.plan.messages
+        {
             self.settle().await;
             self.time_out();
             if events % 100 == 0 {
-                self.check_timers().await;
+                busy(self.check_timers()).await;
             }
             self.chaos().await;
             events += 1;
@@ -330,32 +455,37 @@ impl Sim {
         self.faults.off();
         self.plan.crash = 0;
         self.run_to_idle().await;
-        self.check_timers().await;
+        busy(self.check_timers()).await;
         let give_up = self.now() + chrono::Duration::hours(8);
         loop {
             let now = self.now();
-            let timers = self.open_timers().await;
+            let timers = busy(self.open_timers()).await;
             // The scheduler runs when a timer is due: the rest of its
             // rounds would find nothing to do.
             if timers.iter().any(|t| *t <= now) {
                 self.start(0);
                 self.run_to_idle().await;
             }
-            while self.queue.counts(&self.base.config.task_queue).visible > 0 {
+            let config = self.base.config.clone();
+            let queues = [&config.task_queue, &config.topic_queue];
+            while queues.iter().any(|q| self.queue.counts(q).visible > 0) {
                 for a in 0..self.actors.len() {
-                    if self.actors[a].kind == Kind::Worker {
+                    if matches!(self.actors[a].kind, Kind::Worker | Kind::Dispatcher) {
                         self.start(a);
                     }
                 }
                 self.run_to_idle().await;
             }
-            let timers = self.open_timers().await;
-            let c = self.queue.counts(&self.base.config.task_queue);
-            if timers.is_empty() && c.visible + c.in_flight + c.delayed == 0 {
+            let timers = busy(self.open_timers()).await;
+            let queued = queues
+                .iter()
+                .map(|q| self.queue.counts(q))
+                .any(|c| c.visible + c.in_flight + c.delayed > 0);
+            if timers.is_empty() && !queued {
                 break;
             }
             if self.now() > give_up {
-                let stuck = self.unfinished().await;
+                let stuck = busy(self.unfinished()).await;
                 self.violations.push(format!(
                     "stuck: 8 simulated hours after the faults stopped, not quiescent: {stuck}"
                 ));
@@ -372,6 +502,8 @@ impl Sim {
             t
         };
         let runs = lock(&self.ledger.runs).clone();
+        let executions = crate::check::all_executions(&self).await.len();
+        let step_runs = lock(&self.ledger.steps).len();
         let start = Utc.timestamp_opt(START, 0).single().unwrap_or_default();
         Report {
             plan: self.plan.clone(),
@@ -383,6 +515,8 @@ impl Sim {
                 .collect::<BTreeSet<_>>()
                 .len(),
             attempts: runs.values().map(|n| u64::from(*n)).sum(),
+            executions,
+            step_runs,
             simulated: (self.now() - start).to_std().unwrap_or_default(),
             digest: self.trail,
         }
@@ -392,8 +526,7 @@ impl Sim {
     async fn chaos(&mut self) {
         let waiting = self.waiting();
         let idle: Vec<usize> = (0..self.actors.len())
-            .filter(|&a| self.actors[a].running.is_none())
-            .filter(|&a| self.actors[a].kind != Kind::Producer || self.offered < self.plan.tasks)
+            .filter(|&a| self.actors[a].running.is_none() && self.has_work(a))
             .collect();
         let r = self.rng.below(100);
         if r < 10 || waiting.is_empty() && idle.is_empty() {
@@ -409,7 +542,7 @@ impl Sim {
                 // cursor looks back one hour, so timers older than that
                 // when the scheduler first runs are not seen (a known
                 // limit: on AWS it ticks every minute from deployment).
-                _ if self.plan.jumps && self.pinned().await => {
+                _ if self.plan.jumps && busy(self.pinned()).await => {
                     self.jumps += 1;
                     Duration::from_secs(self.rng.range(300, 3_600))
                 }
@@ -501,6 +634,7 @@ impl Sim {
             }),
             queue: Arc::new(SimQueue {
                 inner: self.queue.clone(),
+                lossless: self.base.config.topic_queue.clone(),
                 clock: self.base.clock.clone(),
                 step: step.clone(),
                 faults: self.faults.clone(),
@@ -526,7 +660,19 @@ impl Sim {
             }),
             Kind::Worker => {
                 let max = self.rng.range(1, 10) as usize;
-                Box::pin(work(deps, max, self.received.clone()))
+                Box::pin(consume(deps, Inbox::Tasks, max))
+            }
+            Kind::Dispatcher => {
+                let max = self.rng.range(1, 10) as usize;
+                Box::pin(consume(deps, Inbox::Topic, max))
+            }
+            Kind::Publisher => {
+                if self.published >= self.plan.messages {
+                    return;
+                }
+                let m = self.published;
+                self.published += 1;
+                Box::pin(publish(deps, m, self.ledger.clone()))
             }
             Kind::Producer => {
                 if self.offered >= self.plan.tasks {
@@ -551,8 +697,9 @@ impl Sim {
         let mut t = NewTask::named("sim", "q".to_string() + &self.rng.below(2).to_string());
         t.kwargs.insert("n".into(), json!(n));
         t.max_retries = self.rng.below(4) as u32;
-        // Fixed delays: the backoff's jitter comes from the OS, not the seed.
-        t.retry_backoff = false;
+        // Fixed delays or exponential backoff, whose jitter (the clock's)
+        // comes from the seed.
+        t.retry_backoff = self.rng.chance(300);
         t.retry_delay = Some(self.rng.below(90) as f64);
         t.timeout_seconds = Some(self.rng.range(5, 120));
         t.priority = self.rng.below(3) as i32;
@@ -628,15 +775,23 @@ impl Sim {
         }
     }
 
-    /// The timers of the unfinished tasks (one for each: a task without
-    /// one is reported, and counted here as due now so the drain goes on).
+    /// The timers of the unfinished tasks and executions (one for each: one
+    /// without is reported, and counted here as due now so the drain goes on).
     async fn open_timers(&self) -> Vec<DateTime<Utc>> {
-        let mut timers = Vec::new();
+        let mut keys = Vec::new();
         for t in crate::check::all_tasks(self).await {
-            if t.status.is_final() {
-                continue;
+            if !t.status.is_final() {
+                keys.push(tasks::key(t.id));
             }
-            let item = self.store.get(&tasks::key(t.id)).await.ok().flatten();
+        }
+        for e in crate::check::all_executions(self).await {
+            if e.next_step().is_some() {
+                keys.push(executions::key(e.id));
+            }
+        }
+        let mut timers = Vec::new();
+        for key in keys {
+            let item = self.store.get(&key).await.ok().flatten();
             timers.push(item.as_ref().and_then(timer_of).unwrap_or(self.now()));
         }
         timers
@@ -668,9 +823,23 @@ impl Sim {
     /// What is left to do, and where the sweeps stand, for the report.
     async fn unfinished(&self) -> String {
         let mut open = vec![format!(
-            "queue {:?}",
-            self.queue.counts(&self.base.config.task_queue)
+            "queue {:?}, topic queue {:?}",
+            self.queue.counts(&self.base.config.task_queue),
+            self.queue.counts(&self.base.config.topic_queue)
         )];
+        for e in crate::check::all_executions(self).await {
+            if e.next_step().is_some() {
+                let item = self.store.get(&executions::key(e.id)).await.ok().flatten();
+                open.push(format!(
+                    "execution {} (message {:?}) at step {:?}, lease {:?}, timer {:?}",
+                    e.id,
+                    e.trigger_id,
+                    e.next_step(),
+                    e.lease_until,
+                    item.as_ref().and_then(timer_of)
+                ));
+            }
+        }
         for t in crate::check::all_tasks(self).await {
             if t.status.is_final() {
                 continue;
@@ -705,27 +874,61 @@ impl Sim {
     }
 }
 
-/// A worker's step, as the SQS event source runs a batch: receive, run the
-/// messages concurrently, delete those that succeeded together.
-async fn work(deps: Deps, max: usize, received: Arc<Mutex<usize>>) {
-    let queue = deps.config.task_queue.clone();
+/// Await `f` (the simulator's own reads of the store, past the gates)
+/// without letting the runtime idle: an idle paused runtime moves the
+/// clock on to the next timer of some step, and the run would depend on
+/// how fast the store's thread answers.
+async fn busy<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut f => return out,
+            () = tokio::task::yield_now() => std::thread::yield_now(),
+        }
+    }
+}
+
+/// The queue a consuming step reads.
+#[derive(Clone, Copy)]
+enum Inbox {
+    /// Task and execution messages, for a worker.
+    Tasks,
+    /// Published messages, for the topic dispatcher.
+    Topic,
+}
+
+/// The topic queue's visibility timeout (template.yaml: six times the
+/// dispatcher's 60 s).
+const TOPIC_VISIBILITY: Duration = Duration::from_secs(360);
+
+/// What the function for `inbox` does with one message; `Ok` deletes it.
+async fn handle(deps: &Deps, inbox: Inbox, d: &Delivery) -> Result<(), ServiceError> {
+    match inbox {
+        Inbox::Tasks => worker::process(deps, &d.body).await,
+        Inbox::Topic => topics::dispatch(deps, d).await.map(|_| ()),
+    }
+}
+
+/// A worker's or the dispatcher's step, as the SQS event source runs a
+/// batch: receive, handle the messages concurrently, delete those that
+/// succeeded together.
+async fn consume(deps: Deps, inbox: Inbox, max: usize) {
+    let (queue, visibility) = match inbox {
+        Inbox::Tasks => (deps.config.task_queue.clone(), deps.config.visibility),
+        Inbox::Topic => (deps.config.topic_queue.clone(), TOPIC_VISIBILITY),
+    };
     let Ok(batch) = deps
         .queue
-        .receive(&queue, max, deps.config.visibility, Duration::ZERO)
+        .receive(&queue, max, visibility, Duration::ZERO)
         .await
     else {
         return;
     };
-    *lock(&received) += batch.len();
     let mut running = tokio::task::JoinSet::new();
     for d in batch {
         let deps = deps.clone();
-        running.spawn(async move {
-            worker::process(&deps, &d.body)
-                .await
-                .ok()
-                .map(|()| d.receipt)
-        });
+        running.spawn(async move { handle(&deps, inbox, &d).await.ok().map(|()| d.receipt) });
     }
     let mut done = Vec::new();
     while let Some(r) = running.join_next().await {
@@ -748,9 +951,19 @@ async fn produce(deps: Deps, mut batch: Vec<NewTask>, single: bool, ledger: Arc<
     }
 }
 
+/// The publisher's step: one message on [`TOPIC`], labelled `m`.
+async fn publish(deps: Deps, m: u64, ledger: Arc<Ledger>) {
+    if let Ok(id) = topics::publish(&deps, TOPIC, &json!({"m": m})).await {
+        lock(&ledger.published).insert(id);
+    }
+}
+
 impl Sim {
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+    pub fn pipeline(&self) -> Uuid {
+        self.pipeline
     }
     pub fn store(&self) -> &dyn Store {
         &*self.store
