@@ -2,15 +2,17 @@
 //! table and queue on the configured endpoint (the emulator, or a real
 //! account), runs tasks from enqueue to completed through the very code the
 //! Lambda functions run (the worker fed as the SQS event source mapping
-//! would, in batches of up to ten), and counts every SDK request by
-//! operation, retries included.
+//! would, in batches of up to ten), counts every SDK request by operation
+//! (retries included), and meters DynamoDB's write and read units by its
+//! billing rules ([`warren::adapters::capacity`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use tokio::sync::watch;
-use warren::adapters::aws::{AwsClients, RequestCounter, Resources, sdk_config};
+use warren::adapters::aws::{AwsClients, Meters, RequestCounter, Resources, sdk_config};
+use warren::adapters::capacity::Consumed;
 use warren::service::enqueue::{NewTask, enqueue, enqueue_batch};
 use warren::{Config, Deps, keys, runtime};
 
@@ -22,6 +24,9 @@ pub struct CostOptions {
     /// Tasks sent in one batch (POST /api/v1/enqueue/batch).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Tasks with `ttl_seconds: 0` (run, not kept) sent one by one.
+    #[arg(long, default_value_t = 0)]
+    pub ephemeral: usize,
     /// Clients sending the single tasks at once.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -48,8 +53,9 @@ pub struct CostOptions {
 }
 
 pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
-    let counter = RequestCounter::default();
-    let clients = AwsClients::new(&sdk_config().await, Some(&counter));
+    let meters = Meters::default();
+    let counter = &meters.requests;
+    let clients = AwsClients::new(&sdk_config().await, Some(&meters));
     let stamp = std::process::id();
     let resources = Resources {
         table: format!("warren-cost-{stamp}"),
@@ -64,30 +70,23 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         .set("WARREN_STEP_SECRET", Some(keys::generate_secret()));
     let config = Config::from_settings(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let http = runtime::http_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let deps = runtime::aws(config, http, &resources, Some(&counter)).await;
+    let deps = runtime::aws(config, http, &resources, Some(&meters)).await;
     // Completions are read from the worker's metrics registry.
     let deps = warren::Deps {
         metrics: std::sync::Arc::new(warren::service::Metrics::prometheus()),
         ..deps
     };
-    counter.reset();
+    meters.reset();
     if opts.auth_calls > 0 {
-        return auth_costs(&deps, &counter, opts.auth_calls).await;
+        return auth_costs(&deps, counter, opts.auth_calls).await;
     }
 
     let window = Duration::from_secs(opts.batch_window);
     let clients = opts.clients.max(1);
     let backlog = opts.backlog;
     let timeout = Duration::from_secs(opts.timeout);
-    let single = measure(
-        &deps,
-        &counter,
-        opts.single,
-        opts.concurrency,
-        window,
-        backlog,
-        timeout,
-        |deps, n| async move {
+    let one_by_one = |make: fn() -> NewTask| {
+        move |deps: Deps, n: usize| async move {
             let mut senders = tokio::task::JoinSet::new();
             for c in 0..clients {
                 let deps = deps.clone();
@@ -95,7 +94,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
                 let count = (c..n).step_by(clients).count();
                 senders.spawn(async move {
                     for _ in 0..count {
-                        enqueue(&deps, echo()).await?;
+                        enqueue(&deps, make()).await?;
                     }
                     Ok::<_, warren::ServiceError>(())
                 });
@@ -106,13 +105,43 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
                 })??;
             }
             Ok(())
-        },
+        }
+    };
+    let single = measure(
+        &deps,
+        &meters,
+        opts.single,
+        opts.concurrency,
+        window,
+        backlog,
+        timeout,
+        one_by_one(echo),
     )
     .await?;
-    report("single enqueue", opts.single, &single);
+    report("single enqueue", opts.single, opts.single, &single);
+    let ephemeral = measure(
+        &deps,
+        &meters,
+        opts.ephemeral,
+        opts.concurrency,
+        window,
+        backlog,
+        timeout,
+        one_by_one(|| NewTask {
+            ttl_seconds: Some(0.0),
+            ..echo()
+        }),
+    )
+    .await?;
+    report(
+        "single enqueue, ttl_seconds 0",
+        opts.ephemeral,
+        opts.ephemeral,
+        &ephemeral,
+    );
     let batch = measure(
         &deps,
-        &counter,
+        &meters,
         opts.batch,
         opts.concurrency,
         window,
@@ -124,7 +153,12 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         },
     )
     .await?;
-    report(&format!("one batch of {}", opts.batch), opts.batch, &batch);
+    report(
+        &format!("one batch of {}", opts.batch),
+        opts.batch,
+        1,
+        &batch,
+    );
     println!(
         "(single path: {clients} clients at once; worker: {} at once, batching window {} s; {})",
         opts.concurrency,
@@ -145,24 +179,36 @@ fn echo() -> NewTask {
     }
 }
 
-/// Requests by operation for `n` tasks from the first enqueue until the
-/// worker has completed them all.
+/// What a path consumed, by operation.
+struct Measured {
+    requests: BTreeMap<String, u64>,
+    capacity: BTreeMap<String, Consumed>,
+}
+
+/// Requests and capacity by operation for `n` tasks from the first enqueue
+/// until the worker has completed them all.
 #[allow(clippy::too_many_arguments)] // one call site per mode; a struct would only rename them
 async fn measure<F, Fut>(
     deps: &Deps,
-    counter: &RequestCounter,
+    meters: &Meters,
     n: usize,
     concurrency: usize,
     batch_window: Duration,
     backlog: bool,
     timeout: Duration,
     send: F,
-) -> anyhow::Result<BTreeMap<String, u64>>
+) -> anyhow::Result<Measured>
 where
     F: FnOnce(Deps, usize) -> Fut,
     Fut: Future<Output = Result<(), warren::ServiceError>>,
 {
-    counter.reset();
+    meters.reset();
+    if n == 0 {
+        return Ok(Measured {
+            requests: BTreeMap::new(),
+            capacity: BTreeMap::new(),
+        });
+    }
     let done_before = completed(deps);
     let started = Instant::now();
     // Unless measuring a backlog, the worker polls from the start, as the
@@ -202,7 +248,10 @@ where
     let _ = stop_tx.send(true);
     poller.await?;
     eprintln!("{n} tasks in {:.1} s", started.elapsed().as_secs_f64());
-    Ok(counter.snapshot())
+    Ok(Measured {
+        requests: meters.requests.snapshot(),
+        capacity: meters.capacity.snapshot(),
+    })
 }
 
 /// Tasks this process's worker completed, read from its metrics registry.
@@ -215,21 +264,97 @@ fn completed(deps: &Deps) -> u64 {
     values.sum::<f64>() as u64
 }
 
-fn report(title: &str, n: usize, requests: &BTreeMap<String, u64>) {
+/// List prices, us-east-1, on-demand, after free tiers (checked 2026-12-05).
+mod price {
+    /// API Gateway HTTP API, per request.
+    pub const API_GATEWAY: f64 = 1.00e-6;
+    /// Lambda, per invocation.
+    pub const LAMBDA_REQUEST: f64 = 0.20e-6;
+    /// Lambda arm64, per GB-second.
+    pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+    /// SQS standard, per request.
+    pub const SQS_REQUEST: f64 = 0.40e-6;
+    /// DynamoDB on-demand, per write request unit.
+    pub const WRITE_UNIT: f64 = 0.625e-6;
+    /// DynamoDB on-demand, per read request unit.
+    pub const READ_UNIT: f64 = 0.125e-6;
+    /// Estimated run of an enqueue function: 20 ms at 128 MB.
+    pub const ENQUEUE_GB_SECONDS: f64 = 0.020 * 0.125;
+    /// Estimated run of a worker batch: 50 ms at 256 MB.
+    pub const WORKER_GB_SECONDS: f64 = 0.050 * 0.25;
+}
+
+/// Requests, capacity and dollars of one path, per task; `calls` is how
+/// many API calls (and enqueue invocations) carried the `n` tasks.
+fn report(title: &str, n: usize, calls: usize, measured: &Measured) {
     if n == 0 {
         return;
     }
-    let total: u64 = requests.values().sum();
+    let per_task = |x: f64| x / n as f64;
+    let total: u64 = measured.requests.values().sum();
     println!(
         "{title}: {n} tasks, {total} requests, {:.2} per task",
-        total as f64 / n as f64
+        per_task(total as f64)
     );
-    for (op, count) in requests {
+    for (op, count) in &measured.requests {
+        let units = op
+            .strip_prefix("DynamoDB.")
+            .and_then(|o| measured.capacity.get(o))
+            .map(|c| {
+                format!(
+                    "  WRU {:>6.2}/task  RRU {:>5.2}/task",
+                    per_task(c.writes() as f64),
+                    per_task(c.reads)
+                )
+            })
+            .unwrap_or_default();
         println!(
-            "  {op:<36} {count:>7}  {:>6.3}/task",
-            *count as f64 / n as f64
+            "  {op:<36} {count:>7}  {:>6.3}/task{units}",
+            per_task(*count as f64)
         );
     }
+    let mut capacity = Consumed::default();
+    for c in measured.capacity.values() {
+        capacity.table_writes += c.table_writes;
+        capacity.index_writes += c.index_writes;
+        capacity.reads += c.reads;
+        capacity.reported += c.reported;
+    }
+    println!(
+        "  DynamoDB units per task: {:.2} WRU ({:.2} on items, {:.2} on index entries), {:.2} RRU; the endpoint reported {:.2}",
+        per_task(capacity.writes() as f64),
+        per_task(capacity.table_writes as f64),
+        per_task(capacity.index_writes as f64),
+        per_task(capacity.reads),
+        per_task(capacity.reported),
+    );
+    let sqs = |prefix: &str| -> u64 {
+        measured
+            .requests
+            .iter()
+            .filter(|(op, _)| op.starts_with(prefix))
+            .map(|(_, c)| c)
+            .sum()
+    };
+    // Each receive that the event source mapping makes is at most one
+    // worker invocation.
+    let worker_runs = per_task(sqs("SQS.ReceiveMessage") as f64);
+    let enqueue_runs = per_task(calls as f64);
+    let million = 1e6;
+    let api = enqueue_runs * price::API_GATEWAY * million;
+    let lambda = ((enqueue_runs + worker_runs) * price::LAMBDA_REQUEST
+        + (enqueue_runs * price::ENQUEUE_GB_SECONDS + worker_runs * price::WORKER_GB_SECONDS)
+            * price::LAMBDA_GB_SECOND)
+        * million;
+    let queue = per_task(sqs("SQS.") as f64) * price::SQS_REQUEST * million;
+    let table = (per_task(capacity.writes() as f64) * price::WRITE_UNIT
+        + per_task(capacity.reads) * price::READ_UNIT)
+        * million;
+    let rest = lambda + queue + table;
+    println!(
+        "  per million tasks: API Gateway ${api:.2}, Lambda ${lambda:.2}, SQS ${queue:.2}, DynamoDB ${table:.2}: ${:.2} (${rest:.2} through a function URL)",
+        api + rest
+    );
 }
 
 /// Requests per API call that authentication adds on AWS, by credential:

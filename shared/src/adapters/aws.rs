@@ -23,6 +23,7 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
+use crate::adapters::capacity::CapacityMeter;
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::ports::{Queue, Store};
@@ -118,8 +119,24 @@ impl Intercept for RequestCounter {
     }
 }
 
+/// What `warren cost` attaches to the clients: every request counted by
+/// operation, and DynamoDB's capacity units by its billing rules.
+#[derive(Clone, Debug, Default)]
+pub struct Meters {
+    pub requests: RequestCounter,
+    pub capacity: CapacityMeter,
+}
+
+impl Meters {
+    /// Start counting afresh.
+    pub fn reset(&self) {
+        self.requests.reset();
+        self.capacity.reset();
+    }
+}
+
 /// The DynamoDB and SQS clients of a process, built once from one SDK
-/// configuration (optionally counting their requests).
+/// configuration (optionally metered).
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -127,13 +144,15 @@ pub struct AwsClients {
 }
 
 impl AwsClients {
-    /// Clients on one SDK configuration, counting their requests with `counter` if given.
-    pub fn new(config: &SdkConfig, counter: Option<&RequestCounter>) -> Self {
+    /// Clients on one SDK configuration, measured by `meters` if given.
+    pub fn new(config: &SdkConfig, meters: Option<&Meters>) -> Self {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(config);
         let mut sqs = aws_sdk_sqs::config::Builder::from(config);
-        if let Some(counter) = counter {
-            dynamodb = dynamodb.interceptor(counter.clone());
-            sqs = sqs.interceptor(counter.clone());
+        if let Some(meters) = meters {
+            dynamodb = dynamodb
+                .interceptor(meters.requests.clone())
+                .interceptor(meters.capacity.clone());
+            sqs = sqs.interceptor(meters.requests.clone());
         }
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),

@@ -3,6 +3,7 @@
 //! outgoing HTTP.
 
 pub mod aws;
+pub mod capacity;
 mod checks;
 pub mod clock;
 pub mod dynamodb;

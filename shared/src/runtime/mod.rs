@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 
-use crate::adapters::aws::{AwsClients, RequestCounter, Resources, lambda_sdk_config, sdk_config};
+use crate::adapters::aws::{AwsClients, Meters, Resources, lambda_sdk_config, sdk_config};
 use crate::adapters::http::{GuardedHttpClient, parse_allow_list};
 use crate::config::JwtConfig;
 use crate::domain::identity::Role;
@@ -304,14 +304,14 @@ pub fn http_client(s: &dyn Settings) -> Result<GuardedHttpClient, SettingError> 
 }
 
 /// The dependencies of a process on DynamoDB and SQS (the tables and queues
-/// `resources` names), optionally counting its AWS requests.
+/// `resources` names), optionally metering its AWS requests.
 pub async fn aws(
     config: Config,
     http: GuardedHttpClient,
     resources: &Resources,
-    counter: Option<&RequestCounter>,
+    meters: Option<&Meters>,
 ) -> Deps {
-    on_aws(&sdk_config().await, config, http, resources, counter)
+    on_aws(&sdk_config().await, config, http, resources, meters)
 }
 
 /// [`aws`] on the SDK configuration `sdk`.
@@ -320,9 +320,9 @@ fn on_aws(
     config: Config,
     http: GuardedHttpClient,
     resources: &Resources,
-    counter: Option<&RequestCounter>,
+    meters: Option<&Meters>,
 ) -> Deps {
-    let clients = AwsClients::new(sdk, counter);
+    let clients = AwsClients::new(sdk, meters);
     Deps::live(
         clients.store(&resources.table),
         clients.queue(),
