@@ -45,6 +45,11 @@ pub struct CostOptions {
     /// MaximumBatchingWindowInSeconds).
     #[arg(long, default_value_t = 0)]
     pub batch_window: u64,
+    /// Where queue counts are kept: `inline` (in each status change's
+    /// transaction) or `stream` (from the table's change stream, read by
+    /// this process as the `counts` function reads it on AWS).
+    #[arg(long, default_value = "inline")]
+    pub counts: String,
     /// Instead of tasks, count what authenticating an API call costs: this
     /// many `GET /api/v1/queues` per kind of credential, with and without a
     /// rate limit, through the functions' own routers.
@@ -67,7 +72,8 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     let mut settings = runtime::Overrides::default();
     settings
         .set("WARREN_WEBHOOK_SECRET", Some(keys::generate_secret()))
-        .set("WARREN_STEP_SECRET", Some(keys::generate_secret()));
+        .set("WARREN_STEP_SECRET", Some(keys::generate_secret()))
+        .set("WARREN_COUNTS", Some(&opts.counts));
     let config = Config::from_settings(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let http = runtime::http_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = runtime::aws(config, http, &resources, Some(&meters)).await;
@@ -76,6 +82,16 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         metrics: std::sync::Arc::new(warren::service::Metrics::prometheus()),
         ..deps
     };
+    let (_stop_counts, stop) = watch::channel(false);
+    if deps.config.counts_from_stream {
+        let (deps, table) = (deps.clone(), resources.table.clone());
+        tokio::spawn(async move {
+            let sdk = sdk_config().await;
+            if let Err(e) = runtime::stream_counts::run(deps, &sdk, &table, stop).await {
+                eprintln!("queue counts cannot be kept from the stream: {e}");
+            }
+        });
+    }
     meters.reset();
     if opts.auth_calls > 0 {
         return auth_costs(&deps, counter, opts.auth_calls).await;
@@ -247,6 +263,10 @@ where
     bar.finish_and_clear();
     let _ = stop_tx.send(true);
     poller.await?;
+    if deps.config.counts_from_stream {
+        // The stream's last changes are counted within a poll or two.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     eprintln!("{n} tasks in {:.1} s", started.elapsed().as_secs_f64());
     Ok(Measured {
         requests: meters.requests.snapshot(),

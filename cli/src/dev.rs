@@ -164,6 +164,12 @@ pub struct DevOptions {
     /// may send to it straight, with the message attribute `topic`.
     #[arg(long, env = "WARREN_TOPIC_QUEUE", default_value = "warren-topics")]
     pub topic_queue: String,
+    /// Where queue counts are kept (`--backend aws`): `inline`, in each
+    /// status change's transaction; `stream`, from the table's change
+    /// stream, which this process reads (a quarter of the write units, counts
+    /// a moment behind).
+    #[arg(long, env = "WARREN_COUNTS", default_value = "inline")]
+    pub counts: String,
 }
 
 /// The shortest key accepted on a non-loopback address.
@@ -328,6 +334,17 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
             stop.clone(),
         ))
     });
+    // On AWS the `counts` function keeps the counts from the table's stream
+    // (`WARREN_COUNTS=stream`); here this process does.
+    if embedded.is_none() && deps.config.counts_from_stream {
+        let (deps, table, stop) = (deps.clone(), opts.table.clone(), stop.clone());
+        tokio::spawn(async move {
+            let sdk = warren::adapters::aws::sdk_config().await;
+            if let Err(e) = runtime::stream_counts::run(deps, &sdk, &table, stop).await {
+                tracing::error!(error = %e, "queue counts cannot be kept from the table's stream");
+            }
+        });
+    }
     let interval = Duration::from_secs_f64(opts.scheduler_interval.max(0.05));
     let ticker = tokio::spawn(scheduler::run_every(deps.clone(), interval, stop.clone()));
     // Histogram samples wait in the registry until drained into buckets:
@@ -450,6 +467,7 @@ fn settings(opts: &DevOptions) -> anyhow::Result<Overrides> {
         .set("WARREN_METRICS_KEY", opts.metrics_key.as_ref())
         .set("WARREN_DEFAULT_WORKFLOW", opts.default_workflow)
         .set("WARREN_PUBLIC_URL", opts.public_url.as_ref())
+        .set("WARREN_COUNTS", Some(&opts.counts))
         .set(
             "WARREN_WEBHOOK_SECRET",
             Some(signing_secret(

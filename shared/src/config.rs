@@ -63,6 +63,12 @@ pub struct Config {
     /// Count requests, login failures and runs in the table, so the limits
     /// hold across processes (Lambda); else requests are counted in memory.
     pub shared_limits: bool,
+    /// Queue counts are kept by the consumer of the table's change stream
+    /// (`WARREN_COUNTS=stream`: AWS, with the `counts` function deployed),
+    /// not in each status change's transaction, so each change is one
+    /// single-item write: a quarter of the write units. Counts then lag by
+    /// the stream's batch window.
+    pub counts_from_stream: bool,
     /// The key that seals stored secrets; `None` with no parameter: storing
     /// secrets is refused.
     pub secrets_key: Option<MasterKey>,
@@ -103,6 +109,7 @@ impl Default for Config {
             secure_cookies: false,
             rate_limit: 0,
             shared_limits: false,
+            counts_from_stream: false,
             secrets_key: None,
             secrets_key_parameter: None,
             metrics_key: ApiKey::default(),

@@ -75,6 +75,16 @@ impl Key {
     }
 }
 
+/// One change of the table, as its change stream reports it: its id, and
+/// the item before and after it (`None`: absent). A stream shard's changes
+/// come in the order they were made.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ItemChange {
+    pub id: String,
+    pub before: Option<Item>,
+    pub after: Option<Item>,
+}
+
 /// One item of the table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {

@@ -27,8 +27,19 @@ fn provision() -> Provisioned {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
+    runs_tasks_on_aws("inline").await;
+}
+
+/// The same with the queue counts kept from the table's change stream
+/// (`WARREN_COUNTS=stream`): single-item writes, the same counts a moment later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_backend_aws_keeps_queue_counts_from_the_tables_stream() {
+    runs_tasks_on_aws("stream").await;
+}
+
+async fn runs_tasks_on_aws(counts: &str) {
     let aws = provision();
-    let w = Warren::start(aws.dev()).await;
+    let w = Warren::start(aws.dev().env("WARREN_COUNTS", counts)).await;
 
     let id = w
         .enqueue(&json!({"task_name": "echo", "args": [1, "two"], "kwargs": {"k": true}}))
@@ -71,16 +82,25 @@ async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
         "{}",
         failed.text
     );
-    let default = w
-        .queues()
-        .await
-        .into_iter()
-        .find(|q| q["queue_name"] == "default")
-        .expect("default queue");
-    assert_eq!(
-        (default["completed"].clone(), default["failed"].clone()),
-        (json!(26), json!(1))
-    );
+    // Inline counts are right at once; the stream's within a few polls.
+    let counted = |q: &Value| {
+        [
+            "pending",
+            "running",
+            "completed",
+            "failed",
+            "cancelled",
+            "expired",
+        ]
+        .map(|s| q[s].as_i64().unwrap_or(-1))
+    };
+    let default = wait_until("the default queue's counts", secs(20), async || {
+        let queues = w.queues().await;
+        let q = queues.into_iter().find(|q| q["queue_name"] == "default")?;
+        (counted(&q) == [0, 0, 26, 1, 0, 0]).then_some(q)
+    })
+    .await;
+    assert_eq!(default["completed"], 26);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, IndexStatus,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
-    TimeToLiveStatus, TransactWriteItem, Update, WriteRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    WriteRequest,
 };
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
@@ -506,6 +507,7 @@ pub async fn provision_table(
             .set_attribute_definitions(Some(attribute_definitions()?))
             .set_key_schema(Some(key_schema(PARTITION_KEY, SORT_KEY)?))
             .set_global_secondary_indexes(Some(global_secondary_indexes()?))
+            .stream_specification(changes_stream()?)
             .send()
             .await
         {
@@ -517,7 +519,44 @@ pub async fn provision_table(
     }
     wait_until_active(client, table).await?;
     enable_ttl(client, table).await?;
+    enable_stream(client, table).await?;
     Ok(created)
+}
+
+/// The change stream the queue counts can be kept from (`WARREN_COUNTS=stream`).
+fn changes_stream() -> Result<StreamSpecification, BuildError> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+}
+
+/// Turn the change stream on for a table made before it was part of the design.
+async fn enable_stream(
+    client: &Client,
+    table: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let described = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| aws_error("DescribeTable", &e))?;
+    let enabled = described
+        .table
+        .and_then(|t| t.stream_specification)
+        .is_some_and(|s| s.stream_enabled);
+    if !enabled {
+        client
+            .update_table()
+            .table_name(table)
+            .stream_specification(changes_stream()?)
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateTable", &e))?;
+        wait_until_active(client, table).await?;
+    }
+    Ok(())
 }
 
 fn attribute_definitions() -> Result<Vec<AttributeDefinition>, BuildError> {
@@ -674,7 +713,7 @@ fn to_attribute(value: &Value) -> AttributeValue {
 }
 
 /// The [`Item`] of a DynamoDB item: the reverse of [`encode`].
-fn decode(mut raw: HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
+pub(crate) fn decode(mut raw: HashMap<String, AttributeValue>) -> Result<Item, StoreError> {
     let mut take_s = |name: &str| match raw.remove(name) {
         None => Ok(None),
         Some(AttributeValue::S(v)) => Ok(Some(v)),

@@ -11,6 +11,7 @@ pub mod embedded;
 pub mod http;
 pub mod sqs;
 pub mod ssm;
+pub mod streams;
 
 use std::time::Duration;
 

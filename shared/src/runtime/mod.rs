@@ -7,6 +7,7 @@
 
 pub mod consumer;
 pub mod idle;
+pub mod stream_counts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -265,6 +266,16 @@ impl Config {
                 None => None,
             },
             secrets_key_parameter: s.get("WARREN_SECRETS_KEY_PARAMETER"),
+            counts_from_stream: match s.get("WARREN_COUNTS").as_deref().map(str::trim) {
+                None | Some("inline") => false,
+                Some("stream") => true,
+                Some(other) => {
+                    return Err(bad(
+                        "WARREN_COUNTS",
+                        format!("`{other}` is neither `inline` nor `stream`"),
+                    ));
+                }
+            },
             default_workflow,
             public_url,
             ..defaults
@@ -356,6 +367,8 @@ pub fn embedded(
             snapshot_messages: false,
             dispatch_inline: true,
             shared_limits: false,
+            // No change stream: counts change with the tasks.
+            counts_from_stream: false,
             ..config
         },
     )

@@ -323,7 +323,8 @@ pub async fn enqueue_batch(
             continue;
         }
         ids.push(Some(task.id));
-        // Counters are summed per chunk: one add per (shard, queue), not per task.
+        // Counters are summed per chunk: one add per (shard, queue), not per
+        // task (none where the change stream counts).
         let shard_key = (tasks::counter_shard(&task), task.queue_name.clone());
         if chunk.ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
             chunks.push(chunk.close(&mut counters));
@@ -334,7 +335,9 @@ pub async fn enqueue_batch(
             chunk.messages.push(dispatch::message(deps, &task, delay));
             chunk.sent.push(task);
         }
-        *counters.entry(shard_key).or_default() += 1;
+        if table.counts_inline() {
+            *counters.entry(shard_key).or_default() += 1;
+        }
     }
     if !chunk.ops.is_empty() {
         chunks.push(chunk.close(&mut counters));
@@ -392,7 +395,17 @@ impl Chunk {
     }
 
     async fn store_and_send(self, deps: &Deps) -> Result<(), ServiceError> {
-        deps.store.transact(self.ops).await?;
+        if deps.tasks().counts_inline() {
+            deps.store.transact(self.ops).await?;
+        } else {
+            // Nothing else must change with them: new tasks (fresh ids) go in
+            // plain batch writes, half the units of a transaction.
+            let items = self.ops.into_iter().filter_map(|op| match op {
+                WriteOp::Put { item, .. } => Some(item),
+                _ => None,
+            });
+            deps.store.put_batch(items.collect()).await?;
+        }
         let sent = self.sent;
         dispatch::send_or_recheck(deps, self.messages, |soon| {
             sent.iter()

@@ -3,6 +3,7 @@
 
 pub mod compiled;
 pub mod control;
+pub mod counts;
 pub mod dispatch;
 pub mod enqueue;
 pub mod events;
@@ -59,6 +60,7 @@ impl Deps {
     /// The tasks of the table, as of now.
     pub fn tasks(&self) -> Tasks<'_> {
         Tasks::new(&*self.store, self.config.expired_retention, self.now())
+            .counted_by_stream(self.config.counts_from_stream)
     }
 }
 

@@ -13,8 +13,12 @@
 //! keeping two more index entries per task: every entry costs each write,
 //! and a per-status partition would be a hot key.
 //!
-//! Counts per queue and status live in `QSTATS#<shard>`/`<queue>`, added to
-//! in the same transaction as every status change; a read sums the shards.
+//! Counts per queue and status live in `QSTATS#<shard>`/`<queue>`; a read
+//! sums the shards. They are added to in the same transaction as every
+//! status change, or, when the table's change stream keeps them
+//! ([`Tasks::counted_by_stream`]), by its consumer, once per batch of
+//! changes: a batch leaves a mark (`COUNTED#<first change>`) in the same
+//! transaction, so a batch delivered again is not counted twice.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
@@ -42,7 +46,24 @@ pub fn key(id: Uuid) -> Key {
 
 /// Whether `key` is a task's.
 pub(crate) fn is_task(key: &Key) -> bool {
-    key.pk.starts_with(PREFIX)
+    is_task_pk(&key.pk)
+}
+
+/// Whether an item of partition key `pk` is a task.
+fn is_task_pk(pk: &str) -> bool {
+    pk.starts_with(PREFIX)
+}
+
+/// The queue and status of the task an item holds; `None` for any other item.
+pub fn queue_and_status(item: &Item) -> Option<(String, TaskStatus)> {
+    if !is_task(&item.key) {
+        return None;
+    }
+    let text = |name: &str| item.attrs.get(name).and_then(Value::as_str);
+    Some((
+        text("queue_name")?.to_owned(),
+        text("status")?.parse().ok()?,
+    ))
 }
 
 /// The shard of an id: from its random bits, so shards fill evenly.
@@ -61,6 +82,9 @@ pub struct Tasks<'a> {
     /// How long an `expired` task stays readable before it is deleted.
     expired_retention: chrono::Duration,
     now: DateTime<Utc>,
+    /// Counters are not written with the tasks: the change stream's
+    /// consumer keeps them.
+    counted_by_stream: bool,
 }
 
 impl<'a> Tasks<'a> {
@@ -74,7 +98,22 @@ impl<'a> Tasks<'a> {
             store,
             expired_retention,
             now,
+            counted_by_stream: false,
         }
+    }
+
+    /// These tasks' counters are kept by the change stream's consumer, so
+    /// writes leave them out.
+    pub fn counted_by_stream(self, yes: bool) -> Self {
+        Tasks {
+            counted_by_stream: yes,
+            ..self
+        }
+    }
+
+    /// Whether writes carry their counter changes.
+    pub fn counts_inline(&self) -> bool {
+        !self.counted_by_stream
     }
 
     /// The live task with this id: `None` if absent or past its TTL.
@@ -104,12 +143,14 @@ impl<'a> Tasks<'a> {
         timer: Option<DateTime<Utc>>,
     ) -> Vec<WriteOp> {
         let mut ops = vec![self.put(prev, next, timer)];
-        ops.extend(counter_op(
-            &next.queue_name,
-            next.id,
-            prev.map(|p| p.status),
-            Some(next.status),
-        ));
+        if self.counts_inline() {
+            ops.extend(counter_op(
+                &next.queue_name,
+                next.id,
+                prev.map(|p| p.status),
+                Some(next.status),
+            ));
+        }
         ops
     }
 
@@ -146,12 +187,14 @@ impl<'a> Tasks<'a> {
             key: key(task.id),
             cond: Condition::version(task.version),
         }];
-        ops.extend(counter_op(
-            &task.queue_name,
-            task.id,
-            Some(task.status),
-            None,
-        ));
+        if self.counts_inline() {
+            ops.extend(counter_op(
+                &task.queue_name,
+                task.id,
+                Some(task.status),
+                None,
+            ));
+        }
         self.store.transact(ops).await
     }
 
@@ -323,6 +366,63 @@ pub fn pending_added(shard: u32, queue: &str, n: i64) -> WriteOp {
         key: counters_key(shard, queue),
         deltas: vec![("pending".into(), n)],
     }
+}
+
+/// The counter adds of a counted batch of status changes: `deltas` by
+/// queue and status, into shard `shard`.
+pub fn counts_added(
+    shard: u32,
+    deltas: &std::collections::BTreeMap<String, std::collections::BTreeMap<TaskStatus, i64>>,
+) -> Vec<WriteOp> {
+    deltas
+        .iter()
+        .filter_map(|(queue, by_status)| {
+            let deltas: Vec<(String, i64)> = by_status
+                .iter()
+                .filter(|(_, n)| **n != 0)
+                .map(|(s, n)| (s.as_str().to_string(), *n))
+                .collect();
+            (!deltas.is_empty()).then(|| WriteOp::Add {
+                key: counters_key(shard % SHARDS, queue),
+                deltas,
+            })
+        })
+        .collect()
+}
+
+fn counted_key(first_change: &str) -> Key {
+    Key::new(format!("COUNTED#{first_change}"), "COUNTED")
+}
+
+/// The mark of a counted batch of changes: the id of its first change and
+/// how many it counted, kept until `until` (past the stream's retention).
+/// Written only if no batch starting there was counted before.
+pub fn counted_mark(first_change: &str, counted: usize, now: i64, until: DateTime<Utc>) -> WriteOp {
+    let mut attrs = Map::new();
+    attrs.insert("counted".into(), Value::from(counted as u64));
+    let item = Item {
+        key: counted_key(first_change),
+        indexes: Vec::new(),
+        ttl: None,
+        attrs,
+    };
+    WriteOp::Put {
+        item: super::timers::expiring(item, until),
+        cond: Condition::Absent { now },
+    }
+}
+
+/// How many changes the batch starting at `first_change` counted, if one was.
+pub async fn counted_before(
+    store: &dyn Store,
+    first_change: &str,
+    now: i64,
+) -> Result<Option<usize>, StoreError> {
+    Ok(store
+        .get(&counted_key(first_change))
+        .await?
+        .filter(|i| !i.is_expired(now))
+        .map(|i| i.attrs.get("counted").and_then(Value::as_u64).unwrap_or(0) as usize))
 }
 
 /// The counters shard a task is counted in.

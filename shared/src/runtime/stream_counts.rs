@@ -1,0 +1,57 @@
+//! Queue counts kept from the table's change stream in a long-running
+//! process (`warren dev --backend aws`, `warren cost`, the tests), as the
+//! `counts` Lambda function keeps them on AWS: each batch counted, then
+//! acknowledged; a batch that fails to count comes again.
+
+use std::time::Duration;
+
+use aws_types::SdkConfig;
+use tokio::sync::watch;
+
+use crate::Deps;
+use crate::adapters::streams::TableStream;
+use crate::ports::StoreError;
+use crate::service::counts;
+
+/// Pause between reads while the stream has nothing new (Lambda's mapping
+/// polls each shard four times a second).
+const IDLE: Duration = Duration::from_millis(250);
+/// Pause after a failed read or count.
+const AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// Count `table`'s changes into `deps`' queue counters until `stop` is set.
+/// Fails only if the table has no stream to read.
+pub async fn run(
+    deps: Deps,
+    sdk: &SdkConfig,
+    table: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let mut stream = TableStream::open(streams, &dynamodb, table).await?;
+    while !*stop.borrow() {
+        let pause = match stream.next_batch().await {
+            Ok(batch) if batch.is_empty() => IDLE,
+            Ok(batch) => match counts::count_changes(&deps, &batch).await {
+                Ok(()) => {
+                    stream.acknowledge();
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, changes = batch.len(), "counting a stream batch failed; it comes again");
+                    AFTER_FAILURE
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the table's stream failed");
+                AFTER_FAILURE
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    Ok(())
+}

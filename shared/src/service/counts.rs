@@ -1,0 +1,259 @@
+//! Queue counts kept from the table's change stream (`WARREN_COUNTS=stream`).
+//!
+//! Each status change of a task is then one single-item write, with no
+//! counter in it; the stream's consumer (the `counts` Lambda function, or
+//! the poller of `warren dev --backend aws`) adds a batch of changes up into
+//! the queue counters: one transaction per batch, holding a mark that names
+//! the batch's first change and how many it counted. A batch delivered
+//! again (a retried invocation) finds the mark and counts nothing twice; a
+//! longer batch starting at the same change counts only what follows.
+//! Stream consumers deliver a shard's changes in order and retry a failed
+//! batch from its first change, which is what the mark relies on.
+
+use std::collections::BTreeMap;
+
+use super::{Deps, ServiceError};
+use crate::domain::TaskStatus;
+use crate::ports::{Item, ItemChange, MAX_TRANSACT_OPS, StoreError};
+use crate::table::tasks;
+
+/// How long a batch's mark is kept: beyond the stream's 24 hours, after
+/// which no batch can be delivered again.
+const MARK_RETENTION_HOURS: i64 = 48;
+
+/// A task, as its queue's counters see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counted {
+    pub queue: String,
+    pub status: TaskStatus,
+}
+
+impl Counted {
+    /// The task an item holds; `None` for any other item.
+    pub fn of(item: &Item) -> Option<Counted> {
+        let (queue, status) = tasks::queue_and_status(item)?;
+        Some(Counted { queue, status })
+    }
+}
+
+/// One change of the table, in stream order: its id, and the task before
+/// and after it (`None`: no task there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub id: String,
+    pub before: Option<Counted>,
+    pub after: Option<Counted>,
+}
+
+/// Count a batch of the table's changes (one stream shard's, in order) into
+/// the queue counters, exactly once.
+pub async fn count_changes(deps: &Deps, changes: &[ItemChange]) -> Result<(), ServiceError> {
+    // Changes of other items (the marks and counters this writes among
+    // them) are not counted, and mark nothing: a batch of them writes nothing.
+    let changes: Vec<Change> = changes
+        .iter()
+        .map(|c| Change {
+            id: c.id.clone(),
+            before: c.before.as_ref().and_then(Counted::of),
+            after: c.after.as_ref().and_then(Counted::of),
+        })
+        .filter(|c| c.before.is_some() || c.after.is_some())
+        .collect();
+    count(deps, &changes).await
+}
+
+/// Count a batch of task changes into the queue counters, exactly once (a
+/// batch delivered again starts with the same task change).
+pub async fn count(deps: &Deps, changes: &[Change]) -> Result<(), ServiceError> {
+    let now = deps.now();
+    let until = now + chrono::Duration::hours(MARK_RETENTION_HOURS);
+    let mut rest = changes;
+    while let Some(first) = rest.first() {
+        let (n, deltas) = prefix(rest);
+        let mut ops = tasks::counts_added(shard_of(&first.id), &deltas);
+        // Written even when the changes add up to nothing, so a longer
+        // delivery of the same batch knows where counting resumes.
+        ops.push(tasks::counted_mark(&first.id, n, now.timestamp(), until));
+        let mark = ops.len() - 1;
+        match deps.store.transact(ops).await {
+            Ok(()) => rest = &rest[n..],
+            Err(StoreError::Conflict { op }) if op == mark => {
+                match tasks::counted_before(&*deps.store, &first.id, now.timestamp()).await? {
+                    Some(done) if done > 0 => rest = &rest[done.min(rest.len())..],
+                    // Expired between the write and the read: count it now.
+                    _ => continue,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The longest prefix of `changes` whose queues fit one transaction with
+/// its mark, and what it adds per queue and status.
+fn prefix(changes: &[Change]) -> (usize, BTreeMap<String, BTreeMap<TaskStatus, i64>>) {
+    let mut deltas: BTreeMap<String, BTreeMap<TaskStatus, i64>> = BTreeMap::new();
+    for (i, change) in changes.iter().enumerate() {
+        let queues = [&change.before, &change.after]
+            .into_iter()
+            .flatten()
+            .filter(|c| !deltas.contains_key(&c.queue))
+            .map(|c| &c.queue)
+            .collect::<std::collections::BTreeSet<_>>();
+        if i > 0 && deltas.len() + queues.len() >= MAX_TRANSACT_OPS {
+            return (i, deltas);
+        }
+        if change.before == change.after {
+            continue;
+        }
+        if let Some(b) = &change.before {
+            *deltas
+                .entry(b.queue.clone())
+                .or_default()
+                .entry(b.status)
+                .or_default() -= 1;
+        }
+        if let Some(a) = &change.after {
+            *deltas
+                .entry(a.queue.clone())
+                .or_default()
+                .entry(a.status)
+                .or_default() += 1;
+        }
+    }
+    (changes.len(), deltas)
+}
+
+/// The counter shard a batch adds into: spread by its first change, so
+/// concurrent batches (one per stream shard) seldom write the same item.
+fn shard_of(change: &str) -> u32 {
+    change
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::Registry;
+
+    fn memory_deps() -> Deps {
+        let clock = std::sync::Arc::new(crate::adapters::clock::SystemClock);
+        crate::testing::memory_deps(clock, Registry::standard())
+    }
+
+    fn task(queue: &str, status: TaskStatus) -> Option<Counted> {
+        Some(Counted {
+            queue: queue.into(),
+            status,
+        })
+    }
+
+    /// A task's life: enqueued, started, completed.
+    fn life(n: usize, queue: &str) -> Vec<Change> {
+        use TaskStatus::*;
+        (0..n)
+            .flat_map(|i| {
+                [
+                    (None, task(queue, Pending)),
+                    (task(queue, Pending), task(queue, Running)),
+                    (task(queue, Running), task(queue, Completed)),
+                ]
+                .into_iter()
+                .enumerate()
+                .map(move |(step, (before, after))| Change {
+                    id: format!("{queue}-{i}-{step}"),
+                    before,
+                    after,
+                })
+            })
+            .collect()
+    }
+
+    async fn counts(deps: &Deps, queue: &str) -> (i64, i64, i64) {
+        let stats = deps.tasks().queue_stats().await.unwrap();
+        let s = stats.iter().find(|s| s.queue_name == queue).unwrap();
+        (s.pending, s.running, s.completed)
+    }
+
+    #[tokio::test]
+    async fn a_batch_delivered_again_is_counted_once() {
+        let deps = memory_deps();
+        let changes = life(3, "q");
+        count(&deps, &changes).await.unwrap();
+        assert_eq!(counts(&deps, "q").await, (0, 0, 3));
+        count(&deps, &changes).await.unwrap();
+        assert_eq!(counts(&deps, "q").await, (0, 0, 3));
+    }
+
+    #[tokio::test]
+    async fn a_longer_delivery_counts_only_what_follows() {
+        let deps = memory_deps();
+        let changes = life(2, "q");
+        // The first 4 changes: two enqueues and a start and a finish.
+        count(&deps, &changes[..4]).await.unwrap();
+        assert_eq!(counts(&deps, "q").await, (1, 0, 1));
+        count(&deps, &changes).await.unwrap();
+        assert_eq!(counts(&deps, "q").await, (0, 0, 2));
+    }
+
+    #[tokio::test]
+    async fn changes_that_add_up_to_nothing_still_mark_where_counting_resumes() {
+        use TaskStatus::*;
+        let deps = memory_deps();
+        // Enqueued then deleted: nothing to add, but a redelivery with more
+        // changes must count only the new ones.
+        let changes = vec![
+            Change {
+                id: "a".into(),
+                before: None,
+                after: task("q", Pending),
+            },
+            Change {
+                id: "b".into(),
+                before: task("q", Pending),
+                after: None,
+            },
+            Change {
+                id: "c".into(),
+                before: None,
+                after: task("q", Pending),
+            },
+        ];
+        count(&deps, &changes[..2]).await.unwrap();
+        count(&deps, &changes).await.unwrap();
+        assert_eq!(counts(&deps, "q").await, (1, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn more_queues_than_a_transaction_holds_are_counted_in_parts() {
+        let deps = memory_deps();
+        let changes: Vec<Change> = (0..250).flat_map(|q| life(1, &format!("q{q}"))).collect();
+        count(&deps, &changes).await.unwrap();
+        count(&deps, &changes).await.unwrap();
+        let stats = deps.tasks().queue_stats().await.unwrap();
+        assert_eq!(stats.len(), 250);
+        assert!(stats.iter().all(|s| s.completed == 1 && s.pending == 0));
+    }
+
+    #[test]
+    fn only_task_items_are_counted() {
+        use crate::ports::Key;
+        let item = |pk: &str, status: &str| Item {
+            key: Key::new(pk, "TASK"),
+            indexes: Vec::new(),
+            ttl: None,
+            attrs: serde_json::json!({"queue_name": "q", "status": status})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        assert_eq!(
+            Counted::of(&item("TASK#1", "failed")),
+            task("q", TaskStatus::Failed)
+        );
+        assert_eq!(Counted::of(&item("EXEC#1", "failed")), None);
+        assert_eq!(Counted::of(&item("TASK#1", "odd")), None);
+    }
+}
