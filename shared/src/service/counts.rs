@@ -239,9 +239,10 @@ mod tests {
 
     #[test]
     fn only_task_items_are_counted() {
-        use crate::ports::Key;
-        let item = |pk: &str, status: &str| Item {
-            key: Key::new(pk, "TASK"),
+        use crate::table::{executions, tasks};
+        let id = uuid::Uuid::now_v7();
+        let item = |key: crate::ports::Key, status: &str| Item {
+            key,
             indexes: Vec::new(),
             ttl: None,
             attrs: serde_json::json!({"queue_name": "q", "status": status})
@@ -250,10 +251,10 @@ mod tests {
                 .unwrap_or_default(),
         };
         assert_eq!(
-            Counted::of(&item("TASK#1", "failed")),
+            Counted::of(&item(tasks::key(id), "failed")),
             task("q", TaskStatus::Failed)
         );
-        assert_eq!(Counted::of(&item("EXEC#1", "failed")), None);
-        assert_eq!(Counted::of(&item("TASK#1", "odd")), None);
+        assert_eq!(Counted::of(&item(executions::key(id), "failed")), None);
+        assert_eq!(Counted::of(&item(tasks::key(id), "odd")), None);
     }
 }
