@@ -84,13 +84,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     };
     let (_stop_counts, stop) = watch::channel(false);
     if deps.config.counts_from_stream {
-        let (deps, table) = (deps.clone(), resources.table.clone());
-        tokio::spawn(async move {
-            let sdk = sdk_config().await;
-            if let Err(e) = runtime::stream_counts::run(deps, &sdk, &table, stop).await {
-                eprintln!("queue counts cannot be kept from the stream: {e}");
-            }
-        });
+        runtime::stream_counts::spawn(deps.clone(), resources.table.clone(), stop);
     }
     meters.reset();
     if opts.auth_calls > 0 {
@@ -335,10 +329,7 @@ fn report(title: &str, n: usize, calls: usize, measured: &Measured) {
     }
     let mut capacity = Consumed::default();
     for c in measured.capacity.values() {
-        capacity.table_writes += c.table_writes;
-        capacity.index_writes += c.index_writes;
-        capacity.reads += c.reads;
-        capacity.reported += c.reported;
+        capacity.add(c);
     }
     println!(
         "  DynamoDB units per task: {:.2} WRU ({:.2} on items, {:.2} on index entries), {:.2} RRU; the endpoint reported {:.2}",

@@ -337,13 +337,7 @@ pub async fn run(opts: DevOptions) -> anyhow::Result<()> {
     // On AWS the `counts` function keeps the counts from the table's stream
     // (`WARREN_COUNTS=stream`); here this process does.
     if embedded.is_none() && deps.config.counts_from_stream {
-        let (deps, table, stop) = (deps.clone(), opts.table.clone(), stop.clone());
-        tokio::spawn(async move {
-            let sdk = warren::adapters::aws::sdk_config().await;
-            if let Err(e) = runtime::stream_counts::run(deps, &sdk, &table, stop).await {
-                tracing::error!(error = %e, "queue counts cannot be kept from the table's stream");
-            }
-        });
+        runtime::stream_counts::spawn(deps.clone(), opts.table.clone(), stop.clone());
     }
     let interval = Duration::from_secs_f64(opts.scheduler_interval.max(0.05));
     let ticker = tokio::spawn(scheduler::run_every(deps.clone(), interval, stop.clone()));

@@ -83,17 +83,7 @@ async fn runs_tasks_on_aws(counts: &str) {
         failed.text
     );
     // Inline counts are right at once; the stream's within a few polls.
-    let counted = |q: &Value| {
-        [
-            "pending",
-            "running",
-            "completed",
-            "failed",
-            "cancelled",
-            "expired",
-        ]
-        .map(|s| q[s].as_i64().unwrap_or(-1))
-    };
+    let counted = |q: &Value| STATUSES.map(|s| q[s].as_i64().unwrap_or(-1));
     let default = wait_until("the default queue's counts", secs(20), async || {
         let queues = w.queues().await;
         let q = queues.into_iter().find(|q| q["queue_name"] == "default")?;

@@ -189,7 +189,8 @@ impl Consumed {
         self.table_writes + self.index_writes
     }
 
-    fn add(&mut self, other: &Consumed) {
+    /// Adds `other`'s units to these.
+    pub fn add(&mut self, other: &Consumed) {
         self.requests += other.requests;
         self.table_writes += other.table_writes;
         self.index_writes += other.index_writes;
@@ -218,15 +219,6 @@ impl CapacityMeter {
             .lock()
             .map(|l| l.by_operation.clone())
             .unwrap_or_default()
-    }
-
-    /// Units so far, every operation together.
-    pub fn total(&self) -> Consumed {
-        let mut total = Consumed::default();
-        for c in self.snapshot().values() {
-            total.add(c);
-        }
-        total
     }
 
     /// Start counting afresh (the items written so far stay known).

@@ -19,6 +19,21 @@ const IDLE: Duration = Duration::from_millis(250);
 /// Pause after a failed read or count.
 const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// [`run`] in the background, with the SDK configuration of the
+/// environment; a table without a stream is logged, as nothing can count.
+pub fn spawn(
+    deps: Deps,
+    table: String,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let sdk = crate::adapters::aws::sdk_config().await;
+        if let Err(e) = run(deps, &sdk, &table, stop).await {
+            tracing::error!(error = %e, "queue counts cannot be kept from the table's stream");
+        }
+    })
+}
+
 /// Count `table`'s changes into `deps`' queue counters until `stop` is set.
 /// Fails only if the table has no stream to read.
 pub async fn run(

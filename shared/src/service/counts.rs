@@ -107,19 +107,14 @@ fn prefix(changes: &[Change]) -> (usize, BTreeMap<String, BTreeMap<TaskStatus, i
         if change.before == change.after {
             continue;
         }
-        if let Some(b) = &change.before {
-            *deltas
-                .entry(b.queue.clone())
-                .or_default()
-                .entry(b.status)
-                .or_default() -= 1;
-        }
-        if let Some(a) = &change.after {
-            *deltas
-                .entry(a.queue.clone())
-                .or_default()
-                .entry(a.status)
-                .or_default() += 1;
+        for (side, by) in [(&change.before, -1), (&change.after, 1)] {
+            if let Some(c) = side {
+                *deltas
+                    .entry(c.queue.clone())
+                    .or_default()
+                    .entry(c.status)
+                    .or_default() += by;
+            }
         }
     }
     (changes.len(), deltas)

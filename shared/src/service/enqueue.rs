@@ -395,7 +395,7 @@ impl Chunk {
     }
 
     async fn store_and_send(self, deps: &Deps) -> Result<(), ServiceError> {
-        if deps.tasks().counts_inline() {
+        if !deps.config.counts_from_stream {
             deps.store.transact(self.ops).await?;
         } else {
             // Nothing else must change with them: new tasks (fresh ids) go in
