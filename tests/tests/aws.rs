@@ -216,6 +216,54 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     assert_eq!(health["statusCode"], 200, "{health}");
 }
 
+/// `Counts=stream` on AWS: the tasks' writes leave the counters out, and the
+/// `counts` function, fed the table's stream as Lambda's mapping feeds it,
+/// adds the changes up once, however often a batch comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counts_function_counts_the_tables_stream_once() {
+    let aws = provision();
+    let hash = sha256_hex(KEY);
+    let mut env = aws.function_env(&hash, SECRET);
+    env.push(("WARREN_COUNTS", "stream"));
+    let auth = [("x-api-key", KEY)];
+    let mut enqueue = LambdaFunction::start("enqueue", &env).await;
+    for i in 0..3 {
+        let body = json!({"task_name": "echo", "queue_name": "counted", "args": [i]});
+        let created = enqueue
+            .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
+            .await
+            .expect("enqueue answers");
+        answer(&created, 201);
+    }
+    let mut query = LambdaFunction::start("task-query", &env).await;
+    let queues = http_event("GET", "/api/v1/queues", &auth, None);
+    let counted = async |query: &mut LambdaFunction| {
+        let all = answer(
+            &query
+                .invoke(queues.clone())
+                .await
+                .expect("task-query answers"),
+            200,
+        );
+        all.as_array()
+            .and_then(|qs| qs.iter().find(|q| q["queue_name"] == "counted"))
+            .map(|q| q["pending"].clone())
+    };
+    assert_eq!(counted(&mut query).await, None, "nothing counted yet");
+
+    let records = warren::testing::aws::stream_records(&aws.table).await;
+    assert!(records.len() >= 3, "{records:?}");
+    let mut counts = LambdaFunction::start("counts", &env).await;
+    for _ in 0..2 {
+        let done = counts
+            .invoke(json!({ "Records": records }))
+            .await
+            .unwrap_or_else(|e| panic!("counts failed: {e}\n{}", counts.log()));
+        assert_eq!(done, Value::Null);
+    }
+    assert_eq!(counted(&mut query).await, Some(json!(3)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_secrets_come_from_ssm_and_only_the_worker_needs_them() {
     let aws = provision();

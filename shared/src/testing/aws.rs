@@ -38,3 +38,91 @@ pub async fn put_secure_parameter(name: &str, value: &str) {
         .await
         .unwrap_or_else(|e| panic!("SSM PutParameter {name}: {e}"));
 }
+
+/// Every change `table`'s stream holds so far, as the records of the event
+/// Lambda's DynamoDB Streams mapping hands a function (`{"Records": [...]}`
+/// items, in stream order per shard).
+pub async fn stream_records(table: &str) -> Vec<serde_json::Value> {
+    use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+    let sdk = emulator().await;
+    let described = aws_sdk_dynamodb::Client::new(&sdk)
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("DescribeTable");
+    let arn = described
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .unwrap_or_else(|| panic!("table {table} has no stream"));
+    let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
+    let shards = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("DescribeStream")
+        .stream_description
+        .and_then(|d| d.shards)
+        .unwrap_or_default();
+    let mut records = Vec::new();
+    for shard in shards {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id.unwrap_or_default())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("GetShardIterator")
+            .shard_iterator;
+        while let Some(at) = iterator {
+            let page = streams
+                .get_records()
+                .shard_iterator(at)
+                .send()
+                .await
+                .expect("GetRecords");
+            let got = page.records.unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            records.extend(got.into_iter().map(|r| lambda_record(r, &arn)));
+            iterator = page.next_shard_iterator;
+        }
+    }
+    records
+}
+
+/// A stream record as Lambda's mapping delivers it.
+fn lambda_record(record: aws_sdk_dynamodbstreams::types::Record, arn: &str) -> serde_json::Value {
+    let change = record
+        .dynamodb
+        .unwrap_or_else(|| panic!("a record without its change"));
+    let image = |i: Option<std::collections::HashMap<_, _>>| {
+        serde_json::to_value(serde_dynamo::Item::from(i.unwrap_or_default())).expect("an image")
+    };
+    let mut dynamodb = serde_json::json!({
+        "Keys": image(change.keys),
+        "SequenceNumber": change.sequence_number,
+        "SizeBytes": change.size_bytes,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    });
+    for (name, i) in [
+        ("OldImage", change.old_image),
+        ("NewImage", change.new_image),
+    ] {
+        if i.as_ref().is_some_and(|i| !i.is_empty()) {
+            dynamodb[name] = image(i);
+        }
+    }
+    serde_json::json!({
+        "eventID": record.event_id,
+        "eventName": record.event_name.map(|n| n.as_str().to_string()),
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": record.aws_region,
+        "eventSourceARN": arn,
+        "dynamodb": dynamodb,
+    })
+}
