@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use warren::ports::Delivery;
 
 /// How long one invocation may take before the harness gives up.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -313,10 +314,34 @@ pub type Attributes<'a> = &'a [(&'a str, &'a str)];
 /// An SQS event of `(message_id, body, string message attributes)` records,
 /// the attributes shaped as the event source mapping sends them.
 pub fn sqs_event_with_attributes(records: &[(&str, &str, Attributes)]) -> Value {
-    let records: Vec<Value> = records
+    let deliveries: Vec<Delivery> = records
         .iter()
-        .map(|(id, body, attributes)| {
-            let attributes: serde_json::Map<String, Value> = attributes
+        .map(|(id, body, attributes)| Delivery {
+            message_id: id.to_string(),
+            receipt: format!("receipt-{id}"),
+            body: body.to_string(),
+            receive_count: 1,
+            attributes: attributes
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        })
+        .collect();
+    sqs_deliveries_event(
+        "arn:aws:sqs:us-east-1:000000000000:warren-tasks",
+        &deliveries,
+    )
+}
+
+/// The SQS event the event source mapping hands a function for messages
+/// received from the queue `queue_arn` (their receipts are real, so the
+/// function can change their visibility).
+pub fn sqs_deliveries_event(queue_arn: &str, deliveries: &[Delivery]) -> Value {
+    let records: Vec<Value> = deliveries
+        .iter()
+        .map(|d| {
+            let attributes: serde_json::Map<String, Value> = d
+                .attributes
                 .iter()
                 .map(|(name, value)| {
                     let attribute = serde_json::json!({
@@ -325,18 +350,18 @@ pub fn sqs_event_with_attributes(records: &[(&str, &str, Attributes)]) -> Value 
                         "binaryListValues": [],
                         "dataType": "String"
                     });
-                    (name.to_string(), attribute)
+                    (name.clone(), attribute)
                 })
                 .collect();
             serde_json::json!({
-                "messageId": id,
-                "receiptHandle": format!("receipt-{id}"),
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageId": d.message_id,
+                "receiptHandle": d.receipt,
+                "body": d.body,
+                "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
                 "messageAttributes": attributes,
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:warren-tasks",
+                "eventSourceARN": queue_arn,
                 "awsRegion": "us-east-1"
             })
         })

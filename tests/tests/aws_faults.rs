@@ -25,7 +25,7 @@ use chrono::Utc;
 use warren::adapters::aws::{AwsClients, sdk_config};
 use warren_tests::aws::{Provisioned, sha256_hex};
 use warren_tests::faults::FaultProxy;
-use warren_tests::lambda::{LambdaFunction, http_event};
+use warren_tests::lambda::{LambdaFunction, http_event, sqs_deliveries_event};
 use warren_tests::*;
 
 /// What the test's clients were answered, by route and status, with the
@@ -600,28 +600,6 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
     assert!(faults > 0, "no fault was injected");
 }
 
-/// The SQS event the event source mapping hands the worker for `batch`,
-/// with the real receipts (the worker changes visibility with them).
-fn sqs_batch_event(queue_arn: &str, batch: &[warren::ports::Delivery]) -> Value {
-    let records: Vec<Value> = batch
-        .iter()
-        .map(|d| {
-            json!({
-                "messageId": d.message_id,
-                "receiptHandle": d.receipt,
-                "body": d.body,
-                "attributes": {"ApproximateReceiveCount": d.receive_count.to_string()},
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": "us-east-1"
-            })
-        })
-        .collect();
-    json!({ "Records": records })
-}
-
 /// What Lambda's SQS event source mapping does for the worker function:
 /// receive batches of 10 straight from the emulator (this is AWS's side, not
 /// warren's, so it goes around the proxy), invoke the function, and delete
@@ -643,7 +621,7 @@ async fn event_source_mapping(
         if batch.is_empty() {
             continue;
         }
-        let Ok(answer) = worker.invoke(sqs_batch_event(&arn, &batch)).await else {
+        let Ok(answer) = worker.invoke(sqs_deliveries_event(&arn, &batch)).await else {
             continue;
         };
         let failed: HashSet<&str> = answer["batchItemFailures"]
