@@ -13,7 +13,9 @@ use clap::Args;
 use tokio::sync::watch;
 use warren::adapters::aws::{AwsClients, Meters, RequestCounter, Resources, sdk_config};
 use warren::adapters::capacity::Consumed;
+use warren::domain::execution::TriggerType;
 use warren::service::enqueue::{NewTask, enqueue, enqueue_batch};
+use warren::service::{executions, pipelines};
 use warren::{Config, Deps, keys, runtime};
 
 #[derive(Args, Debug, Clone)]
@@ -27,6 +29,10 @@ pub struct CostOptions {
     /// Tasks with `ttl_seconds: 0` (run, not kept) sent one by one.
     #[arg(long, default_value_t = 0)]
     pub ephemeral: usize,
+    /// Executions of a pipeline of three steps, started one by one (as
+    /// `POST /api/v1/pipelines/{id}/run` starts them).
+    #[arg(long, default_value_t = 0)]
+    pub pipeline: usize,
     /// Clients sending the single tasks at once.
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
@@ -125,10 +131,11 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         window,
         backlog,
         timeout,
+        Done::Tasks,
         one_by_one(echo),
     )
     .await?;
-    report("single enqueue", opts.single, opts.single, &single);
+    report("single enqueue", "task", opts.single, opts.single, &single);
     let ephemeral = measure(
         &deps,
         &meters,
@@ -137,6 +144,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         window,
         backlog,
         timeout,
+        Done::Tasks,
         one_by_one(|| NewTask {
             ttl_seconds: Some(0.0),
             ..echo()
@@ -145,6 +153,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     .await?;
     report(
         "single enqueue, ttl_seconds 0",
+        "task",
         opts.ephemeral,
         opts.ephemeral,
         &ephemeral,
@@ -157,6 +166,7 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         window,
         backlog,
         timeout,
+        Done::Tasks,
         |deps, n| async move {
             enqueue_batch(&deps, (0..n).map(|_| echo()).collect()).await?;
             Ok(())
@@ -165,9 +175,38 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
     .await?;
     report(
         &format!("one batch of {}", opts.batch),
+        "task",
         opts.batch,
         1,
         &batch,
+    );
+    let pipeline = three_steps(&deps).await?;
+    let executions = measure(
+        &deps,
+        &meters,
+        opts.pipeline,
+        opts.concurrency,
+        window,
+        backlog,
+        timeout,
+        Done::Executions,
+        |deps, n| async move {
+            for i in 0..n {
+                let input = serde_json::json!({"order": i, "items": [1, 2, 3]});
+                executions::run_pipeline(&deps, &pipeline, TriggerType::Manual, None, input)
+                    .await?;
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    // Priced per step: an execution of three is three steps for one call.
+    report(
+        &format!("{} executions of a pipeline of 3 steps", opts.pipeline),
+        "step",
+        opts.pipeline * 3,
+        opts.pipeline,
+        &executions,
     );
     println!(
         "(single path: {clients} clients at once; worker: {} at once, batching window {} s; {})",
@@ -180,6 +219,22 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         }
     );
     Ok(())
+}
+
+/// A pipeline of three steps that run in the worker without calling out:
+/// what the engine itself costs per step.
+async fn three_steps(deps: &Deps) -> anyhow::Result<warren::domain::pipeline::Pipeline> {
+    let spec = serde_json::from_value(serde_json::json!({
+        "name": "cost",
+        "steps": [
+            {"name": "total", "kind": "transform", "expression": "{order: event.order, total: sum(event.items)}"},
+            {"name": "label", "kind": "transform", "expression": "{order: steps.total.order, big: steps.total.total > `5`}"},
+            {"name": "done", "kind": "transform", "expression": "steps.label"}
+        ]
+    }))?;
+    pipelines::create(deps, spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn echo() -> NewTask {
@@ -206,6 +261,7 @@ async fn measure<F, Fut>(
     batch_window: Duration,
     backlog: bool,
     timeout: Duration,
+    done: Done,
     send: F,
 ) -> anyhow::Result<Measured>
 where
@@ -219,7 +275,7 @@ where
             capacity: BTreeMap::new(),
         });
     }
-    let done_before = completed(deps);
+    let done_before = finished(deps, done);
     let started = Instant::now();
     // Unless measuring a backlog, the worker polls from the start, as the
     // event source mapping does: tasks are received as they trickle in.
@@ -241,9 +297,9 @@ where
         poller
     };
     let deadline = started + timeout;
-    let bar = crate::progress::items(n as u64, "completed");
+    let bar = crate::progress::items(n as u64, "finished");
     loop {
-        let done = completed(deps) - done_before;
+        let done = finished(deps, done) - done_before;
         bar.set_position(done);
         if done >= n as u64 {
             break;
@@ -269,11 +325,23 @@ where
 }
 
 /// Tasks this process's worker completed, read from its metrics registry.
-fn completed(deps: &Deps) -> u64 {
+/// What a path waits for, by the worker's metric that counts it.
+#[derive(Clone, Copy)]
+enum Done {
+    Tasks,
+    Executions,
+}
+
+/// How many tasks or executions the worker finished so far.
+fn finished(deps: &Deps, what: Done) -> u64 {
+    let metric = match what {
+        Done::Tasks => "warren_tasks_completed_total",
+        Done::Executions => "warren_executions_finished_total",
+    };
     let text = deps.metrics.exposition().unwrap_or_default();
     let values = text
         .lines()
-        .filter(|l| l.starts_with("warren_tasks_completed_total"))
+        .filter(|l| l.starts_with(metric))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     values.sum::<f64>() as u64
 }
@@ -298,17 +366,18 @@ mod price {
     pub const WORKER_GB_SECONDS: f64 = 0.050 * 0.25;
 }
 
-/// Requests, capacity and dollars of one path, per task; `calls` is how
-/// many API calls (and enqueue invocations) carried the `n` tasks.
-fn report(title: &str, n: usize, calls: usize, measured: &Measured) {
+/// Requests, capacity and dollars of one path, per `unit` (a task, a
+/// pipeline step); `calls` is how many API calls (and function
+/// invocations) carried the `n` units.
+fn report(title: &str, unit: &str, n: usize, calls: usize, measured: &Measured) {
     if n == 0 {
         return;
     }
-    let per_task = |x: f64| x / n as f64;
+    let per_unit = |x: f64| x / n as f64;
     let total: u64 = measured.requests.values().sum();
     println!(
-        "{title}: {n} tasks, {total} requests, {:.2} per task",
-        per_task(total as f64)
+        "{title}: {n} {unit}s, {total} requests, {:.2} per {unit}",
+        per_unit(total as f64)
     );
     for (op, count) in &measured.requests {
         let units = op
@@ -316,15 +385,15 @@ fn report(title: &str, n: usize, calls: usize, measured: &Measured) {
             .and_then(|o| measured.capacity.get(o))
             .map(|c| {
                 format!(
-                    "  WRU {:>6.2}/task  RRU {:>5.2}/task",
-                    per_task(c.writes() as f64),
-                    per_task(c.reads)
+                    "  WRU {:>6.2}/{unit}  RRU {:>5.2}/{unit}",
+                    per_unit(c.writes() as f64),
+                    per_unit(c.reads)
                 )
             })
             .unwrap_or_default();
         println!(
-            "  {op:<36} {count:>7}  {:>6.3}/task{units}",
-            per_task(*count as f64)
+            "  {op:<36} {count:>7}  {:>6.3}/{unit}{units}",
+            per_unit(*count as f64)
         );
     }
     let mut capacity = Consumed::default();
@@ -332,12 +401,12 @@ fn report(title: &str, n: usize, calls: usize, measured: &Measured) {
         capacity.add(c);
     }
     println!(
-        "  DynamoDB units per task: {:.2} WRU ({:.2} on items, {:.2} on index entries), {:.2} RRU; the endpoint reported {:.2}",
-        per_task(capacity.writes() as f64),
-        per_task(capacity.table_writes as f64),
-        per_task(capacity.index_writes as f64),
-        per_task(capacity.reads),
-        per_task(capacity.reported),
+        "  DynamoDB units per {unit}: {:.2} WRU ({:.2} on items, {:.2} on index entries), {:.2} RRU; the endpoint reported {:.2}",
+        per_unit(capacity.writes() as f64),
+        per_unit(capacity.table_writes as f64),
+        per_unit(capacity.index_writes as f64),
+        per_unit(capacity.reads),
+        per_unit(capacity.reported),
     );
     let sqs = |prefix: &str| -> u64 {
         measured
@@ -349,21 +418,21 @@ fn report(title: &str, n: usize, calls: usize, measured: &Measured) {
     };
     // Each receive that the event source mapping makes is at most one
     // worker invocation.
-    let worker_runs = per_task(sqs("SQS.ReceiveMessage") as f64);
-    let enqueue_runs = per_task(calls as f64);
+    let worker_runs = per_unit(sqs("SQS.ReceiveMessage") as f64);
+    let enqueue_runs = per_unit(calls as f64);
     let million = 1e6;
     let api = enqueue_runs * price::API_GATEWAY * million;
     let lambda = ((enqueue_runs + worker_runs) * price::LAMBDA_REQUEST
         + (enqueue_runs * price::ENQUEUE_GB_SECONDS + worker_runs * price::WORKER_GB_SECONDS)
             * price::LAMBDA_GB_SECOND)
         * million;
-    let queue = per_task(sqs("SQS.") as f64) * price::SQS_REQUEST * million;
-    let table = (per_task(capacity.writes() as f64) * price::WRITE_UNIT
-        + per_task(capacity.reads) * price::READ_UNIT)
+    let queue = per_unit(sqs("SQS.") as f64) * price::SQS_REQUEST * million;
+    let table = (per_unit(capacity.writes() as f64) * price::WRITE_UNIT
+        + per_unit(capacity.reads) * price::READ_UNIT)
         * million;
     let rest = lambda + queue + table;
     println!(
-        "  per million tasks: API Gateway ${api:.2}, Lambda ${lambda:.2}, SQS ${queue:.2}, DynamoDB ${table:.2}: ${:.2} (${rest:.2} through a function URL)",
+        "  per million {unit}s: API Gateway ${api:.2}, Lambda ${lambda:.2}, SQS ${queue:.2}, DynamoDB ${table:.2}: ${:.2} (${rest:.2} through a function URL)",
         api + rest
     );
 }
