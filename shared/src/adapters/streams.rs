@@ -69,6 +69,23 @@ struct Handed {
     last: Option<String>,
 }
 
+/// The ARN of `table`'s latest stream; `Invalid` if it has none.
+pub async fn stream_arn(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<String, StoreError> {
+    let described = dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(unavailable)?;
+    described
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .ok_or_else(|| StoreError::Invalid(format!("table {table} has no stream")))
+}
+
 /// A reader of one table's change stream.
 pub struct TableStream {
     client: Client,
@@ -85,19 +102,9 @@ impl TableStream {
         dynamodb: &aws_sdk_dynamodb::Client,
         table: &str,
     ) -> Result<Self, StoreError> {
-        let described = dynamodb
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let arn = described
-            .table
-            .and_then(|t| t.latest_stream_arn)
-            .ok_or_else(|| StoreError::Invalid(format!("table {table} has no stream")))?;
         Ok(TableStream {
             client,
-            arn,
+            arn: stream_arn(dynamodb, table).await?,
             shards: Vec::new(),
             listed: None,
             handed: None,

@@ -335,7 +335,7 @@ pub async fn enqueue_batch(
             chunk.messages.push(dispatch::message(deps, &task, delay));
             chunk.sent.push(task);
         }
-        if table.counts_inline() {
+        if !deps.config.counts_from_stream {
             *counters.entry(shard_key).or_default() += 1;
         }
     }

@@ -45,16 +45,10 @@ pub async fn put_secure_parameter(name: &str, value: &str) {
 pub async fn stream_records(table: &str) -> Vec<serde_json::Value> {
     use aws_sdk_dynamodbstreams::types::ShardIteratorType;
     let sdk = emulator().await;
-    let described = aws_sdk_dynamodb::Client::new(&sdk)
-        .describe_table()
-        .table_name(table)
-        .send()
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let arn = crate::adapters::streams::stream_arn(&dynamodb, table)
         .await
-        .expect("DescribeTable");
-    let arn = described
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .unwrap_or_else(|| panic!("table {table} has no stream"));
+        .unwrap_or_else(|e| panic!("the stream of {table}: {e}"));
     let streams = aws_sdk_dynamodbstreams::Client::new(&sdk);
     let shards = streams
         .describe_stream()
