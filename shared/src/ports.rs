@@ -245,7 +245,9 @@ pub trait Store: Send + Sync {
 
     /// Apply up to [`MAX_TRANSACT_OPS`] operations atomically: all or nothing.
     /// No two operations may touch the same key (`Invalid`). A failed
-    /// condition answers `Conflict` with the first failing operation.
+    /// condition answers `Conflict` with the first failing operation. A
+    /// write an adapter tries again after losing its answer, and whose
+    /// earlier try landed, succeeds: it is not a conflict with itself.
     async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
 
     /// Unconditional puts of any number of items. Not atomic across items; a

@@ -30,7 +30,7 @@
 //! order: the same seed gives the same faults, though thread timing decides
 //! which call meets which.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -168,6 +168,9 @@ struct Shared {
     tally: Mutex<BTreeMap<String, u64>>,
     /// Answers of transactions whose answer was dropped, by client token.
     tokens: Mutex<HashMap<String, Answer>>,
+    /// Faults the next calls of an operation meet whatever the rate, by
+    /// `Service.Operation`: a test's script.
+    forced: Mutex<HashMap<String, VecDeque<Fault>>>,
 }
 
 /// A running proxy; stops when dropped.
@@ -190,6 +193,7 @@ impl FaultProxy {
             calls: AtomicU64::new(0),
             tally: Mutex::default(),
             tokens: Mutex::default(),
+            forced: Mutex::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -211,6 +215,13 @@ impl FaultProxy {
     /// Change the share of calls that meet a fault (0 to stop injecting).
     pub fn set_rate(&self, rate: f64) {
         self.shared.rate_ppm.store(ppm(rate), Ordering::Relaxed);
+    }
+
+    /// Make the next call of `call` (`Service.Operation`, e.g.
+    /// `DynamoDB.PutItem`) meet `fault`, whatever the rate; several queue up.
+    pub fn force(&self, call: &str, fault: Fault) {
+        let mut forced = self.shared.forced.lock().unwrap();
+        forced.entry(call.to_string()).or_default().push_back(fault);
     }
 
     /// Calls (`Service.Operation`) and the faults met
@@ -247,6 +258,16 @@ impl Shared {
     fn pick(&self, service: &str, op: &str) -> (Option<Fault>, u64) {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let (roll, detail) = (draw(self.seed, 2 * n), draw(self.seed, 2 * n + 1));
+        let call = format!("{service}.{op}");
+        if let Some(fault) = self
+            .forced
+            .lock()
+            .unwrap()
+            .get_mut(&call)
+            .and_then(VecDeque::pop_front)
+        {
+            return (Some(fault), detail);
+        }
         let menu = menu(service, op);
         let hit = roll % 1_000_000 < self.rate_ppm.load(Ordering::Relaxed) && !menu.is_empty();
         let fault = hit.then(|| menu[(roll / 1_000_000) as usize % menu.len()]);

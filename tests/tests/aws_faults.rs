@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use warren::adapters::aws::{AwsClients, sdk_config};
+use warren::adapters::aws::{AwsClients, lambda_sdk_config, sdk_config};
 use warren_tests::aws::{Provisioned, sha256_hex};
 use warren_tests::faults::FaultProxy;
 use warren_tests::lambda::{LambdaFunction, http_event, sqs_deliveries_event};
@@ -845,5 +845,77 @@ async fn lambda_binaries_at_five_percent_faults_lose_nothing() {
             .iter()
             .filter(|(k, _)| k.contains(' '))
             .collect::<Vec<_>>()
+    );
+}
+
+/// The DynamoDB store behind the proxy, with scripted faults: a conditional
+/// put whose first try lands but whose answer is lost (the connection reset
+/// after the emulator wrote) is tried again by the SDK, and that retry fails
+/// its condition on the put's own write. The store reports the write done,
+/// as it is. A retry that meets someone else's write still conflicts, and so
+/// does a first try that finds an identical item (two writers may build the
+/// same item; only a retry can meet its own).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_put_that_landed_is_not_its_own_conflict() {
+    use warren::ports::{Condition, Item, Key, WriteOp};
+    use warren_tests::faults::Fault;
+
+    let aws = Provisioned::new();
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = FaultProxy::start(&upstream, 1, 0.0).await;
+    // Built from the variables alone: aws-config's provider chain would let
+    // `AWS_ENDPOINT_URL` win over an endpoint set in code.
+    let sdk = lambda_sdk_config()
+        .expect("the emulator's settings")
+        .to_builder()
+        .endpoint_url(&proxy.url)
+        .build();
+    let store = AwsClients::new(&sdk, None).store(&aws.table);
+    let key = Key::new("SELF#conflict", "item");
+    let item = |version: u64, by: &str| {
+        let attrs = serde_json::json!({"version": version, "by": by});
+        Item::new(key.clone(), attrs.as_object().cloned().unwrap_or_default())
+    };
+    let put = |item: Item, cond: Condition| vec![WriteOp::Put { item, cond }];
+    store
+        .transact(put(item(1, "a"), Condition::Absent { now: 0 }))
+        .await
+        .expect("the first version");
+
+    proxy.force("DynamoDB.PutItem", Fault::ResetAfter);
+    store
+        .transact(put(item(2, "a"), Condition::version(1)))
+        .await
+        .expect("a retried put whose first try landed is done, not a conflict");
+    assert_eq!(store.get(&key).await.unwrap(), Some(item(2, "a")));
+
+    let again = store
+        .transact(put(item(2, "a"), Condition::version(1)))
+        .await;
+    assert!(
+        again.as_ref().is_err_and(|e| e.is_conflict()),
+        "a first try that finds an identical item conflicts: {again:?}"
+    );
+
+    proxy.force("DynamoDB.PutItem", Fault::ResetAfter);
+    let other = store
+        .transact(put(item(2, "b"), Condition::version(1)))
+        .await;
+    assert!(
+        other.as_ref().is_err_and(|e| e.is_conflict()),
+        "a retry that meets another write conflicts: {other:?}"
+    );
+    assert_eq!(store.get(&key).await.unwrap(), Some(item(2, "a")));
+
+    let tally = proxy.tally();
+    assert_eq!(
+        tally.get("DynamoDB.PutItem ResetAfter"),
+        Some(&2),
+        "{tally:?}"
+    );
+    assert_eq!(
+        tally.get("DynamoDB.PutItem"),
+        Some(&6),
+        "each reset put was tried twice: {tally:?}"
     );
 }

@@ -7,11 +7,15 @@
 //! whatever DynamoDB itself would let through.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
@@ -21,6 +25,8 @@ use aws_sdk_dynamodb::types::{
     TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
     WriteRequest,
 };
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
@@ -83,17 +89,27 @@ impl DynamoStore {
         match op {
             WriteOp::Put { item, cond } => {
                 let (text, names, values) = split(condition(cond));
-                self.client
+                let tries = Tries::default();
+                let sent = self
+                    .client
                     .put_item()
                     .table_name(&self.table)
                     .set_item(Some(encode(item)))
                     .set_condition_expression(text)
                     .set_expression_attribute_names(names)
                     .set_expression_attribute_values(values)
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .customize()
+                    .interceptor(tries.clone())
                     .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| classify("PutItem", e))
+                    .await;
+                match sent {
+                    Ok(_) => Ok(()),
+                    Err(e) if tries.retried() && found_itself(&e, item) => Ok(()),
+                    Err(e) => Err(classify("PutItem", e)),
+                }
             }
             WriteOp::Delete { key, cond } => {
                 let (text, names, values) = split(condition(cond));
@@ -895,6 +911,54 @@ fn check_item_size(item: &Item) -> Result<(), String> {
         .map_err(|e| format!("attributes do not encode: {e}"))?
         .len();
     check_size(&item.key, item.ttl, &item.indexes, attrs)
+}
+
+/// Counts the tries the SDK makes of one request. A conditional write the
+/// SDK tries again (a timeout, a reset connection, a 5xx) may have landed on
+/// an earlier try whose answer was lost; the retry then fails its condition
+/// on its own write.
+#[derive(Clone, Debug, Default)]
+struct Tries(Arc<AtomicU32>);
+
+impl Tries {
+    fn retried(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 1
+    }
+}
+
+impl Intercept for Tries {
+    fn name(&self) -> &'static str {
+        "Tries"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// A retried put failed its condition on an item that is exactly the one it
+/// writes (`ALL_OLD`): its own earlier try landed, and it is done. Only after
+/// a retry: on a first try an identical item is someone else's write (two
+/// writers may build the same item), and that is a conflict.
+fn found_itself(err: &SdkError<PutItemError>, item: &Item) -> bool {
+    let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error() else {
+        return false;
+    };
+    // Compared as written (attributes as maps, numbers in one form).
+    let landed = failed
+        .item()
+        .and_then(|old| decode(old.clone()).ok())
+        .is_some_and(|old| encode(&old) == encode(item));
+    if landed {
+        tracing::debug!(pk = %item.key.pk, sk = %item.key.sk, "a retried put found its own earlier try");
+    }
+    landed
 }
 
 // ---------------------------------------------------------------------------
