@@ -396,7 +396,6 @@ async fn a_full_disk_answers_507_writes_nothing_half_and_recovers_without_a_rest
     );
     ids.insert(id);
 
-    // Every acknowledged task completes once; no refused one appears.
     // Every acknowledged task is pending, once; no refused one appears.
     let q = w.queue("disk").await.expect("queue disk");
     assert_eq!(q["pending"].as_u64(), Some(ids.len() as u64), "{q}");
@@ -408,4 +407,81 @@ async fn a_full_disk_answers_507_writes_nothing_half_and_recovers_without_a_rest
         "{} acknowledged tasks, all stored once; statuses on the full disk {statuses:?}",
         ids.len()
     );
+}
+
+/// The worker on a full disk: a task whose start or finish cannot be
+/// written holds its message and tries the write again, so once space
+/// returns every task goes on within seconds (not after its lease, its
+/// message's visibility or the re-dispatch timer), each after exactly one
+/// attempt: no outcome is lost and no attempt runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_the_worker_holds_tasks_until_space_returns() {
+    let w = Warren::start(Opts::new()).await;
+    let pad = "x".repeat(4_000);
+    let mut ids = HashSet::new();
+    for i in 0..40 {
+        ids.insert(w.enqueue(&task(i, &pad)).await);
+    }
+    for id in &ids {
+        w.wait_for_status(id, "completed", secs(30)).await;
+    }
+    // Running when the disk fills: their outcomes are written on it.
+    let mut running = Vec::new();
+    for i in 0..8 {
+        let sleeper = json!({"task_name": "sleep", "queue_name": "disk",
+            "kwargs": {"seconds": 3, "pad": pad, "i": i}});
+        running.push(w.enqueue(&sleeper).await);
+    }
+    for id in &running {
+        w.wait_for_status(id, "running", secs(10)).await;
+    }
+    // Due while the disk is full: their starts are written on it.
+    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    for i in 0..24 {
+        let mut later = task(100 + i, &pad);
+        later["scheduled_at"] = json!(due.to_rfc3339());
+        ids.insert(w.enqueue(&later).await);
+    }
+    ids.extend(running.iter().cloned());
+
+    let store = w.data_dir().join("warren.redb");
+    limit_file_size(w.pid(), std::fs::metadata(&store).expect("stat").len());
+    // Until the disk refuses a write, what it still takes is a task too.
+    wait_until("the disk refuses a write", secs(10), async || {
+        let r = w.post("/api/v1/enqueue", &task(1_000, &pad)).await;
+        match r.status {
+            507 => Some(()),
+            201 => {
+                ids.insert(r.json["task_id"].as_str().expect("id").to_string());
+                None
+            }
+            other => panic!("enqueue on a full disk answered {other}: {}", r.text),
+        }
+    })
+    .await;
+    // The sleepers finish and the delayed tasks come due on the full disk.
+    tokio::time::sleep(secs(6)).await;
+    let held = w
+        .log_tail(100_000)
+        .matches("store unavailable; trying again")
+        .count();
+    assert!(
+        held > 0,
+        "no start or finish met the full disk:\n{}",
+        w.log_tail(30)
+    );
+
+    limit_file_size(w.pid(), libc::RLIM_INFINITY);
+    let begun = Instant::now();
+    for id in &ids {
+        let t = w.wait_for_status(id, "completed", secs(30)).await;
+        assert_eq!(t["attempts"], 1, "task {id} ran again: {t}");
+    }
+    eprintln!(
+        "{} tasks completed {:?} after space returned, each after one attempt; \
+         {held} writes were tried again on the full disk",
+        ids.len(),
+        begun.elapsed()
+    );
+    counts_match_tasks(&w, &ids).await;
 }

@@ -17,7 +17,7 @@ use super::{Deps, ServiceError};
 use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
-use crate::ports::OutgoingMessage;
+use crate::ports::{OutgoingMessage, StoreError};
 use crate::trace::SpanKind;
 
 /// Handle one message. `Ok` means the message is done with (delete it);
@@ -55,7 +55,15 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
 }
 
 async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
-    let Some(task) = deps.tasks().get(id).await? else {
+    let until = hold_until(deps, deps.now());
+    let Some(task) = while_unavailable(
+        deps,
+        until,
+        id,
+        || async move { deps.tasks().get(id).await },
+    )
+    .await?
+    else {
         tracing::debug!(task_id = %id, "message for a task that is gone");
         return Ok(());
     };
@@ -86,11 +94,8 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     let running = task
         .start(now, deps.config.lease_grace)
         .map_err(invalid_transition)?;
-    match deps
-        .tasks()
-        .save(&task, &running, running.lease_until)
-        .await
-    {
+    let until = hold_until(deps, now);
+    match save_until(deps, &task, &running, running.lease_until, until).await {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
         other => other?,
     }
@@ -174,7 +179,10 @@ async fn finish(
                 AfterFailure::Failed(t) => After::Done(t),
             },
         };
-        match apply(deps, &current, next).await {
+        // The outcome is in hand: writing it is worth waiting for while the
+        // lease holds, or the attempt runs again once the lease runs out.
+        let until = current.lease_until.unwrap_or(now);
+        match apply(deps, &current, next, until).await {
             Err(e) if e.is_conflict() => match deps.tasks().get(current.id).await? {
                 Some(t) if t.status == TaskStatus::Running && t.attempts == attempt => current = t,
                 _ => {
@@ -208,14 +216,20 @@ pub enum After {
     Done(Task),
 }
 
-/// Write the attempt's outcome over `current`, then release the retry or
-/// announce the end (webhook). Shared by the worker and the lease rescue.
-pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), ServiceError> {
+/// Write the attempt's outcome over `current` (trying again while the store
+/// is unavailable, until `until`), then release the retry or announce the
+/// end (webhook). Shared by the worker and the lease rescue.
+pub async fn apply(
+    deps: &Deps,
+    current: &Task,
+    next: After,
+    until: DateTime<Utc>,
+) -> Result<(), ServiceError> {
     let now = deps.now();
     match next {
         After::Retry(t) => {
             let plan = dispatch::plan(deps, &t, now);
-            deps.tasks().save(current, &t, Some(plan.timer())).await?;
+            save_until(deps, current, &t, Some(plan.timer()), until).await?;
             deps.metrics.retried(&t.queue_name);
             if let Dispatch::Send { delay, .. } = plan {
                 send_or_leave_to_timer(deps, dispatch::message(deps, &t, delay), "task").await;
@@ -228,7 +242,7 @@ pub async fn apply(deps: &Deps, current: &Task, next: After) -> Result<(), Servi
             }
             // A pending webhook keeps a timer so a lost message is re-sent.
             let timer = announces.then(|| now + redispatch_window(deps));
-            deps.tasks().save(current, &t, timer).await?;
+            save_until(deps, current, &t, timer, until).await?;
             deps.metrics
                 .finished(&t.queue_name, t.status == TaskStatus::Completed);
             if announces {
@@ -252,24 +266,76 @@ fn redispatch_window(deps: &Deps) -> chrono::Duration {
     chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
 }
 
+/// Save a task's transition, trying again while the store is unavailable,
+/// until `until`. A failed try may have landed all the same (its answer
+/// lost): a later try's conflict reads the task back, and finding `next`
+/// there is success.
+async fn save_until(
+    deps: &Deps,
+    prev: &Task,
+    next: &Task,
+    timer: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut tries = 0u32;
+    let saved = while_unavailable(deps, until, next.id, || {
+        tries += 1;
+        async move { deps.tasks().save(prev, next, timer).await }
+    })
+    .await;
+    match saved {
+        Err(e) if e.is_conflict() && tries > 1 => {
+            let landed = deps.tasks().get(next.id).await?.as_ref() == Some(next);
+            if landed { Ok(()) } else { Err(e) }
+        }
+        other => other,
+    }
+}
+
+/// Run a store call of task `id` again while the store is unavailable (a
+/// full disk, an outage that outlasted the adapter's own retries), backing
+/// off up to 2 s, until `until`: a message in hand is worth holding, where
+/// failing it would leave its task to the queue's visibility timeout or,
+/// after its last receive, the re-dispatch timer.
+async fn while_unavailable<T, F, Fut>(
+    deps: &Deps,
+    until: DateTime<Utc>,
+    id: Uuid,
+    mut call: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut failed = 0u32;
+    loop {
+        match call().await {
+            Err(StoreError::Unavailable(e)) if deps.now() < until => {
+                tracing::warn!(task_id = %id, error = %e, "store unavailable; trying again");
+                let pause = Duration::from_millis(50 << failed.min(5)).min(Duration::from_secs(2));
+                tokio::time::sleep(pause).await;
+                failed += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a worker holds a message while the store is unavailable: half
+/// its visibility, so it is not delivered again meanwhile.
+fn hold_until(deps: &Deps, now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(deps.config.visibility / 2).unwrap_or_default()
+}
+
 /// Send (again) the message of a pending task that is not due yet or whose
 /// message may be lost, and move its timer on.
 pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
     let plan = dispatch::plan(deps, task, now);
     let next = task.refiled();
     match deps.tasks().save(task, &next, Some(plan.timer())).await {
-        // It moved on meanwhile; unless what it moved on to is this very
-        // write: a retried write whose first try landed but whose answer was
-        // lost conflicts with itself, and dropping the message then left
-        // the task to wait for its re-dispatch timer (10 minutes).
-        Err(e) if e.is_conflict() => {
-            let landed = deps.tasks().get(task.id).await?.is_some_and(|now| {
-                now.version == next.version && now.status == TaskStatus::Pending
-            });
-            if !landed {
-                return Ok(());
-            }
-        }
+        // It moved on meanwhile. (A retried write that found its own earlier
+        // try is not a conflict: the store adapter tells the two apart.)
+        Err(e) if e.is_conflict() => return Ok(()),
         other => other?,
     }
     if let Dispatch::Send { delay, .. } = plan {

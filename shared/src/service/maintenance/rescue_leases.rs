@@ -54,5 +54,6 @@ pub async fn rescue(
         AfterFailure::Retry(t, _) => After::Retry(t),
         AfterFailure::Failed(t) => After::Done(t),
     };
-    apply(deps, task, next).await
+    // The scheduler's next sweep tries again: no waiting here.
+    apply(deps, task, next, now).await
 }
