@@ -210,6 +210,33 @@ pub async fn at_end(sim: &mut Sim) {
         }
     }
 
+    // An idempotency key made one task, however often it was sent.
+    let mut keyed: BTreeMap<&str, Vec<Uuid>> = BTreeMap::new();
+    for t in &all {
+        if let Some(k) = &t.idempotency_key {
+            keyed.entry(k).or_default().push(t.id);
+        }
+    }
+    for (k, ids) in keyed.iter().filter(|(_, ids)| ids.len() > 1) {
+        found.push(format!(
+            "idempotency: key {k} made {} tasks: {ids:?}",
+            ids.len()
+        ));
+    }
+
+    // A cancel that was acknowledged holds: nothing ran the task afterwards
+    // or wrote over it.
+    let cancelled = sim.ledger().cancelled.lock().unwrap().clone();
+    for id in &cancelled {
+        if let Some(t) = by_id.get(id).filter(|t| t.status != TaskStatus::Cancelled) {
+            found.push(format!(
+                "cancel undone: task {id} was cancelled, then ended {} after {} attempts",
+                t.status.as_str(),
+                t.attempts
+            ));
+        }
+    }
+
     let mut digest = Vec::new();
     for t in &all {
         let n = label(t);
@@ -218,7 +245,8 @@ pub async fn at_end(sim: &mut Sim) {
         let v = verdict(seed, n, t.attempts);
         let who = format!("task {} (n {n}, attempts {}/{max})", t.id, t.attempts);
         digest.push((n, t.status.as_str(), t.attempts));
-        if t.attempts == 0 || t.attempts > max {
+        let never_started = t.attempts == 0 && t.status == TaskStatus::Cancelled;
+        if (t.attempts == 0 && !never_started) || t.attempts > max {
             found.push(format!(
                 "attempts: {who} records an impossible attempt count"
             ));
@@ -253,6 +281,9 @@ pub async fn at_end(sim: &mut Sim) {
                     ));
                 }
             }
+            // Cancelled while pending: before its first attempt or between
+            // two (whose outcomes the checks above hold).
+            TaskStatus::Cancelled => {}
             other => found.push(format!(
                 "unfinished: {who} ended {} after the drain",
                 other.as_str()

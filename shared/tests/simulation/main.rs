@@ -59,6 +59,8 @@ fn run_all(seeds: &[u64]) -> (Vec<(u64, world::Report)>, Totals) {
                     t.attempts += report.attempts;
                     t.executions += report.executions as u64;
                     t.step_runs += report.step_runs as u64;
+                    t.cancelled += report.cancelled as u64;
+                    t.keyed += report.keyed as u64;
                     t.simulated += report.simulated;
                     drop(t);
                     if !report.violations.is_empty() {
@@ -80,6 +82,8 @@ struct Totals {
     attempts: u64,
     executions: u64,
     step_runs: u64,
+    cancelled: u64,
+    keyed: u64,
     simulated: Duration,
 }
 
@@ -101,13 +105,15 @@ fn every_seed_keeps_the_invariants() {
     let began = Instant::now();
     let (failed, t) = run_all(&seeds);
     eprintln!(
-        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {} executions, {} pipeline step runs, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} clock jumps",
+        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {} executions, {} pipeline step runs, {} cancels, {} keyed enqueues, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} clock jumps",
         seeds.len(),
         began.elapsed().as_secs_f64(),
         t.tasks,
         t.attempts,
         t.executions,
         t.step_runs,
+        t.cancelled,
+        t.keyed,
         t.simulated.as_secs_f64() / 3600.0,
         t.tally.crashes,
         t.tally.lost,

@@ -20,12 +20,13 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 use warren::adapters::embedded::{EmbeddedStore, MemoryQueue};
 use warren::adapters::http::GuardedHttpClient;
+use warren::domain::identity::{Credential, Principal};
 use warren::domain::pipeline::PipelineSpec;
 use warren::handlers::{Registry, TaskFailure};
 use warren::ports::Delivery;
 use warren::ports::{Clock, HttpClient, Key, Store};
 use warren::service::enqueue::{self, Enqueued, NewTask};
-use warren::service::{Metrics, ServiceError, maintenance, pipelines, topics, worker};
+use warren::service::{Metrics, ServiceError, control, maintenance, pipelines, topics, worker};
 use warren::table::timers::timer_of;
 use warren::table::{executions, tasks};
 use warren::{Config, Deps};
@@ -50,6 +51,11 @@ pub struct Plan {
     pub redispatch_after: Duration,
     /// Scheduling decisions before the drain (at least until every task is offered).
     pub chaos_events: u32,
+    /// Cancel requests made on acknowledged tasks.
+    pub cancels: u64,
+    /// Chance (permille) that a single enqueue carries an idempotency key
+    /// (from a pool of three, so keys repeat), resent once on an error.
+    pub keyed: u32,
 }
 
 impl Plan {
@@ -83,6 +89,8 @@ impl Plan {
             snapshot_messages: rng.chance(500),
             redispatch_after: Duration::from_secs(*rng.pick(&[60, 120, 600])),
             chaos_events: rng.range(40, 240) as u32,
+            cancels: if rng.chance(300) { rng.range(1, 4) } else { 0 },
+            keyed: *rng.pick(&[0, 300, 1000]),
         }
     }
 }
@@ -155,6 +163,8 @@ pub struct Ledger {
     pub published: Mutex<BTreeSet<String>>,
     /// Every run of a pipeline's task step.
     pub steps: Mutex<Vec<StepRun>>,
+    /// Tasks whose cancel was answered with success.
+    pub cancelled: Mutex<BTreeSet<Uuid>>,
 }
 
 /// A task's label: `kwargs.n`, or for a task a pipeline enqueued, from the
@@ -212,6 +222,7 @@ enum Kind {
     Producer,
     Publisher,
     Dispatcher,
+    Canceller,
 }
 
 impl Kind {
@@ -221,7 +232,7 @@ impl Kind {
         chrono::Duration::seconds(match self {
             Kind::Worker => 900,
             Kind::Scheduler | Kind::Dispatcher => 60,
-            Kind::Producer | Kind::Publisher => 29,
+            Kind::Producer | Kind::Publisher | Kind::Canceller => 29,
         })
     }
 }
@@ -244,6 +255,9 @@ pub struct Report {
     pub attempts: u64,
     pub executions: usize,
     pub step_runs: usize,
+    /// Cancels acknowledged, and enqueues sent with an idempotency key.
+    pub cancelled: usize,
+    pub keyed: usize,
     pub simulated: Duration,
     /// A digest of the run's outcome, to check that a seed replays.
     pub digest: u64,
@@ -285,6 +299,10 @@ pub struct Sim {
     offered: u64,
     /// Messages offered so far (their `m` labels).
     published: u64,
+    /// Cancel requests made so far.
+    cancels: u64,
+    /// Single enqueues given an idempotency key so far.
+    keyed_sends: usize,
     /// The pipeline subscribed to [`TOPIC`].
     pipeline: Uuid,
     /// Decisions taken, folded into the digest.
@@ -376,6 +394,7 @@ impl Sim {
             Kind::Producer,
             Kind::Publisher,
             Kind::Dispatcher,
+            Kind::Canceller,
         ] {
             actors.push(Actor {
                 kind,
@@ -396,6 +415,8 @@ impl Sim {
             actors,
             offered: 0,
             published: 0,
+            cancels: 0,
+            keyed_sends: 0,
             pipeline: Uuid::nil(),
             trail: 0,
             violations: Vec::new(),
@@ -421,6 +442,9 @@ impl Sim {
         match self.actors[a].kind {
             Kind::Producer => self.offered < self.plan.tasks,
             Kind::Publisher => self.published < self.plan.messages,
+            Kind::Canceller => {
+                self.cancels < self.plan.cancels && !lock(&self.ledger.acked).is_empty()
+            }
             _ => true,
         }
     }
@@ -517,6 +541,8 @@ impl Sim {
             attempts: runs.values().map(|n| u64::from(*n)).sum(),
             executions,
             step_runs,
+            cancelled: lock(&self.ledger.cancelled).len(),
+            keyed: self.keyed_sends,
             simulated: (self.now() - start).to_std().unwrap_or_default(),
             digest: self.trail,
         }
@@ -682,9 +708,22 @@ impl Sim {
                     0 => 1,
                     _ => self.rng.range(1, 6).min(self.plan.tasks - self.offered),
                 };
-                let batch: Vec<NewTask> = (0..count).map(|_| self.new_task()).collect();
+                let mut batch: Vec<NewTask> = (0..count).map(|_| self.new_task()).collect();
                 let single = count == 1 && self.rng.chance(600);
+                if single && self.rng.chance(self.plan.keyed) {
+                    batch[0].idempotency_key = Some(format!("key{}", self.rng.below(3)));
+                    self.keyed_sends += 1;
+                }
                 Box::pin(produce(deps, batch, single, self.ledger.clone()))
+            }
+            Kind::Canceller => {
+                let acked: Vec<Uuid> = lock(&self.ledger.acked).iter().copied().collect();
+                if self.cancels >= self.plan.cancels || acked.is_empty() {
+                    return;
+                }
+                self.cancels += 1;
+                let id = *self.rng.pick(&acked);
+                Box::pin(cancel(deps, id, self.ledger.clone()))
             }
         };
         self.actors[a].running = Some((fut, step));
@@ -939,15 +978,33 @@ async fn consume(deps: Deps, inbox: Inbox, max: usize) {
     }
 }
 
-/// A producer's step: one enqueue request, single or batch.
+/// A producer's step: one enqueue request, single or batch. A single one
+/// with an idempotency key is sent again after an error, as a client that
+/// holds a key does.
 async fn produce(deps: Deps, mut batch: Vec<NewTask>, single: bool, ledger: Arc<Ledger>) {
     if single {
         let task = batch.remove(0);
-        if let Ok(Enqueued::Created(id)) = enqueue::enqueue(&deps, task).await {
-            lock(&ledger.acked).insert(id);
+        let tries = if task.idempotency_key.is_some() { 2 } else { 1 };
+        for _ in 0..tries {
+            match enqueue::enqueue(&deps, task.clone()).await {
+                Ok(Enqueued::Created(id) | Enqueued::Existing(id)) => {
+                    lock(&ledger.acked).insert(id);
+                    return;
+                }
+                Ok(Enqueued::Ephemeral) => return,
+                Err(_) => {}
+            }
         }
     } else if let Ok(ids) = enqueue::enqueue_batch(&deps, batch).await {
         lock(&ledger.acked).extend(ids.into_iter().flatten());
+    }
+}
+
+/// A cancel request on task `id`, as an API client makes it.
+async fn cancel(deps: Deps, id: Uuid, ledger: Arc<Ledger>) {
+    let who = Principal::deployment(Credential::Open);
+    if control::cancel(&deps, id, &who).await.is_ok() {
+        lock(&ledger.cancelled).insert(id);
     }
 }
 
