@@ -194,7 +194,11 @@ impl Queue for SqsQueue {
             .collect())
     }
 
-    async fn delete_batch(&self, queue: &str, receipts: Vec<String>) -> Result<(), QueueError> {
+    async fn delete_batch(&self, queue: &str, mut receipts: Vec<String>) -> Result<(), QueueError> {
+        // A receive can hand the same message twice; SQS refuses a whole
+        // batch that names one receipt twice (`BatchEntryIdsNotDistinct`).
+        let mut seen = std::collections::HashSet::with_capacity(receipts.len());
+        receipts.retain(|r| seen.insert(r.clone()));
         if receipts.is_empty() {
             return Ok(());
         }

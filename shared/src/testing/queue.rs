@@ -43,6 +43,7 @@ where
     excessive_delay_rejects_the_whole_batch(make().await).await;
     receive_max_outside_range_is_invalid(make().await).await;
     unknown_receipts_are_ignored(make().await).await;
+    a_receipt_given_twice_is_deleted_once(make().await).await;
     long_poll_returns_as_soon_as_a_message_arrives(make().await).await;
     large_batch_is_received_exactly_once(make().await).await;
     concurrent_receivers_never_share_a_message(make().await).await;
@@ -457,6 +458,36 @@ pub async fn unknown_receipts_are_ignored(q: Arc<dyn Queue>) {
         "unknown: an unknown receipt made the message visible: {none:?}"
     );
     delete(&*q, &queue, vec![got[0].receipt.clone()]).await;
+}
+
+/// GIVEN two received messages
+/// WHEN one batch deletes the first with its receipt given twice (a receive
+/// can hand a message twice) and the second once
+/// THEN the call succeeds and neither message is delivered again.
+pub async fn a_receipt_given_twice_is_deleted_once(q: Arc<dyn Queue>) {
+    let queue = fresh_queue("twice");
+    send(&*q, &queue, vec![message("first"), message("second")]).await;
+    let got = receive_at_least(
+        &*q,
+        &queue,
+        2,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(got.len(), 2, "twice: messages not received, got {got:?}");
+    let (first, second) = (got[0].receipt.clone(), got[1].receipt.clone());
+    if let Err(e) = q
+        .delete_batch(&queue, vec![first.clone(), first, second])
+        .await
+    {
+        panic!("twice: delete_batch with a receipt given twice must delete it, got {e}");
+    }
+    let again = receive_during(&*q, &queue, HOLD, Duration::from_secs(3)).await;
+    assert!(
+        again.is_empty(),
+        "twice: a message deleted in that batch was redelivered: {again:?}"
+    );
 }
 
 /// GIVEN a receive long polling an empty queue for 10 s
