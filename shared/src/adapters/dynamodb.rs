@@ -7,13 +7,10 @@
 //! whatever DynamoDB itself would let through.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -25,11 +22,10 @@ use aws_sdk_dynamodb::types::{
     TableStatus, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
     WriteRequest,
 };
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
+use crate::adapters::aws::RequestCounter;
 use crate::adapters::backoff;
 use crate::adapters::checks::{check_batch, check_increment, check_key, check_ops, check_size};
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
@@ -89,7 +85,10 @@ impl DynamoStore {
         match op {
             WriteOp::Put { item, cond } => {
                 let (text, names, values) = split(condition(cond));
-                let tries = Tries::default();
+                // A conditional write the SDK tries again (a timeout, a reset
+                // connection, a 5xx) may have landed on an earlier try whose
+                // answer was lost; the retry then fails on its own write.
+                let tries = RequestCounter::default();
                 let sent = self
                     .client
                     .put_item()
@@ -107,7 +106,7 @@ impl DynamoStore {
                     .await;
                 match sent {
                     Ok(_) => Ok(()),
-                    Err(e) if tries.retried() && found_itself(&e, item) => Ok(()),
+                    Err(e) if tries.total() > 1 && found_itself(&e, item) => Ok(()),
                     Err(e) => Err(classify("PutItem", e)),
                 }
             }
@@ -911,35 +910,6 @@ fn check_item_size(item: &Item) -> Result<(), String> {
         .map_err(|e| format!("attributes do not encode: {e}"))?
         .len();
     check_size(&item.key, item.ttl, &item.indexes, attrs)
-}
-
-/// Counts the tries the SDK makes of one request. A conditional write the
-/// SDK tries again (a timeout, a reset connection, a 5xx) may have landed on
-/// an earlier try whose answer was lost; the retry then fails its condition
-/// on its own write.
-#[derive(Clone, Debug, Default)]
-struct Tries(Arc<AtomicU32>);
-
-impl Tries {
-    fn retried(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 1
-    }
-}
-
-impl Intercept for Tries {
-    fn name(&self) -> &'static str {
-        "Tries"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Ok(())
-    }
 }
 
 /// A retried put failed its condition on an item that is exactly the one it
