@@ -152,16 +152,25 @@ async fn receive(
         if *stop.borrow() {
             return;
         }
-        // Hold a batch of free slots before receiving: a received message's
-        // visibility clock is running, so it must not wait for a slot.
+        // Hold free slots before receiving: a received message's visibility
+        // clock is running, so it must not wait for a slot. Wait for one,
+        // then take what else is free up to a batch: waiting for a whole
+        // batch would leave messages queued behind one long task.
         let mut slots = tokio::select! {
-            p = permits.clone().acquire_many_owned(batch_size as u32) => match p { Ok(p) => p, Err(_) => return },
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = stop.changed() => return,
         };
+        while slots.num_permits() < batch_size {
+            match permits.clone().try_acquire_owned() {
+                Ok(more) => slots.merge(more),
+                Err(_) => break,
+            }
+        }
+        let room = slots.num_permits();
         // An in-flight receive is never abandoned on stop: the queue may
         // already have handed it messages, which would stay hidden for a
         // whole visibility timeout. RECEIVE_WAIT bounds the stop's delay.
-        let deliveries = match gather(&deps, &queue, batch_size, batch_window).await {
+        let deliveries = match gather(&deps, &queue, room, batch_window).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "receive failed");
@@ -174,7 +183,7 @@ async fn receive(
         }
         // Free the slots this batch does not fill (a backend that answers
         // more than asked must not panic the loop that keeps receiving).
-        drop(slots.split(batch_size.saturating_sub(deliveries.len())));
+        drop(slots.split(room.saturating_sub(deliveries.len())));
         tokio::spawn(run_batch(
             deps.clone(),
             queue.clone(),
@@ -254,4 +263,82 @@ async fn gather(
         }
     }
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::{Notify, watch};
+
+    use super::poll_queue;
+    use crate::adapters::clock::SystemClock;
+    use crate::handlers::Registry;
+    use crate::ports::{Delivery, OutgoingMessage};
+    use crate::testing::memory_deps;
+    use crate::{Deps, ServiceError};
+
+    /// GIVEN a consumer with slots to spare, running one long message
+    /// WHEN another message arrives
+    /// THEN it runs at once, beside the long one (a regression: each receive
+    /// waited for a whole batch of free slots, so one long task held back
+    /// every message after it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_message_does_not_hold_back_the_next() {
+        let deps = memory_deps(Arc::new(SystemClock), Registry::default());
+        let (stop_tx, stop) = watch::channel(false);
+        let long_started = Arc::new(Notify::new());
+        let short_ran = Arc::new(AtomicBool::new(false));
+        let handler = {
+            let (long_started, short_ran) = (long_started.clone(), short_ran.clone());
+            move |_: Deps, message: Delivery| {
+                let (long_started, short_ran) = (long_started.clone(), short_ran.clone());
+                async move {
+                    if message.body == "long" {
+                        long_started.notify_one();
+                        // Ends only once the short one has run beside it.
+                        while !short_ran.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    } else {
+                        short_ran.store(true, Ordering::SeqCst);
+                    }
+                    Ok::<(), ServiceError>(())
+                }
+            }
+        };
+        let consumer = tokio::spawn(poll_queue(
+            deps.clone(),
+            "work".into(),
+            4,
+            Duration::ZERO,
+            stop,
+            handler,
+        ));
+        for body in ["long", "short"] {
+            deps.queue
+                .send_batch("work", vec![OutgoingMessage::new(body)])
+                .await
+                .expect("send");
+            if body == "long" {
+                long_started.notified().await;
+            }
+        }
+        let ran = tokio::time::timeout(Duration::from_secs(5), async {
+            while !short_ran.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        assert!(
+            ran.await.is_ok(),
+            "the short message waited behind the long one"
+        );
+        stop_tx.send(true).expect("stop");
+        tokio::time::timeout(Duration::from_secs(5), consumer)
+            .await
+            .expect("the consumer stops")
+            .expect("consumer");
+    }
 }
