@@ -1,7 +1,8 @@
 //! Disks that fail warren dev: a store file that is damaged, foreign, a
 //! directory or unreadable gives one line at start and a non-zero exit;
 //! a disk that fills while it runs answers 507 JSON, writes nothing half,
-//! and serves again once space returns, without a restart.
+//! and serves again once space returns, without a restart; the worker
+//! holds the tasks and pipeline checkpoints it has in hand meanwhile.
 //!
 //! The full disk is a real kernel fault without mounting anything: the
 //! server's file-size limit (RLIMIT_FSIZE, set from outside with
@@ -484,4 +485,103 @@ async fn a_full_disk_under_the_worker_holds_tasks_until_space_returns() {
         begun.elapsed()
     );
     counts_match_tasks(&w, &ids).await;
+}
+
+/// GIVEN pipeline executions whose first step (a 5 s task) is under way
+/// WHEN the disk fills before that step ends, and space returns later
+/// THEN the worker holds each finished step's checkpoint until it can be
+/// written: every execution succeeds, its first step finished before space
+/// returned (it did not run again), no worker was presumed lost, and the
+/// step after it called out once per execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_under_a_pipeline_holds_its_checkpoints_until_space_returns() {
+    let rx = Receiver::ok().await;
+    let w = Warren::start(
+        Opts::new()
+            .allow_loopback()
+            .args(["--worker-concurrency", "8"]),
+    )
+    .await;
+    let pad = "x".repeat(4_000);
+    let pipeline = w
+        .create_pipeline(&json!({"name": "disk", "steps": [
+            {"name": "work", "kind": "task", "task_name": "sleep", "kwargs": {"seconds": 5}},
+            {"name": "tell", "kind": "http", "url": rx.url("/step")}
+        ]}))
+        .await;
+    let begun = Instant::now();
+    let mut executions = Vec::new();
+    for n in 0..6 {
+        let r = w
+            .post(
+                &format!("/api/v1/pipelines/{pipeline}/run"),
+                &json!({"n": n}),
+            )
+            .await;
+        r.expect(202);
+        executions.push(r.json["execution_id"].as_str().expect("id").to_string());
+    }
+    // Claimed by the worker (a write) before the disk fills.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let store = w.data_dir().join("warren.redb");
+    limit_file_size(w.pid(), std::fs::metadata(&store).expect("stat").len());
+    wait_until("the disk refuses a write", secs(10), async || {
+        let r = w.post("/api/v1/enqueue", &task(1_000, &pad)).await;
+        match r.status {
+            507 => Some(()),
+            201 => None,
+            other => panic!("enqueue on a full disk answered {other}: {}", r.text),
+        }
+    })
+    .await;
+    let full_after = begun.elapsed();
+    assert!(
+        full_after < secs(4),
+        "the disk took {full_after:?} to fill: the steps may have ended before it did"
+    );
+    // The first steps end on the full disk.
+    tokio::time::sleep(secs(8).saturating_sub(begun.elapsed())).await;
+    let log = w.log_tail(100_000);
+    let held: Vec<&String> = executions
+        .iter()
+        .filter(|id| {
+            log.lines()
+                .any(|l| l.contains("store unavailable; trying again") && l.contains(id.as_str()))
+        })
+        .collect();
+    assert!(
+        !held.is_empty(),
+        "no checkpoint met the full disk:\n{}",
+        w.log_tail(30)
+    );
+
+    let returned = chrono::Utc::now();
+    limit_file_size(w.pid(), libc::RLIM_INFINITY);
+    for id in &executions {
+        let e = finished_execution(&w, id).await;
+        assert_eq!(e["status"], "success", "execution {id}: {e}");
+        let work = &e["steps"][0];
+        let finished: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(work["completed_at"].clone()).expect("completed_at");
+        assert!(
+            finished < returned,
+            "execution {id}'s first step ran again after space returned: {e}\n{}",
+            w.log_tail(40)
+        );
+        assert_eq!(work["attempts"], 1, "execution {id}: {e}");
+        assert_eq!(work["lost_workers"], 0, "execution {id}: {e}");
+    }
+    let calls = rx.wait_for(executions.len(), secs(5)).await;
+    tokio::time::sleep(secs(1)).await;
+    assert_eq!(
+        rx.requests().len(),
+        executions.len(),
+        "the step after the held checkpoint called out more than once per execution: {calls:?}"
+    );
+    eprintln!(
+        "{} executions succeeded, {} of them after holding a checkpoint on the full disk",
+        executions.len(),
+        held.len()
+    );
 }

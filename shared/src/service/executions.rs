@@ -22,7 +22,7 @@ use super::identity::secrets::Resolving;
 use super::pipelines;
 use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
-use super::{Deps, ServiceError, found};
+use super::{Deps, ServiceError, found, while_unavailable};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome, StepStatus};
 use crate::domain::expression::Expression;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
@@ -136,12 +136,11 @@ async fn save(
     next: &Execution,
     timer: Option<DateTime<Utc>>,
     extra: Vec<WriteOp>,
-) -> Result<(), ServiceError> {
+) -> Result<(), StoreError> {
     let retention = deps.config.execution_retention;
     let mut ops = vec![table::replace(prev, next, timer, retention)];
     ops.extend(extra);
-    deps.store.transact(ops).await?;
-    Ok(())
+    deps.store.transact(ops).await
 }
 
 /// How long a worker may hold the execution to run `step` with all its
@@ -176,7 +175,23 @@ async fn checkpoint(deps: &Deps, prev: &Execution, next: &Execution) -> Result<(
         ExecutionStatus::Running => Vec::new(),
         _ => finishing_writes(deps, next).await?,
     };
-    save(deps, prev, next, next.lease_until, extra).await?;
+    // A finished step is worth its checkpoint: while the store is
+    // unavailable (a full disk) the worker holds the execution, until its
+    // lease ends, rather than leave the step to run again. A try that failed
+    // may have landed all the same: a later try's conflict reads it back.
+    let until = prev.lease_until.unwrap_or_else(|| deps.now());
+    let (saved, retried) = while_unavailable(deps, until, next.id, || {
+        save(deps, prev, next, next.lease_until, extra.clone())
+    })
+    .await;
+    match saved {
+        Err(e) if e.is_conflict() && retried => {
+            if get(deps, next.id).await? != *next {
+                return Err(e.into());
+            }
+        }
+        other => other?,
+    }
     // Counted once written: a checkpoint that lost a race counts nothing.
     for (before, after) in prev.steps.iter().zip(&next.steps) {
         if before.status == StepStatus::Pending && after.status != StepStatus::Pending {
@@ -253,7 +268,7 @@ async fn run_from(deps: &Deps, current: Execution) -> Result<(), ServiceError> {
     }
     let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now));
     if let Err(e) = save(deps, &current, &held, held.lease_until, Vec::new()).await {
-        return taken_over_is_fine(Err(e), id);
+        return taken_over_is_fine(Err(e.into()), id);
     }
     while let Some(index) = held.next_step() {
         let started = deps.now();

@@ -28,7 +28,10 @@ mod topic_tests;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::handlers::Registry;
 use crate::ports::{Clock, HttpClient, Queue, QueueError, Store, StoreError};
@@ -129,5 +132,35 @@ impl ServiceError {
     /// True for a lost compare-and-set: someone else changed the item first.
     pub fn is_conflict(&self) -> bool {
         matches!(self, ServiceError::Store(StoreError::Conflict { .. }))
+    }
+}
+
+/// Run a store call about record `id` (a task, an execution) again while
+/// the store is unavailable (a full disk, an outage that outlasted the
+/// adapter's own retries), backing off up to 2 s, until `until`: work in
+/// hand is worth holding, where failing it would leave it to the queue's
+/// visibility timeout, a lease's end or a re-dispatch timer, and run again
+/// what already ran. Also says whether the call was tried more than once.
+pub(crate) async fn while_unavailable<T, F, Fut>(
+    deps: &Deps,
+    until: DateTime<Utc>,
+    id: Uuid,
+    mut call: F,
+) -> (Result<T, StoreError>, bool)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut failed = 0u32;
+    loop {
+        match call().await {
+            Err(StoreError::Unavailable(e)) if deps.now() < until => {
+                tracing::warn!(record = %id, error = %e, "store unavailable; trying again");
+                let pause = Duration::from_millis(50 << failed.min(5)).min(Duration::from_secs(2));
+                tokio::time::sleep(pause).await;
+                failed += 1;
+            }
+            other => return (other, failed > 0),
+        }
     }
 }

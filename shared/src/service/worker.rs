@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::dispatch::{self, Dispatch, send_or_leave_to_timer};
 use super::identity::secrets::Resolving;
 use super::webhook;
-use super::{Deps, ServiceError};
+use super::{Deps, ServiceError, while_unavailable};
 use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
@@ -56,14 +56,14 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
 
 async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
     let until = hold_until(deps, deps.now());
-    let Some(task) = while_unavailable(
+    let (read, _) = while_unavailable(
         deps,
         until,
         id,
         || async move { deps.tasks().get(id).await },
     )
-    .await?
-    else {
+    .await;
+    let Some(task) = read? else {
         tracing::debug!(task_id = %id, "message for a task that is gone");
         return Ok(());
     };
@@ -277,47 +277,16 @@ async fn save_until(
     timer: Option<DateTime<Utc>>,
     until: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let mut tries = 0u32;
-    let saved = while_unavailable(deps, until, next.id, || {
-        tries += 1;
-        async move { deps.tasks().save(prev, next, timer).await }
+    let (saved, retried) = while_unavailable(deps, until, next.id, || async move {
+        deps.tasks().save(prev, next, timer).await
     })
     .await;
     match saved {
-        Err(e) if e.is_conflict() && tries > 1 => {
+        Err(e) if e.is_conflict() && retried => {
             let landed = deps.tasks().get(next.id).await?.as_ref() == Some(next);
             if landed { Ok(()) } else { Err(e) }
         }
         other => other,
-    }
-}
-
-/// Run a store call of task `id` again while the store is unavailable (a
-/// full disk, an outage that outlasted the adapter's own retries), backing
-/// off up to 2 s, until `until`: a message in hand is worth holding, where
-/// failing it would leave its task to the queue's visibility timeout or,
-/// after its last receive, the re-dispatch timer.
-async fn while_unavailable<T, F, Fut>(
-    deps: &Deps,
-    until: DateTime<Utc>,
-    id: Uuid,
-    mut call: F,
-) -> Result<T, StoreError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StoreError>>,
-{
-    let mut failed = 0u32;
-    loop {
-        match call().await {
-            Err(StoreError::Unavailable(e)) if deps.now() < until => {
-                tracing::warn!(task_id = %id, error = %e, "store unavailable; trying again");
-                let pause = Duration::from_millis(50 << failed.min(5)).min(Duration::from_secs(2));
-                tokio::time::sleep(pause).await;
-                failed += 1;
-            }
-            other => return other,
-        }
     }
 }
 
