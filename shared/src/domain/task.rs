@@ -226,6 +226,17 @@ impl Task {
         }
     }
 
+    /// Whether it is finished and still owes its webhook (the scheduler
+    /// re-sends it): its record must outlive its TTL until it is delivered.
+    pub fn owes_webhook(&self) -> bool {
+        self.status.is_final()
+            && self.status != TaskStatus::Expired
+            && self
+                .webhook
+                .as_ref()
+                .is_some_and(|w| w.status == WebhookStatus::Pending)
+    }
+
     /// When the TTL runs out, if it has one.
     pub fn expires_at(&self) -> Option<DateTime<Utc>> {
         // Validated at enqueue to at most ten years: the sum cannot overflow.

@@ -267,6 +267,63 @@ async fn pending_task_past_its_ttl_expires_then_is_deleted() {
     assert_eq!(deps.tasks().queue_stats().await.unwrap()[0].expired, 0);
 }
 
+/// Found by the simulator: a message handled after the TTL ran out, before
+/// the scheduler's sweep expired the task, started it.
+#[tokio::test]
+async fn a_message_handled_past_the_ttl_expires_its_task_instead_of_running_it() {
+    let (registry, runs) = counting();
+    let (deps, clock) = setup(registry);
+    let mut t = new_task("count");
+    t.ttl_seconds = Some(60.0);
+    let id = created(&deps, t).await;
+    clock.advance(chrono::Duration::seconds(61));
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "it ran past its TTL");
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Expired, 0));
+    let stats = deps.tasks().queue_stats().await.unwrap();
+    assert_eq!((stats[0].pending, stats[0].expired), (0, 1));
+}
+
+/// Found by the simulator: a finished task was deleted at its TTL while its
+/// webhook was still owed, so the delivery was lost with it.
+#[tokio::test]
+async fn a_task_owing_its_webhook_outlives_its_ttl_until_the_delivery_is_recorded() {
+    let (deps, clock) = setup(Registry::standard());
+    let mut t = new_task("echo");
+    t.ttl_seconds = Some(60.0);
+    t.webhook_url = Some("https://hooks.example.com/done".into());
+    let id = created(&deps, t).await;
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    // The webhook's message waits on the queue, undelivered.
+    let owing = deps.tasks().get(id).await.unwrap().unwrap();
+    assert!(owing.owes_webhook(), "{owing:?}");
+    let item = deps
+        .store
+        .get(&crate::table::tasks::key(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(item.ttl, None, "the backend's own TTL would delete it");
+    clock.advance(chrono::Duration::seconds(61));
+    assert_eq!(tick(&deps).await.unwrap().deleted, 0);
+    assert!(deps.tasks().get(id).await.unwrap().is_some());
+    // Once the outcome is recorded, it goes at the next sweep.
+    let mut delivered = owing.clone();
+    if let Some(w) = delivered.webhook.as_mut() {
+        w.status = crate::domain::WebhookStatus::Delivered;
+    }
+    delivered.version += 1;
+    deps.tasks().save(&owing, &delivered, None).await.unwrap();
+    clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(tick(&deps).await.unwrap().deleted, 1);
+    assert!(deps.tasks().get(id).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn repeated_idempotency_key_returns_the_first_task() {
     let (deps, clock) = setup(Registry::standard());

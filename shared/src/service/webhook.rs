@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::identity::secrets::{Resolving, references};
 use super::{Deps, ServiceError};
-use crate::domain::{Task, TaskStatus, WebhookOutcome, WebhookStatus};
+use crate::domain::{Task, WebhookOutcome, WebhookStatus};
 use crate::messages::TaskMessage;
 use crate::ports::{HttpError, HttpRequest, OutgoingMessage};
 
@@ -211,7 +211,7 @@ pub async fn deliver_stored(deps: &Deps, id: Uuid, attempt_no: u32) -> Result<()
     let Some(task) = deps.tasks().get(id).await? else {
         return Ok(());
     };
-    if !owes_webhook(&task) {
+    if !task.owes_webhook() {
         return Ok(()); // already delivered (a duplicate message) or requeued since
     }
     let result = attempt(deps, &task).await;
@@ -314,16 +314,6 @@ pub async fn deliver_inline(deps: &Deps, task: Task, attempt_no: u32) -> Result<
             Ok(())
         }
     }
-}
-
-/// Whether a finished task still owes its webhook (scheduler re-sends).
-pub fn owes_webhook(task: &Task) -> bool {
-    task.status.is_final()
-        && task.status != TaskStatus::Expired
-        && task
-            .webhook
-            .as_ref()
-            .is_some_and(|w| w.status == WebhookStatus::Pending)
 }
 
 #[cfg(test)]

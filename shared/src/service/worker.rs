@@ -87,6 +87,14 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
         return Ok(Start::Done);
     }
     let now = deps.now();
+    if task.expires_at().is_some_and(|at| at <= now) {
+        // Its TTL ran out before this attempt: it must not start, though
+        // the scheduler's sweep has not expired it yet.
+        return match expire(deps, &task, now).await {
+            Err(e) if e.is_conflict() => Ok(Start::Stale),
+            other => other.map(|()| Start::Done),
+        };
+    }
     if !task.is_due(now) {
         // Sent early (re-dispatch of a retry that is not due yet): hold it back again.
         return redispatch(deps, &task, now).await.map(|_| Start::Done);
@@ -102,6 +110,19 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     count_start(deps, &running, now);
     let outcome = run_attempt(deps, &running).await;
     finish(deps, running, outcome).await.map(|_| Start::Done)
+}
+
+/// pending → expired at `now`, its TTL having run out before it ran (the
+/// worker that would start it, and the scheduler's sweep).
+pub(crate) async fn expire(
+    deps: &Deps,
+    task: &Task,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let expired = task.expire(now).map_err(invalid_transition)?;
+    deps.tasks().save(task, &expired, None).await?;
+    deps.metrics.expired(&task.queue_name);
+    Ok(())
 }
 
 /// Count an attempt that starts at `now`, and how long after its task was due.

@@ -220,8 +220,11 @@ impl<'a> Tasks<'a> {
             indexes.push(expiry_entry(expires, &key.pk));
             // The backend may delete the item itself once the expired record's
             // retention is over (DynamoDB TTL); until then the scheduler acts.
+            // Not while it owes its webhook: the write that records the
+            // delivery sets it.
             ttl = task
                 .expires_at()
+                .filter(|_| !task.owes_webhook())
                 .map(|e| (e + self.expired_retention).timestamp());
         }
         let mut attrs = super::attrs_of(task);

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Service, task_of};
+use crate::domain::Task;
 use crate::ports::Item;
 use crate::service::{Deps, ServiceError};
 use crate::table::tasks::{from_item, is_task};
@@ -19,14 +20,14 @@ impl Service for DeleteExpired {
 
     fn wants(due: &Due) -> bool {
         match due.owner {
-            Owner::Task(_) => task_of(due).is_some_and(|t| t.status.is_final()),
+            Owner::Task(_) => task_of(due).is_some_and(|t| deletable(&t)),
             _ => true,
         }
     }
 
     async fn act(deps: &Deps, item: Item, now: DateTime<Utc>) -> Result<bool, ServiceError> {
         if is_task(&item.key) {
-            return match from_item(&item).filter(|t| t.status.is_final()) {
+            return match from_item(&item).filter(deletable) {
                 Some(task) => deps
                     .tasks()
                     .delete(&task)
@@ -42,4 +43,10 @@ impl Service for DeleteExpired {
         deps.store.transact(vec![delete_expired(&item)]).await?;
         Ok(true)
     }
+}
+
+/// A finished task goes at its TTL, unless it still owes its webhook: the
+/// write that records the delivery files its expiry again.
+fn deletable(task: &Task) -> bool {
+    task.status.is_final() && !task.owes_webhook()
 }

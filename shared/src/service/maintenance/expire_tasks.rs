@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{Service, task_of};
 use crate::domain::TaskStatus;
 use crate::ports::Item;
-use crate::service::worker::invalid_transition;
+use crate::service::worker::expire;
 use crate::service::{Deps, ServiceError};
 use crate::table::tasks::from_item;
 use crate::table::timers::{Due, Kind};
@@ -26,9 +26,6 @@ impl Service for ExpireTasks {
         let Some(task) = from_item(&item).filter(|t| t.status == TaskStatus::Pending) else {
             return Ok(false);
         };
-        let expired = task.expire(now).map_err(invalid_transition)?;
-        deps.tasks().save(&task, &expired, None).await?;
-        deps.metrics.expired(&task.queue_name);
-        Ok(true)
+        expire(deps, &task, now).await.map(|()| true)
     }
 }

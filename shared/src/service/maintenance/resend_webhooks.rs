@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::{Service, task_of};
+use crate::domain::Task;
 use crate::messages::TaskMessage;
 use crate::ports::{Item, OutgoingMessage};
-use crate::service::webhook::owes_webhook;
 use crate::service::{Deps, ServiceError};
 use crate::table::tasks::from_item;
 use crate::table::timers::{Due, Kind};
@@ -20,11 +20,11 @@ impl Service for ResendWebhooks {
     const KIND: Kind = Kind::Timers;
 
     fn wants(due: &Due) -> bool {
-        task_of(due).is_some_and(|t| owes_webhook(&t))
+        task_of(due).is_some_and(|t| t.owes_webhook())
     }
 
     async fn act(deps: &Deps, item: Item, now: DateTime<Utc>) -> Result<bool, ServiceError> {
-        let Some(task) = from_item(&item).filter(owes_webhook) else {
+        let Some(task) = from_item(&item).filter(Task::owes_webhook) else {
             return Ok(false);
         };
         let attempt = task.webhook.as_ref().map_or(0, |w| w.attempts) + 1;
