@@ -2,15 +2,63 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
 use uuid::Uuid;
 use warren::domain::execution::{Execution, ExecutionStatus, StepStatus};
-use warren::domain::{Task, TaskStatus};
-use warren::service::{executions, failed};
+use warren::domain::{Task, TaskStatus, WebhookStatus};
+use warren::ports::{Index, Item};
+use warren::service::{executions, failed, webhook};
 use warren::table::tasks::{self, TaskFilter};
 use warren::table::timers::timer_of;
 
-use crate::world::{Sim, Verdict, fan_label, label_of, step_label, verdict};
+use crate::ports::{Version, is_requeue, lives};
+use crate::world::{Sim, Verdict, fan_label, label_of, life_label, step_label, verdict};
+
+/// When an item's TTL work (expiry, then removal) is due, if it has any:
+/// its entry in the expiry index.
+pub fn expiry_of(item: &Item) -> Option<DateTime<Utc>> {
+    let sk = &item.index_key(Index::Gsi6)?.sk;
+    DateTime::from_timestamp_millis(sk.split('#').next()?.parse().ok()?)
+}
+
+/// A task's versions, each with the life it belongs to (a requeue starts
+/// the next).
+fn with_lives(versions: &[Version]) -> Vec<(u32, &Version)> {
+    let mut life = 0;
+    let mut prev: Option<&Task> = None;
+    let mut out = Vec::with_capacity(versions.len());
+    for v in versions {
+        if let (Some(p), Some(t)) = (prev, v.task.as_ref())
+            && is_requeue(p, t)
+        {
+            life += 1;
+        }
+        prev = v.task.as_ref().or(prev);
+        out.push((life, v));
+    }
+    out
+}
+
+/// The last state a task was written in, and whether it was removed since.
+fn last_state(versions: &[Version]) -> Option<(&Task, bool)> {
+    let task = versions.iter().rev().find_map(|v| v.task.as_ref())?;
+    Some((task, versions.last().is_some_and(|v| v.task.is_none())))
+}
+
+/// Whether the state machine (and the services' writes that only refile
+/// a task: progress, timers, webhook outcomes) lets `next` follow `prev`.
+fn may_follow(prev: &Task, next: &Task) -> bool {
+    use TaskStatus::*;
+    let same = prev.attempts == next.attempts;
+    match (prev.status, next.status) {
+        (Pending, Running) => next.attempts == prev.attempts + 1,
+        (Failed, Pending) => next.attempts == 0,
+        (Pending, Pending | Cancelled | Expired)
+        | (Running, Running | Pending | Completed | Failed) => same,
+        (a, b) => a == b && a.is_final() && same,
+    }
+}
 
 /// Every execution of the simulated pipeline.
 pub async fn all_executions(sim: &Sim) -> Vec<Execution> {
@@ -181,32 +229,62 @@ pub async fn at_end(sim: &mut Sim) {
     let seed = sim.seed();
     let all = all_tasks(sim).await;
     let by_id: BTreeMap<Uuid, &Task> = all.iter().map(|t| (t.id, t)).collect();
+    let history = sim.ledger().history.snapshot();
     let mut found = Vec::new();
 
-    for id in sim.ledger().acked.lock().unwrap().iter() {
-        if !by_id.contains_key(id) {
+    // The recorder saw every write: each listed task is as last written.
+    for t in &all {
+        let last = history.get(&t.id).and_then(|v| v.last());
+        if last.and_then(|v| v.task.as_ref()) != Some(t) {
             found.push(format!(
-                "lost: task {id} was acknowledged to its producer but is not stored"
+                "history: task {} is stored at version {} ({}), its last recorded write is {:?}",
+                t.id,
+                t.version,
+                t.status.as_str(),
+                last.map(|v| v.task.as_ref().map(|t| (t.version, t.status.as_str())))
+            ));
+        }
+    }
+    // Every task ever written: its last state, and whether it was removed.
+    let finals: BTreeMap<Uuid, (&Task, bool)> = history
+        .iter()
+        .filter_map(|(id, v)| Some((*id, last_state(v)?)))
+        .collect();
+
+    for id in sim.ledger().acked.lock().unwrap().iter() {
+        if !finals.contains_key(id) {
+            found.push(format!(
+                "lost: task {id} was acknowledged to its producer but was never stored"
             ));
         }
     }
 
+    // An attempt runs its handler once, in every life of the task, and
+    // only once a write started it.
     let runs = sim.ledger().runs.lock().unwrap().clone();
-    for (&(id, attempt), &n) in &runs {
-        if n > 1 {
+    for (&(id, life, attempt), at) in &runs {
+        if at.len() > 1 {
             found.push(format!(
-                "ran twice: attempt {attempt} of task {id} ran its handler {n} times"
+                "ran twice: attempt {attempt} of life {life} of task {id} ran its handler {} times, at {at:?}",
+                at.len()
             ));
         }
-        match by_id.get(&id) {
-            None => found.push(format!(
-                "ghost: a handler ran for task {id}, which is not stored"
-            )),
-            Some(t) if attempt > t.attempts => found.push(format!(
-                "unrecorded attempt: task {id} ran attempt {attempt} but records {} attempts",
-                t.attempts
-            )),
-            Some(_) => {}
+        let Some(versions) = history.get(&id) else {
+            found.push(format!(
+                "ghost: a handler ran for task {id}, which was never stored"
+            ));
+            continue;
+        };
+        let started = with_lives(versions).iter().any(|(l, v)| {
+            *l == life
+                && v.task
+                    .as_ref()
+                    .is_some_and(|t| t.status == TaskStatus::Running && t.attempts == attempt)
+        });
+        if !started {
+            found.push(format!(
+                "unrecorded attempt: task {id} ran attempt {attempt} of life {life}, which no write started"
+            ));
         }
     }
 
@@ -228,7 +306,10 @@ pub async fn at_end(sim: &mut Sim) {
     // or wrote over it.
     let cancelled = sim.ledger().cancelled.lock().unwrap().clone();
     for id in &cancelled {
-        if let Some(t) = by_id.get(id).filter(|t| t.status != TaskStatus::Cancelled) {
+        if let Some((t, _)) = finals
+            .get(id)
+            .filter(|(t, _)| t.status != TaskStatus::Cancelled)
+        {
             found.push(format!(
                 "cancel undone: task {id} was cancelled, then ended {} after {} attempts",
                 t.status.as_str(),
@@ -237,15 +318,42 @@ pub async fn at_end(sim: &mut Sim) {
         }
     }
 
+    // A requeue that was acknowledged landed: each made a life.
+    let requeued = sim.ledger().requeued.lock().unwrap().clone();
+    let by_group = *sim.ledger().group_requeued.lock().unwrap();
+    let landed: BTreeMap<Uuid, u32> = history.iter().map(|(id, v)| (*id, lives(v))).collect();
+    for (id, acked) in &requeued {
+        let made = landed.get(id).copied().unwrap_or(0);
+        if made < *acked {
+            found.push(format!(
+                "requeue lost: task {id} was requeued {acked} times, its history shows {made} requeues"
+            ));
+        }
+    }
+    let acked_total = requeued.values().map(|n| u64::from(*n)).sum::<u64>() + by_group;
+    let landed_total = landed.values().map(|n| u64::from(*n)).sum::<u64>();
+    if landed_total < acked_total {
+        found.push(format!(
+            "requeue lost: {acked_total} requeues were acknowledged ({by_group} by group), {landed_total} landed"
+        ));
+    }
+
+    // Each task ended as its handler's answers in its last life say.
     let mut digest = Vec::new();
-    for t in &all {
+    for (id, &(t, removed)) in &finals {
         let n = label(t);
+        let life = landed.get(id).copied().unwrap_or(0);
         let max = t.retry_policy().max_attempts();
-        let last = runs.get(&(t.id, t.attempts)).copied().unwrap_or(0);
-        let v = verdict(seed, n, t.attempts);
-        let who = format!("task {} (n {n}, attempts {}/{max})", t.id, t.attempts);
-        digest.push((n, t.status.as_str(), t.attempts));
-        let never_started = t.attempts == 0 && t.status == TaskStatus::Cancelled;
+        let last = runs.get(&(t.id, life, t.attempts)).map_or(0, Vec::len);
+        let v = verdict(seed, life_label(n, life), t.attempts);
+        let gone = if removed { ", removed at its TTL" } else { "" };
+        let who = format!(
+            "task {} (n {n}, life {life}, attempts {}/{max}{gone})",
+            t.id, t.attempts
+        );
+        digest.push((n, t.status.as_str(), t.attempts, life, removed));
+        let never_started =
+            t.attempts == 0 && matches!(t.status, TaskStatus::Cancelled | TaskStatus::Expired);
         if (t.attempts == 0 && !never_started) || t.attempts > max {
             found.push(format!(
                 "attempts: {who} records an impossible attempt count"
@@ -281,15 +389,16 @@ pub async fn at_end(sim: &mut Sim) {
                     ));
                 }
             }
-            // Cancelled while pending: before its first attempt or between
-            // two (whose outcomes the checks above hold).
-            TaskStatus::Cancelled => {}
+            // Cancelled or expired while pending: before its first attempt
+            // or between two (whose outcomes the checks above hold); the
+            // TTL's invariants are `ttl_at_end`'s.
+            TaskStatus::Cancelled | TaskStatus::Expired => {}
             other => found.push(format!(
                 "unfinished: {who} ended {} after the drain",
                 other.as_str()
             )),
         }
-        if t.status.is_final() {
+        if t.status.is_final() && !removed {
             let item = sim.store().get(&tasks::key(t.id)).await.ok().flatten();
             if item.as_ref().and_then(timer_of).is_some() {
                 found.push(format!("stale timer: finished {who} keeps a timer"));
@@ -297,11 +406,14 @@ pub async fn at_end(sim: &mut Sim) {
         }
     }
 
-    // The failed list (its index) and the error groups name exactly the failed tasks.
-    let failed_ids: BTreeSet<Uuid> = all
+    // The failed list (its index) and the error groups name exactly the
+    // tasks whose attempts ran out in their last life: failed, and not
+    // requeued since (a requeued task is listed again only once it failed
+    // again).
+    let failed_ids: BTreeSet<Uuid> = finals
         .iter()
-        .filter(|t| t.status == TaskStatus::Failed)
-        .map(|t| t.id)
+        .filter(|(_, (t, removed))| t.status == TaskStatus::Failed && !removed)
+        .map(|(id, _)| *id)
         .collect();
     let filter = TaskFilter {
         status: Some(TaskStatus::Failed),
@@ -318,12 +430,17 @@ pub async fn at_end(sim: &mut Sim) {
         .map(|t| t.id)
         .collect();
     if listed != failed_ids {
+        let lives_of = |ids: Vec<&Uuid>| -> Vec<(Uuid, u32)> {
+            ids.into_iter()
+                .map(|id| (*id, landed.get(id).copied().unwrap_or(0)))
+                .collect()
+        };
         found.push(format!(
-            "failed list: it names {} tasks, {} are failed (listed only: {:?}; failed only: {:?})",
+            "failed list: it names {} tasks, {} ran out of attempts in their last life (listed only, with their lives: {:?}; failed only: {:?})",
             listed.len(),
             failed_ids.len(),
-            listed.difference(&failed_ids).collect::<Vec<_>>(),
-            failed_ids.difference(&listed).collect::<Vec<_>>()
+            lives_of(listed.difference(&failed_ids).collect()),
+            lives_of(failed_ids.difference(&listed).collect())
         ));
     }
     let groups = failed::groups(sim.deps(), None)
@@ -337,7 +454,8 @@ pub async fn at_end(sim: &mut Sim) {
         ));
     }
 
-    // The per-queue counters equal the tasks' states.
+    // The per-queue counters equal the tasks' states (removed tasks
+    // counted out).
     let mut counted: BTreeMap<(String, &str), i64> = BTreeMap::new();
     for t in &all {
         *counted
@@ -365,13 +483,287 @@ pub async fn at_end(sim: &mut Sim) {
         ));
     }
 
+    ttl_at_end(sim, &history, &by_id, &mut found).await;
+    let hooks = webhooks_at_end(sim, &history, &finals, &mut found);
     executions_at_end(sim, &all, &mut found).await;
 
     digest.sort();
-    for (n, status, attempts) in digest {
-        sim.fold(n ^ (u64::from(attempts) << 32) ^ status.len() as u64);
+    for (n, status, attempts, life, removed) in digest {
+        sim.fold(
+            n ^ (u64::from(attempts) << 32)
+                ^ status.len() as u64
+                ^ u64::from(life) << 40
+                ^ u64::from(removed) << 44,
+        );
     }
+    sim.fold(hooks);
     for v in found {
         sim.violation(v);
     }
+}
+
+/// The TTL's invariants, over each task's history: every write follows
+/// the state machine (so no task is both completed and expired); a task
+/// that ended expired never started an attempt after its expiry time, nor
+/// expired before it; a task is removed only once finished and past its
+/// TTL (an expired one past its retention too), and once the run has
+/// drained, every task with a TTL is removed.
+async fn ttl_at_end(
+    sim: &Sim,
+    history: &BTreeMap<Uuid, Vec<Version>>,
+    listed: &BTreeMap<Uuid, &Task>,
+    found: &mut Vec<String>,
+) {
+    let now = sim.now();
+    let retention = sim.deps().config.expired_retention;
+    for (id, versions) in history {
+        let mut prev: Option<&Task> = None;
+        let mut removed_at = None;
+        let (mut completed, mut expired) = (false, false);
+        for v in versions {
+            let at = v.at;
+            let Some(t) = &v.task else {
+                // Removed: finished, with a TTL, and past it.
+                let Some(p) = prev else {
+                    found.push(format!("ttl: task {id} was removed before it was written"));
+                    continue;
+                };
+                let deadline = match (p.status, p.completed_at) {
+                    (TaskStatus::Expired, Some(c)) => Some(c + retention),
+                    _ => p.expires_at(),
+                };
+                if !p.status.is_final() || deadline.is_none_or(|d| at < d) {
+                    found.push(format!(
+                        "removed early: task {id} (n {}) was removed at {at} while {} with TTL {:?} (so not before {deadline:?})",
+                        label(p),
+                        p.status.as_str(),
+                        p.ttl_seconds
+                    ));
+                }
+                removed_at = Some(at);
+                continue;
+            };
+            if let Some(r) = removed_at {
+                found.push(format!(
+                    "ttl: task {id} was written again ({} at {at}) after its removal at {r}",
+                    t.status.as_str()
+                ));
+            }
+            if let Some(p) = prev
+                && (!may_follow(p, t) || t.version < p.version)
+            {
+                found.push(format!(
+                    "transition: task {id} (n {}) went from {} (attempt {}, version {}) to {} (attempt {}, version {}) at {at}",
+                    label(t),
+                    p.status.as_str(),
+                    p.attempts,
+                    p.version,
+                    t.status.as_str(),
+                    t.attempts,
+                    t.version
+                ));
+            }
+            if let Some(p) = prev
+                && p.version == t.version
+                && p != t
+            {
+                found.push(format!(
+                    "transition: task {id} was written twice at version {} with different contents",
+                    t.version
+                ));
+            }
+            completed |= t.status == TaskStatus::Completed;
+            expired |= t.status == TaskStatus::Expired;
+            if t.status == TaskStatus::Expired
+                && prev.is_some_and(|p| p.status == TaskStatus::Pending)
+            {
+                let early = match (t.expires_at(), t.completed_at) {
+                    (Some(e), Some(c)) => c < e,
+                    _ => true,
+                };
+                if early {
+                    found.push(format!(
+                        "expired early: task {id} (n {}) expired at {:?}, its TTL {:?} runs out at {:?}",
+                        label(t),
+                        t.completed_at,
+                        t.ttl_seconds,
+                        t.expires_at()
+                    ));
+                }
+            }
+            prev = Some(t);
+        }
+        if completed && expired {
+            found.push(format!(
+                "completed and expired: task {id} was written both completed and expired"
+            ));
+        }
+        let Some((last, removed)) = last_state(versions) else {
+            continue;
+        };
+        // Ended expired: no attempt started after its expiry time.
+        if last.status == TaskStatus::Expired
+            && let Some(e) = last.expires_at()
+        {
+            let mut prev: Option<&Task> = None;
+            for (life, v) in with_lives(versions) {
+                let Some(t) = &v.task else { continue };
+                let started = prev.is_some_and(|p| p.status == TaskStatus::Pending)
+                    && t.status == TaskStatus::Running;
+                if started && t.started_at.is_some_and(|s| s > e) {
+                    found.push(format!(
+                        "ran after expiry: task {id} (n {}, TTL {:?} s) ended expired, but started attempt {} of life {life} at {:?}, after its expiry at {e}",
+                        label(t),
+                        t.ttl_seconds,
+                        t.attempts,
+                        t.started_at
+                    ));
+                }
+                prev = Some(t);
+            }
+        }
+        // Drained: whatever had a TTL and finished is gone by now.
+        if !removed && last.status.is_final() && last.ttl_seconds.is_some() {
+            let listed = if listed.contains_key(id) {
+                "listed"
+            } else {
+                "hidden"
+            };
+            found.push(format!(
+                "not removed: task {id} (n {}) ended {} at {:?} with TTL {:?} s ({listed}), and is still stored at {now}",
+                label(last),
+                last.status.as_str(),
+                last.completed_at,
+                last.ttl_seconds
+            ));
+        }
+    }
+}
+
+/// The webhooks' invariants: every delivery is signed and announces a
+/// state its task reached (completed or failed, with that URL), not before
+/// it was written; every task that ended completed or failed with a
+/// webhook URL had its final state delivered at least once, unless every
+/// one of its attempts failed; what the task records of its webhook
+/// agrees with what the endpoint answered. The deliveries accepted, for
+/// the digest.
+fn webhooks_at_end(
+    sim: &Sim,
+    history: &BTreeMap<Uuid, Vec<Version>>,
+    finals: &BTreeMap<Uuid, (&Task, bool)>,
+    found: &mut Vec<String>,
+) -> u64 {
+    let config = &sim.deps().config;
+    let hooks = sim.http().hooks();
+    let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    // (task, payload) → (accepted, refused)
+    let mut answered: BTreeMap<(Uuid, String), (u32, u32)> = BTreeMap::new();
+    for h in &hooks {
+        let body = parse(&h.body);
+        let header = |name: &str| {
+            h.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(id) = body["task_id"]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+        else {
+            found.push(format!(
+                "webhook: a delivery to {} names no task: {}",
+                h.url, h.body
+            ));
+            continue;
+        };
+        let signed = match (header("webhook-id"), header("webhook-timestamp")) {
+            (Some(wid), Some(ts)) => ts.parse().ok().is_some_and(|ts| {
+                header("webhook-signature")
+                    == Some(webhook::sign(&config.webhook_secret, wid, ts, &h.body).as_str())
+            }),
+            _ => false,
+        };
+        if !signed {
+            found.push(format!(
+                "webhook unsigned: the delivery of task {id} at {} carries no valid signature",
+                h.at
+            ));
+        }
+        let reached = history.get(&id).and_then(|versions| {
+            versions.iter().find(|v| {
+                v.task.as_ref().is_some_and(|t| {
+                    t.webhook_url.as_deref() == Some(h.url.as_str())
+                        && parse(&webhook::payload(t)) == body
+                })
+            })
+        });
+        match reached {
+            None => found.push(format!(
+                "webhook phantom: task {id} was announced {} to {} at {}, a state it never reached: {}",
+                body["status"], h.url, h.at, h.body
+            )),
+            Some(v) => {
+                let status = v.task.as_ref().map(|t| t.status);
+                if !matches!(status, Some(TaskStatus::Completed | TaskStatus::Failed)) {
+                    found.push(format!(
+                        "webhook: task {id} was announced while {status:?}, which owes none"
+                    ));
+                }
+                if h.at < v.at {
+                    found.push(format!(
+                        "webhook early: task {id} was announced {} at {}, before that state was written at {}",
+                        body["status"], h.at, v.at
+                    ));
+                }
+            }
+        }
+        let tally = answered.entry((id, body.to_string())).or_default();
+        if h.ok {
+            tally.0 += 1;
+        } else {
+            tally.1 += 1;
+        }
+    }
+    for (id, &(t, removed)) in finals {
+        if t.webhook_url.is_none()
+            || !matches!(t.status, TaskStatus::Completed | TaskStatus::Failed)
+        {
+            continue;
+        }
+        let state = parse(&webhook::payload(t)).to_string();
+        let (ok, refused) = answered.get(&(*id, state)).copied().unwrap_or_default();
+        let outcome = t.webhook.as_ref().map(|w| (w.status, w.attempts));
+        let who = format!(
+            "task {id} (n {}) ended {} after {} attempts{}",
+            label(t),
+            t.status.as_str(),
+            t.attempts,
+            if removed { ", removed at its TTL" } else { "" }
+        );
+        let gave_up = matches!(outcome, Some((WebhookStatus::Failed, _)));
+        if ok == 0 && !gave_up {
+            found.push(format!(
+                "webhook lost: {who}, and its final state was never delivered ({refused} deliveries refused; outcome {outcome:?})"
+            ));
+        }
+        match outcome {
+            Some((WebhookStatus::Delivered, _)) if ok == 0 => found.push(format!(
+                "webhook: {who} records its webhook delivered, but the endpoint accepted none of its final state"
+            )),
+            Some((WebhookStatus::Failed, n)) if refused < config.webhook_attempts || n < config.webhook_attempts => {
+                found.push(format!(
+                    "webhook given up early: {who} records its webhook failed after {n} attempts, the endpoint refused {refused} (of {} allowed)",
+                    config.webhook_attempts
+                ))
+            }
+            Some((WebhookStatus::Pending, _)) if !removed => found.push(format!(
+                "webhook owed: {who} still owes its webhook after the drain"
+            )),
+            None => found.push(format!(
+                "webhook never announced: {who} has a webhook URL but no webhook outcome"
+            )),
+            _ => {}
+        }
+    }
+    hooks.iter().filter(|h| h.ok).count() as u64
 }

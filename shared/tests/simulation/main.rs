@@ -4,7 +4,9 @@
 //! After each run drains, the invariants of `check` must hold.
 //!
 //! `WARREN_SIM_SEEDS=N` runs seeds 0..N (default 1000), `WARREN_SIM_SEED=S`
-//! replays seed S alone. A failing seed prints the command that replays it.
+//! replays seed S alone. A failing seed prints the command that replays it;
+//! `WARREN_SIM_SHOW=N` prints the violations of the first N failing seeds
+//! (10), after the count of seeds that broke each invariant.
 
 mod check;
 mod gate;
@@ -61,6 +63,10 @@ fn run_all(seeds: &[u64]) -> (Vec<(u64, world::Report)>, Totals) {
                     t.step_runs += report.step_runs as u64;
                     t.cancelled += report.cancelled as u64;
                     t.keyed += report.keyed as u64;
+                    t.requeues += report.requeues;
+                    t.expired += report.expired;
+                    t.removed += report.removed;
+                    t.hooks += report.hooks;
                     t.simulated += report.simulated;
                     drop(t);
                     if !report.violations.is_empty() {
@@ -84,12 +90,38 @@ struct Totals {
     step_runs: u64,
     cancelled: u64,
     keyed: u64,
+    requeues: u64,
+    expired: u64,
+    removed: u64,
+    hooks: u64,
     simulated: Duration,
 }
 
 fn fail_with(failed: &[(u64, world::Report)], of: usize) -> ! {
     let mut text = format!("{} of {of} seeds broke an invariant\n", failed.len());
-    for (seed, report) in failed.iter().take(10) {
+    // Which invariants, and the seeds that broke each.
+    let mut kinds: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    for (seed, report) in failed {
+        for v in &report.violations {
+            let kind = v.split(':').next().unwrap_or(v);
+            let seeds = kinds.entry(kind).or_default();
+            if seeds.last() != Some(seed) {
+                seeds.push(*seed);
+            }
+        }
+    }
+    for (kind, seeds) in &kinds {
+        let shown: Vec<String> = seeds.iter().take(30).map(u64::to_string).collect();
+        let more = if seeds.len() > 30 { ", ..." } else { "" };
+        text += &format!(
+            "  {kind}: {} seeds ({}{more})\n",
+            seeds.len(),
+            shown.join(", ")
+        );
+    }
+    // `WARREN_SIM_SHOW=N`: the violations of the first N seeds (10).
+    let show = env_u64("WARREN_SIM_SHOW").unwrap_or(10) as usize;
+    for (seed, report) in failed.iter().take(show) {
         text += &format!("\nseed {seed} ({:?}):\n", report.plan);
         for v in report.violations.iter().take(5) {
             text += &format!("  {v}\n");
@@ -105,7 +137,7 @@ fn every_seed_keeps_the_invariants() {
     let began = Instant::now();
     let (failed, t) = run_all(&seeds);
     eprintln!(
-        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {} executions, {} pipeline step runs, {} cancels, {} keyed enqueues, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} clock jumps",
+        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {} executions, {} pipeline step runs, {} cancels, {} keyed enqueues, {} requeues, {} expired and {} removed at their TTL, {} webhook deliveries, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} failed webhook deliveries, {} clock jumps",
         seeds.len(),
         began.elapsed().as_secs_f64(),
         t.tasks,
@@ -114,6 +146,10 @@ fn every_seed_keeps_the_invariants() {
         t.step_runs,
         t.cancelled,
         t.keyed,
+        t.requeues,
+        t.expired,
+        t.removed,
+        t.hooks,
         t.simulated.as_secs_f64() / 3600.0,
         t.tally.crashes,
         t.tally.lost,
@@ -121,6 +157,7 @@ fn every_seed_keeps_the_invariants() {
         t.tally.delayed,
         t.tally.queue_errors,
         t.tally.store_errors,
+        t.tally.hook_errors,
         t.tally.clock_jumps,
     );
     if !failed.is_empty() {

@@ -2,17 +2,19 @@
 //! step's gate, and the queue (and, rarely, the store) misbehaves as the
 //! seed says.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 use warren::adapters::embedded::MemoryQueue;
+use warren::domain::{Task, TaskStatus};
 use warren::ports::{
-    Clock, Delivery, Item, Key, MAX_DELAY, OutgoingMessage, Query, Queue, QueueError, Store,
-    StoreError, WriteOp,
+    Clock, Delivery, HttpClient, HttpError, HttpRequest, HttpResponse, Item, Key, MAX_DELAY,
+    OutgoingMessage, Query, Queue, QueueError, Store, StoreError, WriteOp,
 };
 
 use crate::gate::Step;
@@ -50,6 +52,8 @@ pub struct Tally {
     pub store_errors: u64,
     pub crashes: u64,
     pub clock_jumps: u64,
+    /// Webhook deliveries the fake endpoint answered with an error.
+    pub hook_errors: u64,
 }
 
 impl std::ops::AddAssign for Tally {
@@ -61,6 +65,7 @@ impl std::ops::AddAssign for Tally {
         self.store_errors += o.store_errors;
         self.crashes += o.crashes;
         self.clock_jumps += o.clock_jumps;
+        self.hook_errors += o.hook_errors;
     }
 }
 
@@ -90,6 +95,11 @@ impl Faults {
 
     pub fn off(&self) {
         self.on.store(false, Ordering::SeqCst);
+    }
+
+    /// Whether faults still strike (the drain turns them off).
+    pub fn on(&self) -> bool {
+        self.on.load(Ordering::SeqCst)
     }
 
     fn strikes(&self, permille: u32) -> bool {
@@ -129,10 +139,121 @@ impl Faults {
     }
 }
 
+/// One write of a task that landed in the store, and when: the task as
+/// written, or `None` for its deletion.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub at: DateTime<Utc>,
+    pub task: Option<Task>,
+}
+
+/// Every write of every task that landed, in the order the store took
+/// them (a write whose answer was lost landed all the same): what the
+/// invariants about a task's past (its lives, its expiry, its deletion,
+/// the states its webhook may announce) are checked against.
+#[derive(Default)]
+pub struct History(Mutex<BTreeMap<Uuid, Vec<Version>>>);
+
+/// The task id of a task item's key.
+fn task_id(key: &Key) -> Option<Uuid> {
+    if key.sk != "TASK" {
+        return None;
+    }
+    key.pk.strip_prefix("TASK#")?.parse().ok()
+}
+
+/// Whether `prev` → `next` is a requeue: the start of a new life.
+pub fn is_requeue(prev: &Task, next: &Task) -> bool {
+    prev.status == TaskStatus::Failed && next.status == TaskStatus::Pending
+}
+
+impl History {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Uuid, Vec<Version>>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record the task writes among `ops`, which landed at `at`.
+    fn landed<'a>(
+        &self,
+        at: DateTime<Utc>,
+        ops: impl Iterator<Item = (&'a Key, Option<&'a Item>)>,
+    ) {
+        let mut all = self.lock();
+        for (key, item) in ops {
+            let Some(id) = task_id(key) else { continue };
+            let task = match item {
+                Some(item) => match warren::table::tasks::from_item(item) {
+                    Some(t) => Some(t),
+                    None => continue,
+                },
+                None => None,
+            };
+            all.entry(id).or_default().push(Version { at, task });
+        }
+    }
+
+    /// The lives task `id` has had so far, less one: its requeues.
+    pub fn life(&self, id: Uuid) -> u32 {
+        self.lock().get(&id).map_or(0, |v| lives(v))
+    }
+
+    /// The tasks whose last write left them failed.
+    pub fn failed(&self) -> Vec<(Uuid, Task)> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, v)| match v.last()?.task.as_ref() {
+                Some(t) if t.status == TaskStatus::Failed => Some((*id, t.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every task written and not removed since.
+    pub fn stored(&self) -> Vec<Uuid> {
+        self.lock()
+            .iter()
+            .filter(|(_, v)| v.last().is_some_and(|v| v.task.is_some()))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<Uuid, Vec<Version>> {
+        self.lock().clone()
+    }
+}
+
+/// The requeues among one task's versions.
+pub fn lives(versions: &[Version]) -> u32 {
+    let mut prev: Option<&Task> = None;
+    let mut n = 0;
+    for v in versions {
+        if let (Some(p), Some(t)) = (prev, v.task.as_ref())
+            && is_requeue(p, t)
+        {
+            n += 1;
+        }
+        prev = v.task.as_ref();
+    }
+    n
+}
+
 pub struct SimStore {
     pub inner: Arc<dyn Store>,
     pub step: Arc<Step>,
     pub faults: Arc<Faults>,
+    pub history: Arc<History>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl SimStore {
+    fn landed(&self, ops: &[WriteOp]) {
+        let writes = ops.iter().filter_map(|op| match op {
+            WriteOp::Put { item, .. } => Some((&item.key, Some(item))),
+            WriteOp::Delete { key, .. } => Some((key, None)),
+            WriteOp::Add { .. } => None,
+        });
+        self.history.landed(self.clock.now(), writes);
+    }
 }
 
 #[async_trait]
@@ -150,19 +271,28 @@ impl Store for SimStore {
         self.faults.store_error(r.store_error_before)?;
         if crate::world::tracing() {
             for op in &ops {
-                if let WriteOp::Put { item, .. } = op {
-                    eprintln!(
-                        "  write {} {} status {:?} minute {:?} timer {:?}",
+                match op {
+                    WriteOp::Put { item, .. } => eprintln!(
+                        "  write {} {} status {:?} minute {:?} timer {:?} webhook {:?}",
                         item.key.pk,
                         item.key.sk,
                         item.attrs.get("status"),
                         item.attrs.get("minute"),
-                        warren::table::timers::timer_of(item)
-                    );
+                        warren::table::timers::timer_of(item),
+                        item.attrs.get("webhook").map(|w| &w["status"])
+                    ),
+                    WriteOp::Delete { key, .. } => eprintln!("  delete {} {}", key.pk, key.sk),
+                    WriteOp::Add { .. } => {}
                 }
             }
         }
+        let tasks: Vec<WriteOp> = ops
+            .iter()
+            .filter(|op| task_id(op.key()).is_some())
+            .cloned()
+            .collect();
         self.inner.transact(ops).await?;
+        self.landed(&tasks);
         self.faults.store_error(r.store_error_after)
     }
 
@@ -170,7 +300,14 @@ impl Store for SimStore {
         let _call = self.step.pass().await;
         let r = &self.faults.rates;
         self.faults.store_error(r.store_error_before)?;
+        let tasks: Vec<Item> = items
+            .iter()
+            .filter(|i| task_id(&i.key).is_some())
+            .cloned()
+            .collect();
         self.inner.put_batch(items).await?;
+        self.history
+            .landed(self.clock.now(), tasks.iter().map(|i| (&i.key, Some(i))));
         self.faults.store_error(r.store_error_after)
     }
 
@@ -282,5 +419,79 @@ impl Queue for SimQueue {
         self.inner
             .change_visibility(queue, receipt, visibility)
             .await
+    }
+}
+
+/// One webhook delivery as the fake endpoint received it.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub at: DateTime<Utc>,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    /// Answered with a 2xx (else an error status or a transport error).
+    pub ok: bool,
+}
+
+/// The webhook endpoints of one run: every request recorded, answered with
+/// an error `fail` permille of the time while the faults are on.
+pub struct SimHttp {
+    pub faults: Arc<Faults>,
+    pub fail: u32,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Mutex<Rng>,
+    pub hooks: Mutex<Vec<Hook>>,
+}
+
+impl SimHttp {
+    pub fn hooks(&self) -> Vec<Hook> {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl HttpClient for SimHttp {
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // Calls are serialised by the gates around them, so the stream of
+        // chance is consumed in a fixed order.
+        let (fails, transport) = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let fails = self.faults.on() && rng.chance(self.fail);
+            (fails, rng.chance(500))
+        };
+        if fails {
+            self.faults.count(|t| t.hook_errors += 1);
+        }
+        if crate::world::tracing() {
+            eprintln!(
+                "  webhook {} ok {}: {}",
+                request.url,
+                !fails,
+                String::from_utf8_lossy(&request.body)
+            );
+        }
+        self.hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Hook {
+                at: self.clock.now(),
+                url: request.url.clone(),
+                headers: request.headers.clone(),
+                body: String::from_utf8_lossy(&request.body).into_owned(),
+                ok: !fails,
+            });
+        match (fails, transport) {
+            (false, _) => Ok(HttpResponse {
+                status: 204,
+                headers: Vec::new(),
+                body: Vec::new(),
+            }),
+            (true, true) => Err(HttpError::Transport("simulated connection reset".into())),
+            (true, false) => Ok(HttpResponse {
+                status: 503,
+                headers: Vec::new(),
+                body: b"simulated outage".to_vec(),
+            }),
+        }
     }
 }

@@ -6,6 +6,11 @@
 //! Beside the tasks, a 3-step pipeline subscribed to a topic runs once per
 //! published message: a publisher, the topic dispatcher and the workers
 //! (which run executions as they run tasks) are actors like the others.
+//!
+//! Some tasks carry a TTL (expired by the scheduler's sweeps, removed after
+//! the retention) or a webhook URL (answered by a fake endpoint that
+//! records each delivery and sometimes fails it), and a requeuer puts
+//! failed tasks back as the API's requeue routes do.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -19,20 +24,23 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use uuid::Uuid;
 use warren::adapters::embedded::{EmbeddedStore, MemoryQueue};
-use warren::adapters::http::GuardedHttpClient;
+use warren::domain::TaskStatus;
+use warren::domain::fingerprint::error_fingerprint;
 use warren::domain::identity::{Credential, Principal};
 use warren::domain::pipeline::PipelineSpec;
 use warren::handlers::{Registry, TaskFailure};
 use warren::ports::Delivery;
-use warren::ports::{Clock, HttpClient, Key, Store};
+use warren::ports::{Clock, Key, Store};
 use warren::service::enqueue::{self, Enqueued, NewTask};
-use warren::service::{Metrics, ServiceError, control, maintenance, pipelines, topics, worker};
+use warren::service::{
+    Metrics, ServiceError, control, failed, maintenance, pipelines, topics, worker,
+};
 use warren::table::timers::timer_of;
 use warren::table::{executions, tasks};
 use warren::{Config, Deps};
 
 use crate::gate::Step;
-use crate::ports::{Faults, Rates, SimQueue, SimStore, Tally};
+use crate::ports::{Faults, History, Rates, SimHttp, SimQueue, SimStore, Tally};
 use crate::rng::{Rng, mix};
 
 /// The knobs of one run, all drawn from its seed.
@@ -56,6 +64,22 @@ pub struct Plan {
     /// Chance (permille) that a single enqueue carries an idempotency key
     /// (from a pool of three, so keys repeat), resent once on an error.
     pub keyed: u32,
+    /// Requeue requests made on failed tasks, and the chance (permille)
+    /// that one requeues the task's whole error group instead.
+    pub requeues: u64,
+    pub group_requeue: u32,
+    /// Chance (permille) that a task has a TTL (of 1 to 240 s), and how
+    /// long an expired task is kept.
+    pub ttl: u32,
+    pub expired_retention: Duration,
+    /// Chance (permille) that a task has a webhook URL, and that the
+    /// endpoint fails a delivery while the faults last.
+    pub hooks: u32,
+    pub hook_fail: u32,
+    /// The scheduler ticked before the run (a deployment that has run a
+    /// while): every sweep has its cursor from the start, so the clock may
+    /// jump. Else the first tick pins them, under the faults.
+    pub warm: bool,
 }
 
 impl Plan {
@@ -91,6 +115,13 @@ impl Plan {
             chaos_events: rng.range(40, 240) as u32,
             cancels: if rng.chance(300) { rng.range(1, 4) } else { 0 },
             keyed: *rng.pick(&[0, 300, 1000]),
+            requeues: if rng.chance(400) { rng.range(1, 5) } else { 0 },
+            group_requeue: *rng.pick(&[0, 300]),
+            ttl: *rng.pick(&[0, 300, 700]),
+            expired_retention: Duration::from_secs(*rng.pick(&[60, 300, 900])),
+            hooks: *rng.pick(&[0, 400, 1000]),
+            hook_fail: p(&mut rng, 150),
+            warm: rng.chance(500),
         }
     }
 }
@@ -101,6 +132,12 @@ pub enum Verdict {
     Succeed,
     Retry,
     Fatal,
+}
+
+/// The label of life `life` of the task labelled `n`: a requeued task's
+/// handler answers afresh.
+pub fn life_label(n: u64, life: u32) -> u64 {
+    n | u64::from(life) << 48
 }
 
 /// The handler's fixed answer for attempt `attempt` of task `n` under `seed`.
@@ -151,12 +188,16 @@ pub struct StepRun {
     pub at: DateTime<Utc>,
 }
 
+/// One attempt of one life of a task: (task id, life, attempt).
+pub type Attempt = (Uuid, u32, u32);
+
 /// What the test handlers, the producers and the publisher saw: the side
 /// effects the invariants are checked against.
 #[derive(Default)]
 pub struct Ledger {
-    /// Handler runs per (task id, attempt).
-    pub runs: Mutex<BTreeMap<(Uuid, u32), u32>>,
+    /// When the handler ran, per (task id, life, attempt): a requeue starts
+    /// a task's next life, whose attempts count from 1 again.
+    pub runs: Mutex<BTreeMap<Attempt, Vec<DateTime<Utc>>>>,
     /// Tasks whose enqueue was answered with success.
     pub acked: Mutex<BTreeSet<Uuid>>,
     /// Messages whose publish was answered with success, by id.
@@ -165,6 +206,12 @@ pub struct Ledger {
     pub steps: Mutex<Vec<StepRun>>,
     /// Tasks whose cancel was answered with success.
     pub cancelled: Mutex<BTreeSet<Uuid>>,
+    /// Single requeues answered with success, per task; and the tasks
+    /// group requeues said they requeued.
+    pub requeued: Mutex<BTreeMap<Uuid, u32>>,
+    pub group_requeued: Mutex<u64>,
+    /// Every task write that landed.
+    pub history: Arc<History>,
 }
 
 /// A task's label: `kwargs.n`, or for a task a pipeline enqueued, from the
@@ -223,6 +270,7 @@ enum Kind {
     Publisher,
     Dispatcher,
     Canceller,
+    Requeuer,
 }
 
 impl Kind {
@@ -232,7 +280,7 @@ impl Kind {
         chrono::Duration::seconds(match self {
             Kind::Worker => 900,
             Kind::Scheduler | Kind::Dispatcher => 60,
-            Kind::Producer | Kind::Publisher | Kind::Canceller => 29,
+            Kind::Producer | Kind::Publisher | Kind::Canceller | Kind::Requeuer => 29,
         })
     }
 }
@@ -258,6 +306,13 @@ pub struct Report {
     /// Cancels acknowledged, and enqueues sent with an idempotency key.
     pub cancelled: usize,
     pub keyed: usize,
+    /// Requeues that landed (single or by group), tasks that ended
+    /// expired, tasks removed at the end of their TTL or retention.
+    pub requeues: u64,
+    pub expired: u64,
+    pub removed: u64,
+    /// Webhook deliveries the endpoint accepted.
+    pub hooks: u64,
     pub simulated: Duration,
     /// A digest of the run's outcome, to check that a seed replays.
     pub digest: u64,
@@ -277,13 +332,6 @@ pub fn run(seed: u64) -> Report {
     report
 }
 
-/// Outgoing HTTP is never used (no webhooks); one client serves every run.
-fn http() -> Arc<dyn HttpClient> {
-    static HTTP: OnceLock<Arc<dyn HttpClient>> = OnceLock::new();
-    HTTP.get_or_init(|| Arc::new(GuardedHttpClient::new(Vec::new()).expect("http client")))
-        .clone()
-}
-
 pub struct Sim {
     seed: u64,
     plan: Plan,
@@ -292,6 +340,7 @@ pub struct Sim {
     store: Arc<EmbeddedStore>,
     queue: Arc<MemoryQueue>,
     faults: Arc<Faults>,
+    http: Arc<SimHttp>,
     ledger: Arc<Ledger>,
     notify: Arc<Notify>,
     actors: Vec<Actor>,
@@ -299,8 +348,9 @@ pub struct Sim {
     offered: u64,
     /// Messages offered so far (their `m` labels).
     published: u64,
-    /// Cancel requests made so far.
+    /// Cancel and requeue requests made so far.
     cancels: u64,
+    requeues: u64,
     /// Single enqueues given an idempotency key so far.
     keyed_sends: usize,
     /// The pipeline subscribed to [`TOPIC`].
@@ -311,6 +361,17 @@ pub struct Sim {
     crashes: u64,
     jumps: u64,
 }
+
+/// The cursors of the scheduler's sweeps, in the order a tick pins them.
+const SWEEPS: [&str; 7] = [
+    "release-pending",
+    "rescue-leases",
+    "resend-webhooks",
+    "fire-schedules",
+    "resume-executions",
+    "expire-tasks",
+    "delete-expired",
+];
 
 const START: i64 = 1_900_000_000; // 2030-03-17, a fixed simulated start
 
@@ -324,14 +385,21 @@ impl Sim {
             chance: Mutex::new(Rng::new(mix(seed ^ 0x717E))),
         });
         let mut handlers = Registry::new();
-        let l = ledger.clone();
+        let (l, c) = (ledger.clone(), clock.clone());
         handlers.register("sim", move |ctx| {
-            let l = l.clone();
+            let (l, at) = (l.clone(), c.now());
             async move {
                 let n = label_of(&ctx.kwargs).unwrap_or(0);
                 let id = ctx.task_id.unwrap_or_default();
-                *lock(&l.runs).entry((id, ctx.attempt)).or_default() += 1;
-                match verdict(seed, n, ctx.attempt) {
+                // Its life: the requeues that landed before this attempt
+                // started (no requeue can land while it runs unless its
+                // lease ran out, and a handler runs at once).
+                let life = l.history.life(id);
+                lock(&l.runs)
+                    .entry((id, life, ctx.attempt))
+                    .or_default()
+                    .push(at);
+                match verdict(seed, life_label(n, life), ctx.attempt) {
                     Verdict::Succeed => Ok(json!({"n": n, "attempt": ctx.attempt})),
                     Verdict::Retry => Err(TaskFailure::retry(format!("sim: retry {n}"))),
                     Verdict::Fatal => Err(TaskFailure::fatal(format!("sim: fatal {n}"))),
@@ -360,11 +428,19 @@ impl Sim {
         });
         let store = Arc::new(EmbeddedStore::in_memory());
         let queue = Arc::new(MemoryQueue::new());
+        let faults = Faults::new(plan.rates, mix(seed ^ 0xFA17));
+        let http = Arc::new(SimHttp {
+            faults: faults.clone(),
+            fail: plan.hook_fail,
+            clock: clock.clone(),
+            rng: Mutex::new(Rng::new(mix(seed ^ 0x4007))),
+            hooks: Mutex::default(),
+        });
         let base = Deps {
             store: store.clone(),
             queue: queue.clone(),
             clock,
-            http: http(),
+            http: http.clone(),
             handlers: Arc::new(handlers),
             metrics: Arc::new(Metrics::off()),
             config: Arc::new(Config {
@@ -373,6 +449,8 @@ impl Sim {
                 open: true,
                 snapshot_messages: plan.snapshot_messages,
                 redispatch_after: plan.redispatch_after,
+                expired_retention: chrono::Duration::from_std(plan.expired_retention)
+                    .expect("a short retention"),
                 ..Config::default()
             }),
             identity: Default::default(),
@@ -395,6 +473,7 @@ impl Sim {
             Kind::Publisher,
             Kind::Dispatcher,
             Kind::Canceller,
+            Kind::Requeuer,
         ] {
             actors.push(Actor {
                 kind,
@@ -404,7 +483,8 @@ impl Sim {
         }
         Sim {
             seed,
-            faults: Faults::new(plan.rates, mix(seed ^ 0xFA17)),
+            faults,
+            http,
             rng: Rng::new(seed),
             plan,
             base,
@@ -416,6 +496,7 @@ impl Sim {
             offered: 0,
             published: 0,
             cancels: 0,
+            requeues: 0,
             keyed_sends: 0,
             pipeline: Uuid::nil(),
             trail: 0,
@@ -432,10 +513,6 @@ impl Sim {
         self.trail = mix(self.trail ^ what);
     }
 
-    fn now(&self) -> DateTime<Utc> {
-        self.base.clock.now()
-    }
-
     /// Whether actor `a` has something left to offer (producers and the
     /// publisher stop once their share is out).
     fn has_work(&self, a: usize) -> bool {
@@ -444,6 +521,9 @@ impl Sim {
             Kind::Publisher => self.published < self.plan.messages,
             Kind::Canceller => {
                 self.cancels < self.plan.cancels && !lock(&self.ledger.acked).is_empty()
+            }
+            Kind::Requeuer => {
+                self.requeues < self.plan.requeues && !self.ledger.history.failed().is_empty()
             }
             _ => true,
         }
@@ -462,6 +542,11 @@ impl Sim {
 
     async fn run(mut self) -> Report {
         self.subscribe().await;
+        if self.plan.warm {
+            busy(maintenance::tick(&self.base))
+                .await
+                .expect("the scheduler ticks before the run");
+        }
         let mut events = 0;
         while events < self.plan.chaos_events
             || self.offered < self.plan.tasks
@@ -526,6 +611,20 @@ impl Sim {
             t
         };
         let runs = lock(&self.ledger.runs).clone();
+        let history = self.ledger.history.snapshot();
+        let versions = || history.values().flatten();
+        let requeues = history
+            .values()
+            .map(|v| u64::from(crate::ports::lives(v)))
+            .sum();
+        let expired = history
+            .values()
+            .filter(|v| {
+                v.iter().flat_map(|v| &v.task).last().map(|t| t.status) == Some(TaskStatus::Expired)
+            })
+            .count() as u64;
+        let removed = versions().filter(|v| v.task.is_none()).count() as u64;
+        let hooks = self.http.hooks().iter().filter(|h| h.ok).count() as u64;
         let executions = crate::check::all_executions(&self).await.len();
         let step_runs = lock(&self.ledger.steps).len();
         let start = Utc.timestamp_opt(START, 0).single().unwrap_or_default();
@@ -535,14 +634,18 @@ impl Sim {
             tally,
             tasks: runs
                 .keys()
-                .map(|(id, _)| *id)
+                .map(|(id, _, _)| *id)
                 .collect::<BTreeSet<_>>()
                 .len(),
-            attempts: runs.values().map(|n| u64::from(*n)).sum(),
+            attempts: runs.values().map(|at| at.len() as u64).sum(),
             executions,
             step_runs,
             cancelled: lock(&self.ledger.cancelled).len(),
             keyed: self.keyed_sends,
+            requeues,
+            expired,
+            removed,
+            hooks,
             simulated: (self.now() - start).to_std().unwrap_or_default(),
             digest: self.trail,
         }
@@ -564,10 +667,10 @@ impl Sim {
                 0..900 => Duration::from_millis(self.rng.range(1, 50)),
                 900..970 => Duration::from_millis(self.rng.range(50, 3_000)),
                 970..990 => Duration::from_secs(self.rng.range(10, 150)),
-                // Not before the scheduler's first tick: a sweep with no
-                // cursor looks back one hour, so timers older than that
-                // when the scheduler first runs are not seen (a known
-                // limit: on AWS it ticks every minute from deployment).
+                // Not before every sweep has its cursor: a sweep with no
+                // cursor looks back one hour, so entries older than that
+                // when it first runs are not seen (a known limit: on AWS
+                // the scheduler ticks every minute from deployment).
                 _ if self.plan.jumps && busy(self.pinned()).await => {
                     self.jumps += 1;
                     Duration::from_secs(self.rng.range(300, 3_600))
@@ -623,9 +726,10 @@ impl Sim {
         }
     }
 
-    /// The timer sweeps have their cursors.
+    /// Every sweep has its cursor (a tick killed part way pins only the
+    /// first few).
     async fn pinned(&self) -> bool {
-        for name in ["release-pending", "rescue-leases"] {
+        for name in SWEEPS {
             let key = Key::new("SCHED", name);
             if !matches!(self.store.get(&key).await, Ok(Some(_))) {
                 return false;
@@ -657,6 +761,8 @@ impl Sim {
                 inner: self.store.clone() as Arc<dyn Store>,
                 step: step.clone(),
                 faults: self.faults.clone(),
+                history: self.ledger.history.clone(),
+                clock: self.base.clock.clone(),
             }),
             queue: Arc::new(SimQueue {
                 inner: self.queue.clone(),
@@ -725,6 +831,25 @@ impl Sim {
                 let id = *self.rng.pick(&acked);
                 Box::pin(cancel(deps, id, self.ledger.clone()))
             }
+            Kind::Requeuer => {
+                let failed = self.ledger.history.failed();
+                if self.requeues >= self.plan.requeues || failed.is_empty() {
+                    return;
+                }
+                self.requeues += 1;
+                let (id, task) = self.rng.pick(&failed).clone();
+                let how = if self.rng.chance(self.plan.group_requeue) {
+                    // As the dashboard's button does: the group of the
+                    // error it shows, failed before the page was drawn
+                    // (or at any time).
+                    let fingerprint = error_fingerprint(task.error.as_deref().unwrap_or(""));
+                    let before = self.rng.chance(500).then(|| self.now());
+                    Requeue::Group(fingerprint, before)
+                } else {
+                    Requeue::One(id)
+                };
+                Box::pin(requeue(deps, how, self.ledger.clone()))
+            }
         };
         self.actors[a].running = Some((fut, step));
         self.actors[a].started = self.now();
@@ -746,6 +871,16 @@ impl Sim {
             // Some beyond the queue's 15 minutes of delay: the timer path.
             let ahead = self.rng.range(1, 20 * 60) as i64;
             t.scheduled_at = Some(self.now() + chrono::Duration::seconds(ahead));
+        }
+        if self.rng.chance(self.plan.ttl) {
+            // Short against the run: some run out before the task's delay
+            // or its retries, so it expires pending; some after it ended,
+            // so it is removed.
+            let half = if self.rng.chance(300) { 0.5 } else { 0.0 };
+            t.ttl_seconds = Some(self.rng.range(1, 240) as f64 + half);
+        }
+        if self.rng.chance(self.plan.hooks) {
+            t.webhook_url = Some(format!("http://hooks.sim/{n}"));
         }
         t
     }
@@ -814,24 +949,37 @@ impl Sim {
         }
     }
 
-    /// The timers of the unfinished tasks and executions (one for each: one
-    /// without is reported, and counted here as due now so the drain goes on).
+    /// The work still to come: the timers of the unfinished tasks and
+    /// executions (one for each: one without is reported, and counted here
+    /// as due now so the drain goes on), of the finished tasks still owing
+    /// their webhook, and the TTL work on tasks (expiry, then removal). The
+    /// tasks are read past the list (which hides a record past its TTL):
+    /// every task written and not removed.
     async fn open_timers(&self) -> Vec<DateTime<Utc>> {
-        let mut keys = Vec::new();
-        for t in crate::check::all_tasks(self).await {
-            if !t.status.is_final() {
-                keys.push(tasks::key(t.id));
+        let now = self.now();
+        let mut timers = Vec::new();
+        for id in self.ledger.history.stored() {
+            let Some(item) = self.store.get(&tasks::key(id)).await.ok().flatten() else {
+                continue;
+            };
+            let Some(t) = tasks::from_item(&item) else {
+                continue;
+            };
+            match timer_of(&item) {
+                Some(at) => timers.push(at),
+                None if !t.status.is_final() => timers.push(now),
+                None => {}
+            }
+            // A running task's expiry waits for its next write.
+            if t.status != TaskStatus::Running {
+                timers.extend(crate::check::expiry_of(&item));
             }
         }
         for e in crate::check::all_executions(self).await {
             if e.next_step().is_some() {
-                keys.push(executions::key(e.id));
+                let item = self.store.get(&executions::key(e.id)).await.ok().flatten();
+                timers.push(item.as_ref().and_then(timer_of).unwrap_or(now));
             }
-        }
-        let mut timers = Vec::new();
-        for key in keys {
-            let item = self.store.get(&key).await.ok().flatten();
-            timers.push(item.as_ref().and_then(timer_of).unwrap_or(self.now()));
         }
         timers
     }
@@ -892,7 +1040,7 @@ impl Sim {
                 item.as_ref().and_then(timer_of)
             ));
         }
-        for name in ["release-pending", "rescue-leases"] {
+        for name in SWEEPS {
             let cursor = self
                 .store
                 .get(&Key::new("SCHED", name))
@@ -1008,6 +1156,32 @@ async fn cancel(deps: Deps, id: Uuid, ledger: Arc<Ledger>) {
     }
 }
 
+/// What a requeue request names.
+enum Requeue {
+    /// One task (`POST /api/v1/tasks/{id}/requeue`).
+    One(Uuid),
+    /// An error group, failed before a time or at any
+    /// (`POST /api/v1/tasks/failed/requeue`).
+    Group(String, Option<DateTime<Utc>>),
+}
+
+/// A requeue request, as an API client makes it.
+async fn requeue(deps: Deps, how: Requeue, ledger: Arc<Ledger>) {
+    let who = Principal::deployment(Credential::Open);
+    match how {
+        Requeue::One(id) => {
+            if control::requeue(&deps, id, &who).await.is_ok() {
+                *lock(&ledger.requeued).entry(id).or_default() += 1;
+            }
+        }
+        Requeue::Group(fingerprint, before) => {
+            if let Ok(done) = failed::requeue_group(&deps, &who, &fingerprint, None, before).await {
+                *lock(&ledger.group_requeued) += done.requeued;
+            }
+        }
+    }
+}
+
 /// The publisher's step: one message on [`TOPIC`], labelled `m`.
 async fn publish(deps: Deps, m: u64, ledger: Arc<Ledger>) {
     if let Ok(id) = topics::publish(&deps, TOPIC, &json!({"m": m})).await {
@@ -1030,6 +1204,12 @@ impl Sim {
     }
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+    pub fn http(&self) -> &SimHttp {
+        &self.http
+    }
+    pub fn now(&self) -> DateTime<Utc> {
+        self.base.clock.now()
     }
     pub fn violation(&mut self, v: String) {
         self.violations.push(v);
