@@ -195,6 +195,12 @@ pub struct Task {
     /// outgoing calls continue that trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// A random token of the attempt that started it, while it runs: a
+    /// worker whose start write was retried (its answer lost) tells its own
+    /// write from a twin's by it, where a message handed twice in one batch
+    /// started the task twice at the same instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<u64>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -264,6 +270,7 @@ impl Task {
         }
         let mut next = self.clone();
         next.version += 1;
+        next.claim = None;
         Ok(next)
     }
 
@@ -419,6 +426,7 @@ mod tests {
             webhook: None,
             owner: None,
             traceparent: None,
+            claim: None,
             version: 1,
         }
     }

@@ -226,6 +226,7 @@ impl NewTask {
             webhook: None,
             owner: self.owner,
             traceparent: crate::trace::current_header(),
+            claim: None,
             version: 1,
         }
     }

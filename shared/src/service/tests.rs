@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 
@@ -15,7 +16,7 @@ use crate::Deps;
 use crate::adapters::clock::ManualClock;
 use crate::domain::TaskStatus;
 use crate::handlers::Registry;
-use crate::ports::{Clock, Delivery};
+use crate::ports::{Clock, Delivery, Item, Key, Query, Store, StoreError, WriteOp};
 use crate::testing::{memory_deps, receive_now};
 
 fn t0() -> DateTime<Utc> {
@@ -322,6 +323,85 @@ async fn a_task_owing_its_webhook_outlives_its_ttl_until_the_delivery_is_recorde
     clock.advance(chrono::Duration::seconds(1));
     assert_eq!(tick(&deps).await.unwrap().deleted, 1);
     assert!(deps.tasks().get(id).await.unwrap().is_none());
+}
+
+/// Refuses, before it lands, the second write that starts a task: the
+/// backend was unavailable for that one call.
+struct RefuseSecondStart {
+    inner: Arc<dyn Store>,
+    starts: AtomicUsize,
+}
+
+#[async_trait]
+impl Store for RefuseSecondStart {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        let starts = ops.iter().any(|op| {
+            matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!("running")))
+        });
+        if starts && self.starts.fetch_add(1, Ordering::SeqCst) == 1 {
+            return Err(StoreError::Unavailable("refused".into()));
+        }
+        self.inner.transact(ops).await
+    }
+
+    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        self.inner.put_batch(items).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(query).await
+    }
+
+    async fn increment(
+        &self,
+        key: &Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, StoreError> {
+        self.inner.increment(key, attr, limit, ttl).await
+    }
+}
+
+/// Found by the simulator (seed 1317 of 5,000): a message handed twice in
+/// one batch starts its task twice at the same instant; the twin whose
+/// write was refused tried again, met the other's write, read it back, took
+/// it for its own (the same task at the same instant) and ran the attempt
+/// a second time. The start now carries a random claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_handed_twice_at_once_runs_its_attempt_once() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::standard();
+    let counted = runs.clone();
+    registry.register("slow", move |_| {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            // Still running when the refused twin reads the task back.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(json!("done"))
+        }
+    });
+    let (memory, _clock) = setup(registry);
+    let deps = Deps {
+        store: Arc::new(RefuseSecondStart {
+            inner: memory.store.clone(),
+            starts: AtomicUsize::new(0),
+        }),
+        ..memory
+    };
+    let id = created(&deps, new_task("slow")).await;
+    let message = receive_all(&deps).await.remove(0);
+    let (a, b) = tokio::join!(process(&deps, &message.body), process(&deps, &message.body));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the attempt ran twice");
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
 }
 
 #[tokio::test]

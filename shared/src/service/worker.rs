@@ -99,9 +99,11 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
         // Sent early (re-dispatch of a retry that is not due yet): hold it back again.
         return redispatch(deps, &task, now).await.map(|_| Start::Done);
     }
-    let running = task
+    let mut running = task
         .start(now, deps.config.lease_grace)
         .map_err(invalid_transition)?;
+    // 53 random bits, from the clock's randomness (seeded in simulation).
+    running.claim = Some((deps.clock.jitter() * (1u64 << 53) as f64) as u64);
     let until = hold_until(deps, now);
     match save_until(deps, &task, &running, running.lease_until, until).await {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
