@@ -14,8 +14,9 @@
 //! `WARREN_FAULT_TASKS=5000 WARREN_FAULT_EXECUTIONS=500 cargo nextest run
 //! --workspace -E 'binary(aws_faults)' --no-capture` (with the emulator at
 //! `AWS_ENDPOINT_URL`, as `scripts/test` starts it). `WARREN_FAULT_RATE`
-//! sets the share of faulted calls, and `WARREN_FAULT_SEED=N` replays the
-//! faults of a run (it prints its seed).
+//! sets the share of faulted calls, `WARREN_FAULT_SEED=N` replays the
+//! faults of a run (it prints its seed), and `WARREN_FAULT_STALL=S` how
+//! long the wait for the end may see nothing end (240 s by default).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -329,10 +330,12 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
 
     // Everything ends, faults still on (the polling reads meet them too).
     // A message whose handling failed comes back after its 60 s visibility
-    // timeout, and the emulator slows as its table grows: a few such rounds
-    // are expected. A task whose message is lost waits for its 600 s
-    // re-dispatch timer, far past this.
-    let deadline = Instant::now() + secs(240 + tasks as u64 / 5);
+    // timeout, and the emulator slows as its table grows, so the wait is
+    // for progress, not for a total time: it fails once nothing has ended
+    // for `WARREN_FAULT_STALL` seconds (240 by default). A task whose
+    // message is lost waits for its 600 s re-dispatch timer, past that.
+    let stall = secs(setting("WARREN_FAULT_STALL", 240));
+    let (mut progress, mut last_ended) = (Instant::now(), 0);
     loop {
         let r = w.get("/api/v1/queues").await;
         seen.record("GET /api/v1/queues", &r);
@@ -347,10 +350,13 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
         if r.status == 200 && ended >= tasks as u64 && steps >= executions as u64 {
             break;
         }
-        if Instant::now() >= deadline {
+        if ended + steps > last_ended {
+            (progress, last_ended) = (Instant::now(), ended + steps);
+        }
+        if progress.elapsed() >= stall {
             let stuck = w.get("/api/v1/tasks?status=pending&limit=20").await;
             panic!(
-                "not everything ended: {}\nstill pending: {}\nfaults: {:?}\n{}",
+                "nothing ended for {stall:?}: {}\nstill pending: {}\nfaults: {:?}\n{}",
                 r.text,
                 stuck.text,
                 proxy.tally(),
