@@ -95,6 +95,54 @@ async fn runs_tasks_on_aws(counts: &str) {
     );
 }
 
+/// What the enqueue function answers to events from `front` (API Gateway's
+/// or a function URL's): 201 with the id for `body`, 401 under a wrong key,
+/// a 4xx for a bad body. The task's id.
+async fn enqueue_answers_as_the_api_does(
+    enqueue: &mut LambdaFunction,
+    front: fn(&str, &str, &[(&str, &str)], Option<&Value>) -> Value,
+    body: &Value,
+) -> String {
+    let created = enqueue
+        .invoke(front(
+            "POST",
+            "/api/v1/enqueue",
+            &[("x-api-key", KEY)],
+            Some(body),
+        ))
+        .await
+        .expect("enqueue answers");
+    let id = answer(&created, 201)["task_id"]
+        .as_str()
+        .expect("task_id")
+        .to_string();
+    let denied = enqueue
+        .invoke(front(
+            "POST",
+            "/api/v1/enqueue",
+            &[("x-api-key", "wrong")],
+            Some(body),
+        ))
+        .await
+        .expect("enqueue answers");
+    assert_eq!(answer(&denied, 401)["code"], "unauthorized");
+    let bad = enqueue
+        .invoke(front(
+            "POST",
+            "/api/v1/enqueue",
+            &[("x-api-key", KEY)],
+            Some(&json!({"args": []})),
+        ))
+        .await
+        .expect("enqueue answers");
+    assert_eq!(
+        bad["statusCode"].as_u64().map(|s| (400..500).contains(&s)),
+        Some(true),
+        "{bad}"
+    );
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     let aws = provision();
@@ -105,38 +153,7 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     // The HTTP function answers API Gateway events, and checks the key.
     let mut enqueue = LambdaFunction::start("enqueue", &env).await;
     let body = json!({"task_name": "echo", "args": ["via lambda"]});
-    let created = enqueue
-        .invoke(http_event("POST", "/api/v1/enqueue", &auth, Some(&body)))
-        .await
-        .expect("enqueue answers");
-    let id = answer(&created, 201)["task_id"]
-        .as_str()
-        .expect("task_id")
-        .to_string();
-    let denied = enqueue
-        .invoke(http_event(
-            "POST",
-            "/api/v1/enqueue",
-            &[("x-api-key", "wrong")],
-            Some(&body),
-        ))
-        .await
-        .expect("enqueue answers");
-    assert_eq!(answer(&denied, 401)["code"], "unauthorized");
-    let bad = enqueue
-        .invoke(http_event(
-            "POST",
-            "/api/v1/enqueue",
-            &auth,
-            Some(&json!({"args": []})),
-        ))
-        .await
-        .expect("enqueue answers");
-    assert_eq!(
-        bad["statusCode"].as_u64().map(|s| (400..500).contains(&s)),
-        Some(true),
-        "{bad}"
-    );
+    let id = enqueue_answers_as_the_api_does(&mut enqueue, http_event, &body).await;
     eprintln!("enqueue cold start: {:?}", enqueue.cold_start());
 
     // Its message is on the queue; the worker gets it twice in one batch
@@ -216,6 +233,88 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
         .await
         .expect("ops answers");
     assert_eq!(health["statusCode"], 200, "{health}");
+}
+
+/// `method path` as a Lambda function URL (AuthType NONE) hands it to the
+/// function: the HTTP API's payload 2.0, with the URL's own domain, no
+/// authorizer, and the null fields API Gateway leaves out.
+fn function_url_event(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Value {
+    let mut event = http_event(method, path, headers, body);
+    let url_id = "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6";
+    let context = &mut event["requestContext"];
+    context["apiId"] = json!(url_id);
+    context["domainPrefix"] = json!(url_id);
+    context["domainName"] = json!(format!("{url_id}.lambda-url.us-east-1.on.aws"));
+    context["authentication"] = Value::Null;
+    event["pathParameters"] = Value::Null;
+    event["stageVariables"] = Value::Null;
+    event
+}
+
+/// GIVEN the enqueue functions behind function URLs (`EnqueueFunctionUrls=on`)
+/// WHEN a producer posts a task and a batch to them
+/// THEN they answer as behind the API: 201 with the ids, the tasks stored and
+/// queued, 401 without the key, a 4xx for a bad body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_functions_answer_function_url_requests_as_behind_the_api() {
+    let aws = provision();
+    let hash = sha256_hex(KEY);
+    let env = aws.function_env(&hash, SECRET);
+    let auth = [("x-api-key", KEY)];
+    let body = json!({"task_name": "echo", "queue_name": "url", "args": ["via url"]});
+
+    let mut enqueue = LambdaFunction::start("enqueue", &env).await;
+    let id = enqueue_answers_as_the_api_does(&mut enqueue, function_url_event, &body).await;
+
+    let mut batch = LambdaFunction::start("enqueue-batch", &env).await;
+    let items = json!([body.clone(), body.clone(), body]);
+    let created = batch
+        .invoke(function_url_event(
+            "POST",
+            "/api/v1/enqueue/batch",
+            &auth,
+            Some(&items),
+        ))
+        .await
+        .expect("enqueue-batch answers");
+    let ids = answer(&created, 201)["task_ids"]
+        .as_array()
+        .expect("task_ids")
+        .len();
+    assert_eq!(ids, 3, "{created}");
+
+    // Stored as through the API: the task reads back pending, and its message
+    // is on the task queue with the batch's three.
+    let mut query = LambdaFunction::start("task-query", &env).await;
+    let got = query
+        .invoke(http_event(
+            "GET",
+            &format!("/api/v1/tasks/{id}"),
+            &auth,
+            None,
+        ))
+        .await
+        .expect("task-query answers");
+    assert_eq!(answer(&got, 200)["queue_name"], "url");
+    let sqs = AwsClients::new(&sdk_config().await, None).queue();
+    let mut bodies = Vec::new();
+    wait_until("the four messages", secs(10), async || {
+        for d in sqs
+            .receive(&aws.task_queue, 10, secs(60), Duration::from_secs(1))
+            .await
+            .expect("receive")
+        {
+            bodies.push(d.body);
+        }
+        (bodies.len() >= 4).then_some(())
+    })
+    .await;
+    assert!(bodies.iter().any(|b| b.contains(&id)), "{bodies:?}");
 }
 
 /// `Counts=stream` on AWS: the tasks' writes leave the counters out, and the
