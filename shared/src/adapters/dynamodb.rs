@@ -25,9 +25,9 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Map, Value};
 use tokio::task::JoinSet;
 
-use crate::adapters::aws::RequestCounter;
 use crate::adapters::backoff;
 use crate::adapters::checks::{check_batch, check_increment, check_key, check_ops, check_size};
+use crate::adapters::requests::RequestCounter;
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
 /// The table's partition key attribute (S).

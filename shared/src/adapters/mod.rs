@@ -9,6 +9,7 @@ pub mod clock;
 pub mod dynamodb;
 pub mod embedded;
 pub mod http;
+pub mod requests;
 pub mod sqs;
 pub mod ssm;
 pub mod streams;
