@@ -95,12 +95,16 @@ async fn runs_tasks_on_aws(counts: &str) {
     );
 }
 
+/// How an HTTP request reaches a function: as API Gateway's event
+/// ([`http_event`]) or a function URL's ([`function_url_event`]).
+type Front = fn(&str, &str, &[(&str, &str)], Option<&Value>) -> Value;
+
 /// What the enqueue function answers to events from `front` (API Gateway's
 /// or a function URL's): 201 with the id for `body`, 401 under a wrong key,
 /// a 4xx for a bad body. The task's id.
 async fn enqueue_answers_as_the_api_does(
     enqueue: &mut LambdaFunction,
-    front: fn(&str, &str, &[(&str, &str)], Option<&Value>) -> Value,
+    front: Front,
     body: &Value,
 ) -> String {
     let created = enqueue
