@@ -141,10 +141,11 @@ const GATHER_GAP: Duration = Duration::from_micros(250);
 /// time-ordered, so inserts land on the right edges of the trees). A cache
 /// that grows to a gigabyte only costs memory and fresh-page faults:
 /// batch enqueue on a store of 200k tasks measured 32-37k tasks/s with it,
-/// 41-56k with 64 MiB (docs/BENCHMARKS.md); 8 MiB against 64 MiB moved
-/// neither enqueue nor end-to-end rates beyond the noise and kept 80 MiB
-/// less resident (docs/RELIABILITY.md, "Memory").
-pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
+/// 41-56k with 64 MiB (docs/BENCHMARKS.md); 8 MiB against 64 MiB, and 4
+/// against 8, moved neither enqueue nor end-to-end rates beyond the noise,
+/// and 4 MiB keeps warren under 40 MiB once idle (docs/RELIABILITY.md,
+/// "Memory").
+pub const DEFAULT_CACHE_BYTES: usize = 4 << 20;
 
 /// Create the store file readable by its owner only (0600), or make an
 /// existing one so: it holds every task, result and (hashed) key. redb
