@@ -306,18 +306,7 @@ async fn enqueue_functions_answer_function_url_requests_as_behind_the_api() {
         .expect("task-query answers");
     assert_eq!(answer(&got, 200)["queue_name"], "url");
     let sqs = AwsClients::new(&sdk_config().await, None).queue();
-    let mut bodies = Vec::new();
-    wait_until("the four messages", secs(10), async || {
-        for d in sqs
-            .receive(&aws.task_queue, 10, secs(60), Duration::from_secs(1))
-            .await
-            .expect("receive")
-        {
-            bodies.push(d.body);
-        }
-        (bodies.len() >= 4).then_some(())
-    })
-    .await;
+    let bodies = receive_at_least(&*sqs, &aws.task_queue, 4).await;
     assert!(bodies.iter().any(|b| b.contains(&id)), "{bodies:?}");
 }
 
@@ -668,14 +657,21 @@ async fn lambda_functions_serve_users_and_count_their_requests_in_the_table() {
 
 /// The one message waiting on `queue` (left hidden, as a Lambda batch would be).
 async fn receive_one(sqs: &dyn Queue, queue: &str) -> String {
-    for _ in 0..20 {
+    receive_at_least(sqs, queue, 1).await.remove(0)
+}
+
+/// The bodies of at least `n` messages from `queue`, received within 20 s
+/// and left hidden.
+async fn receive_at_least(sqs: &dyn Queue, queue: &str, n: usize) -> Vec<String> {
+    let mut bodies = Vec::new();
+    wait_until(&format!("{n} messages on {queue}"), secs(20), async || {
         let got = sqs
             .receive(queue, 10, Duration::from_secs(300), Duration::from_secs(1))
             .await
             .expect("receive");
-        if let Some(d) = got.into_iter().next() {
-            return d.body;
-        }
-    }
-    panic!("no message on {queue}");
+        bodies.extend(got.into_iter().map(|d| d.body));
+        (bodies.len() >= n).then_some(())
+    })
+    .await;
+    bodies
 }

@@ -2,62 +2,20 @@
 //! write fails is reported (and only it), a panicking handler fails its own
 //! attempt, duplicates and garbage are done with.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 use warren::adapters::clock::SystemClock;
 use warren::domain::TaskStatus;
 use warren::handlers::Registry;
-use warren::ports::{Item, Key, Query, Store, StoreError, WriteOp};
+use warren::ports::{Key, StoreError, WriteOp};
 use warren::service::enqueue::{Enqueued, NewTask, enqueue};
 use warren::table::tasks::key as task_key;
+use warren::testing::intercept::{InterceptStore, Intercepted};
 use warren::testing::{memory_deps, receive_now};
-
-/// A store whose writes to one key fail, as a throttled or unreachable
-/// partition would.
-struct FailingKey {
-    inner: Arc<dyn Store>,
-    broken: std::sync::Mutex<Option<Key>>,
-}
-
-impl FailingKey {
-    fn touches_broken(&self, ops: &[WriteOp]) -> bool {
-        let broken = self.broken.lock().unwrap();
-        ops.iter().any(|op| Some(op.key()) == broken.as_ref())
-    }
-}
-
-#[async_trait]
-impl Store for FailingKey {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        if self.touches_broken(&ops) {
-            return Err(StoreError::Unavailable("partition unavailable".into()));
-        }
-        self.inner.transact(ops).await
-    }
-    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        self.inner.put_batch(items).await
-    }
-    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
-        self.inner.query(query).await
-    }
-    async fn increment(
-        &self,
-        key: &Key,
-        attr: &str,
-        limit: i64,
-        ttl: Option<i64>,
-    ) -> Result<Option<i64>, StoreError> {
-        self.inner.increment(key, attr, limit, ttl).await
-    }
-}
 
 fn task(name: &str) -> NewTask {
     NewTask {
@@ -92,11 +50,17 @@ async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
         Ok(Value::Null)
     });
     let mut deps = memory_deps(Arc::new(SystemClock), registry);
-    let store = Arc::new(FailingKey {
-        inner: deps.store.clone(),
-        broken: Default::default(),
+    // Writes to one key fail, as a throttled or unreachable partition would.
+    let broken: Arc<Mutex<Option<Key>>> = Default::default();
+    let hook = broken.clone();
+    deps.store = InterceptStore::new(deps.store.clone(), move |ops: &[WriteOp]| {
+        let broken = hook.lock().unwrap();
+        if ops.iter().any(|op| Some(op.key()) == broken.as_ref()) {
+            Intercepted::Refuse(StoreError::Unavailable("partition unavailable".into()))
+        } else {
+            Intercepted::PassOn
+        }
     });
-    deps.store = store.clone();
     let mut ids: Vec<Uuid> = Vec::new();
     for name in ["echo", "echo", "crash"] {
         match enqueue(&deps, task(name)).await.unwrap() {
@@ -104,7 +68,7 @@ async fn one_failing_message_fails_alone_and_a_crash_fails_only_its_attempt() {
             other => panic!("{other:?}"),
         }
     }
-    *store.broken.lock().unwrap() = Some(task_key(ids[1]));
+    *broken.lock().unwrap() = Some(task_key(ids[1]));
     let messages = receive_now(&deps, &deps.config.task_queue, Duration::from_secs(60)).await;
     assert_eq!(messages.len(), 3);
     let mut records: Vec<Value> = messages

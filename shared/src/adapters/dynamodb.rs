@@ -915,7 +915,9 @@ fn check_item_size(item: &Item) -> Result<(), String> {
 /// A retried put failed its condition on an item that is exactly the one it
 /// writes (`ALL_OLD`): its own earlier try landed, and it is done. Only after
 /// a retry: on a first try an identical item is someone else's write (two
-/// writers may build the same item), and that is a conflict.
+/// writers may build the same item), and that is a conflict. This covers the
+/// SDK's tries of one request; `service::write_while_unavailable` does the
+/// same for the service's own tries of a write.
 fn found_itself(err: &SdkError<PutItemError>, item: &Item) -> bool {
     let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error() else {
         return false;

@@ -22,7 +22,7 @@ use super::identity::secrets::Resolving;
 use super::pipelines;
 use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
-use super::{Deps, ServiceError, found, while_unavailable};
+use super::{Deps, ServiceError, found, write_while_unavailable};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome, StepStatus};
 use crate::domain::expression::Expression;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
@@ -177,21 +177,17 @@ async fn checkpoint(deps: &Deps, prev: &Execution, next: &Execution) -> Result<(
     };
     // A finished step is worth its checkpoint: while the store is
     // unavailable (a full disk) the worker holds the execution, until its
-    // lease ends, rather than leave the step to run again. A try that failed
-    // may have landed all the same: a later try's conflict reads it back.
+    // lease ends, rather than leave the step to run again.
     let until = prev.lease_until.unwrap_or_else(|| deps.now());
-    let (saved, retried) = while_unavailable(deps, until, next.id, || {
-        save(deps, prev, next, next.lease_until, extra.clone())
-    })
-    .await;
-    match saved {
-        Err(e) if e.is_conflict() && retried => {
-            if get(deps, next.id).await? != *next {
-                return Err(e.into());
-            }
-        }
-        other => other?,
-    }
+    let now = deps.now().timestamp();
+    write_while_unavailable(
+        deps,
+        until,
+        (next.id, next),
+        || save(deps, prev, next, next.lease_until, extra.clone()),
+        || table::get(&*deps.store, next.id, now),
+    )
+    .await?;
     // Counted once written: a checkpoint that lost a race counts nothing.
     for (before, after) in prev.steps.iter().zip(&next.steps) {
         if before.status == StepStatus::Pending && after.status != StepStatus::Pending {

@@ -164,3 +164,34 @@ where
         }
     }
 }
+
+/// Write `next` (a task, an execution), held while the store is unavailable
+/// as [`while_unavailable`] does. A try that failed may have landed all the
+/// same, so if a later try conflicts, `read_back` fetches the record, and
+/// finding exactly `next` there means the write is done. Only a retry can
+/// meet its own write: a first try's conflict stays one, since two writers
+/// may build the same record. (The DynamoDB adapter tells its SDK's retries
+/// of one request apart in the same way; this covers the service's tries.)
+pub(crate) async fn write_while_unavailable<R, W, WFut, G, GFut>(
+    deps: &Deps,
+    until: DateTime<Utc>,
+    next: (Uuid, &R),
+    write: W,
+    read_back: G,
+) -> Result<(), StoreError>
+where
+    R: PartialEq,
+    W: FnMut() -> WFut,
+    WFut: std::future::Future<Output = Result<(), StoreError>>,
+    G: FnOnce() -> GFut,
+    GFut: std::future::Future<Output = Result<Option<R>, StoreError>>,
+{
+    let (id, record) = next;
+    match while_unavailable(deps, until, id, write).await {
+        (Err(e), true) if e.is_conflict() => match read_back().await? {
+            Some(found) if found == *record => Ok(()),
+            _ => Err(e),
+        },
+        (saved, _) => saved,
+    }
+}

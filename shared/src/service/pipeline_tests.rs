@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -20,55 +19,26 @@ use crate::domain::event::EventStatus;
 use crate::domain::execution::{Execution, ExecutionStatus, StepStatus, TriggerType};
 use crate::domain::pipeline::{Pipeline, PipelineSpec};
 use crate::handlers::Registry;
-use crate::ports::{Item, Key, Query, Store, StoreError, WriteOp};
+use crate::ports::{Store, WriteOp};
+use crate::testing::intercept::{InterceptStore, Intercepted};
 use crate::testing::{memory_deps, receive_now};
 
 fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
 }
 
-/// A store that fails the `n`-th write of an execution item (counting from
-/// 1) once, as a worker that dies before its checkpoint lands.
-struct CrashingStore {
-    inner: Arc<dyn Store>,
-    execution_writes: AtomicUsize,
-    fail_at: usize,
-}
-
-#[async_trait]
-impl Store for CrashingStore {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        if ops.iter().any(|op| op.key().pk.starts_with("EXEC#")) {
-            let n = self.execution_writes.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == self.fail_at {
-                // The process died in this call: it never answers.
-                std::future::pending::<()>().await;
-            }
+/// `inner`, whose `n`-th write of an execution item (counting from 1)
+/// never answers, as a worker that dies before its checkpoint lands.
+fn dies_at_execution_write(inner: Arc<dyn Store>, n: usize) -> Arc<dyn Store> {
+    let writes = AtomicUsize::new(0);
+    InterceptStore::new(inner, move |ops: &[WriteOp]| {
+        let execution = ops.iter().any(|op| op.key().pk.starts_with("EXEC#"));
+        if execution && writes.fetch_add(1, Ordering::SeqCst) + 1 == n {
+            Intercepted::Hang
+        } else {
+            Intercepted::PassOn
         }
-        self.inner.transact(ops).await
-    }
-
-    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        self.inner.put_batch(items).await
-    }
-
-    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
-        self.inner.query(query).await
-    }
-
-    async fn increment(
-        &self,
-        key: &Key,
-        attr: &str,
-        limit: i64,
-        ttl: Option<i64>,
-    ) -> Result<Option<i64>, StoreError> {
-        self.inner.increment(key, attr, limit, ttl).await
-    }
+    })
 }
 
 /// Handlers `count_a` and `count_b` that count their runs.
@@ -272,11 +242,7 @@ async fn a_crash_between_steps_resumes_without_re_running_finished_steps() {
     let (registry, a, b) = counting();
     let (memory, clock) = setup(registry);
     let deps = Deps {
-        store: Arc::new(CrashingStore {
-            inner: memory.store.clone(),
-            execution_writes: AtomicUsize::new(0),
-            fail_at: 4,
-        }),
+        store: dies_at_execution_write(memory.store.clone(), 4),
         ..memory
     };
     let p = created(

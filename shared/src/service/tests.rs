@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 
@@ -16,7 +15,8 @@ use crate::Deps;
 use crate::adapters::clock::ManualClock;
 use crate::domain::TaskStatus;
 use crate::handlers::Registry;
-use crate::ports::{Clock, Delivery, Item, Key, Query, Store, StoreError, WriteOp};
+use crate::ports::{Clock, Delivery, StoreError, WriteOp};
+use crate::testing::intercept::{InterceptStore, Intercepted};
 use crate::testing::{memory_deps, receive_now};
 
 fn t0() -> DateTime<Utc> {
@@ -325,48 +325,6 @@ async fn a_task_owing_its_webhook_outlives_its_ttl_until_the_delivery_is_recorde
     assert!(deps.tasks().get(id).await.unwrap().is_none());
 }
 
-/// Refuses, before it lands, the second write that starts a task: the
-/// backend was unavailable for that one call.
-struct RefuseSecondStart {
-    inner: Arc<dyn Store>,
-    starts: AtomicUsize,
-}
-
-#[async_trait]
-impl Store for RefuseSecondStart {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.inner.get(key).await
-    }
-
-    async fn transact(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let starts = ops.iter().any(|op| {
-            matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!("running")))
-        });
-        if starts && self.starts.fetch_add(1, Ordering::SeqCst) == 1 {
-            return Err(StoreError::Unavailable("refused".into()));
-        }
-        self.inner.transact(ops).await
-    }
-
-    async fn put_batch(&self, items: Vec<Item>) -> Result<(), StoreError> {
-        self.inner.put_batch(items).await
-    }
-
-    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
-        self.inner.query(query).await
-    }
-
-    async fn increment(
-        &self,
-        key: &Key,
-        attr: &str,
-        limit: i64,
-        ttl: Option<i64>,
-    ) -> Result<Option<i64>, StoreError> {
-        self.inner.increment(key, attr, limit, ttl).await
-    }
-}
-
 /// Found by the simulator (seed 1317 of 5,000): a message handed twice in
 /// one batch starts its task twice at the same instant; the twin whose
 /// write was refused tried again, met the other's write, read it back, took
@@ -388,9 +346,20 @@ async fn a_message_handed_twice_at_once_runs_its_attempt_once() {
     });
     let (memory, _clock) = setup(registry);
     let deps = Deps {
-        store: Arc::new(RefuseSecondStart {
-            inner: memory.store.clone(),
-            starts: AtomicUsize::new(0),
+        // The second write that starts a task is refused before it lands:
+        // the backend was unavailable for that one call.
+        store: InterceptStore::new(memory.store.clone(), {
+            let starts = AtomicUsize::new(0);
+            move |ops: &[WriteOp]| {
+                let start = ops.iter().any(|op| {
+                    matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!("running")))
+                });
+                if start && starts.fetch_add(1, Ordering::SeqCst) == 1 {
+                    Intercepted::Refuse(StoreError::Unavailable("refused".into()))
+                } else {
+                    Intercepted::PassOn
+                }
+            }
         }),
         ..memory
     };

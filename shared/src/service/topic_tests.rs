@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -17,7 +16,8 @@ use crate::adapters::clock::SystemClock;
 use crate::domain::execution::{ExecutionStatus, TriggerType};
 use crate::domain::pipeline::Pipeline;
 use crate::handlers::Registry;
-use crate::ports::{Delivery, Item, Key, MAX_MESSAGE_BYTES, Query, Store, StoreError, WriteOp};
+use crate::ports::{Delivery, MAX_MESSAGE_BYTES, StoreError, WriteOp};
+use crate::testing::intercept::{InterceptStore, Intercepted};
 use crate::testing::{memory_deps, pipeline_on_topic as pipeline, receive_now};
 
 fn deps() -> Deps {
@@ -316,38 +316,13 @@ async fn publishing_queues_the_message_with_its_topic_for_the_dispatcher() {
     );
 }
 
-/// A store whose every write fails, as an unreachable table.
-struct Unwritable(Arc<dyn Store>);
-
-#[async_trait]
-impl Store for Unwritable {
-    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        self.0.get(key).await
-    }
-    async fn transact(&self, _: Vec<WriteOp>) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("table unreachable".into()))
-    }
-    async fn put_batch(&self, _: Vec<Item>) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("table unreachable".into()))
-    }
-    async fn query(&self, query: &Query) -> Result<Vec<Item>, StoreError> {
-        self.0.query(query).await
-    }
-    async fn increment(
-        &self,
-        key: &Key,
-        attr: &str,
-        limit: i64,
-        ttl: Option<i64>,
-    ) -> Result<Option<i64>, StoreError> {
-        self.0.increment(key, attr, limit, ttl).await
-    }
-}
-
 #[tokio::test]
 async fn a_store_failure_is_an_error_so_the_message_comes_back() {
     let (mut deps, _) = started_on_orders().await;
-    deps.store = Arc::new(Unwritable(deps.store.clone()));
+    // Every write fails, as on an unreachable table.
+    deps.store = InterceptStore::new(deps.store.clone(), |_: &[WriteOp]| {
+        Intercepted::Refuse(StoreError::Unavailable("table unreachable".into()))
+    });
     for d in [
         on_topic("m1", "orders", "{}"),
         on_topic("m2", "nobody-listens", "{}"),

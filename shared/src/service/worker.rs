@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::dispatch::{self, Dispatch, send_or_leave_to_timer};
 use super::identity::secrets::Resolving;
 use super::webhook;
-use super::{Deps, ServiceError, while_unavailable};
+use super::{Deps, ServiceError, while_unavailable, write_while_unavailable};
 use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
@@ -289,10 +289,8 @@ fn redispatch_window(deps: &Deps) -> chrono::Duration {
     chrono::Duration::from_std(deps.config.redispatch_after).unwrap_or_default()
 }
 
-/// Save a task's transition, trying again while the store is unavailable,
-/// until `until`. A failed try may have landed all the same (its answer
-/// lost): a later try's conflict reads the task back, and finding `next`
-/// there is success.
+/// Save a task's transition, held while the store is unavailable until
+/// `until` (see [`write_while_unavailable`]).
 async fn save_until(
     deps: &Deps,
     prev: &Task,
@@ -300,17 +298,14 @@ async fn save_until(
     timer: Option<DateTime<Utc>>,
     until: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let (saved, retried) = while_unavailable(deps, until, next.id, || async move {
-        deps.tasks().save(prev, next, timer).await
-    })
-    .await;
-    match saved {
-        Err(e) if e.is_conflict() && retried => {
-            let landed = deps.tasks().get(next.id).await?.as_ref() == Some(next);
-            if landed { Ok(()) } else { Err(e) }
-        }
-        other => other,
-    }
+    write_while_unavailable(
+        deps,
+        until,
+        (next.id, next),
+        || async move { deps.tasks().save(prev, next, timer).await },
+        || async move { deps.tasks().get(next.id).await },
+    )
+    .await
 }
 
 /// How long a worker holds a message while the store is unavailable: half

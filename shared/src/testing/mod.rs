@@ -4,6 +4,7 @@
 //! the use cases in memory.
 
 pub mod aws;
+pub mod intercept;
 pub mod queue;
 pub mod router;
 pub mod store;

@@ -109,6 +109,20 @@ async fn receive_at_least(
     got
 }
 
+/// Receives (as [`receive_at_least`], within 10 s) exactly `want` messages,
+/// hidden for `visibility`; else the check fails with `what`.
+async fn received(
+    q: &dyn Queue,
+    queue: &str,
+    want: usize,
+    visibility: Duration,
+    what: &str,
+) -> Vec<Delivery> {
+    let got = receive_at_least(q, queue, want, visibility, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), want, "{what}, got {got:?}");
+    got
+}
+
 /// Receives for `during`, returning everything that came. Used to show that
 /// nothing (or nothing more) is delivered.
 async fn receive_during(
@@ -148,12 +162,14 @@ pub async fn sent_message_is_received_with_its_body(q: Arc<dyn Queue>) {
     let queue = fresh_queue("roundtrip");
     let body = r#"{"task":"échantillon ✓","n":1}"#;
     send(&*q, &queue, vec![message(body)]).await;
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        got.len(),
+    let got = received(
+        &*q,
+        &queue,
         1,
-        "roundtrip: expected exactly the one sent message, got {got:?}"
-    );
+        HOLD,
+        "roundtrip: expected exactly the one sent message",
+    )
+    .await;
     assert_eq!(got[0].body, body, "roundtrip: body changed in transit");
     assert_eq!(
         got[0].receive_count, 1,
@@ -176,13 +192,14 @@ pub async fn largest_allowed_message_is_accepted(q: Arc<dyn Queue>) {
         ..message("held for the longest delay")
     };
     send(&*q, &queue, vec![message(big.clone()), longest]).await;
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        got.len(),
+    let got = received(
+        &*q,
+        &queue,
         1,
-        "largest: expected only the undelayed message, got {} messages",
-        got.len()
-    );
+        HOLD,
+        "largest: expected only the undelayed message",
+    )
+    .await;
     assert!(
         got[0].body == big,
         "largest: a body of MAX_MESSAGE_BYTES came back altered ({} bytes)",
@@ -197,29 +214,26 @@ pub async fn largest_allowed_message_is_accepted(q: Arc<dyn Queue>) {
 pub async fn redelivery_increments_receive_count(q: Arc<dyn Queue>) {
     let queue = fresh_queue("recount");
     send(&*q, &queue, vec![message("again")]).await;
-    let first = receive_at_least(
+    let first = received(
         &*q,
         &queue,
         1,
         Duration::from_secs(1),
-        Duration::from_secs(10),
+        "recount: message not received",
     )
     .await;
-    assert_eq!(
-        first.len(),
-        1,
-        "recount: message not received, got {first:?}"
-    );
     assert_eq!(
         first[0].receive_count, 1,
         "recount: first receive must count 1"
     );
-    let second = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        second.len(),
+    let second = received(
+        &*q,
+        &queue,
         1,
-        "recount: message not redelivered after its visibility passed"
-    );
+        HOLD,
+        "recount: message not redelivered after its visibility passed",
+    )
+    .await;
     assert_eq!(
         second[0].message_id, first[0].message_id,
         "recount: a different message came back"
@@ -243,19 +257,14 @@ pub async fn redelivery_increments_receive_count(q: Arc<dyn Queue>) {
 pub async fn received_message_is_hidden_until_its_visibility_passes(q: Arc<dyn Queue>) {
     let queue = fresh_queue("hidden");
     send(&*q, &queue, vec![message("hide me")]).await;
-    let first = receive_at_least(
+    let first = received(
         &*q,
         &queue,
         1,
         Duration::from_secs(1),
-        Duration::from_secs(10),
+        "hidden: message not received",
     )
     .await;
-    assert_eq!(
-        first.len(),
-        1,
-        "hidden: message not received, got {first:?}"
-    );
     let received_at = Instant::now();
     let other = receive(&*q, &queue, MAX_RECEIVE, HOLD, Duration::ZERO).await;
     if received_at.elapsed() < Duration::from_millis(800) {
@@ -264,12 +273,14 @@ pub async fn received_message_is_hidden_until_its_visibility_passes(q: Arc<dyn Q
             "hidden: a message in flight was delivered to a second receiver: {other:?}"
         );
     }
-    let back = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        back.len(),
+    let back = received(
+        &*q,
+        &queue,
         1,
-        "hidden: message did not come back after its visibility passed"
-    );
+        HOLD,
+        "hidden: message did not come back after its visibility passed",
+    )
+    .await;
     assert_eq!(back[0].message_id, first[0].message_id);
     assert!(
         received_at.elapsed() >= Duration::from_millis(500),
@@ -285,15 +296,14 @@ pub async fn received_message_is_hidden_until_its_visibility_passes(q: Arc<dyn Q
 pub async fn deleted_message_is_never_redelivered(q: Arc<dyn Queue>) {
     let queue = fresh_queue("delete");
     send(&*q, &queue, vec![message("done")]).await;
-    let got = receive_at_least(
+    let got = received(
         &*q,
         &queue,
         1,
         Duration::from_secs(1),
-        Duration::from_secs(10),
+        "delete: message not received",
     )
     .await;
-    assert_eq!(got.len(), 1, "delete: message not received, got {got:?}");
     delete(&*q, &queue, vec![got[0].receipt.clone()]).await;
     let again = receive_during(&*q, &queue, HOLD, Duration::from_secs(3)).await;
     assert!(
@@ -308,20 +318,21 @@ pub async fn deleted_message_is_never_redelivered(q: Arc<dyn Queue>) {
 pub async fn zero_visibility_makes_message_visible_at_once(q: Arc<dyn Queue>) {
     let queue = fresh_queue("release");
     send(&*q, &queue, vec![message("release me")]).await;
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 1, "release: message not received, got {got:?}");
+    let got = received(&*q, &queue, 1, HOLD, "release: message not received").await;
     if let Err(e) = q
         .change_visibility(&queue, &got[0].receipt, Duration::ZERO)
         .await
     {
         panic!("release: change_visibility to 0 failed: {e}");
     }
-    let again = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        again.len(),
+    let again = received(
+        &*q,
+        &queue,
         1,
-        "release: message not visible again after change_visibility to 0"
-    );
+        HOLD,
+        "release: message not visible again after change_visibility to 0",
+    )
+    .await;
     assert_eq!(again[0].message_id, got[0].message_id);
     assert_eq!(
         again[0].receive_count, 2,
@@ -347,12 +358,14 @@ pub async fn delayed_message_is_held_back_until_its_delay(q: Arc<dyn Queue>) {
         "delay: a message delayed 2 s was received after {:?}",
         sent_at.elapsed()
     );
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        got.len(),
+    let got = received(
+        &*q,
+        &queue,
         1,
-        "delay: delayed message not received after its delay"
-    );
+        HOLD,
+        "delay: delayed message not received after its delay",
+    )
+    .await;
     assert_eq!(got[0].body, "later");
     assert!(
         sent_at.elapsed() >= Duration::from_millis(1500),
@@ -423,12 +436,14 @@ pub async fn receive_max_outside_range_is_invalid(q: Arc<dyn Queue>) {
             .await,
     );
     // The message is untouched by the refused receives.
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        got.len(),
+    let got = received(
+        &*q,
+        &queue,
         1,
-        "maxrange: message lost after refused receives"
-    );
+        HOLD,
+        "maxrange: message lost after refused receives",
+    )
+    .await;
     assert_eq!(
         got[0].receive_count, 1,
         "maxrange: a refused receive counted as a receive"
@@ -443,8 +458,7 @@ pub async fn receive_max_outside_range_is_invalid(q: Arc<dyn Queue>) {
 pub async fn unknown_receipts_are_ignored(q: Arc<dyn Queue>) {
     let queue = fresh_queue("unknown");
     send(&*q, &queue, vec![message("keep")]).await;
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 1, "unknown: message not received");
+    let got = received(&*q, &queue, 1, HOLD, "unknown: message not received").await;
     let bogus = format!("{}-not-a-receipt", got[0].receipt);
     if let Err(e) = q.delete_batch(&queue, vec![bogus.clone()]).await {
         panic!("unknown: delete_batch with an unknown receipt must be ignored, got {e}");
@@ -467,15 +481,14 @@ pub async fn unknown_receipts_are_ignored(q: Arc<dyn Queue>) {
 pub async fn a_receipt_given_twice_is_deleted_once(q: Arc<dyn Queue>) {
     let queue = fresh_queue("twice");
     send(&*q, &queue, vec![message("first"), message("second")]).await;
-    let got = receive_at_least(
+    let got = received(
         &*q,
         &queue,
         2,
         Duration::from_secs(1),
-        Duration::from_secs(10),
+        "twice: messages not received",
     )
     .await;
-    assert_eq!(got.len(), 2, "twice: messages not received, got {got:?}");
     let (first, second) = (got[0].receipt.clone(), got[1].receipt.clone());
     if let Err(e) = q
         .delete_batch(&queue, vec![first.clone(), first, second])
@@ -621,8 +634,7 @@ pub async fn attributes_travel_with_the_message(q: Arc<dyn Queue>) {
         .with_attribute("trace-id_2.x", "échantillon ✓");
     let expected = with.attributes.clone();
     send(&*q, &queue, vec![with, message("without")]).await;
-    let got = receive_at_least(&*q, &queue, 2, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(got.len(), 2, "attrs: expected both messages, got {got:?}");
+    let got = received(&*q, &queue, 2, HOLD, "attrs: expected both messages").await;
     for d in &got {
         match d.body.as_str() {
             "with" => assert_eq!(
@@ -678,12 +690,14 @@ pub async fn attribute_bytes_count_toward_the_size_limit(q: Arc<dyn Queue>) {
     let exact = fits(0);
     assert_eq!(exact.size(), MAX_MESSAGE_BYTES);
     send(&*q, &queue, vec![exact.clone()]).await;
-    let got = receive_at_least(&*q, &queue, 1, HOLD, Duration::from_secs(10)).await;
-    assert_eq!(
-        got.len(),
+    let got = received(
+        &*q,
+        &queue,
         1,
-        "attrsize: the fitting message was not received"
-    );
+        HOLD,
+        "attrsize: the fitting message was not received",
+    )
+    .await;
     assert!(
         got[0].body == exact.body && got[0].attributes == exact.attributes,
         "attrsize: a message of exactly MAX_MESSAGE_BYTES came back altered"
