@@ -60,6 +60,9 @@ pub enum Fault {
     DelayBefore,
     /// A pause between the emulator's answer and passing it on.
     DelayAfter,
+    /// A pause of exactly this many milliseconds before forwarding (only
+    /// [`FaultProxy::force`] gives it): for tests that order two writers.
+    Pause(u64),
     /// DeleteMessage(Batch) answered as done but never forwarded.
     DeleteSwallowed,
     /// DeleteMessageBatch answered with every entry failed (server side).
@@ -438,6 +441,10 @@ impl Shared {
             }
             DelayBefore => {
                 tokio::time::sleep(pause).await;
+                self.forward(req).await
+            }
+            Pause(ms) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
                 self.forward(req).await
             }
             DelayAfter => {

@@ -925,3 +925,68 @@ async fn a_retried_put_that_landed_is_not_its_own_conflict() {
         "each reset put was tried twice: {tally:?}"
     );
 }
+
+/// Two workers claim one execution at the same instant (a message handed
+/// twice; an injected clock makes the instant exact). One claim's put is
+/// reset before it reaches DynamoDB, and the SDK's retry is held until the
+/// other claim has landed (it is held 0.3 s; the retry 2 s). If the two
+/// claims were the same item, the retry would take the other's write for
+/// its own earlier try, and both workers would run the step. A claim carries
+/// a random token, so the step runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_claims_of_one_execution_at_once_run_its_step_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use warren::adapters::clock::ManualClock;
+    use warren::domain::execution::{ExecutionStatus, TriggerType};
+    use warren::handlers::Registry;
+    use warren::service::{executions, pipelines};
+    use warren_tests::faults::Fault;
+
+    let aws = Provisioned::new();
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = FaultProxy::start(&upstream, 1, 0.0).await;
+    let sdk = lambda_sdk_config()
+        .expect("the emulator's settings")
+        .to_builder()
+        .endpoint_url(&proxy.url)
+        .build();
+    // The step outlasts the held retry, so the winner's checkpoint comes
+    // after it: the retry meets the winner's claim.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::standard();
+    let counted = runs.clone();
+    registry.register("count", move |_| {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            Ok(json!(n))
+        }
+    });
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let mut deps = warren::testing::memory_deps(clock, registry);
+    deps.store = AwsClients::new(&sdk, None).store(&aws.table);
+    let spec = serde_json::from_value(json!({
+        "name": "once",
+        "steps": [{"name": "a", "kind": "task", "task_name": "count"}]
+    }))
+    .unwrap();
+    let p = pipelines::create(&deps, spec).await.unwrap();
+    let e = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({}))
+        .await
+        .unwrap();
+
+    for fault in [Fault::ResetBefore, Fault::Pause(300), Fault::Pause(2_000)] {
+        proxy.force("DynamoDB.PutItem", fault);
+    }
+    let (a, b) = tokio::join!(executions::run(&deps, e.id), executions::run(&deps, e.id));
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran twice");
+    let done = executions::get(&deps, e.id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Success, "{done:?}");
+    let tally = proxy.tally();
+    for fault in ["ResetBefore", "Pause(300)", "Pause(2000)"] {
+        let met = tally.get(&format!("DynamoDB.PutItem {fault}"));
+        assert_eq!(met, Some(&1), "{fault}: {tally:?}");
+    }
+}

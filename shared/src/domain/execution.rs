@@ -138,6 +138,12 @@ pub struct Execution {
     /// outgoing calls and enqueued tasks continue that trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// A random token of the worker that holds it, with its lease: a worker
+    /// whose claim was retried (its answer lost) tells its own write from a
+    /// twin's by it, where two copies of one message claimed the run at the
+    /// same instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<u64>,
     /// Bumped by every write; the compare-and-set token.
     pub version: u64,
 }
@@ -188,6 +194,7 @@ impl Execution {
             steps,
             lease_until: None,
             traceparent: None,
+            claim: None,
             version: 1,
         }
     }
@@ -219,10 +226,11 @@ impl Execution {
         self.status == ExecutionStatus::Running && self.lease_until.is_none_or(|l| l <= now)
     }
 
-    /// Held by a worker until `until`.
-    pub fn claimed(&self, until: DateTime<Utc>) -> Execution {
+    /// Held until `until` by the worker whose token is `claim`.
+    pub fn claimed(&self, until: DateTime<Utc>, claim: u64) -> Execution {
         let mut next = self.clone();
         next.lease_until = Some(until);
+        next.claim = Some(claim);
         next.version += 1;
         next
     }
@@ -233,6 +241,7 @@ impl Execution {
         let mut next = self.clone();
         next.version += 1;
         next.lease_until = None;
+        next.claim = None;
         next.status = ExecutionStatus::Error;
         next.error = Some(format!(
             "the input breaks the pipeline's event_schema ({} violation(s))",
@@ -251,6 +260,7 @@ impl Execution {
         let mut next = self.clone();
         next.version += 1;
         next.lease_until = None;
+        next.claim = None;
         let (Some(_), Some(index)) = (self.lease_until, self.next_step()) else {
             return next;
         };
@@ -288,6 +298,7 @@ impl Execution {
         let mut next = self.clone();
         next.version += 1;
         next.lease_until = None;
+        next.claim = None;
         let step = &mut next.steps[index];
         step.attempts = attempts;
         step.started_at = Some(started);
@@ -407,7 +418,7 @@ mod tests {
         let now = Utc::now();
         let e = manual(json!({}), now);
         assert!(e.is_free(now));
-        let held = e.claimed(now + chrono::Duration::seconds(30));
+        let held = e.claimed(now + chrono::Duration::seconds(30), 1);
         assert!(!held.is_free(now));
         assert!(held.is_free(now + chrono::Duration::seconds(30)));
         let checkpointed = held.record(0, StepOutcome::Success(json!(1)), 1, now, now);
@@ -428,7 +439,7 @@ mod tests {
             "an unheld run lost nobody"
         );
         for lost in 1..=MAX_LOST_WORKERS {
-            e = e.claimed(now).released(now);
+            e = e.claimed(now, 1).released(now);
             assert_eq!(e.steps[0].lost_workers, lost);
             assert_eq!(e.lease_until, None);
         }

@@ -22,7 +22,7 @@ use super::identity::secrets::Resolving;
 use super::pipelines;
 use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
-use super::{Deps, ServiceError, found, write_while_unavailable};
+use super::{Deps, ServiceError, claim_token, found, write_while_unavailable};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome, StepStatus};
 use crate::domain::expression::Expression;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
@@ -262,7 +262,8 @@ async fn run_from(deps: &Deps, current: Execution) -> Result<(), ServiceError> {
             return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
         }
     }
-    let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now));
+    let claim = claim_token(deps);
+    let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now), claim);
     if let Err(e) = save(deps, &current, &held, held.lease_until, Vec::new()).await {
         return taken_over_is_fine(Err(e.into()), id);
     }
@@ -272,7 +273,7 @@ async fn run_from(deps: &Deps, current: Execution) -> Result<(), ServiceError> {
         let now = deps.now();
         let mut next = held.record(index, outcome, attempts, started, now);
         if let Some(following) = next.next_step() {
-            next = next.claimed(lease_end(deps, &pipeline.spec.steps[following], now));
+            next = next.claimed(lease_end(deps, &pipeline.spec.steps[following], now), claim);
         }
         let saved = match checkpoint(deps, &held, &next).await {
             // The output cannot be kept (too large or too deep for an item):

@@ -135,6 +135,14 @@ impl ServiceError {
     }
 }
 
+/// A random token for a claim (a task's start, an execution's lease): two
+/// workers that take one record at the same instant write different items,
+/// so a retried write can tell its own from a twin's. 53 random bits, from
+/// the clock's randomness (seeded in simulation).
+pub(crate) fn claim_token(deps: &Deps) -> u64 {
+    (deps.clock.jitter() * (1u64 << 53) as f64) as u64
+}
+
 /// Run a store call about record `id` (a task, an execution) again while
 /// the store is unavailable (a full disk, an outage that outlasted the
 /// adapter's own retries), backing off up to 2 s, until `until`: work in

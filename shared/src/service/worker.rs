@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::dispatch::{self, Dispatch, send_or_leave_to_timer};
 use super::identity::secrets::Resolving;
 use super::webhook;
-use super::{Deps, ServiceError, while_unavailable, write_while_unavailable};
+use super::{Deps, ServiceError, claim_token, while_unavailable, write_while_unavailable};
 use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
@@ -102,8 +102,7 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     let mut running = task
         .start(now, deps.config.lease_grace)
         .map_err(invalid_transition)?;
-    // 53 random bits, from the clock's randomness (seeded in simulation).
-    running.claim = Some((deps.clock.jitter() * (1u64 << 53) as f64) as u64);
+    running.claim = Some(claim_token(deps));
     let until = hold_until(deps, now);
     match save_until(deps, &task, &running, running.lease_until, until).await {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
