@@ -11,8 +11,8 @@
 //!   order, so a receive pops in O(log n) instead of scanning. A message
 //!   never received yet lives in its heap entry itself: nothing can name it
 //!   before its first receive, and a backlog is mostly such messages, so it
-//!   costs one dense array slot each (about 64 bytes, the task messages of
-//!   the embedded runtime included: see [`Body`]) rather than a map node;
+//!   costs one dense array slot each (40 bytes for the task messages of the
+//!   embedded runtime: see [`Content`]) rather than a map node;
 //! - a map by internal key of the messages a receipt or a timer names
 //!   (received at least once, or delayed);
 //! - an ordered set of timers `(due, key)` for the hidden ones (delayed or in
@@ -63,7 +63,6 @@ pub fn dead_letter_queue(queue: &str) -> String {
 const DEAD_LETTER_SUFFIX: &str = "-dlq";
 
 /// One named queue: its state and the notifier its long pollers wait on.
-#[derive(Default)]
 struct Shared {
     state: Mutex<State>,
     /// Woken on every change that may make a message visible sooner than a
@@ -75,6 +74,9 @@ struct Shared {
 struct State {
     /// Next internal key; also the send order, as keys only grow.
     next_key: u64,
+    /// A random UUID (v7) that message ids are made from: see
+    /// [`State::message_id`].
+    id_base: u128,
     /// The messages received at least once, and the delayed ones, by key. A
     /// B-tree, not a hash map: keys only grow, so inserts land on its right
     /// edge and it never rehashes (a hash map stalled every sender while it
@@ -94,59 +96,81 @@ struct State {
     in_flight: usize,
 }
 
-/// What a message was sent with.
-struct Content {
-    /// 16 bytes in place, formatted on receive, instead of a string
-    /// allocated for every message of a backlog.
-    id: uuid::Uuid,
-    body: Body,
-    /// A boxed slice: most messages have none, and an empty one takes 16
-    /// bytes and no allocation.
-    attributes: Box<[(String, String)]>,
+/// What a message was sent with, in 24 bytes: a backlog is mostly these.
+/// The embedded runtime's task messages are all `{"id":"<uuid>"}` with no
+/// attributes (see `TaskMessage::Stored`), kept as the 16 bytes of the id
+/// and given a message id made from the queue's base and the message's key
+/// ([`State::message_id`]); anything else is boxed whole. A backlog of a
+/// million costs 40 MB, where the id, body and attributes side by side
+/// took 72.
+enum Content {
+    Task(uuid::Uuid),
+    Other(Box<Other>),
 }
 
-/// A message body. The embedded runtime's task messages are all
-/// `{"id":"<uuid>"}` (see `TaskMessage::Stored`): kept as the 16 bytes of the
-/// id, a backlog of a million costs 48 MB less than as strings.
-enum Body {
-    Id(uuid::Uuid),
-    Text(Box<str>),
+struct Other {
+    /// Its own id: it keeps it when it moves to a dead-letter queue.
+    id: uuid::Uuid,
+    body: Box<str>,
+    attributes: Box<[(String, String)]>,
 }
 
 const ID_BODY_START: &str = "{\"id\":\"";
 const ID_BODY_END: &str = "\"}";
 
-impl Body {
-    fn new(text: String) -> Body {
-        let id = text
-            .strip_prefix(ID_BODY_START)
-            .and_then(|rest| rest.strip_suffix(ID_BODY_END))
+impl Content {
+    fn new(id: uuid::Uuid, body: String, attributes: BTreeMap<String, String>) -> Content {
+        let task = attributes
+            .is_empty()
+            .then(|| body.strip_prefix(ID_BODY_START)?.strip_suffix(ID_BODY_END))
+            .flatten()
             .and_then(|id| {
                 uuid::Uuid::try_parse(id)
                     .ok()
                     .filter(|u| u.hyphenated().to_string() == id)
             });
-        match id {
-            Some(id) => Body::Id(id),
-            None => Body::Text(text.into_boxed_str()),
+        match task {
+            Some(task) => Content::Task(task),
+            None => Content::Other(Box::new(Other {
+                id,
+                body: body.into_boxed_str(),
+                attributes: attributes.into_iter().collect(),
+            })),
+        }
+    }
+
+    /// The message id, `derived` unless the message carries its own.
+    fn id(&self, derived: uuid::Uuid) -> uuid::Uuid {
+        match self {
+            Content::Task(_) => derived,
+            Content::Other(other) => other.id,
         }
     }
 
     /// The body exactly as it was sent.
-    fn text(&self) -> String {
+    fn body(&self) -> String {
         match self {
-            Body::Id(id) => format!("{ID_BODY_START}{}{ID_BODY_END}", id.hyphenated()),
-            Body::Text(text) => text.to_string(),
+            Content::Task(id) => format!("{ID_BODY_START}{}{ID_BODY_END}", id.hyphenated()),
+            Content::Other(other) => other.body.to_string(),
         }
     }
-}
 
-impl Content {
-    fn new(body: String, attributes: BTreeMap<String, String>) -> Content {
-        Content {
-            id: uuid::Uuid::now_v7(),
-            body: Body::new(body),
-            attributes: attributes.into_iter().collect(),
+    fn attributes(&self) -> BTreeMap<String, String> {
+        match self {
+            Content::Task(_) => BTreeMap::new(),
+            Content::Other(other) => other.attributes.iter().cloned().collect(),
+        }
+    }
+
+    /// The same message with `id` kept in it, for another queue.
+    fn with_id(self, id: uuid::Uuid) -> Content {
+        match self {
+            Content::Task(task) => Content::Other(Box::new(Other {
+                id,
+                body: Content::Task(task).body().into_boxed_str(),
+                attributes: Box::default(),
+            })),
+            other => other,
         }
     }
 }
@@ -215,6 +239,20 @@ fn after(now: Instant, d: Duration) -> Instant {
 }
 
 impl State {
+    fn new() -> State {
+        State {
+            id_base: uuid::Uuid::now_v7().as_u128(),
+            ..State::default()
+        }
+    }
+
+    /// The id of the message under `key`: the queue's base with the key in
+    /// its random bits (a v7 UUID's low 62 bits are random, and keys stay far
+    /// below 2^62), so ids are unique in the queue and cost no room.
+    fn message_id(&self, key: u64) -> uuid::Uuid {
+        uuid::Uuid::from_u128(self.id_base ^ u128::from(key))
+    }
+
     /// Makes visible every hidden message whose time has come. Done lazily by
     /// each operation rather than by a background task, so an idle queue
     /// costs nothing.
@@ -284,6 +322,13 @@ impl State {
 }
 
 impl Shared {
+    fn new() -> Shared {
+        Shared {
+            state: Mutex::new(State::new()),
+            notify: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every mutation keeps the state consistent before anything can
         // panic, so a poisoned lock still guards valid data.
@@ -336,7 +381,7 @@ impl MemoryQueue {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(name.to_owned())
-            .or_default()
+            .or_insert_with(|| Arc::new(Shared::new()))
             .clone()
     }
 }
@@ -344,22 +389,22 @@ impl MemoryQueue {
 impl MemoryQueue {
     /// Move messages past their receive limit to `queue`'s dead-letter
     /// queue, as they were sent (SQS keeps the body and attributes).
-    fn dead_letter(&self, queue: &str, dead: Vec<Message>) {
+    fn dead_letter(&self, queue: &str, dead: Vec<(uuid::Uuid, Message)>) {
         if dead.is_empty() {
             return;
         }
         let dlq = self.queue(&dead_letter_queue(queue));
         let mut state = dlq.lock();
-        for msg in dead {
+        for (id, msg) in dead {
             tracing::warn!(
                 queue,
-                message_id = %msg.content.id,
+                message_id = %id,
                 receives = msg.receive_count,
                 "message received too often without success; moved to the dead-letter queue"
             );
             let key = state.next_key;
             state.next_key += 1;
-            state.push_fresh(msg.priority, key, msg.content);
+            state.push_fresh(msg.priority, key, msg.content.with_id(id));
         }
     }
 }
@@ -382,7 +427,7 @@ impl Queue for MemoryQueue {
             for m in messages {
                 let key = state.next_key;
                 state.next_key += 1;
-                let content = Content::new(m.body, m.attributes);
+                let content = Content::new(state.message_id(key), m.body, m.attributes);
                 if m.delay.is_zero() {
                     state.push_fresh(m.priority, key, content);
                     continue;
@@ -457,6 +502,7 @@ impl Queue for MemoryQueue {
                             },
                         );
                     }
+                    let derived = state.message_id(key);
                     let Some(msg) = state.held.get_mut(&key) else {
                         continue; // deleted while visible
                     };
@@ -465,7 +511,7 @@ impl Queue for MemoryQueue {
                     }
                     if max_receives.is_some_and(|m| msg.receive_count >= m) {
                         if let Some(msg) = state.held.remove(&key) {
-                            dead.push(msg);
+                            dead.push((msg.content.id(state.message_id(key)), msg));
                         }
                         continue;
                     }
@@ -473,11 +519,11 @@ impl Queue for MemoryQueue {
                     msg.receipt_gen += 1;
                     msg.hidden_until = Some(hidden_until);
                     out.push(Delivery {
-                        message_id: msg.content.id.to_string(),
+                        message_id: msg.content.id(derived).to_string(),
                         receipt: receipt(key, msg.receipt_gen),
-                        body: msg.content.body.text(),
+                        body: msg.content.body(),
                         receive_count: msg.receive_count,
-                        attributes: msg.content.attributes.iter().cloned().collect(),
+                        attributes: msg.content.attributes(),
                     });
                     state.timers.insert((hidden_until, key));
                     state.in_flight += 1;
@@ -605,17 +651,21 @@ mod tests {
     #[tokio::test]
     async fn a_message_received_too_often_moves_to_the_dead_letter_queue() {
         let q = MemoryQueue::with_redrive(3);
-        q.send_batch("q", vec![msg("poison", 0), msg("fine", 0)])
+        // A task message: it moves with its id, as SQS keeps it.
+        let poison = format!(r#"{{"id":"{}"}}"#, uuid::Uuid::now_v7());
+        q.send_batch("q", vec![msg(&poison, 0), msg("fine", 0)])
             .await
             .unwrap();
+        let mut poison_id = String::new();
         for round in 1..=3 {
             let got = q
                 .receive("q", 10, Duration::ZERO, Duration::ZERO)
                 .await
                 .unwrap();
-            let poison = got.iter().find(|d| d.body == "poison").unwrap();
-            assert_eq!(poison.receive_count, round);
-            // "fine" is handled the first time; "poison" never is.
+            let p = got.iter().find(|d| d.body == poison).unwrap();
+            assert_eq!(p.receive_count, round);
+            poison_id = p.message_id.clone();
+            // "fine" is handled the first time; the poison never is.
             let fine: Vec<_> = got
                 .iter()
                 .filter(|d| d.body == "fine")
@@ -633,8 +683,9 @@ mod tests {
         assert_eq!(dead.len(), 1);
         assert_eq!(
             (dead[0].body.as_str(), dead[0].receive_count),
-            ("poison", 1)
+            (poison.as_str(), 1)
         );
+        assert_eq!(dead[0].message_id, poison_id);
     }
 
     #[tokio::test]
@@ -773,11 +824,12 @@ mod tests {
             r#"{"id":""}"#.to_owned(),
             "plain text ✓".to_owned(),
         ];
-        assert!(matches!(Body::new(bodies[0].clone()), Body::Id(_)));
+        let content = |b: &String| Content::new(uuid::Uuid::nil(), b.clone(), BTreeMap::new());
+        assert!(matches!(content(&bodies[0]), Content::Task(_)));
         assert!(
             bodies[1..]
                 .iter()
-                .all(|b| matches!(Body::new(b.clone()), Body::Text(_)))
+                .all(|b| matches!(content(b), Content::Other(_)))
         );
         let q = MemoryQueue::new();
         let sent: Vec<_> = bodies.iter().map(|b| msg(b, 0)).collect();
@@ -785,6 +837,35 @@ mod tests {
         let got = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
         let got: Vec<_> = got.into_iter().map(|d| d.body).collect();
         assert_eq!(got, bodies);
+    }
+
+    #[tokio::test]
+    async fn a_task_message_costs_40_bytes_and_keeps_its_id_and_attributes_apart() {
+        // The backlog's cost per message, held to its figure.
+        assert!(std::mem::size_of::<Ready>() <= 40);
+        let id = uuid::Uuid::now_v7();
+        let body = format!(r#"{{"id":"{id}"}}"#);
+        let tagged = OutgoingMessage {
+            attributes: BTreeMap::from([("topic".to_owned(), "t".to_owned())]),
+            ..msg(&body, 0)
+        };
+        let q = MemoryQueue::new();
+        q.send_batch("q", vec![msg(&body, 0), msg(&body, 0), tagged])
+            .await
+            .unwrap();
+        let got = q.receive("q", 10, LONG, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|d| d.body == body));
+        let ids: std::collections::HashSet<_> = got.iter().map(|d| &d.message_id).collect();
+        assert_eq!(ids.len(), 3, "message ids repeat: {got:?}");
+        assert!(
+            got.iter()
+                .all(|d| uuid::Uuid::try_parse(&d.message_id).is_ok())
+        );
+        assert_eq!(
+            got[2].attributes.get("topic").map(String::as_str),
+            Some("t")
+        );
     }
 
     #[tokio::test]
