@@ -24,6 +24,10 @@ pub struct Config {
     /// where that queue does not outlive the process (the embedded
     /// runtime), so a 202 always means the executions are stored.
     pub dispatch_inline: bool,
+    /// Run CPU-bound step work (an expression, a schema check) on the
+    /// calling task instead of a blocking thread: for the simulator, whose
+    /// paused clock runs ahead of work on other threads.
+    pub cpu_inline: bool,
     /// Timeout of a task that names none.
     pub default_timeout: Duration,
     /// A running attempt is presumed lost this long after its timeout.
@@ -118,6 +122,7 @@ impl Default for Config {
             execution_retention: chrono::Duration::days(30),
             public_url: None,
             dispatch_inline: false,
+            cpu_inline: false,
             snapshot_messages: true,
         }
     }

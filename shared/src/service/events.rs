@@ -57,7 +57,8 @@ pub async fn ingest_into(
 ) -> Result<Ingested, ServiceError> {
     let workflow = pipeline.id;
     if validate_now && let Some(schema) = &pipeline.spec.event_schema {
-        let found = schemas::violations(SchemaId::of(pipeline, None), schema, data.clone()).await;
+        let found =
+            schemas::violations(deps, SchemaId::of(pipeline, None), schema, data.clone()).await;
         if !found.is_empty() {
             return Ok(Ingested::Invalid(found));
         }

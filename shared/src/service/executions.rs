@@ -22,7 +22,7 @@ use super::identity::secrets::Resolving;
 use super::pipelines;
 use super::schemas::{self, SchemaId};
 use super::webhook::signed_headers;
-use super::{Deps, ServiceError, claim_token, found, write_while_unavailable};
+use super::{Deps, ServiceError, claim_token, found, on_cpu, write_while_unavailable};
 use crate::domain::execution::{Execution, ExecutionStatus, StepOutcome, StepStatus};
 use crate::domain::expression::Expression;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
@@ -255,8 +255,13 @@ async fn run_from(deps: &Deps, current: Execution) -> Result<(), ServiceError> {
         .iter()
         .any(|s| matches!(s.kind, StepKind::Validate { schema: None }));
     if let (0, false, Some(schema)) = (first, validated_by_a_step, &pipeline.spec.event_schema) {
-        let found =
-            schemas::violations(SchemaId::of(&pipeline, None), schema, current.input.clone()).await;
+        let found = schemas::violations(
+            deps,
+            SchemaId::of(&pipeline, None),
+            schema,
+            current.input.clone(),
+        )
+        .await;
         if !found.is_empty() {
             let next = current.rejected(found, now);
             return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
@@ -429,7 +434,9 @@ impl Attempt {
                     ),
                     (None, None) => return Ok(json!({ "valid": true })),
                 };
-                let found = schemas::violations(id, schema, self.context["event"].clone()).await;
+                let found =
+                    schemas::violations(&self.deps, id, schema, self.context["event"].clone())
+                        .await;
                 match found.is_empty() {
                     true => Ok(json!({ "valid": true })),
                     false => Err(Failure::Invalid(found)),
@@ -481,7 +488,7 @@ impl Attempt {
     /// failures are the expression's own, so never retried.
     async fn evaluate(&self, expression: &str) -> Result<Value, Failure> {
         let (expression, context) = (expression.to_string(), self.context.clone());
-        tokio::task::spawn_blocking(move || {
+        on_cpu(&self.deps, move || {
             EXPRESSIONS
                 .get_or_compile(expression.clone(), || Expression::compile(&expression))
                 .and_then(|compiled| compiled.evaluate(&context))

@@ -135,6 +135,23 @@ impl ServiceError {
     }
 }
 
+/// Run CPU-bound work (an expression, a schema check) off the async
+/// workers, on a blocking thread; on the calling task where
+/// `config.cpu_inline`. A panic in it is an error, not a crash.
+pub(crate) async fn on_cpu<T, F>(deps: &Deps, work: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    if deps.config.cpu_inline {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+            .map_err(|_| "panicked".to_string());
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|crash| crash.to_string())
+}
+
 /// A random token for a claim (a task's start, an execution's lease): two
 /// workers that take one record at the same instant write different items,
 /// so a retried write can tell its own from a twin's. 53 random bits, from

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::Deps;
 use super::compiled::Compiled;
 use crate::domain::pipeline::{Pipeline, SchemaViolation, compile_schema, violations_of};
 
@@ -41,12 +42,17 @@ static COMPILED: Compiled<SchemaId, jsonschema::Validator> = Compiled::new(CACHE
 /// Every way `instance` breaks `schema`, the schema `id` names. A schema
 /// that does not compile, or a check that outruns [`VALIDATION_BUDGET`], is
 /// one violation saying so.
-pub async fn violations(id: SchemaId, schema: &Value, instance: Value) -> Vec<SchemaViolation> {
+pub async fn violations(
+    deps: &Deps,
+    id: SchemaId,
+    schema: &Value,
+    instance: Value,
+) -> Vec<SchemaViolation> {
     let validator = match COMPILED.get_or_compile(id, || compile_schema(schema)) {
         Ok(v) => v,
         Err(message) => return vec![whole(message)],
     };
-    let check = tokio::task::spawn_blocking(move || violations_of(&validator, &instance));
+    let check = super::on_cpu(deps, move || violations_of(&validator, &instance));
     match tokio::time::timeout(VALIDATION_BUDGET, check).await {
         Ok(Ok(found)) => found,
         Ok(Err(crash)) => vec![whole(format!("schema check crashed: {crash}"))],

@@ -13,7 +13,9 @@ use warren::table::tasks::{self, TaskFilter};
 use warren::table::timers::timer_of;
 
 use crate::ports::{Version, is_requeue, lives};
-use crate::world::{Sim, Verdict, fan_label, label_of, life_label, step_label, verdict};
+use crate::world::{
+    Sim, Verdict, breaks_schema, fan_label, label_of, life_label, step_label, verdict,
+};
 
 /// When an item's TTL work (expiry, then removal) is due, if it has any:
 /// its entry in the expiry index.
@@ -156,6 +158,27 @@ async fn executions_at_end(sim: &Sim, all: &[Task], found: &mut Vec<String>) {
         if e.status == ExecutionStatus::Running {
             found.push(format!("stuck: {who} is still running after the drain"));
             continue;
+        }
+        let ran = runs.iter().any(|r| r.m == m);
+        match (breaks_schema(m), &e.validation_errors) {
+            (true, Some(v)) if !v.is_empty() && e.status == ExecutionStatus::Error && !ran => {}
+            (false, None) => {}
+            (broken, v) => found.push(format!(
+                "schema: {who} (input breaks the schema: {broken}) ended {} with validation errors {v:?}, steps run: {ran}",
+                e.status.as_str()
+            )),
+        }
+        let step_a = e.steps.iter().find(|s| s.name == "a");
+        if let Some(shape) = e.steps.iter().find(|s| s.name == "shape")
+            && shape.status == StepStatus::Success
+        {
+            let want = json!({"m": m, "a": step_a.and_then(|a| a.output.clone())});
+            if shape.output.as_ref() != Some(&want) {
+                found.push(format!(
+                    "transform: {who}'s shape step gave {:?}, not {want}",
+                    shape.output
+                ));
+            }
         }
         let all_done = e.steps.iter().all(|s| s.status == StepStatus::Success);
         if (e.status == ExecutionStatus::Success) != all_done {

@@ -152,22 +152,34 @@ pub fn verdict(seed: u64, n: u64, attempt: u32) -> Verdict {
 /// The topic the pipeline listens on.
 pub const TOPIC: &str = "simtopic";
 
-/// The pipeline every run subscribes to its topic: two task steps (retried
-/// 2 and 1 times) around an enqueue step whose task is judged like any
-/// other. Only steps that run on the async workers: a transform or a
-/// schema check runs on a blocking thread, which the paused clock would
-/// not wait for.
+/// The pipeline every run subscribes to its topic: an event schema that
+/// some messages break ([`breaks_schema`]), then two task steps (retried 2
+/// and 1 times) around a transform and an enqueue step whose task is judged
+/// like any other. The schema check and the transform, which run on a
+/// blocking thread in production, run inline here (`cpu_inline`), as the
+/// paused clock would not wait for another thread.
 fn pipeline_spec() -> PipelineSpec {
     serde_json::from_value(json!({
         "name": "sim",
         "options": {"event": TOPIC},
+        "event_schema": {
+            "type": "object",
+            "required": ["m", "ok"],
+            "properties": {"m": {"type": "integer"}, "ok": {"const": true}}
+        },
         "steps": [
             {"name": "a", "kind": "task", "task_name": "simstep", "kwargs": {"step": "a"}, "retries": 2, "timeout_seconds": 30},
+            {"name": "shape", "kind": "transform", "expression": "{m: event.m, a: steps.a}"},
             {"name": "fan", "kind": "enqueue", "task_name": "sim", "queue_name": "q0"},
             {"name": "b", "kind": "task", "task_name": "simstep", "kwargs": {"step": "b"}, "retries": 1, "timeout_seconds": 30},
         ]
     }))
     .expect("the simulated pipeline parses")
+}
+
+/// Whether message `m` breaks the pipeline's event schema: one in ten.
+pub fn breaks_schema(m: u64) -> bool {
+    m % 10 == 3
 }
 
 /// The verdict label of task step `step` of the execution for message `m`.
@@ -447,6 +459,7 @@ impl Sim {
                 webhook_secret: vec![7; 32],
                 step_secret: vec![8; 32],
                 open: true,
+                cpu_inline: true,
                 snapshot_messages: plan.snapshot_messages,
                 redispatch_after: plan.redispatch_after,
                 expired_retention: chrono::Duration::from_std(plan.expired_retention)
@@ -1184,7 +1197,8 @@ async fn requeue(deps: Deps, how: Requeue, ledger: Arc<Ledger>) {
 
 /// The publisher's step: one message on [`TOPIC`], labelled `m`.
 async fn publish(deps: Deps, m: u64, ledger: Arc<Ledger>) {
-    if let Ok(id) = topics::publish(&deps, TOPIC, &json!({"m": m})).await {
+    let event = json!({"m": m, "ok": !breaks_schema(m)});
+    if let Ok(id) = topics::publish(&deps, TOPIC, &event).await {
         lock(&ledger.published).insert(id);
     }
 }
