@@ -121,6 +121,13 @@ impl StepKind {
             StepKind::Enqueue { .. } => "enqueue",
         }
     }
+
+    /// Whether the step acts only on the execution (a transform, a schema
+    /// check): running it again changes nothing outside, so its checkpoint
+    /// may wait for the next step's.
+    pub fn is_pure(&self) -> bool {
+        matches!(self, StepKind::Transform { .. } | StepKind::Validate { .. })
+    }
 }
 
 impl Step {

@@ -143,10 +143,19 @@ async fn save(
     deps.store.transact(ops).await
 }
 
-/// How long a worker may hold the execution to run `step` with all its
-/// attempts and pauses; past that the run is presumed lost.
-fn lease_end(deps: &Deps, step: &Step, now: DateTime<Utc>) -> DateTime<Utc> {
-    now + lease_budget(deps, step.timeout(), step.retries)
+/// How long a worker may hold the execution to run its steps from `index`
+/// with all their attempts and pauses, up to its next checkpoint: through
+/// the steps without side effects there (checkpointed with the step after
+/// them) and the first step with side effects. Past that the run is
+/// presumed lost.
+fn lease_end(deps: &Deps, steps: &[Step], index: usize, now: DateTime<Utc>) -> DateTime<Utc> {
+    let run = steps[index..]
+        .iter()
+        .position(|s| !s.kind.is_pure())
+        .map_or(steps.len(), |p| index + p + 1);
+    steps[index..run].iter().fold(now, |end, s| {
+        end + lease_budget(deps, s.timeout(), s.retries)
+    })
 }
 
 fn lease_budget(deps: &Deps, timeout: Duration, retries: u32) -> chrono::Duration {
@@ -267,36 +276,68 @@ async fn run_from(deps: &Deps, current: Execution) -> Result<(), ServiceError> {
             return taken_over_is_fine(checkpoint(deps, &current, &next).await, id);
         }
     }
+    let steps = &pipeline.spec.steps;
     let claim = claim_token(deps);
-    let mut held = current.claimed(lease_end(deps, &pipeline.spec.steps[first], now), claim);
+    let held = current.claimed(lease_end(deps, steps, first, now), claim);
     if let Err(e) = save(deps, &current, &held, held.lease_until, Vec::new()).await {
         return taken_over_is_fine(Err(e.into()), id);
     }
-    while let Some(index) = held.next_step() {
+    // What the store holds, and the steps run since that are not written
+    // yet (steps without side effects, checkpointed with the next step).
+    let mut stored = held;
+    let mut ahead: Option<Execution> = None;
+    while let Some(index) = ahead.as_ref().unwrap_or(&stored).next_step() {
+        let held = ahead.as_ref().unwrap_or(&stored);
         let started = deps.now();
-        let (outcome, attempts) = run_step(deps, &pipeline, &held, index).await;
+        let (outcome, attempts) = run_step(deps, &pipeline, held, index).await;
         let now = deps.now();
         let mut next = held.record(index, outcome, attempts, started, now);
-        if let Some(following) = next.next_step() {
-            next = next.claimed(lease_end(deps, &pipeline.spec.steps[following], now), claim);
+        if steps[index].kind.is_pure()
+            && next.steps[index].status == StepStatus::Success
+            && next.next_step().is_some()
+        {
+            // Run again after a crash it would change nothing: one write
+            // fewer, under the lease taken for the whole run.
+            (next.lease_until, next.claim) = (stored.lease_until, stored.claim);
+            ahead = Some(next);
+            continue;
         }
-        let saved = match checkpoint(deps, &held, &next).await {
+        if let Some(following) = next.next_step() {
+            next = next.claimed(lease_end(deps, steps, following, now), claim);
+        }
+        let saved = match checkpoint(deps, &stored, &next).await {
             // The output cannot be kept (too large or too deep for an item):
             // the step fails without it, rather than run again forever.
+            // The failure goes on the first step not written yet, and the
+            // steps run since are dropped with their outputs.
             Err(ServiceError::Store(crate::ports::StoreError::Invalid(why))) => {
+                let first = stored.next_step().unwrap_or(index);
+                let message = if first == index {
+                    format!("the step's output cannot be kept: {why}")
+                } else {
+                    format!(
+                        "the outputs of this step and the steps after it up to `{}` cannot be kept: {why}",
+                        steps[index].name
+                    )
+                };
                 let failed = StepOutcome::Error {
-                    message: format!("the step's output cannot be kept: {why}"),
+                    message,
                     violations: Vec::new(),
                 };
-                next = held.record(index, failed, attempts, started, now);
-                checkpoint(deps, &held, &next).await
+                let (attempts, started) = match held.steps[first].started_at {
+                    Some(at) if first < index => (held.steps[first].attempts, at),
+                    _ => (attempts, started),
+                };
+                next = stored.record(first, failed, attempts, started, now);
+                checkpoint(deps, &stored, &next).await
             }
             other => other,
         };
         if let Err(e) = saved {
             return taken_over_is_fine(Err(e), id);
         }
-        held = next;
+        stored = next;
+        ahead = None;
     }
     Ok(())
 }

@@ -638,3 +638,77 @@ async fn a_run_keeps_its_caller_s_trace_for_its_message_and_the_tasks_it_enqueue
         messages[0].attributes
     );
 }
+
+/// Transforms and schema checks act only on the execution, so each is
+/// checkpointed with the step after it: a 5-step run writes the execution
+/// three times (claim, after the task step, at the end), not six.
+#[tokio::test]
+async fn steps_without_side_effects_are_checkpointed_with_the_next_step() {
+    let (registry, a, _) = counting();
+    let (memory, _) = setup(registry);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = writes.clone();
+    let deps = Deps {
+        store: InterceptStore::new(memory.store.clone(), move |ops: &[WriteOp]| {
+            if ops.iter().any(|op| op.key().pk.starts_with("EXEC#")) {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            Intercepted::PassOn
+        }),
+        ..memory
+    };
+    let p = created(
+        &deps,
+        spec(json!({"name": "pure", "steps": [
+            {"name": "check", "kind": "validate", "schema": {"type": "object", "required": ["n"]}},
+            {"name": "double", "kind": "transform", "expression": "{n: event.n, twice: [event.n, event.n]}"},
+            {"name": "a", "kind": "task", "task_name": "count_a"},
+            {"name": "both", "kind": "transform", "expression": "[steps.double.twice, steps.a]"},
+            {"name": "last", "kind": "transform", "expression": "steps.both"}
+        ]})),
+    )
+    .await;
+    let e = executions::run_pipeline(&deps, &p, TriggerType::Manual, None, json!({"n": 2}))
+        .await
+        .unwrap();
+    let started = writes.load(Ordering::SeqCst);
+    drain(&deps).await;
+    let done = executions::get(&deps, e.id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Success, "{done:?}");
+    assert_eq!(done.output, Some(json!([[2, 2], 1])));
+    assert!(done.steps.iter().all(|s| s.status == StepStatus::Success));
+    assert_eq!(a.load(Ordering::SeqCst), 1);
+    assert_eq!(writes.load(Ordering::SeqCst) - started, 3, "execution writes");
+}
+
+/// An output too large for the execution's item fails its step, and the
+/// run ends there; where steps without side effects wait for the next
+/// checkpoint, the failure goes on the first of them, saying which steps'
+/// outputs could not be kept.
+#[tokio::test]
+async fn an_output_that_cannot_be_kept_fails_its_step_and_ends_the_run() {
+    let big = json!({"blob": "x".repeat(120 * 1024)});
+    let (_, alone) = run_to_end(
+        json!([{"name": "four", "kind": "transform", "expression": "[event, event, event, event]"}]),
+        big.clone(),
+    )
+    .await;
+    assert_eq!(alone.status, ExecutionStatus::Error, "{alone:?}");
+    let error = alone.steps[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("the step's output cannot be kept"), "{error}");
+
+    let (_, together) = run_to_end(
+        json!([
+            {"name": "copy", "kind": "transform", "expression": "event"},
+            {"name": "two", "kind": "transform", "expression": "[steps.copy, steps.copy]"}
+        ]),
+        big,
+    )
+    .await;
+    assert_eq!(together.status, ExecutionStatus::Error, "{together:?}");
+    assert_eq!(together.steps[0].status, StepStatus::Error);
+    assert_eq!(together.steps[1].status, StepStatus::Pending);
+    let error = together.steps[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("up to `two` cannot be kept"), "{error}");
+    assert_eq!(together.steps[0].output, None);
+}
