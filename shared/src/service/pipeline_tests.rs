@@ -678,7 +678,11 @@ async fn steps_without_side_effects_are_checkpointed_with_the_next_step() {
     assert_eq!(done.output, Some(json!([[2, 2], 1])));
     assert!(done.steps.iter().all(|s| s.status == StepStatus::Success));
     assert_eq!(a.load(Ordering::SeqCst), 1);
-    assert_eq!(writes.load(Ordering::SeqCst) - started, 3, "execution writes");
+    assert_eq!(
+        writes.load(Ordering::SeqCst) - started,
+        3,
+        "execution writes"
+    );
 }
 
 /// An output too large for the execution's item fails its step, and the
@@ -695,7 +699,10 @@ async fn an_output_that_cannot_be_kept_fails_its_step_and_ends_the_run() {
     .await;
     assert_eq!(alone.status, ExecutionStatus::Error, "{alone:?}");
     let error = alone.steps[0].error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("the step's output cannot be kept"), "{error}");
+    assert!(
+        error.starts_with("the step's output cannot be kept"),
+        "{error}"
+    );
 
     let (_, together) = run_to_end(
         json!([
