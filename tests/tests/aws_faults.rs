@@ -854,6 +854,22 @@ async fn lambda_binaries_at_five_percent_faults_lose_nothing() {
     );
 }
 
+/// A fresh table's DynamoDB store, every call through a proxy that faults
+/// only what a test forces.
+async fn store_behind_quiet_proxy() -> (Arc<dyn warren::ports::Store>, FaultProxy) {
+    let aws = Provisioned::new();
+    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = FaultProxy::start(&upstream, 1, 0.0).await;
+    // Built from the variables alone: aws-config's provider chain would let
+    // `AWS_ENDPOINT_URL` win over an endpoint set in code.
+    let sdk = lambda_sdk_config()
+        .expect("the emulator's settings")
+        .to_builder()
+        .endpoint_url(&proxy.url)
+        .build();
+    (AwsClients::new(&sdk, None).store(&aws.table), proxy)
+}
+
 /// The DynamoDB store behind the proxy, with scripted faults: a conditional
 /// put whose first try lands but whose answer is lost (the connection reset
 /// after the emulator wrote) is tried again by the SDK, and that retry fails
@@ -866,17 +882,7 @@ async fn a_retried_put_that_landed_is_not_its_own_conflict() {
     use warren::ports::{Condition, Item, Key, WriteOp};
     use warren_tests::faults::Fault;
 
-    let aws = Provisioned::new();
-    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let proxy = FaultProxy::start(&upstream, 1, 0.0).await;
-    // Built from the variables alone: aws-config's provider chain would let
-    // `AWS_ENDPOINT_URL` win over an endpoint set in code.
-    let sdk = lambda_sdk_config()
-        .expect("the emulator's settings")
-        .to_builder()
-        .endpoint_url(&proxy.url)
-        .build();
-    let store = AwsClients::new(&sdk, None).store(&aws.table);
+    let (store, proxy) = store_behind_quiet_proxy().await;
     let key = Key::new("SELF#conflict", "item");
     let item = |version: u64, by: &str| {
         let attrs = serde_json::json!({"version": version, "by": by});
@@ -942,14 +948,7 @@ async fn two_claims_of_one_execution_at_once_run_its_step_once() {
     use warren::service::{executions, pipelines};
     use warren_tests::faults::Fault;
 
-    let aws = Provisioned::new();
-    let upstream = std::env::var("AWS_ENDPOINT_URL").unwrap();
-    let proxy = FaultProxy::start(&upstream, 1, 0.0).await;
-    let sdk = lambda_sdk_config()
-        .expect("the emulator's settings")
-        .to_builder()
-        .endpoint_url(&proxy.url)
-        .build();
+    let (store, proxy) = store_behind_quiet_proxy().await;
     // The step outlasts the held retry, so the winner's checkpoint comes
     // after it: the retry meets the winner's claim.
     let runs = Arc::new(AtomicUsize::new(0));
@@ -964,7 +963,7 @@ async fn two_claims_of_one_execution_at_once_run_its_step_once() {
     });
     let clock = Arc::new(ManualClock::new(Utc::now()));
     let mut deps = warren::testing::memory_deps(clock, registry);
-    deps.store = AwsClients::new(&sdk, None).store(&aws.table);
+    deps.store = store;
     let spec = serde_json::from_value(json!({
         "name": "once",
         "steps": [{"name": "a", "kind": "task", "task_name": "count"}]
