@@ -226,6 +226,16 @@ impl Execution {
         self.status == ExecutionStatus::Running && self.lease_until.is_none_or(|l| l <= now)
     }
 
+    /// The next version, held by nobody: what every write that ends a
+    /// worker's hold starts from.
+    fn unheld(&self) -> Execution {
+        let mut next = self.clone();
+        next.version += 1;
+        next.lease_until = None;
+        next.claim = None;
+        next
+    }
+
     /// Held until `until` by the worker whose token is `claim`.
     pub fn claimed(&self, until: DateTime<Utc>, claim: u64) -> Execution {
         let mut next = self.clone();
@@ -238,10 +248,7 @@ impl Execution {
     /// Ended before any step ran: the input breaks the pipeline's
     /// `event_schema`, which every run checks first.
     pub fn rejected(&self, violations: Vec<SchemaViolation>, now: DateTime<Utc>) -> Execution {
-        let mut next = self.clone();
-        next.version += 1;
-        next.lease_until = None;
-        next.claim = None;
+        let mut next = self.unheld();
         next.status = ExecutionStatus::Error;
         next.error = Some(format!(
             "the input breaks the pipeline's event_schema ({} violation(s))",
@@ -257,10 +264,7 @@ impl Execution {
     /// it was running counts the loss; once it has lost
     /// [`MAX_LOST_WORKERS`] workers it fails and ends the execution.
     pub fn released(&self, now: DateTime<Utc>) -> Execution {
-        let mut next = self.clone();
-        next.version += 1;
-        next.lease_until = None;
-        next.claim = None;
+        let mut next = self.unheld();
         let (Some(_), Some(index)) = (self.lease_until, self.next_step()) else {
             return next;
         };
@@ -295,10 +299,7 @@ impl Execution {
         started: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Execution {
-        let mut next = self.clone();
-        next.version += 1;
-        next.lease_until = None;
-        next.claim = None;
+        let mut next = self.unheld();
         let step = &mut next.steps[index];
         step.attempts = attempts;
         step.started_at = Some(started);
