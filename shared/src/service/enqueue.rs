@@ -265,7 +265,10 @@ async fn store_and_send(
         Err(StoreError::Conflict { op }) if Some(op) == claim_index => {
             let key = task.idempotency_key.as_deref().unwrap_or_default();
             return match idempotency::holder(&*deps.store, key).await? {
-                Some(id) => Ok(Enqueued::Existing(id)),
+                Some(id) => {
+                    send_again_if_pending(deps, id, now).await;
+                    Ok(Enqueued::Existing(id))
+                }
                 // It expired between our write and this read: a retry will create it.
                 None => Err(ServiceError::Conflict {
                     message: "idempotency key changed concurrently; retry".into(),
@@ -284,6 +287,27 @@ async fn store_and_send(
         .await;
     }
     Ok(Enqueued::Created(task.id))
+}
+
+/// A repeated enqueue found its key's first task. The request that made it
+/// may have stored it and failed before sending its message (its answer
+/// lost, its retries spent), and the client, or a pipeline step, is trying
+/// again because of that failure: if the task is still pending, send it
+/// again now rather than leave it to its re-dispatch timer. A message
+/// that was not lost makes this one a duplicate, which the worker drops.
+/// Best effort: the timer still covers a failure here.
+async fn send_again_if_pending(deps: &Deps, id: Uuid, now: DateTime<Utc>) {
+    let pending = match deps.tasks().get(id).await {
+        Ok(Some(task)) if task.status == TaskStatus::Pending => task,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(task_id = %id, error = %e, "could not read a repeated key's task; its timer re-sends it");
+            return;
+        }
+    };
+    if let Err(e) = super::worker::redispatch(deps, &pending, now).await {
+        tracing::warn!(task_id = %id, error = %e, "could not send a repeated key's task again; its timer re-sends it");
+    }
 }
 
 /// Enqueue many tasks: validated as a whole first (one bad item rejects the

@@ -394,6 +394,50 @@ async fn repeated_idempotency_key_returns_the_first_task() {
     assert!(matches!(enqueue(&deps, t).await.unwrap(), Enqueued::Created(id) if id != first));
 }
 
+/// Found by the full fault run: a pipeline step's task stayed pending,
+/// never attempted, until its re-dispatch timer fired ten minutes later.
+/// Its enqueue had stored it and then failed (the answer lost), so nothing
+/// sent its message; the step's retry found the key's task and, before
+/// this was fixed, returned it without sending anything.
+#[tokio::test]
+async fn a_repeated_key_whose_first_try_lost_its_answer_sends_the_task() {
+    let (memory, _clock) = setup(Registry::standard());
+    let deps = Deps {
+        store: InterceptStore::new(memory.store.clone(), {
+            let enqueues = AtomicUsize::new(0);
+            move |ops: &[WriteOp]| {
+                let enqueue = ops.iter().any(|op| {
+                    matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!("pending")))
+                });
+                if enqueue && enqueues.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Intercepted::LoseAnswer(StoreError::Unavailable("answer lost".into()))
+                } else {
+                    Intercepted::PassOn
+                }
+            }
+        }),
+        ..memory
+    };
+    let mut t = new_task("echo");
+    t.idempotency_key = Some("step-7".into());
+    assert!(
+        enqueue(&deps, t.clone()).await.is_err(),
+        "the first answer is lost"
+    );
+    assert!(
+        receive_all(&deps).await.is_empty(),
+        "the failed try sent nothing"
+    );
+    let Enqueued::Existing(id) = enqueue(&deps, t).await.unwrap() else {
+        panic!("the first try's task was stored")
+    };
+    let sent = receive_all(&deps).await;
+    assert_eq!(sent.len(), 1, "the retry sends the stored task");
+    process(&deps, &sent[0].body).await.unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
+}
+
 #[tokio::test]
 async fn counters_follow_every_transition() {
     let (deps, _) = setup(Registry::standard());

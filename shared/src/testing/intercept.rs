@@ -15,6 +15,9 @@ pub enum Intercepted {
     PassOn,
     /// Answer with this error; nothing is written.
     Refuse(StoreError),
+    /// Write it, then answer with this error, as a call whose answer was
+    /// lost on the way back.
+    LoseAnswer(StoreError),
     /// Never answer, as a process that died in the call.
     Hang,
 }
@@ -48,6 +51,7 @@ where
         match (self.hook)(&ops) {
             Intercepted::PassOn => self.inner.transact(ops).await,
             Intercepted::Refuse(e) => Err(e),
+            Intercepted::LoseAnswer(e) => self.inner.transact(ops).await.and(Err(e)),
             Intercepted::Hang => std::future::pending().await,
         }
     }
