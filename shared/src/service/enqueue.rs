@@ -276,6 +276,16 @@ async fn store_and_send(
                 }),
             };
         }
+        Err(e @ StoreError::Unavailable(_)) => {
+            // Whether it was written is unknown. If it was, its message must
+            // not wait for the timer; if not, the worker drops a message
+            // whose task does not exist.
+            if let Dispatch::Send { delay, .. } = plan {
+                let message = dispatch::message(deps, &task, delay);
+                dispatch::send_or_leave_to_timer(deps, message, "task").await;
+            }
+            return Err(e.into());
+        }
         Err(e) => return Err(e.into()),
     }
     deps.metrics.enqueued(&task.queue_name, 1);

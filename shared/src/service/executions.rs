@@ -98,7 +98,15 @@ pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<()
             now,
         )];
         ops.extend(extra);
-        deps.store.transact(ops).await?;
+        if let Err(err) = deps.store.transact(ops).await {
+            if matches!(err, StoreError::Unavailable(_)) {
+                // Whether it was written is unknown. If it was, its message
+                // must not wait for the timer; if not, the worker drops a
+                // message whose run does not exist.
+                dispatch::send_or_leave_to_timer(&deps, message(&e), "execution").await;
+            }
+            return Err(err.into());
+        }
         dispatch::send_or_recheck(&deps, vec![message(&e)], |soon| {
             // Same version: the message, if it did go, still claims it.
             vec![vec![table::replace(&e, &e, Some(soon), retention)]]
@@ -107,6 +115,33 @@ pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<()
         Ok(())
     })
     .await
+}
+
+/// A repeated trigger found the run it started before. The call that
+/// started it may have stored it and failed before sending its message
+/// (its answer lost), so if no worker has claimed it yet, send it again
+/// now rather than leave it to its timer; a message that was not lost
+/// makes this one a duplicate, whose claim the first one's refuses. Best
+/// effort: the timer still covers a failure here.
+pub async fn send_again_if_unclaimed(deps: &Deps, id: Uuid) {
+    let now = deps.now();
+    let unclaimed = match table::get(&*deps.store, id, now.timestamp()).await {
+        Ok(Some(e))
+            if e.is_free(now)
+                && e.lease_until.is_none()
+                && e.steps.iter().all(|s| s.attempts == 0) =>
+        {
+            e
+        }
+        Ok(_) => return,
+        Err(err) => {
+            tracing::warn!(execution_id = %id, error = %err, "could not read a repeated trigger's run; its timer re-sends it");
+            return;
+        }
+    };
+    if let Err(err) = resend(deps, &unclaimed, now).await {
+        tracing::warn!(execution_id = %id, error = %err, "could not send a repeated trigger's run again; its timer re-sends it");
+    }
 }
 
 /// Start a run of `pipeline` on `input`.

@@ -211,6 +211,44 @@ async fn a_redelivered_message_starts_nothing_new() {
     assert_eq!(counters(&deps, "orders").await, (0, 1, 0));
 }
 
+/// The first dispatch stored its run and lost the answer, so it failed and
+/// its message came back; the redelivery met the mark and, before this was
+/// fixed, sent nothing: the run waited for its timer. Now the failed
+/// dispatch sends the run (whether it was written is unknown) and so does
+/// the redelivery, should that message be lost.
+#[tokio::test]
+async fn a_dispatch_whose_answer_was_lost_sends_its_run_and_so_does_the_redelivery() {
+    let (mut deps, p) = started_on_orders().await;
+    deps.store = InterceptStore::new(deps.store.clone(), {
+        let starts = std::sync::atomic::AtomicUsize::new(0);
+        move |ops: &[WriteOp]| {
+            let start = ops.iter().any(|op| {
+                matches!(op, WriteOp::Put { item, .. } if item.key.pk.starts_with("DISPATCH#"))
+            });
+            if start && starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                Intercepted::LoseAnswer(StoreError::Unavailable("answer lost".into()))
+            } else {
+                Intercepted::PassOn
+            }
+        }
+    });
+    let message = on_topic("m1", "orders", "[1]");
+    assert!(topics::dispatch(&deps, &message).await.is_err());
+    let sent = super::tests::receive_all(&deps).await;
+    assert_eq!(sent.len(), 1, "sent although the write's fate was unknown");
+    // That message is lost on its way.
+    deps.queue
+        .delete_batch(&deps.config.task_queue, vec![sent[0].receipt.clone()])
+        .await
+        .unwrap();
+    let again = topics::dispatch(&deps, &message).await.unwrap();
+    assert_eq!((again.started, again.duplicates), (0, 1));
+    drain(&deps).await;
+    let runs = executions_of(&deps, &p).await;
+    assert_eq!(runs.len(), 1, "one run for the message");
+    assert_eq!(runs[0].status, ExecutionStatus::Success, "{:?}", runs[0]);
+}
+
 #[tokio::test]
 async fn a_stopped_trigger_runs_nothing_and_the_message_is_counted_and_dropped() {
     let (deps, p) = started_on_orders().await;

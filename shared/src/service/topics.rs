@@ -367,7 +367,16 @@ async fn dispatch_traced(deps: &Deps, delivery: &Delivery) -> Result<Dispatched,
         ];
         match executions::start(deps, &execution, extra).await {
             Ok(()) => done.started += 1,
-            Err(e) if e.is_conflict() => done.duplicates += 1,
+            Err(e) if e.is_conflict() => {
+                done.duplicates += 1;
+                // The first dispatch may have stored its run and failed
+                // before sending it (which is why this message came back).
+                if let Some(id) =
+                    table::dispatched_execution(&*deps.store, &message.id, sub.pipeline_id).await?
+                {
+                    executions::send_again_if_unclaimed(deps, id).await;
+                }
+            }
             Err(ServiceError::Limited { message: why, .. }) => {
                 // Not retried: the month's runs are used up.
                 tracing::warn!(pipeline_id = %sub.pipeline_id, message_id = %message.id, %why, "event trigger skipped");

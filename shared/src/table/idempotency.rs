@@ -33,10 +33,5 @@ pub fn claim(
 
 /// The task that holds `idempotency_key`, if a claim is stored.
 pub async fn holder(store: &dyn Store, idempotency_key: &str) -> Result<Option<Uuid>, StoreError> {
-    let item = store.get(&key(idempotency_key)).await?;
-    Ok(item
-        .as_ref()
-        .and_then(|i| i.attrs.get("task_id"))
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok()))
+    super::id_in(store, &key(idempotency_key), "task_id").await
 }

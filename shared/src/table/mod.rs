@@ -92,6 +92,19 @@ pub async fn counters(store: &dyn Store, key: &Key) -> Result<Map<String, Value>
     Ok(store.get(key).await?.map(|i| i.attrs).unwrap_or_default())
 }
 
+/// The id a mark at `key` names in its attribute `attr` (a claim's holder,
+/// a dispatch's run), if the mark is stored.
+pub async fn id_in(
+    store: &dyn Store,
+    key: &Key,
+    attr: &str,
+) -> Result<Option<uuid::Uuid>, StoreError> {
+    Ok(store
+        .get(key)
+        .await?
+        .and_then(|i| i.attrs.get(attr)?.as_str()?.parse().ok()))
+}
+
 /// A counter among an item's attributes; 0 when it was never added to.
 pub fn count(attrs: &Map<String, Value>, name: &str) -> i64 {
     attrs.get(name).and_then(Value::as_i64).unwrap_or(0)

@@ -168,6 +168,20 @@ pub async fn counters(
     super::counters(store, &stats_key(topic)).await
 }
 
+fn dispatch_key(message: &str, pipeline: Uuid) -> Key {
+    Key::new(format!("DISPATCH#{message}"), pipeline.to_string())
+}
+
+/// The execution that message `message` started of `pipeline`, while its
+/// mark is remembered.
+pub async fn dispatched_execution(
+    store: &dyn Store,
+    message: &str,
+    pipeline: Uuid,
+) -> Result<Option<Uuid>, StoreError> {
+    super::id_in(store, &dispatch_key(message, pipeline), "execution_id").await
+}
+
 /// The mark that message `message` started execution `execution` of
 /// `pipeline`, remembered until `until`: it fails (`Conflict`) when the
 /// message already did.
@@ -179,7 +193,7 @@ pub fn mark_dispatched(
     until: DateTime<Utc>,
 ) -> WriteOp {
     let mut item = Item::new(
-        Key::new(format!("DISPATCH#{message}"), pipeline.to_string()),
+        dispatch_key(message, pipeline),
         Map::from_iter([("execution_id".into(), execution.to_string().into())]),
     );
     item.ttl = Some(until.timestamp());
