@@ -174,6 +174,9 @@ struct Shared {
     /// Faults the next calls of an operation meet whatever the rate, by
     /// `Service.Operation`: a test's script.
     forced: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// What the proxy itself failed to do (a test of warren must not pass
+    /// or fail because of its harness).
+    own_errors: Mutex<Vec<String>>,
 }
 
 /// A running proxy; stops when dropped.
@@ -197,6 +200,7 @@ impl FaultProxy {
             tally: Mutex::default(),
             tokens: Mutex::default(),
             forced: Mutex::default(),
+            own_errors: Mutex::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -231,6 +235,17 @@ impl FaultProxy {
     /// (`Service.Operation Fault`), counted so far.
     pub fn tally(&self) -> BTreeMap<String, u64> {
         self.shared.tally.lock().unwrap().clone()
+    }
+
+    /// Fail the test if the proxy could not do its own part (such as
+    /// making messages visible again): its faults were then not the ones
+    /// it claims.
+    pub fn assert_sound(&self) {
+        let errors = self.shared.own_errors.lock().unwrap();
+        assert!(
+            errors.is_empty(),
+            "the fault proxy failed itself: {errors:?}"
+        );
     }
 }
 
@@ -315,14 +330,38 @@ impl Shared {
             return;
         }
         let body = json!({"QueueUrl": queue_url, "Entries": entries});
-        let _ = self
+        let answer = self
             .client
             .post(format!("{}/", self.upstream))
             .header("x-amz-target", "AmazonSQS.ChangeMessageVisibilityBatch")
             .header("content-type", "application/x-amz-json-1.0")
+            // The emulator routes a call by the service in the credential
+            // scope; without one it took this for S3 and changed nothing.
+            .header(
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+            )
             .body(body.to_string())
             .send()
             .await;
+        let changed = match answer {
+            Ok(a) => a
+                .bytes()
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+            Err(_) => None,
+        };
+        // An entry may fail for a receipt gone stale meanwhile (the message
+        // deleted or received again); a call the emulator did not take as
+        // this one is the proxy's own failure.
+        if changed.as_ref().is_none_or(|c| !c["Successful"].is_array()) {
+            self.own_errors.lock().unwrap().push(format!(
+                "could not make {} messages visible again: {changed:?}",
+                receipts.len()
+            ));
+        }
     }
 
     /// Serve one call: the answer to write back, or `None` to reset the

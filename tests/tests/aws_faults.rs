@@ -619,6 +619,7 @@ async fn at_five_percent_faults_on_every_aws_call_nothing_is_lost_run_twice_or_m
         assert!(e.contains(": 503 ") && e.contains("\"code\""), "{e}");
     }
     assert!(faults > 0, "no fault was injected");
+    proxy.assert_sound();
 }
 
 /// What Lambda's SQS event source mapping does for the worker function:
@@ -843,6 +844,7 @@ async fn lambda_binaries_at_five_percent_faults_lose_nothing() {
     }
     stop.store(true, Ordering::Relaxed);
     mapping.await.unwrap();
+    proxy.assert_sound();
     eprintln!("enqueue answers by status: {statuses:?}");
     eprintln!(
         "faults injected: {:?}",
