@@ -2,7 +2,7 @@
 //! what the worker and the scheduler promise, without HTTP.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,8 +15,8 @@ use crate::Deps;
 use crate::adapters::clock::ManualClock;
 use crate::domain::TaskStatus;
 use crate::handlers::Registry;
-use crate::ports::{Clock, Delivery, StoreError, WriteOp};
-use crate::testing::intercept::{InterceptStore, Intercepted};
+use crate::ports::{Clock, Delivery, OutgoingMessage, StoreError, WriteOp};
+use crate::testing::intercept::{InterceptQueue, InterceptStore, Intercepted};
 use crate::testing::{memory_deps, receive_now};
 
 fn t0() -> DateTime<Utc> {
@@ -394,12 +394,12 @@ async fn repeated_idempotency_key_returns_the_first_task() {
     assert!(matches!(enqueue(&deps, t).await.unwrap(), Enqueued::Created(id) if id != first));
 }
 
-/// Found by the full fault run: a pipeline step's task stayed pending,
-/// never attempted, until its re-dispatch timer fired ten minutes later.
-/// Its enqueue had stored it and then failed (the answer lost), so nothing
-/// sent its message, and the step's retry found the key's task and
-/// returned it without sending anything either. Now the failed try sends
-/// (whether its write landed is unknown) and so does the retry.
+/// Found by reading, while chasing the full fault run's ten-minute tail: an
+/// enqueue whose write landed but whose answer was lost failed without
+/// sending, and its retry (a client's, or a pipeline step's) found the
+/// key's task and returned it without sending either, so the task waited
+/// for its re-dispatch timer. Now the failed try sends (whether its write
+/// landed is unknown) and so does the retry.
 #[tokio::test]
 async fn an_enqueue_whose_answer_was_lost_sends_its_task_and_so_does_its_retry() {
     let (memory, _clock) = setup(Registry::standard());
@@ -440,6 +440,41 @@ async fn an_enqueue_whose_answer_was_lost_sends_its_task_and_so_does_its_retry()
     process(&deps, &sent[0].body).await.unwrap();
     let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
+}
+
+/// Found by the full fault run (two tasks waited ten minutes): a retry whose
+/// message could not be sent, the SDK's tries spent, was left to its
+/// re-dispatch timer. Now it is tried again, then its timer is brought
+/// forward to seconds, as an enqueue's is.
+#[tokio::test]
+async fn a_retry_whose_message_could_not_be_sent_goes_again_within_seconds() {
+    let (memory, clock) = setup(Registry::standard());
+    let refusing = Arc::new(AtomicBool::new(false));
+    let deps = Deps {
+        queue: InterceptQueue::new(memory.queue.clone(), {
+            let refusing = refusing.clone();
+            move |_: &[OutgoingMessage]| refusing.load(Ordering::SeqCst)
+        }),
+        ..memory
+    };
+    let id = created(&deps, new_task("fail")).await;
+    let first = receive_all(&deps).await;
+    refusing.store(true, Ordering::SeqCst);
+    process(&deps, &first[0].body).await.unwrap();
+    refusing.store(false, Ordering::SeqCst);
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!((task.status, task.attempts), (TaskStatus::Pending, 1));
+    assert!(
+        receive_all(&deps).await.is_empty(),
+        "the retry was not sent"
+    );
+    clock.advance(super::dispatch::LOST_RECHECK + chrono::Duration::seconds(1));
+    assert_eq!(tick(&deps).await.unwrap().released, 1);
+    let retry = receive_all(&deps).await;
+    assert_eq!(retry.len(), 1, "the retry is sent seconds later");
+    process(&deps, &retry[0].body).await.unwrap();
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!(task.attempts, 2);
 }
 
 #[tokio::test]

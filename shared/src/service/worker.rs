@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::dispatch::{self, Dispatch, send_or_leave_to_timer};
+use super::dispatch::{self, Dispatch};
 use super::identity::secrets::Resolving;
 use super::webhook;
 use super::{Deps, ServiceError, claim_token, while_unavailable, write_while_unavailable};
@@ -254,7 +254,11 @@ pub async fn apply(
             save_until(deps, current, &t, Some(plan.timer()), until).await?;
             deps.metrics.retried(&t.queue_name);
             if let Dispatch::Send { delay, .. } = plan {
-                send_or_leave_to_timer(deps, dispatch::message(deps, &t, delay), "task").await;
+                let message = dispatch::message(deps, &t, delay);
+                dispatch::send_or_recheck(deps, vec![message], |soon| {
+                    vec![dispatch::recheck(deps, &t, soon)]
+                })
+                .await;
             }
         }
         After::Done(mut t) => {
@@ -277,7 +281,10 @@ pub async fn apply(
                     priority: t.priority,
                     ..Default::default()
                 };
-                send_or_leave_to_timer(deps, message, "webhook").await;
+                dispatch::send_or_recheck(deps, vec![message], |soon| {
+                    vec![dispatch::recheck(deps, &t, soon)]
+                })
+                .await;
             }
         }
     }

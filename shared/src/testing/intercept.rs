@@ -1,13 +1,18 @@
 //! A [`Store`] that passes every call to an inner store, except the
 //! transactions its hook stops: for tests that fail, refuse or hang one
 //! chosen write, as a broken partition, an unavailable backend or a process
-//! that died inside the call would.
+//! that died inside the call would. [`InterceptQueue`] does the same for a
+//! queue's sends.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::ports::{Item, Key, Query, Store, StoreError, WriteOp};
+use std::time::Duration;
+
+use crate::ports::{
+    Delivery, Item, Key, OutgoingMessage, Query, Queue, QueueError, Store, StoreError, WriteOp,
+};
 
 /// What [`InterceptStore`]'s hook makes of a transaction.
 pub enum Intercepted {
@@ -72,5 +77,64 @@ where
         ttl: Option<i64>,
     ) -> Result<Option<i64>, StoreError> {
         self.inner.increment(key, attr, limit, ttl).await
+    }
+}
+
+/// The inner queue, with `refuse` deciding about each send: true answers
+/// `Unavailable` and sends nothing. Receives, deletes and visibility changes
+/// always pass.
+pub struct InterceptQueue<H> {
+    inner: Arc<dyn Queue>,
+    refuse: H,
+}
+
+impl<H> InterceptQueue<H>
+where
+    H: Fn(&[OutgoingMessage]) -> bool + Send + Sync + 'static,
+{
+    pub fn new(inner: Arc<dyn Queue>, refuse: H) -> Arc<Self> {
+        Arc::new(Self { inner, refuse })
+    }
+}
+
+#[async_trait]
+impl<H> Queue for InterceptQueue<H>
+where
+    H: Fn(&[OutgoingMessage]) -> bool + Send + Sync + 'static,
+{
+    async fn send_batch(
+        &self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), QueueError> {
+        if (self.refuse)(&messages) {
+            return Err(QueueError::Unavailable("send refused".into()));
+        }
+        self.inner.send_batch(queue, messages).await
+    }
+
+    async fn receive(
+        &self,
+        queue: &str,
+        max: usize,
+        visibility: Duration,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.inner.receive(queue, max, visibility, wait).await
+    }
+
+    async fn delete_batch(&self, queue: &str, receipts: Vec<String>) -> Result<(), QueueError> {
+        self.inner.delete_batch(queue, receipts).await
+    }
+
+    async fn change_visibility(
+        &self,
+        queue: &str,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        self.inner
+            .change_visibility(queue, receipt, visibility)
+            .await
     }
 }
