@@ -65,6 +65,26 @@ fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
     (memory_deps(clock.clone(), handlers), clock)
 }
 
+/// A hook that meets the `n`-th transaction (from 0) writing a task in
+/// `status` with `then()`, and passes on every other.
+fn nth_write_of(
+    status: &'static str,
+    n: usize,
+    then: impl Fn() -> Intercepted + Send + Sync + 'static,
+) -> impl Fn(&[WriteOp]) -> Intercepted + Send + Sync + 'static {
+    let seen = AtomicUsize::new(0);
+    move |ops: &[WriteOp]| {
+        let writes = ops.iter().any(|op| {
+            matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!(status)))
+        });
+        if writes && seen.fetch_add(1, Ordering::SeqCst) == n {
+            then()
+        } else {
+            Intercepted::PassOn
+        }
+    }
+}
+
 pub(super) async fn receive_all(deps: &Deps) -> Vec<Delivery> {
     receive_now(deps, &deps.config.task_queue, Duration::from_secs(30)).await
 }
@@ -348,19 +368,12 @@ async fn a_message_handed_twice_at_once_runs_its_attempt_once() {
     let deps = Deps {
         // The second write that starts a task is refused before it lands:
         // the backend was unavailable for that one call.
-        store: InterceptStore::new(memory.store.clone(), {
-            let starts = AtomicUsize::new(0);
-            move |ops: &[WriteOp]| {
-                let start = ops.iter().any(|op| {
-                    matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!("running")))
-                });
-                if start && starts.fetch_add(1, Ordering::SeqCst) == 1 {
-                    Intercepted::Refuse(StoreError::Unavailable("refused".into()))
-                } else {
-                    Intercepted::PassOn
-                }
-            }
-        }),
+        store: InterceptStore::new(
+            memory.store.clone(),
+            nth_write_of("running", 1, || {
+                Intercepted::Refuse(StoreError::Unavailable("refused".into()))
+            }),
+        ),
         ..memory
     };
     let id = created(&deps, new_task("slow")).await;
@@ -404,19 +417,12 @@ async fn repeated_idempotency_key_returns_the_first_task() {
 async fn an_enqueue_whose_answer_was_lost_sends_its_task_and_so_does_its_retry() {
     let (memory, _clock) = setup(Registry::standard());
     let deps = Deps {
-        store: InterceptStore::new(memory.store.clone(), {
-            let enqueues = AtomicUsize::new(0);
-            move |ops: &[WriteOp]| {
-                let enqueue = ops.iter().any(|op| {
-                    matches!(op, WriteOp::Put { item, .. } if item.attrs.get("status") == Some(&json!("pending")))
-                });
-                if enqueue && enqueues.fetch_add(1, Ordering::SeqCst) == 0 {
-                    Intercepted::LoseAnswer(StoreError::Unavailable("answer lost".into()))
-                } else {
-                    Intercepted::PassOn
-                }
-            }
-        }),
+        store: InterceptStore::new(
+            memory.store.clone(),
+            nth_write_of("pending", 0, || {
+                Intercepted::LoseAnswer(StoreError::Unavailable("answer lost".into()))
+            }),
+        ),
         ..memory
     };
     let mut t = new_task("echo");
