@@ -448,12 +448,9 @@ async fn an_enqueue_whose_answer_was_lost_sends_its_task_and_so_does_its_retry()
     assert_eq!((task.status, task.attempts), (TaskStatus::Completed, 1));
 }
 
-/// Found by the full fault run (two tasks waited ten minutes): a retry whose
-/// message could not be sent, the SDK's tries spent, was left to its
-/// re-dispatch timer. Now it is tried again, then its timer is brought
-/// forward to seconds, as an enqueue's is.
-#[tokio::test]
-async fn a_retry_whose_message_could_not_be_sent_goes_again_within_seconds() {
+/// Enqueue `t` and run its first attempt while every send fails (the
+/// SDK's tries spent): what the attempt meant to send is not on the queue.
+async fn first_attempt_with_sends_refused(t: NewTask) -> (Deps, Arc<ManualClock>, uuid::Uuid) {
     let (memory, clock) = setup(Registry::standard());
     let refusing = Arc::new(AtomicBool::new(false));
     let deps = Deps {
@@ -463,17 +460,24 @@ async fn a_retry_whose_message_could_not_be_sent_goes_again_within_seconds() {
         }),
         ..memory
     };
-    let id = created(&deps, new_task("fail")).await;
+    let id = created(&deps, t).await;
     let first = receive_all(&deps).await;
     refusing.store(true, Ordering::SeqCst);
     process(&deps, &first[0].body).await.unwrap();
     refusing.store(false, Ordering::SeqCst);
+    assert!(receive_all(&deps).await.is_empty(), "nothing was sent");
+    (deps, clock, id)
+}
+
+/// Found by the full fault run (two tasks waited ten minutes): a retry whose
+/// message could not be sent, the SDK's tries spent, was left to its
+/// re-dispatch timer. Now it is tried again, then its timer is brought
+/// forward to seconds, as an enqueue's is.
+#[tokio::test]
+async fn a_retry_whose_message_could_not_be_sent_goes_again_within_seconds() {
+    let (deps, clock, id) = first_attempt_with_sends_refused(new_task("fail")).await;
     let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!((task.status, task.attempts), (TaskStatus::Pending, 1));
-    assert!(
-        receive_all(&deps).await.is_empty(),
-        "the retry was not sent"
-    );
     clock.advance(super::dispatch::LOST_RECHECK + chrono::Duration::seconds(1));
     assert_eq!(tick(&deps).await.unwrap().released, 1);
     let retry = receive_all(&deps).await;
@@ -481,6 +485,24 @@ async fn a_retry_whose_message_could_not_be_sent_goes_again_within_seconds() {
     process(&deps, &retry[0].body).await.unwrap();
     let task = deps.tasks().get(id).await.unwrap().unwrap();
     assert_eq!(task.attempts, 2);
+}
+
+/// The same for the webhook of a finished task.
+#[tokio::test]
+async fn a_webhook_whose_message_could_not_be_sent_goes_again_within_seconds() {
+    let mut t = new_task("echo");
+    t.webhook_url = Some("https://hooks.example.com/done".into());
+    let (deps, clock, id) = first_attempt_with_sends_refused(t).await;
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert!(task.owes_webhook(), "{task:?}");
+    clock.advance(super::dispatch::LOST_RECHECK + chrono::Duration::seconds(1));
+    assert_eq!(tick(&deps).await.unwrap().webhooks, 1);
+    assert_eq!(
+        receive_all(&deps).await.len(),
+        1,
+        "the webhook is sent seconds later"
+    );
 }
 
 #[tokio::test]
