@@ -166,3 +166,22 @@ pub async fn send_or_leave_to_timer(deps: &Deps, message: OutgoingMessage, what:
         tracing::warn!(%what, error = %e, "send failed; the scheduler will re-send");
     }
 }
+
+/// Send (again) the message of a pending task that is not due yet or whose
+/// message may be lost, and move its timer on.
+pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    let plan = plan(deps, task, now);
+    let next = task.refiled();
+    match deps.tasks().save(task, &next, Some(plan.timer())).await {
+        // It moved on meanwhile. (A retried write that found its own earlier
+        // try is not a conflict: the store adapter tells the two apart.)
+        Err(e) if e.is_conflict() => return Ok(()),
+        other => other?,
+    }
+    if let Dispatch::Send { delay, .. } = plan {
+        deps.queue
+            .send_batch(&deps.config.task_queue, vec![message(deps, &next, delay)])
+            .await?;
+    }
+    Ok(())
+}

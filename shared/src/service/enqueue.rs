@@ -315,7 +315,7 @@ async fn send_again_if_pending(deps: &Deps, id: Uuid, now: DateTime<Utc>) {
             return;
         }
     };
-    if let Err(e) = super::worker::redispatch(deps, &pending, now).await {
+    if let Err(e) = dispatch::redispatch(deps, &pending, now).await {
         tracing::warn!(task_id = %id, error = %e, "could not send a repeated key's task again; its timer re-sends it");
     }
 }

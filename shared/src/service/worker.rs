@@ -97,7 +97,9 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     }
     if !task.is_due(now) {
         // Sent early (re-dispatch of a retry that is not due yet): hold it back again.
-        return redispatch(deps, &task, now).await.map(|_| Start::Done);
+        return dispatch::redispatch(deps, &task, now)
+            .await
+            .map(|_| Start::Done);
     }
     let mut running = task
         .start(now, deps.config.lease_grace)
@@ -318,28 +320,6 @@ async fn save_until(
 /// its visibility, so it is not delivered again meanwhile.
 fn hold_until(deps: &Deps, now: DateTime<Utc>) -> DateTime<Utc> {
     now + chrono::Duration::from_std(deps.config.visibility / 2).unwrap_or_default()
-}
-
-/// Send (again) the message of a pending task that is not due yet or whose
-/// message may be lost, and move its timer on.
-pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
-    let plan = dispatch::plan(deps, task, now);
-    let next = task.refiled();
-    match deps.tasks().save(task, &next, Some(plan.timer())).await {
-        // It moved on meanwhile. (A retried write that found its own earlier
-        // try is not a conflict: the store adapter tells the two apart.)
-        Err(e) if e.is_conflict() => return Ok(()),
-        other => other?,
-    }
-    if let Dispatch::Send { delay, .. } = plan {
-        deps.queue
-            .send_batch(
-                &deps.config.task_queue,
-                vec![dispatch::message(deps, &next, delay)],
-            )
-            .await?;
-    }
-    Ok(())
 }
 
 /// Run a task that is not stored: no state to change, so retries and the

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{Service, task_of};
 use crate::domain::TaskStatus;
 use crate::ports::Item;
-use crate::service::worker::redispatch;
+use crate::service::dispatch::redispatch;
 use crate::service::{Deps, ServiceError};
 use crate::table::tasks::from_item;
 use crate::table::timers::{Due, Kind};
