@@ -155,16 +155,27 @@ pub async fn send_or_recheck(
     }
 }
 
-/// Send a message whose state is already stored with a timer: a failed
-/// send is only logged, the scheduler re-sends when the timer fires.
-pub async fn send_or_leave_to_timer(deps: &Deps, message: OutgoingMessage, what: &str) {
-    if let Err(e) = deps
-        .queue
-        .send_batch(&deps.config.task_queue, vec![message])
-        .await
+/// A write failed with `err`. Where it is `Unavailable`, whether the write
+/// landed is unknown: send its message anyway, so a landed write does not
+/// wait for its timer (a message whose record does not exist is dropped by
+/// the worker). Best effort: a failed send is only logged, the timer
+/// covers it. Hands `err` back for the caller to return.
+pub async fn send_if_maybe_written(
+    deps: &Deps,
+    err: StoreError,
+    message: impl FnOnce() -> Option<OutgoingMessage>,
+    what: &str,
+) -> StoreError {
+    if matches!(err, StoreError::Unavailable(_))
+        && let Some(message) = message()
+        && let Err(e) = deps
+            .queue
+            .send_batch(&deps.config.task_queue, vec![message])
+            .await
     {
         tracing::warn!(%what, error = %e, "send failed; the scheduler will re-send");
     }
+    err
 }
 
 /// Send (again) the message of a pending task that is not due yet or whose

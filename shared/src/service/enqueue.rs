@@ -276,17 +276,15 @@ async fn store_and_send(
                 }),
             };
         }
-        Err(e @ StoreError::Unavailable(_)) => {
-            // Whether it was written is unknown. If it was, its message must
-            // not wait for the timer; if not, the worker drops a message
-            // whose task does not exist.
-            if let Dispatch::Send { delay, .. } = plan {
-                let message = dispatch::message(deps, &task, delay);
-                dispatch::send_or_leave_to_timer(deps, message, "task").await;
-            }
-            return Err(e.into());
+        Err(e) => {
+            let message = || match plan {
+                Dispatch::Send { delay, .. } => Some(dispatch::message(deps, &task, delay)),
+                Dispatch::Later { .. } => None,
+            };
+            return Err(dispatch::send_if_maybe_written(deps, e, message, "task")
+                .await
+                .into());
         }
-        Err(e) => return Err(e.into()),
     }
     deps.metrics.enqueued(&task.queue_name, 1);
     if let Dispatch::Send { delay, .. } = plan {

@@ -99,13 +99,12 @@ pub async fn start(deps: &Deps, e: &Execution, extra: Vec<WriteOp>) -> Result<()
         )];
         ops.extend(extra);
         if let Err(err) = deps.store.transact(ops).await {
-            if matches!(err, StoreError::Unavailable(_)) {
-                // Whether it was written is unknown. If it was, its message
-                // must not wait for the timer; if not, the worker drops a
-                // message whose run does not exist.
-                dispatch::send_or_leave_to_timer(&deps, message(&e), "execution").await;
-            }
-            return Err(err.into());
+            let run_message = || Some(message(&e));
+            return Err(
+                dispatch::send_if_maybe_written(&deps, err, run_message, "execution")
+                    .await
+                    .into(),
+            );
         }
         dispatch::send_or_recheck(&deps, vec![message(&e)], |soon| {
             // Same version: the message, if it did go, still claims it.
