@@ -197,7 +197,8 @@ async fn a_damaged_record_is_skipped_by_lists_the_scheduler_and_start_up() {
         .enqueue(&json!({"task_name": "echo", "args": ["soon"], "scheduled_at": soon}))
         .await;
     w.kill9();
-    damage(w.data_dir(), &format!("TASK#{damaged}"), "TASK");
+    let key = warren::table::tasks::key(damaged.parse().expect("a task id"));
+    damage(w.data_dir(), &key.pk, &key.sk);
 
     // Start-up recovery, lists and the scheduler read past it.
     w.restart_with(Opts::new()).await;

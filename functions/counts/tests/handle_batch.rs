@@ -12,9 +12,10 @@ use warren::testing::memory_deps;
 
 /// A task item's image, as the stream carries it (DynamoDB JSON).
 fn task(id: &str, queue: &str, status: &str) -> Value {
+    let key = warren::table::tasks::key(id.parse().expect("a task id"));
     json!({
-        "pk": {"S": format!("TASK#{id}")},
-        "sk": {"S": "TASK"},
+        "pk": {"S": key.pk},
+        "sk": {"S": key.sk},
         "queue_name": {"S": queue},
         "status": {"S": status},
         "task_name": {"S": "echo"}

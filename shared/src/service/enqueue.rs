@@ -196,7 +196,7 @@ impl NewTask {
             .timeout_seconds
             .unwrap_or(deps.config.default_timeout.as_secs());
         Task {
-            id: Uuid::now_v7(),
+            id: crate::table::tasks::new_id(&self.queue_name),
             task_name: self.task_name,
             queue_name: self.queue_name,
             module_path: self.module_path,

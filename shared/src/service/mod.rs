@@ -20,6 +20,8 @@ pub mod webhook;
 pub mod worker;
 
 #[cfg(test)]
+mod list_tests;
+#[cfg(test)]
 mod pipeline_tests;
 #[cfg(test)]
 mod tests;

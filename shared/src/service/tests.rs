@@ -23,7 +23,7 @@ fn t0() -> DateTime<Utc> {
     "2026-03-01T12:00:00Z".parse().unwrap()
 }
 
-fn new_task(name: &str) -> NewTask {
+pub(super) fn new_task(name: &str) -> NewTask {
     NewTask {
         task_name: name.into(),
         queue_name: "default".into(),
@@ -60,7 +60,7 @@ fn counting() -> (Registry, Arc<AtomicUsize>) {
     (r, runs)
 }
 
-fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
+pub(super) fn setup(handlers: Registry) -> (Deps, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(t0()));
     (memory_deps(clock.clone(), handlers), clock)
 }
@@ -89,7 +89,7 @@ pub(super) async fn receive_all(deps: &Deps) -> Vec<Delivery> {
     receive_now(deps, &deps.config.task_queue, Duration::from_secs(30)).await
 }
 
-async fn created(deps: &Deps, t: NewTask) -> uuid::Uuid {
+pub(super) async fn created(deps: &Deps, t: NewTask) -> uuid::Uuid {
     match enqueue(deps, t).await.unwrap() {
         Enqueued::Created(id) => id,
         other => panic!("expected a new task, got {other:?}"),
@@ -557,6 +557,6 @@ async fn stored_task_leaves_out_its_nulls_and_reads_back_whole() {
 }
 
 /// The deployment itself, as an open API or the bootstrap key acts.
-fn admin() -> crate::domain::identity::Principal {
+pub(super) fn admin() -> crate::domain::identity::Principal {
     crate::domain::identity::Principal::deployment(crate::domain::identity::Credential::Open)
 }

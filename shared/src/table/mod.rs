@@ -6,7 +6,7 @@
 //!
 //! | record         | pk                    | sk           | indexes |
 //! |----------------|-----------------------|--------------|---------|
-//! | task           | `TASK#<id>`           | `TASK`       | gsi1 by queue and status, gsi4 every task, gsi5 timer, gsi6 expiry |
+//! | task           | `TQ#<queue hash, shard>` | `<id>`    | gsi1 once failed, cancelled or expired; gsi5 timer, gsi6 expiry |
 //! | queue counters | `QSTATS#<shard>`      | `<queue>`    | none |
 //! | idempotency    | `IDEM#<key>`          | `IDEM`       | gsi6 expiry |
 //! | pipeline       | `PIPE#<id>`           | `HEAD`, `V#<version>` | gsi2 `PIPES` (the head) |
@@ -27,10 +27,10 @@
 //!
 //! | index | what it answers |
 //! |-------|-----------------|
-//! | gsi1  | a queue's tasks in one status, newest first (`QS#<queue>#<status>` / id) |
+//! | gsi1  | a queue's failed, cancelled or expired tasks, newest first (`QS#<queue>#<status>` / id) |
 //! | gsi2  | children newest first: pipelines, users, a pipeline's executions and triggers |
 //! | gsi3  | what a user owns: its API keys (`UKEYS#<user>`), its pipelines (`UPIPES#<user>`) |
-//! | gsi4  | every task, newest first, over [`tasks::SHARDS`] partitions (`T#<shard>` / id) |
+//! | gsi4  | unused (tasks left it: lists read their queues' partitions) |
 //! | gsi5  | timers: what the scheduler must look at when (see [`timers`]) |
 //! | gsi6  | expiry: what outlives its TTL when (see [`timers`]) |
 

@@ -1,17 +1,26 @@
 //! Tasks and their queue counters.
 //!
-//! A task is one item, `TASK#<id>`/`TASK`. Ids are UUIDv7, so an id sort
-//! key is a creation-time order. It joins:
-//! - gsi1 `QS#<queue>#<status>` / id: a queue's tasks in one status;
-//! - gsi4 `T#<shard>` / id: every task, over [`SHARDS`] partitions;
+//! A task is one item in its queue's partition: `TQ#<tag>` / id, where the
+//! tag is the id's low 32 bits, which [`new_id`] sets to a hash of the
+//! queue name with the shard in its low two bits. So a get by id needs only
+//! the id, and a queue's tasks are the [`SHARDS`] partitions of its hash,
+//! newest first (ids are UUIDv7: an id sort key is a creation-time order),
+//! read from the table itself: a task that is enqueued, run and finished
+//! is in no index at all, and each of its writes costs one unit.
+//!
+//! It joins an index only where a list needs one that the table cannot
+//! answer, or the scheduler must look at it:
+//! - gsi1 `QS#<queue>#<status>` / id, only while `failed`, `cancelled` or
+//!   `expired` (the dead letters, their groups and requeue; a status a
+//!   task ends in, so the entry is written once);
 //! - gsi5, its timer: a pending task's due or re-dispatch time, a running
 //!   task's lease end, a webhook still owed;
 //! - gsi6, its expiry: TTL work (expire, then delete after the retention).
 //!
-//! Lists by queue alone or by status alone merge gsi1 partitions (a queue's
-//! six statuses; a status across the queues the counters know) instead of
-//! keeping two more index entries per task: every entry costs each write,
-//! and a per-status partition would be a hot key.
+//! Lists by `pending`, `running` or `completed` read the queue's
+//! partitions and filter, within a bounded read per page (as substring
+//! filters do); lists of every queue merge the partitions of the queues
+//! the counters know.
 //!
 //! Counts per queue and status live in `QSTATS#<shard>`/`<queue>`; a read
 //! sums the shards. They are added to in the same transaction as every
@@ -28,30 +37,56 @@ use super::timers::{expiry_entry, timer_entry, timer_of};
 use crate::domain::{Task, TaskStatus};
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
-/// Shards of the unfiltered task list and of the queue counters: spreads
-/// hot keys over partitions; a read merges them.
+/// Partitions per queue, and shards of the queue counters: spreads a hot
+/// queue's writes; a read merges them. A power of two: the shard is an
+/// id's low bits.
 pub const SHARDS: u32 = 4;
 
-/// A queue's tasks in one status.
-const BY_QUEUE_STATUS: Index = Index::Gsi1;
-/// Every task.
-const ALL_TASKS: Index = Index::Gsi4;
+/// A queue's dead letters in one status (sparse: see the module's doc).
+const ENDED: Index = Index::Gsi1;
 
-const PREFIX: &str = "TASK#";
+const PREFIX: &str = "TQ#";
+
+/// A new task id for `queue`: a UUIDv7 whose low 32 bits are the queue's
+/// hash and a random shard (the bits it replaces are random too).
+pub fn new_id(queue: &str) -> Uuid {
+    let id = Uuid::now_v7().as_u128();
+    let shard = (id as u32) % SHARDS;
+    Uuid::from_u128((id & !0xffff_ffff) | u128::from(queue_hash(queue) | shard))
+}
+
+/// The queue's part of its ids' tags: the first bytes of its name's
+/// SHA-256 (stable across versions and machines), shard bits cleared.
+fn queue_hash(queue: &str) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(queue.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) & !(SHARDS - 1)
+}
+
+fn partition(tag: u32) -> String {
+    format!("{PREFIX}{tag:08x}")
+}
+
+/// The table partitions that hold `queue`'s tasks (and those of any queue
+/// whose name hashes alike: a list filters by name).
+fn queue_partitions(queue: &str) -> impl Iterator<Item = String> {
+    let hash = queue_hash(queue);
+    (0..SHARDS).map(move |shard| partition(hash | shard))
+}
 
 /// The key of a task's item.
 pub fn key(id: Uuid) -> Key {
-    Key::new(format!("{PREFIX}{id}"), "TASK")
+    Key::new(partition(id.as_u128() as u32), id.to_string())
 }
 
 /// Whether `key` is a task's.
 pub(crate) fn is_task(key: &Key) -> bool {
-    is_task_pk(&key.pk)
+    key.pk.starts_with(PREFIX)
 }
 
-/// Whether an item of partition key `pk` is a task.
-fn is_task_pk(pk: &str) -> bool {
-    pk.starts_with(PREFIX)
+/// The id of the task whose item has this key.
+pub fn id_of(key: &Key) -> Option<Uuid> {
+    is_task(key).then(|| key.sk.parse().ok()).flatten()
 }
 
 /// The queue and status of the task an item holds; `None` for any other item.
@@ -204,20 +239,17 @@ impl<'a> Tasks<'a> {
         let id = task.id.to_string();
         let status = task.status.as_str();
         let queue = &task.queue_name;
-        let mut indexes = vec![
-            (
-                BY_QUEUE_STATUS,
-                Key::new(format!("QS#{queue}#{status}"), &id),
-            ),
-            (ALL_TASKS, Key::new(format!("T#{}", shard_of(task.id)), &id)),
-        ];
+        let mut indexes = Vec::new();
+        if is_indexed(task.status) {
+            indexes.push((ENDED, Key::new(format!("QS#{queue}#{status}"), &id)));
+        }
         if let Some(at) = timer {
             indexes.push(timer_entry(at, &id));
         }
         let key = key(task.id);
         let mut ttl = None;
         if let Some(expires) = self.expiry_check_at(task) {
-            indexes.push(expiry_entry(expires, &key.pk));
+            indexes.push(expiry_entry(expires, &id));
             // The backend may delete the item itself once the expired record's
             // retention is over (DynamoDB TTL); until then the scheduler acts.
             // Not while it owes its webhook: the write that records the
@@ -277,84 +309,131 @@ impl<'a> Tasks<'a> {
 
     /// One page of tasks, newest first, matching `filter`.
     pub async fn list(&self, filter: &TaskFilter, limit: usize) -> Result<TaskPage, StoreError> {
-        let partitions = self.partitions(filter).await?;
+        let sources = self.sources(filter).await?;
         let mut tasks = Vec::with_capacity(limit);
         let mut cursor = filter.before.clone();
-        // Filters that no index answers (substrings) are applied here; bound
-        // the items read per page so one request stays cheap, and hand back a
-        // cursor where we stopped.
-        let mut budget = (limit * 20).max(200);
+        // Filters that no index answers (statuses read from the table,
+        // substrings) are applied here; bound the items read per page so
+        // one request stays cheap, and hand back a cursor where we stopped.
+        let mut budget = (limit * 20).max(1000);
+        // Where the first read found too few matches, read more at a time.
+        let mut want = 0;
         loop {
-            let want = (limit - tasks.len()).max(1).min(budget);
-            let page = self
-                .merged_page(&partitions, cursor.as_deref(), want)
-                .await?;
-            let exhausted = page.len() < want;
+            want = (limit - tasks.len()).max(want * 2).max(1).min(budget);
+            let (page, exhausted) =
+                merged_page(self.store, &sources, cursor.as_deref(), want).await?;
             budget = budget.saturating_sub(page.len());
-            for item in &page {
-                cursor = item_sort_key(item, &partitions);
+            let mut unread = page.len();
+            for (sort_key, item) in page {
+                unread -= 1;
+                cursor = Some(sort_key);
                 if item.is_expired(self.now.timestamp()) {
                     continue;
                 }
-                if let Some(task) = from_item(item).filter(|t| filter.matches(t)) {
+                if let Some(task) = from_item(&item).filter(|t| filter.matches(t)) {
                     tasks.push(task);
                     if tasks.len() == limit {
                         break;
                     }
                 }
             }
-            if exhausted {
-                return Ok(TaskPage { tasks, next: None });
-            }
-            if tasks.len() == limit || budget == 0 {
-                return Ok(TaskPage {
-                    tasks,
-                    next: cursor,
-                });
+            let next = (!exhausted || unread > 0)
+                .then_some(cursor.clone())
+                .flatten();
+            if next.is_none() || tasks.len() == limit || budget == 0 {
+                return Ok(TaskPage { tasks, next });
             }
         }
     }
 
-    /// The index partitions that hold every candidate of `filter`.
-    async fn partitions(&self, filter: &TaskFilter) -> Result<Vec<(Index, String)>, StoreError> {
-        let qs = |q: &str, s: TaskStatus| (BY_QUEUE_STATUS, format!("QS#{q}#{}", s.as_str()));
-        Ok(match (&filter.queue, filter.status) {
-            (Some(q), Some(s)) => vec![qs(q, s)],
-            (Some(q), None) => TaskStatus::ALL.iter().map(|s| qs(q, *s)).collect(),
-            (None, Some(s)) => self
+    /// The partitions that hold every candidate of `filter`: one query each.
+    async fn sources(&self, filter: &TaskFilter) -> Result<Vec<Query>, StoreError> {
+        let ended =
+            |q: &str, s: TaskStatus| Query::index(ENDED, format!("QS#{q}#{}", s.as_str()), 1);
+        let queues: Vec<String> = match &filter.queue {
+            Some(q) => vec![q.clone()],
+            None => self
                 .queue_stats()
                 .await?
-                .iter()
-                .map(|stats| qs(&stats.queue_name, s))
+                .into_iter()
+                .map(|stats| stats.queue_name)
                 .collect(),
-            (None, None) => (0..SHARDS).map(|s| (ALL_TASKS, format!("T#{s}"))).collect(),
+        };
+        Ok(match filter.status {
+            Some(s) if is_indexed(s) => queues.iter().map(|q| ended(q, s)).collect(),
+            _ => {
+                let partitions: std::collections::BTreeSet<String> =
+                    queues.iter().flat_map(|q| queue_partitions(q)).collect();
+                partitions
+                    .into_iter()
+                    .map(|pk| Query::table(pk, 1))
+                    .collect()
+            }
         })
     }
+}
 
-    /// Up to `limit` items, newest first, from several partitions of one
-    /// index merged by sort key. All share id sort keys, so `before` is a
-    /// cursor valid across every partition.
-    async fn merged_page(
-        &self,
-        partitions: &[(Index, String)],
-        before: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        let mut all = Vec::new();
-        for (index, pk) in partitions {
-            let q = Query {
-                before: before.map(str::to_string),
-                descending: true,
-                ..Query::index(*index, pk.clone(), limit)
-            };
-            all.extend(self.store.query(&q).await?);
+/// Up to `want` items, newest first, with their sort keys, from several
+/// partitions merged by sort key (all are ids, so `before` is a cursor
+/// valid across every partition), and whether every partition is read to
+/// its end. Each partition is read only as deep as its share of the page;
+/// the merge is complete down to the highest last sort key among the
+/// partitions that had more, and stops there.
+async fn merged_page(
+    store: &dyn Store,
+    sources: &[Query],
+    before: Option<&str>,
+    want: usize,
+) -> Result<(Vec<(String, Item)>, bool), StoreError> {
+    let share = match sources.len() {
+        0 | 1 => want,
+        n => (want.div_ceil(n) * 2).max(10).min(want),
+    };
+    let mut all = Vec::new();
+    let mut complete_to: Option<String> = None;
+    for source in sources {
+        let q = Query {
+            before: before.map(str::to_string),
+            descending: true,
+            limit: share,
+            ..source.clone()
+        };
+        let page = store.query(&q).await?;
+        let full = page.len() == share;
+        let keyed: Vec<(String, Item)> = page
+            .into_iter()
+            .filter_map(|item| {
+                let sk = match q.index {
+                    Some(index) => item.index_key(index)?.sk.clone(),
+                    None => item.key.sk.clone(),
+                };
+                Some((sk, item))
+            })
+            .collect();
+        if full
+            && let Some((last, _)) = keyed.last()
+            && complete_to.as_ref().is_none_or(|c| last > c)
+        {
+            complete_to = Some(last.clone());
         }
-        if partitions.len() > 1 {
-            all.sort_by_key(|item| std::cmp::Reverse(item_sort_key(item, partitions)));
-            all.truncate(limit);
-        }
-        Ok(all)
+        all.extend(keyed);
     }
+    all.sort_by(|a, b| b.0.cmp(&a.0));
+    if let Some(floor) = &complete_to {
+        all.retain(|(sk, _)| sk >= floor);
+    }
+    let exhausted = complete_to.is_none() && all.len() <= want;
+    all.truncate(want);
+    Ok((all, exhausted))
+}
+
+/// Whether a task in `status` has an entry in [`ENDED`]: the statuses a
+/// task ends in, and stays in until someone acts on it.
+fn is_indexed(status: TaskStatus) -> bool {
+    matches!(
+        status,
+        TaskStatus::Failed | TaskStatus::Cancelled | TaskStatus::Expired
+    )
 }
 
 /// The task in an item; `None` when the item is not a valid task.
@@ -454,14 +533,6 @@ fn counter_op(
         key: counters_key(shard_of(id), queue),
         deltas,
     })
-}
-
-/// The sort key an item has in the index being listed.
-fn item_sort_key(item: &Item, partitions: &[(Index, String)]) -> Option<String> {
-    partitions
-        .first()
-        .and_then(|(index, _)| item.index_key(*index))
-        .map(|k| k.sk.clone())
 }
 
 /// Which tasks a list or bulk delete is about.

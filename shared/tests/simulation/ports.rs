@@ -156,10 +156,7 @@ pub struct History(Mutex<BTreeMap<Uuid, Vec<Version>>>);
 
 /// The task id of a task item's key.
 fn task_id(key: &Key) -> Option<Uuid> {
-    if key.sk != "TASK" {
-        return None;
-    }
-    key.pk.strip_prefix("TASK#")?.parse().ok()
+    warren::table::tasks::id_of(key)
 }
 
 /// Whether `prev` → `next` is a requeue: the start of a new life.
