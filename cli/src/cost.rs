@@ -320,8 +320,8 @@ where
     let _ = stop_tx.send(true);
     poller.await?;
     if deps.config.counts_from_stream {
-        // The stream's last changes are counted within a poll or two.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The stream's last changes are counted by the poll after them.
+        tokio::time::sleep(runtime::stream_counts::WINDOW + Duration::from_secs(1)).await;
     }
     eprintln!("{n} tasks in {:.1} s", started.elapsed().as_secs_f64());
     Ok(Measured {

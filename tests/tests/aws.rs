@@ -70,6 +70,25 @@ async fn runs_tasks_on_aws(counts: &str) {
         (f["attempts"].clone(), f["error"].clone()),
         (json!(2), json!("no"))
     );
+    let pipeline = w
+        .post(
+            "/api/v1/pipelines",
+            &json!({"name": "p", "steps": [{"name": "t", "kind": "transform", "expression": "@"}]}),
+        )
+        .await
+        .json["id"]
+        .as_str()
+        .expect("a pipeline id")
+        .to_string();
+    let run = w
+        .post(
+            &format!("/api/v1/pipelines/{pipeline}/run"),
+            &json!({"n": 1}),
+        )
+        .await;
+    run.expect(202);
+    let execution = run.json["execution_id"].as_str().expect("execution id");
+    assert_eq!(finished_execution(&w, execution).await["status"], "success");
 
     // Inline counts are right at once; the stream's within a few polls.
     // Until then a queue nothing was counted in yet is not among those a
@@ -82,6 +101,16 @@ async fn runs_tasks_on_aws(counts: &str) {
     })
     .await;
     assert_eq!(default["completed"], 26);
+    // So are the pipeline's run counts.
+    wait_until("the pipeline's run counts", secs(20), async || {
+        let stats = w.get(&format!("/api/v1/pipelines/{pipeline}/stats")).await;
+        let counted = (
+            stats.json["executions_total"].as_i64(),
+            stats.json["executions_success"].as_i64(),
+        );
+        (counted == (Some(1), Some(1))).then_some(())
+    })
+    .await;
     let failed = w.get("/api/v1/tasks/failed").await;
     assert!(
         failed

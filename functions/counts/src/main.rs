@@ -1,6 +1,6 @@
 //! The `counts` Lambda function: fed by the table's DynamoDB Stream (task
-//! items only, by the mapping's filter), it keeps the queue counts that
-//! `GET /api/v1/queues` reads.
+//! and execution items only, by the mapping's filter), it keeps the queue
+//! counts that `GET /api/v1/queues` reads and the pipelines' run counts.
 
 use aws_lambda_events::dynamodb::Event;
 use lambda_runtime::{LambdaEvent, service_fn};

@@ -13,9 +13,13 @@ use crate::adapters::streams::TableStream;
 use crate::ports::StoreError;
 use crate::service::counts;
 
-/// Pause between reads while the stream has nothing new (Lambda's mapping
-/// polls each shard four times a second).
-const IDLE: Duration = Duration::from_millis(250);
+/// Pause between reads: as the `counts` function's event source mapping
+/// gathers changes for up to 2 s (`MaximumBatchingWindowInSeconds`) before
+/// it counts them, so a batch here holds what one there would, and costs
+/// one counting transaction, as there.
+pub const WINDOW: Duration = Duration::from_secs(2);
+/// A batch this full was cut short by the read's limit: read on at once.
+const FULL: usize = 1000;
 /// Pause after a failed read or count.
 const AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -47,11 +51,15 @@ pub async fn run(
     let mut stream = TableStream::open(streams, &dynamodb, table).await?;
     while !*stop.borrow() {
         let pause = match stream.next_batch().await {
-            Ok(batch) if batch.is_empty() => IDLE,
+            Ok(batch) if batch.is_empty() => WINDOW,
             Ok(batch) => match counts::count_changes(&deps, &batch).await {
-                Ok(()) => {
+                Ok(()) if batch.len() >= FULL => {
                     stream.acknowledge();
                     continue;
+                }
+                Ok(()) => {
+                    stream.acknowledge();
+                    WINDOW
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, changes = batch.len(), "counting a stream batch failed; it comes again");

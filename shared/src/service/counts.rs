@@ -1,10 +1,12 @@
-//! Queue counts kept from the table's change stream (`WARREN_COUNTS=stream`).
+//! Queue and pipeline counts kept from the table's change stream
+//! (`WARREN_COUNTS=stream`).
 //!
-//! Each status change of a task is then one single-item write, with no
-//! counter in it; the stream's consumer (the `counts` Lambda function, or
-//! the poller of `warren dev --backend aws`) adds a batch of changes up into
-//! the queue counters: one transaction per batch, holding a mark that names
-//! the batch's first change and how many it counted. A batch delivered
+//! Each status change of a task, and an execution's last checkpoint, is
+//! then one single-item write, with no counter in it; the stream's consumer
+//! (the `counts` Lambda function, or the poller of `warren dev --backend
+//! aws`) adds a batch of changes up into the queue counters and the
+//! pipelines' run counters: one transaction per batch, holding a mark that
+//! names the batch's first change and how many it counted. A batch delivered
 //! again (a retried invocation) finds the mark and counts nothing twice; a
 //! longer batch starting at the same change counts only what follows.
 //! Stream consumers deliver a shard's changes in order and retry a failed
@@ -14,8 +16,9 @@ use std::collections::BTreeMap;
 
 use super::{Deps, ServiceError};
 use crate::domain::TaskStatus;
-use crate::ports::{Item, ItemChange, MAX_TRANSACT_OPS, StoreError};
-use crate::table::tasks;
+use crate::domain::execution::{Execution, ExecutionStatus};
+use crate::ports::{Item, ItemChange, Key, MAX_TRANSACT_OPS, StoreError, WriteOp};
+use crate::table::{executions, pipelines, tasks};
 
 /// How long a batch's mark is kept: beyond the stream's 24 hours, after
 /// which no batch can be delivered again.
@@ -36,13 +39,26 @@ impl Counted {
     }
 }
 
-/// One change of the table, in stream order: its id, and the task before
-/// and after it (`None`: no task there).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One change of the table, in stream order: its id, the task before and
+/// after it (`None`: no task there), and the run it finished, if it is an
+/// execution's last checkpoint.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Change {
     pub id: String,
     pub before: Option<Counted>,
     pub after: Option<Counted>,
+    pub finished: Option<Box<Execution>>,
+}
+
+/// The execution a change finished: running (or absent) before, and not
+/// after.
+fn finished(change: &ItemChange) -> Option<Box<Execution>> {
+    let after = executions::from_item(change.after.as_ref()?)?;
+    let was_running = match change.before.as_ref() {
+        Some(item) => executions::from_item(item)?.status == ExecutionStatus::Running,
+        None => true,
+    };
+    (was_running && after.status != ExecutionStatus::Running).then(|| Box::new(after))
 }
 
 /// Count a batch of the table's changes (one stream shard's, in order) into
@@ -56,8 +72,9 @@ pub async fn count_changes(deps: &Deps, changes: &[ItemChange]) -> Result<(), Se
             id: c.id.clone(),
             before: c.before.as_ref().and_then(Counted::of),
             after: c.after.as_ref().and_then(Counted::of),
+            finished: finished(c),
         })
-        .filter(|c| c.before.is_some() || c.after.is_some())
+        .filter(|c| c.before.is_some() || c.after.is_some() || c.finished.is_some())
         .collect();
     count(deps, &changes).await
 }
@@ -69,8 +86,12 @@ pub async fn count(deps: &Deps, changes: &[Change]) -> Result<(), ServiceError> 
     let until = now + chrono::Duration::hours(MARK_RETENTION_HOURS);
     let mut rest = changes;
     while let Some(first) = rest.first() {
-        let (n, deltas) = prefix(rest);
+        let (n, deltas, runs) = prefix(rest);
         let mut ops = tasks::counts_added(shard_of(&first.id), &deltas);
+        ops.extend(runs.into_iter().map(|(key, deltas)| WriteOp::Add {
+            key,
+            deltas: deltas.into_iter().collect(),
+        }));
         // Written even when the changes add up to nothing, so a longer
         // delivery of the same batch knows where counting resumes.
         ops.push(tasks::counted_mark(&first.id, n, now.timestamp(), until));
@@ -90,10 +111,16 @@ pub async fn count(deps: &Deps, changes: &[Change]) -> Result<(), ServiceError> 
     Ok(())
 }
 
-/// The longest prefix of `changes` whose queues fit one transaction with
-/// its mark, and what it adds per queue and status.
-fn prefix(changes: &[Change]) -> (usize, BTreeMap<String, BTreeMap<TaskStatus, i64>>) {
-    let mut deltas: BTreeMap<String, BTreeMap<TaskStatus, i64>> = BTreeMap::new();
+/// What a batch adds to the queue counters (by queue and status) and to
+/// the pipelines' run counters (by counter item).
+type QueueDeltas = BTreeMap<String, BTreeMap<TaskStatus, i64>>;
+type RunDeltas = BTreeMap<Key, BTreeMap<String, i64>>;
+
+/// The longest prefix of `changes` whose counters fit one transaction with
+/// its mark, and what it adds to them.
+fn prefix(changes: &[Change]) -> (usize, QueueDeltas, RunDeltas) {
+    let mut deltas = QueueDeltas::new();
+    let mut runs = RunDeltas::new();
     for (i, change) in changes.iter().enumerate() {
         let queues = [&change.before, &change.after]
             .into_iter()
@@ -101,8 +128,25 @@ fn prefix(changes: &[Change]) -> (usize, BTreeMap<String, BTreeMap<TaskStatus, i
             .filter(|c| !deltas.contains_key(&c.queue))
             .map(|c| &c.queue)
             .collect::<std::collections::BTreeSet<_>>();
-        if i > 0 && deltas.len() + queues.len() >= MAX_TRANSACT_OPS {
-            return (i, deltas);
+        let run_adds = change
+            .finished
+            .as_deref()
+            .map(pipelines::finished_counters)
+            .unwrap_or_default();
+        let new_runs = run_adds
+            .iter()
+            .filter(|op| matches!(op, WriteOp::Add { key, .. } if !runs.contains_key(key)))
+            .count();
+        if i > 0 && deltas.len() + runs.len() + queues.len() + new_runs >= MAX_TRANSACT_OPS {
+            return (i, deltas, runs);
+        }
+        for op in run_adds {
+            if let WriteOp::Add { key, deltas: adds } = op {
+                let counters = runs.entry(key).or_default();
+                for (name, n) in adds {
+                    *counters.entry(name).or_default() += n;
+                }
+            }
         }
         if change.before == change.after {
             continue;
@@ -117,7 +161,7 @@ fn prefix(changes: &[Change]) -> (usize, BTreeMap<String, BTreeMap<TaskStatus, i
             }
         }
     }
-    (changes.len(), deltas)
+    (changes.len(), deltas, runs)
 }
 
 /// The counter shard a batch adds into: spread by its first change, so
@@ -161,6 +205,7 @@ mod tests {
                     id: format!("{queue}-{i}-{step}"),
                     before,
                     after,
+                    finished: None,
                 })
             })
             .collect()
@@ -204,16 +249,19 @@ mod tests {
                 id: "a".into(),
                 before: None,
                 after: task("q", Pending),
+                finished: None,
             },
             Change {
                 id: "b".into(),
                 before: task("q", Pending),
                 after: None,
+                finished: None,
             },
             Change {
                 id: "c".into(),
                 before: None,
                 after: task("q", Pending),
+                finished: None,
             },
         ];
         count(&deps, &changes[..2]).await.unwrap();
@@ -230,6 +278,67 @@ mod tests {
         let stats = deps.tasks().queue_stats().await.unwrap();
         assert_eq!(stats.len(), 250);
         assert!(stats.iter().all(|s| s.completed == 1 && s.pending == 0));
+    }
+
+    /// An execution of a new pipeline, finished in `status` at `now`.
+    async fn execution(deps: &Deps, status: ExecutionStatus) -> Execution {
+        let pipeline = crate::testing::pipeline_on_topic(deps, None).await;
+        let now = deps.now();
+        let mut e = Execution::new(
+            uuid::Uuid::now_v7(),
+            &pipeline,
+            crate::domain::execution::TriggerType::Manual,
+            None,
+            serde_json::json!({}),
+            now,
+        );
+        e.status = status;
+        e.completed_at = Some(now);
+        e.duration_ms = Some(40);
+        e
+    }
+
+    fn change(id: &str, before: Option<&Execution>, after: &Execution) -> ItemChange {
+        let item = |e: &Execution| {
+            let write =
+                executions::create(e, e.started_at, chrono::Duration::days(1), e.started_at);
+            match write {
+                WriteOp::Put { item, .. } => item,
+                other => panic!("a put, not {other:?}"),
+            }
+        };
+        ItemChange {
+            id: id.into(),
+            before: before.map(item),
+            after: Some(item(after)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_finished_execution_is_counted_in_its_pipeline_once() {
+        // GIVEN an execution claimed (running → running) and then finished
+        let deps = memory_deps();
+        let done = execution(&deps, ExecutionStatus::Success).await;
+        let running = Execution {
+            status: ExecutionStatus::Running,
+            completed_at: None,
+            duration_ms: None,
+            ..done.clone()
+        };
+        let changes = [
+            change("e1", None, &running),
+            change("e2", Some(&running), &running),
+            change("e3", Some(&running), &done),
+        ];
+        // WHEN the batch is counted, and delivered again
+        count_changes(&deps, &changes).await.unwrap();
+        count_changes(&deps, &changes).await.unwrap();
+        // THEN its pipeline counts one successful run of 40 ms
+        let stats = pipelines::totals(&*deps.store, done.pipeline_id)
+            .await
+            .unwrap();
+        let n = |name: &str| crate::table::count(&stats, name);
+        assert_eq!((n("runs"), n("success"), n("duration_ms")), (1, 1, 40));
     }
 
     #[test]

@@ -198,9 +198,13 @@ fn lease_budget(deps: &Deps, timeout: Duration, retries: u32) -> chrono::Duratio
 }
 
 /// The writes that go with an execution's final checkpoint: the pipeline's
-/// counters and, for an ingested event, the event's outcome.
+/// counters (unless the change stream's consumer keeps them: see
+/// [`super::counts`]) and, for an ingested event, the event's outcome.
 async fn finishing_writes(deps: &Deps, e: &Execution) -> Result<Vec<WriteOp>, ServiceError> {
-    let mut ops = crate::table::pipelines::finished_counters(e);
+    let mut ops = Vec::new();
+    if !deps.config.counts_from_stream {
+        ops.extend(crate::table::pipelines::finished_counters(e));
+    }
     if let Some(id) = e.event_id {
         let now = deps.now();
         let event = events::get(&*deps.store, id, now.timestamp()).await?;
