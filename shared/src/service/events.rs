@@ -66,7 +66,7 @@ pub async fn ingest_into(
     let now = deps.now();
     let event_id = Uuid::now_v7();
     let mut execution = Execution::new(
-        Uuid::now_v7(),
+        crate::table::executions::new_id(pipeline.id),
         pipeline,
         TriggerType::Ingest,
         Some(event_id.to_string()),

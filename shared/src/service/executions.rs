@@ -152,7 +152,7 @@ pub async fn run_pipeline(
     input: Value,
 ) -> Result<Execution, ServiceError> {
     let e = Execution::new(
-        Uuid::now_v7(),
+        crate::table::executions::new_id(pipeline.id),
         pipeline,
         trigger_type,
         trigger_id,

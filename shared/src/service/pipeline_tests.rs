@@ -32,7 +32,9 @@ fn t0() -> DateTime<Utc> {
 fn dies_at_execution_write(inner: Arc<dyn Store>, n: usize) -> Arc<dyn Store> {
     let writes = AtomicUsize::new(0);
     InterceptStore::new(inner, move |ops: &[WriteOp]| {
-        let execution = ops.iter().any(|op| op.key().pk.starts_with("EXEC#"));
+        let execution = ops
+            .iter()
+            .any(|op| crate::table::executions::is_execution(op.key()));
         if execution && writes.fetch_add(1, Ordering::SeqCst) + 1 == n {
             Intercepted::Hang
         } else {
@@ -650,7 +652,10 @@ async fn steps_without_side_effects_are_checkpointed_with_the_next_step() {
     let counted = writes.clone();
     let deps = Deps {
         store: InterceptStore::new(memory.store.clone(), move |ops: &[WriteOp]| {
-            if ops.iter().any(|op| op.key().pk.starts_with("EXEC#")) {
+            if ops
+                .iter()
+                .any(|op| crate::table::executions::is_execution(op.key()))
+            {
                 counted.fetch_add(1, Ordering::SeqCst);
             }
             Intercepted::PassOn

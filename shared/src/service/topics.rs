@@ -348,7 +348,7 @@ async fn dispatch_traced(deps: &Deps, delivery: &Delivery) -> Result<Dispatched,
             Err(e) => return Err(e),
         };
         let execution = Execution::new(
-            Uuid::now_v7(),
+            crate::table::executions::new_id(pipeline.id),
             &pipeline,
             TriggerType::Event,
             Some(message.id.clone()),

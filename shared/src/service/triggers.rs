@@ -198,7 +198,7 @@ pub async fn fire_due(deps: &Deps, item: &Item, now: DateTime<Utc>) -> Result<bo
     };
     let input = json!({ "scheduled_for": slot, "fired_at": now, "trigger_id": t.id });
     let execution = Execution::new(
-        Uuid::now_v7(),
+        crate::table::executions::new_id(pipeline.id),
         &pipeline,
         TriggerType::Schedule,
         Some(t.id.to_string()),

@@ -1,30 +1,33 @@
-//! Executions: `EXEC#<id>`/`EXEC`, listed newest first under their
-//! pipeline (gsi2 `PEXEC#<pipeline>`). While running, an execution's timer
-//! (gsi5) is its worker's lease end or, before any claim, when its message
-//! counts as lost. Once finished, it is kept for a retention: a TTL and an
-//! expiry entry (gsi6). Every write is a compare-and-set on its version.
+//! Executions: each in its pipeline's partitions of the table (see
+//! [`super::tagged`]): `EX#<tag>` / id, listed newest first from there, so
+//! no index entry lists them. While running, an execution's timer (gsi5)
+//! is its worker's lease end or, before any claim, when its message counts
+//! as lost. Once finished, it is kept for a retention: a TTL and an expiry
+//! entry (gsi6). Every write is a compare-and-set on its version.
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::find;
+use super::tagged;
 use super::timers::{expiry_entry, timer_entry};
-use super::{child_of, children, find};
 use crate::domain::execution::{Execution, ExecutionStatus};
-use crate::ports::{Condition, Item, Key, Store, StoreError, WriteOp};
+use crate::ports::{Condition, Item, Key, Query, Store, StoreError, WriteOp};
 
-const PREFIX: &str = "EXEC#";
+const PREFIX: &str = "EX#";
+
+/// A new execution id of `pipeline`: its tag names the pipeline's partitions.
+pub fn new_id(pipeline: Uuid) -> Uuid {
+    tagged::new_id(&pipeline.to_string())
+}
 
 pub fn key(id: Uuid) -> Key {
-    Key::new(format!("{PREFIX}{id}"), "EXEC")
+    tagged::key(PREFIX, id)
 }
 
 /// Whether `key` is an execution's.
 pub(crate) fn is_execution(key: &Key) -> bool {
     key.pk.starts_with(PREFIX)
-}
-
-fn parent(pipeline: Uuid) -> String {
-    format!("PEXEC#{pipeline}")
 }
 
 /// The item of `e` with its timer, kept for `retention` once finished.
@@ -44,7 +47,6 @@ fn item(e: &Execution, timer: Option<DateTime<Utc>>, retention: chrono::Duration
         }
     }
     let mut item = Item::new(key(e.id), attrs);
-    item.indexes.push(child_of(&parent(e.pipeline_id), &id));
     if let Some(at) = timer {
         item.indexes.push(timer_entry(at, &id));
     }
@@ -59,7 +61,7 @@ fn item(e: &Execution, timer: Option<DateTime<Utc>>, retention: chrono::Duration
 /// lazily; readers filter it) and an expiry entry the scheduler deletes on.
 pub(crate) fn retain(item: &mut Item, until: DateTime<Utc>) {
     item.ttl = Some(until.timestamp());
-    let entry = expiry_entry(until, &item.key.pk);
+    let entry = expiry_entry(until, &format!("{}#{}", item.key.pk, item.key.sk));
     item.indexes.push(entry);
 }
 
@@ -111,7 +113,14 @@ pub async fn list(
     before: Option<String>,
     now: i64,
 ) -> Result<(Vec<Execution>, Option<String>), StoreError> {
-    children(store, &parent(pipeline), limit, before, now).await
+    let sources: Vec<Query> = tagged::partitions(PREFIX, &pipeline.to_string())
+        .map(|pk| Query::table(pk, 1))
+        .collect();
+    let budget = (limit * 20).max(1000);
+    tagged::list(store, &sources, before, limit, budget, |item| {
+        tagged::live::<Execution>(item, now).filter(|e| e.pipeline_id == pipeline)
+    })
+    .await
 }
 
 #[cfg(test)]

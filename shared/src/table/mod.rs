@@ -1,4 +1,6 @@
-//! The single table's layout, in one place. Each record kind has a
+//! The single table's layout, in one place. Tasks and executions live in
+//! their owner's partitions ([`tagged`]): the records written most need no
+//! index entry to be listed. Each record kind has a
 //! repository here that owns its keys, the indexes it joins and what they
 //! mean, the mapping between its record and an [`Item`], and its
 //! conditional writes; the use cases in `service/` speak in records.
@@ -13,7 +15,7 @@
 //! | pipeline stats | `PSTATS#<id>`, `USAGE#<day>` | `STATS`, `<pipeline>` | none |
 //! | trigger        | `TRIG#<id>`           | `TRIG`       | gsi2 `PTRIG#<pipeline>`, gsi5 timer (schedules) |
 //! | webhook hook   | `HOOK#<sha256>`       | `HOOK`       | none |
-//! | execution      | `EXEC#<id>`           | `EXEC`       | gsi2 `PEXEC#<pipeline>`, gsi5 timer while running, gsi6 expiry once finished |
+//! | execution      | `EX#<pipeline hash, shard>` | `<id>` | gsi5 timer while running, gsi6 expiry once finished |
 //! | event          | `EVENT#<id>`          | `EVENT`      | gsi6 expiry once finished |
 //! | subscription   | `SUB#<pipeline>`, `TOPIC#<topic>` | `SUB`, `<pipeline>` | none |
 //! | topic counters | `TSTATS#<topic>`, `TSTATS` | `STATS`, `UNROUTED` | none |
@@ -28,7 +30,7 @@
 //! | index | what it answers |
 //! |-------|-----------------|
 //! | gsi1  | a queue's failed, cancelled or expired tasks, newest first (`QS#<queue>#<status>` / id) |
-//! | gsi2  | children newest first: pipelines, users, a pipeline's executions and triggers |
+//! | gsi2  | children newest first: pipelines, users, a pipeline's triggers |
 //! | gsi3  | what a user owns: its API keys (`UKEYS#<user>`), its pipelines (`UPIPES#<user>`) |
 //! | gsi4  | unused (tasks left it: lists read their queues' partitions) |
 //! | gsi5  | timers: what the scheduler must look at when (see [`timers`]) |
@@ -42,6 +44,7 @@ pub mod limits;
 pub mod pipelines;
 pub mod secrets;
 pub mod sessions;
+pub mod tagged;
 pub mod tasks;
 pub mod timers;
 pub mod topics;
@@ -54,8 +57,8 @@ use serde_json::{Map, Value};
 
 use crate::ports::{Index, Item, Key, Query, Store, StoreError};
 
-/// The index of lists by parent, newest first (pipelines, a pipeline's
-/// executions and triggers).
+/// The index of lists by parent, newest first (pipelines, users, a
+/// pipeline's triggers).
 pub const CHILDREN: Index = Index::Gsi2;
 
 /// A record as an item's attributes.

@@ -33,50 +33,27 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use super::tagged;
 use super::timers::{expiry_entry, timer_entry, timer_of};
 use crate::domain::{Task, TaskStatus};
 use crate::ports::{Condition, Index, Item, Key, Query, Store, StoreError, WriteOp};
 
-/// Partitions per queue, and shards of the queue counters: spreads a hot
-/// queue's writes; a read merges them. A power of two: the shard is an
-/// id's low bits.
-pub const SHARDS: u32 = 4;
+/// Partitions per queue, and shards of the queue counters.
+pub const SHARDS: u32 = tagged::SHARDS;
 
 /// A queue's dead letters in one status (sparse: see the module's doc).
 const ENDED: Index = Index::Gsi1;
 
 const PREFIX: &str = "TQ#";
 
-/// A new task id for `queue`: a UUIDv7 whose low 32 bits are the queue's
-/// hash and a random shard (the bits it replaces are random too).
+/// A new task id for `queue`: its tag names the queue's partitions.
 pub fn new_id(queue: &str) -> Uuid {
-    let id = Uuid::now_v7().as_u128();
-    let shard = (id as u32) % SHARDS;
-    Uuid::from_u128((id & !0xffff_ffff) | u128::from(queue_hash(queue) | shard))
-}
-
-/// The queue's part of its ids' tags: the first bytes of its name's
-/// SHA-256 (stable across versions and machines), shard bits cleared.
-fn queue_hash(queue: &str) -> u32 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(queue.as_bytes());
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) & !(SHARDS - 1)
-}
-
-fn partition(tag: u32) -> String {
-    format!("{PREFIX}{tag:08x}")
-}
-
-/// The table partitions that hold `queue`'s tasks (and those of any queue
-/// whose name hashes alike: a list filters by name).
-fn queue_partitions(queue: &str) -> impl Iterator<Item = String> {
-    let hash = queue_hash(queue);
-    (0..SHARDS).map(move |shard| partition(hash | shard))
+    tagged::new_id(queue)
 }
 
 /// The key of a task's item.
 pub fn key(id: Uuid) -> Key {
-    Key::new(partition(id.as_u128() as u32), id.to_string())
+    tagged::key(PREFIX, id)
 }
 
 /// Whether `key` is a task's.
@@ -86,7 +63,7 @@ pub(crate) fn is_task(key: &Key) -> bool {
 
 /// The id of the task whose item has this key.
 pub fn id_of(key: &Key) -> Option<Uuid> {
-    is_task(key).then(|| key.sk.parse().ok()).flatten()
+    tagged::id_of(PREFIX, key)
 }
 
 /// The queue and status of the task an item holds; `None` for any other item.
@@ -99,11 +76,6 @@ pub fn queue_and_status(item: &Item) -> Option<(String, TaskStatus)> {
         text("queue_name")?.to_owned(),
         text("status")?.parse().ok()?,
     ))
-}
-
-/// The shard of an id: from its random bits, so shards fill evenly.
-fn shard_of(id: Uuid) -> u32 {
-    (id.as_u128() as u32) % SHARDS
 }
 
 fn counters_key(shard: u32, queue: &str) -> Key {
@@ -307,43 +279,23 @@ impl<'a> Tasks<'a> {
         Ok(by_queue.into_values().collect())
     }
 
-    /// One page of tasks, newest first, matching `filter`.
+    /// One page of tasks, newest first, matching `filter`. Filters that no
+    /// index answers (statuses read from the table, substrings) are applied
+    /// as read, within a bounded read per page.
     pub async fn list(&self, filter: &TaskFilter, limit: usize) -> Result<TaskPage, StoreError> {
         let sources = self.sources(filter).await?;
-        let mut tasks = Vec::with_capacity(limit);
-        let mut cursor = filter.before.clone();
-        // Filters that no index answers (statuses read from the table,
-        // substrings) are applied here; bound the items read per page so
-        // one request stays cheap, and hand back a cursor where we stopped.
-        let mut budget = (limit * 20).max(1000);
-        // Where the first read found too few matches, read more at a time.
-        let mut want = 0;
-        loop {
-            want = (limit - tasks.len()).max(want * 2).max(1).min(budget);
-            let (page, exhausted) =
-                merged_page(self.store, &sources, cursor.as_deref(), want).await?;
-            budget = budget.saturating_sub(page.len());
-            let mut unread = page.len();
-            for (sort_key, item) in page {
-                unread -= 1;
-                cursor = Some(sort_key);
-                if item.is_expired(self.now.timestamp()) {
-                    continue;
-                }
-                if let Some(task) = from_item(&item).filter(|t| filter.matches(t)) {
-                    tasks.push(task);
-                    if tasks.len() == limit {
-                        break;
-                    }
-                }
-            }
-            let next = (!exhausted || unread > 0)
-                .then_some(cursor.clone())
-                .flatten();
-            if next.is_none() || tasks.len() == limit || budget == 0 {
-                return Ok(TaskPage { tasks, next });
-            }
-        }
+        let now = self.now.timestamp();
+        let budget = (limit * 20).max(1000);
+        let (tasks, next) = tagged::list(
+            self.store,
+            &sources,
+            filter.before.clone(),
+            limit,
+            budget,
+            |item| tagged::live::<Task>(item, now).filter(|t| filter.matches(t)),
+        )
+        .await?;
+        Ok(TaskPage { tasks, next })
     }
 
     /// The partitions that hold every candidate of `filter`: one query each.
@@ -362,8 +314,10 @@ impl<'a> Tasks<'a> {
         Ok(match filter.status {
             Some(s) if is_indexed(s) => queues.iter().map(|q| ended(q, s)).collect(),
             _ => {
-                let partitions: std::collections::BTreeSet<String> =
-                    queues.iter().flat_map(|q| queue_partitions(q)).collect();
+                let partitions: std::collections::BTreeSet<String> = queues
+                    .iter()
+                    .flat_map(|q| tagged::partitions(PREFIX, q))
+                    .collect();
                 partitions
                     .into_iter()
                     .map(|pk| Query::table(pk, 1))
@@ -371,60 +325,6 @@ impl<'a> Tasks<'a> {
             }
         })
     }
-}
-
-/// Up to `want` items, newest first, with their sort keys, from several
-/// partitions merged by sort key (all are ids, so `before` is a cursor
-/// valid across every partition), and whether every partition is read to
-/// its end. Each partition is read only as deep as its share of the page;
-/// the merge is complete down to the highest last sort key among the
-/// partitions that had more, and stops there.
-async fn merged_page(
-    store: &dyn Store,
-    sources: &[Query],
-    before: Option<&str>,
-    want: usize,
-) -> Result<(Vec<(String, Item)>, bool), StoreError> {
-    let share = match sources.len() {
-        0 | 1 => want,
-        n => (want.div_ceil(n) * 2).max(10).min(want),
-    };
-    let mut all = Vec::new();
-    let mut complete_to: Option<String> = None;
-    for source in sources {
-        let q = Query {
-            before: before.map(str::to_string),
-            descending: true,
-            limit: share,
-            ..source.clone()
-        };
-        let page = store.query(&q).await?;
-        let full = page.len() == share;
-        let keyed: Vec<(String, Item)> = page
-            .into_iter()
-            .filter_map(|item| {
-                let sk = match q.index {
-                    Some(index) => item.index_key(index)?.sk.clone(),
-                    None => item.key.sk.clone(),
-                };
-                Some((sk, item))
-            })
-            .collect();
-        if full
-            && let Some((last, _)) = keyed.last()
-            && complete_to.as_ref().is_none_or(|c| last > c)
-        {
-            complete_to = Some(last.clone());
-        }
-        all.extend(keyed);
-    }
-    all.sort_by(|a, b| b.0.cmp(&a.0));
-    if let Some(floor) = &complete_to {
-        all.retain(|(sk, _)| sk >= floor);
-    }
-    let exhausted = complete_to.is_none() && all.len() <= want;
-    all.truncate(want);
-    Ok((all, exhausted))
 }
 
 /// Whether a task in `status` has an entry in [`ENDED`]: the statuses a
@@ -509,7 +409,7 @@ pub async fn counted_before(
 
 /// The counters shard a task is counted in.
 pub fn counter_shard(task: &Task) -> u32 {
-    shard_of(task.id)
+    tagged::shard_of(task.id)
 }
 
 /// The counter deltas of a status change (`None` for no change).
@@ -530,7 +430,7 @@ fn counter_op(
         deltas.push((t.as_str().to_string(), 1));
     }
     Some(WriteOp::Add {
-        key: counters_key(shard_of(id), queue),
+        key: counters_key(tagged::shard_of(id), queue),
         deltas,
     })
 }
