@@ -73,13 +73,17 @@ pub async fn run(opts: CostOptions) -> anyhow::Result<()> {
         task_queue: format!("warren-cost-{stamp}"),
         topic_queue: format!("warren-cost-topics-{stamp}"),
     };
-    crate::provision::ensure(&clients, &resources, Duration::from_secs(60)).await?;
+    // The task queue's visibility timeout, as template.yaml sets it (and
+    // its worker is told): a message hidden that long holds its task's lease.
+    let visibility = 960;
+    crate::provision::ensure(&clients, &resources, Duration::from_secs(visibility)).await?;
     // Webhooks are not measured: fresh signing secrets stand in for real ones.
     let mut settings = runtime::Overrides::default();
     settings
         .set("WARREN_WEBHOOK_SECRET", Some(keys::generate_secret()))
         .set("WARREN_STEP_SECRET", Some(keys::generate_secret()))
-        .set("WARREN_COUNTS", Some(&opts.counts));
+        .set("WARREN_COUNTS", Some(&opts.counts))
+        .set("WARREN_VISIBILITY", Some(&visibility.to_string()));
     let config = Config::from_settings(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let http = runtime::http_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
     let deps = runtime::aws(config, http, &resources, Some(&meters)).await;

@@ -20,6 +20,13 @@ pub struct Config {
     /// reads are cheap and serialising costs more (the embedded runtime:
     /// 10-15 % of batch enqueue throughput, docs/BENCHMARKS.md).
     pub snapshot_messages: bool,
+    /// The task queue keeps every message it accepts until a worker
+    /// deletes it (SQS), so an enqueue sends its task's message first and
+    /// stores the task after, with no re-dispatch timer: a message whose
+    /// record is not there yet waits for it (`service::worker`). Off where
+    /// the queue dies with the process (the embedded runtime, the
+    /// simulator), whose pending tasks keep the timer that re-sends them.
+    pub send_first: bool,
     /// Publish dispatches at once instead of through `topic_queue`: set
     /// where that queue does not outlive the process (the embedded
     /// runtime), so a 202 always means the executions are stored.
@@ -124,6 +131,7 @@ impl Default for Config {
             dispatch_inline: false,
             cpu_inline: false,
             snapshot_messages: true,
+            send_first: false,
         }
     }
 }

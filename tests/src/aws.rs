@@ -80,6 +80,8 @@ impl Provisioned {
             ("WARREN_API_KEY_SHA256", key_hash),
             ("WARREN_WEBHOOK_SECRET", webhook_secret),
             ("WARREN_STEP_SECRET", STEP_SECRET),
+            // As template.yaml tells the worker: the task queue's visibility.
+            ("WARREN_VISIBILITY", "960"),
         ]
     }
 }

@@ -190,7 +190,10 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
     eprintln!("enqueue cold start: {:?}", enqueue.cold_start());
 
     // Its message is on the queue; the worker gets it twice in one batch
-    // (an at-least-once redelivery) beside a malformed one.
+    // (an at-least-once redelivery) beside a malformed one. The malformed
+    // one is done with; of the twins, the one that meets the other's
+    // attempt running within its lease comes back later (the lease may be
+    // its to hold: WARREN_VISIBILITY), unless the attempt ended first.
     let clients = AwsClients::new(&sdk_config().await, None);
     let sqs = clients.queue();
     let message = receive_one(&*sqs, &aws.task_queue).await;
@@ -203,7 +206,14 @@ async fn lambda_binaries_serve_http_events_and_sqs_batches() {
         ]))
         .await
         .expect("worker answers");
-    assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    let failures = response["batchItemFailures"].as_array().expect("a list");
+    assert!(
+        failures.len() <= 1
+            && failures
+                .iter()
+                .all(|f| f["itemIdentifier"] == "m1" || f["itemIdentifier"] == "m2"),
+        "{response}"
+    );
 
     let mut query = LambdaFunction::start("task-query", &env).await;
     let get = http_event("GET", &format!("/api/v1/tasks/{id}"), &auth, None);

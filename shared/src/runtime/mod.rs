@@ -182,7 +182,10 @@ impl Config {
     /// The engine's settings: `WARREN_TASK_QUEUE`, `WARREN_TOPIC_QUEUE`,
     /// `WARREN_TASK_TIMEOUT`, `WARREN_EXPIRED_RETENTION`,
     /// `WARREN_REDISPATCH_AFTER`, `WARREN_MIN_SCHEDULE_INTERVAL`,
-    /// `WARREN_EXECUTION_RETENTION` (seconds), `WARREN_WEBHOOK_SECRET` and
+    /// `WARREN_EXECUTION_RETENTION`, `WARREN_VISIBILITY` (seconds: how long
+    /// a received task message stays hidden; the queue's visibility timeout
+    /// where the queue, not warren, receives, as Lambda's event source
+    /// mapping does), `WARREN_WEBHOOK_SECRET` and
     /// `WARREN_STEP_SECRET` (different; only a process that signs needs them,
     /// see [`require_signing`]), `WARREN_API_KEY[_SHA256]`
     /// and `WARREN_METRICS_KEY[_SHA256]` (optional here: each runtime decides
@@ -276,6 +279,7 @@ impl Config {
                     ));
                 }
             },
+            visibility: seconds(s, "WARREN_VISIBILITY", defaults.visibility)?,
             default_workflow,
             public_url,
             ..defaults
@@ -342,6 +346,7 @@ fn on_aws(
             task_queue: resources.task_queue.clone(),
             topic_queue: resources.topic_queue.clone(),
             snapshot_messages: true,
+            send_first: true,
             dispatch_inline: false,
             // Many processes (Lambda containers) share the limits.
             shared_limits: true,

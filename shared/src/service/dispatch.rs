@@ -179,14 +179,21 @@ pub async fn send_if_maybe_written(
 }
 
 /// Send (again) the message of a pending task that is not due yet or whose
-/// message may be lost, and move its timer on.
-pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<(), ServiceError> {
+/// message may be lost, and move its timer on. `false` when the task is
+/// no longer at `task`'s version (it moved on, or, as a message's snapshot
+/// of a task sent before it is stored, it is not stored yet), and nothing
+/// was done.
+pub async fn redispatch(
+    deps: &Deps,
+    task: &Task,
+    now: DateTime<Utc>,
+) -> Result<bool, ServiceError> {
     let plan = plan(deps, task, now);
     let next = task.refiled();
     match deps.tasks().save(task, &next, Some(plan.timer())).await {
-        // It moved on meanwhile. (A retried write that found its own earlier
-        // try is not a conflict: the store adapter tells the two apart.)
-        Err(e) if e.is_conflict() => return Ok(()),
+        // (A retried write that found its own earlier try is not a
+        // conflict: the store adapter tells the two apart.)
+        Err(e) if e.is_conflict() => return Ok(false),
         other => other?,
     }
     if let Dispatch::Send { delay, .. } = plan {
@@ -194,5 +201,5 @@ pub async fn redispatch(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Result<
             .send_batch(&deps.config.task_queue, vec![message(deps, &next, delay)])
             .await?;
     }
-    Ok(())
+    Ok(true)
 }

@@ -191,7 +191,7 @@ impl NewTask {
         Ok(())
     }
 
-    fn into_task(self, deps: &Deps, now: DateTime<Utc>) -> Task {
+    pub(super) fn into_task(self, deps: &Deps, now: DateTime<Utc>) -> Task {
         let timeout = self
             .timeout_seconds
             .unwrap_or(deps.config.default_timeout.as_secs());
@@ -253,6 +253,12 @@ async fn store_and_send(
     now: DateTime<Utc>,
 ) -> Result<Enqueued, ServiceError> {
     let plan = dispatch::plan(deps, &task, now);
+    if let Dispatch::Send { delay, .. } = plan
+        && deps.config.send_first
+        && task.idempotency_key.is_none()
+    {
+        return send_then_store(deps, task, delay).await;
+    }
     let mut ops = deps.tasks().write(None, &task, Some(plan.timer()));
     let claim = task
         .idempotency_key
@@ -294,6 +300,32 @@ async fn store_and_send(
         })
         .await;
     }
+    Ok(Enqueued::Created(task.id))
+}
+
+/// Send the task's message, then store it with no timer: the message is
+/// its outbox (the queue keeps it until a worker deletes it), and the
+/// worker that receives it before the write lands waits for the record. A
+/// failed send stores nothing; a failed write leaves a message whose
+/// record never comes, which the worker drops once the write can no longer
+/// land ([`crate::service::worker`]). Either way the caller gets the error.
+/// A task with an idempotency key, or due beyond the queue's delay, takes
+/// the stored-first path with its timer instead.
+async fn send_then_store(
+    deps: &Deps,
+    task: Task,
+    delay: std::time::Duration,
+) -> Result<Enqueued, ServiceError> {
+    deps.queue
+        .send_batch(
+            &deps.config.task_queue,
+            vec![dispatch::message(deps, &task, delay)],
+        )
+        .await?;
+    deps.store
+        .transact(deps.tasks().write(None, &task, None))
+        .await?;
+    deps.metrics.enqueued(&task.queue_name, 1);
     Ok(Enqueued::Created(task.id))
 }
 
@@ -363,7 +395,12 @@ pub async fn enqueue_batch(
             chunks.push(chunk.close(&mut counters));
         }
         let plan = dispatch::plan(deps, &task, now);
-        chunk.ops.push(table.put(None, &task, Some(plan.timer())));
+        // A task sent before it is stored needs no timer (`send_then_store`).
+        let timer = match plan {
+            Dispatch::Send { .. } if deps.config.send_first => None,
+            _ => Some(plan.timer()),
+        };
+        chunk.ops.push(table.put(None, &task, timer));
         if let Dispatch::Send { delay, .. } = plan {
             chunk.messages.push(dispatch::message(deps, &task, delay));
             chunk.sent.push(task);
@@ -427,18 +464,18 @@ impl Chunk {
         std::mem::take(self)
     }
 
+    /// Store the chunk and send its messages: in that order, with timers
+    /// that re-send a lost message, or, where enqueues send first
+    /// ([`send_then_store`]), the messages first and nothing stored if they
+    /// cannot be sent.
     async fn store_and_send(self, deps: &Deps) -> Result<(), ServiceError> {
-        if !deps.config.counts_from_stream {
-            deps.store.transact(self.ops).await?;
-        } else {
-            // Nothing else must change with them: new tasks (fresh ids) go in
-            // plain batch writes, half the units of a transaction.
-            let items = self.ops.into_iter().filter_map(|op| match op {
-                WriteOp::Put { item, .. } => Some(item),
-                _ => None,
-            });
-            deps.store.put_batch(items.collect()).await?;
+        if deps.config.send_first {
+            deps.queue
+                .send_batch(&deps.config.task_queue, self.messages)
+                .await?;
+            return store(deps, self.ops).await;
         }
+        store(deps, self.ops).await?;
         let sent = self.sent;
         dispatch::send_or_recheck(deps, self.messages, |soon| {
             sent.iter()
@@ -448,6 +485,21 @@ impl Chunk {
         .await;
         Ok(())
     }
+}
+
+/// Write a chunk's operations: atomically with its counter adds, or, where
+/// the change stream counts and nothing else must change with them, as
+/// plain batch writes of new tasks (fresh ids), half the units of a
+/// transaction.
+async fn store(deps: &Deps, ops: Vec<WriteOp>) -> Result<(), ServiceError> {
+    if !deps.config.counts_from_stream {
+        return Ok(deps.store.transact(ops).await?);
+    }
+    let items = ops.into_iter().filter_map(|op| match op {
+        WriteOp::Put { item, .. } => Some(item),
+        _ => None,
+    });
+    Ok(deps.store.put_batch(items.collect()).await?)
 }
 
 fn at_index(i: usize, e: ServiceError) -> ServiceError {

@@ -20,9 +20,13 @@ pub mod webhook;
 pub mod worker;
 
 #[cfg(test)]
+mod lease_tests;
+#[cfg(test)]
 mod list_tests;
 #[cfg(test)]
 mod pipeline_tests;
+#[cfg(test)]
+mod send_first_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub(super) fn new_task(name: &str) -> NewTask {
 }
 
 /// A registry whose `count` handler counts its runs.
-fn counting() -> (Registry, Arc<AtomicUsize>) {
+pub(super) fn counting() -> (Registry, Arc<AtomicUsize>) {
     let runs = Arc::new(AtomicUsize::new(0));
     let mut r = Registry::standard();
     let c = runs.clone();

@@ -33,11 +33,11 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
         }
     };
     match message {
-        TaskMessage::Stored { id } => run_stored(deps, id).await,
+        TaskMessage::Stored { id } => run_stored(deps, id, created_at_of(id)).await,
         TaskMessage::Snapshot { snapshot } => {
-            let id = snapshot.id;
+            let (id, created_at) = (snapshot.id, snapshot.created_at);
             match run_pending(deps, *snapshot).await? {
-                Start::Stale => run_stored(deps, id).await,
+                Start::Stale => run_stored(deps, id, Some(created_at)).await,
                 Start::Done => Ok(()),
             }
         }
@@ -54,20 +54,139 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
     }
 }
 
-async fn run_stored(deps: &Deps, id: Uuid) -> Result<(), ServiceError> {
-    let until = hold_until(deps, deps.now());
-    let (read, _) = while_unavailable(
-        deps,
-        until,
-        id,
-        || async move { deps.tasks().get(id).await },
-    )
-    .await;
-    let Some(task) = read? else {
+/// When a task id was made (UUIDv7 ids carry it).
+fn created_at_of(id: Uuid) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+}
+
+/// How long after a task was made its enqueue's write may still land: the
+/// write follows the send at once and the SDK's retries of it end within
+/// seconds; this is a wide margin.
+const WRITE_MAY_LAND_FOR: chrono::Duration = chrono::Duration::minutes(2);
+/// How long a worker waits for the record of a message that came first,
+/// and how often it looks.
+const RECORD_WAIT: Duration = Duration::from_secs(5);
+const RECORD_POLL: Duration = Duration::from_millis(100);
+
+async fn run_stored(
+    deps: &Deps,
+    id: Uuid,
+    created_at: Option<DateTime<Utc>>,
+) -> Result<(), ServiceError> {
+    let Some((task, timer)) = read_stored(deps, id, created_at).await? else {
         tracing::debug!(task_id = %id, "message for a task that is gone");
         return Ok(());
     };
+    if task.status == TaskStatus::Running && timer.is_none() {
+        return held_by_its_message(deps, &task).await;
+    }
     run_pending(deps, task).await.map(|_| ())
+}
+
+/// The task and its timer. Where enqueues send before they store
+/// ([`crate::Config::send_first`]), a message may come before its record:
+/// while the write may still land, wait a little for it, then have the
+/// message come back later; after that, no record means the enqueue failed
+/// (and said so) or the task was deleted, and the message is done with.
+async fn read_stored(
+    deps: &Deps,
+    id: Uuid,
+    created_at: Option<DateTime<Utc>>,
+) -> Result<Option<(Task, Option<DateTime<Utc>>)>, ServiceError> {
+    let until = hold_until(deps, deps.now());
+    let mut waited = Duration::ZERO;
+    loop {
+        let (read, _) = while_unavailable(deps, until, id, || async move {
+            deps.tasks().get_with_timer(id).await
+        })
+        .await;
+        let found = read?;
+        let may_land = deps.config.send_first
+            && created_at.is_some_and(|at| deps.now() - at < WRITE_MAY_LAND_FOR);
+        if found.is_some() || !may_land {
+            return Ok(found);
+        }
+        if waited >= RECORD_WAIT {
+            return Err(ServiceError::Unavailable {
+                message: format!("task {id} is not stored yet; its message comes back later"),
+                code: "not_stored_yet",
+            });
+        }
+        tokio::time::sleep(RECORD_POLL).await;
+        waited += RECORD_POLL;
+    }
+}
+
+/// A message for a running task whose lease its own message holds (it has
+/// no timer: see [`message_holds_lease`]): that message back after its
+/// worker died, or a duplicate. Past the lease, the attempt is lost: take
+/// it over, as the scheduler does with a lease timer. Before, the attempt
+/// may still run: the message must come back later, not go, since it may
+/// be the one that stands for the lease.
+async fn held_by_its_message(deps: &Deps, task: &Task) -> Result<(), ServiceError> {
+    let now = deps.now();
+    if !lapsed(task, now) {
+        return Err(ServiceError::Unavailable {
+            message: format!(
+                "task {} is running within its lease; its message comes back later",
+                task.id
+            ),
+            code: "attempt_running",
+        });
+    }
+    let why =
+        "attempt lost: its message came back after its lease ran out (worker crashed or stalled)";
+    match rescue(deps, task, now, why).await {
+        // Another worker or the scheduler took it over first.
+        Err(e) if e.is_conflict() => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether a running task's lease ends before its message can come back:
+/// received just now (within [`RECEIVED_WITHIN`]) and hidden for the
+/// queue's visibility timeout, the message returns only once the lease is
+/// over, and a worker that receives it then takes the lost attempt over
+/// ([`held_by_its_message`]). Then the task needs no lease timer, which
+/// saves the index writes of one on every attempt (docs/COST.md). A lease
+/// longer than that keeps its timer: the message would come back while the
+/// attempt runs, again and again, until the queue dead-letters it.
+fn message_holds_lease(deps: &Deps, running: &Task, now: DateTime<Utc>) -> bool {
+    let hidden = chrono::Duration::from_std(deps.config.visibility).unwrap_or_default();
+    running
+        .lease_until
+        .is_some_and(|lease| lease <= now + hidden - RECEIVED_WITHIN)
+}
+
+/// How long before an attempt starts its message may have been received
+/// (a batch waits for its slots before it is received, so this is the time
+/// a message waits for the tasks of its batch ahead of it to start).
+const RECEIVED_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Whether `task`'s attempt is lost: running past its lease.
+pub(crate) fn lapsed(task: &Task, now: DateTime<Utc>) -> bool {
+    task.status == TaskStatus::Running && task.lease_until.is_some_and(|l| l <= now)
+}
+
+/// Count a lost attempt as failed and retry or fail the task, as the
+/// worker would.
+pub(crate) async fn rescue(
+    deps: &Deps,
+    task: &Task,
+    now: DateTime<Utc>,
+    why: &str,
+) -> Result<(), ServiceError> {
+    let after = task
+        .fail(now, why.to_string(), true, deps.clock.jitter())
+        .map_err(invalid_transition)?;
+    tracing::warn!(task_id = %task.id, attempt = task.attempts, "{why}");
+    let next = match after {
+        AfterFailure::Retry(t, _) => After::Retry(t),
+        AfterFailure::Failed(t) => After::Done(t),
+    };
+    // The scheduler's next sweep tries again: no waiting here.
+    apply(deps, task, next, now).await
 }
 
 /// What became of a message's task.
@@ -97,16 +216,21 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     }
     if !task.is_due(now) {
         // Sent early (re-dispatch of a retry that is not due yet): hold it back again.
+        // Not at this version (a snapshot whose record moved on or is not
+        // stored yet): the caller reads the record and decides from it.
         return dispatch::redispatch(deps, &task, now)
             .await
-            .map(|_| Start::Done);
+            .map(|refiled| if refiled { Start::Done } else { Start::Stale });
     }
     let mut running = task
         .start(now, deps.config.lease_grace)
         .map_err(invalid_transition)?;
     running.claim = Some(claim_token(deps));
     let until = hold_until(deps, now);
-    match save_until(deps, &task, &running, running.lease_until, until).await {
+    let timer = running
+        .lease_until
+        .filter(|_| !message_holds_lease(deps, &running, now));
+    match save_until(deps, &task, &running, timer, until).await {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
         other => other?,
     }

@@ -4,9 +4,9 @@
 //! process holds the store exclusively (the redb file lock), so no other
 //! worker can own those attempts.
 
-use super::rescue_leases::rescue;
 use crate::domain::{Task, TaskStatus};
 use crate::service::dispatch::{self, Dispatch};
+use crate::service::worker::rescue;
 use crate::service::{Deps, ServiceError, executions};
 use crate::table::tasks::TaskFilter;
 

@@ -24,7 +24,7 @@ impl Service for ReleasePending {
 
     async fn act(deps: &Deps, item: Item, now: DateTime<Utc>) -> Result<bool, ServiceError> {
         match from_item(&item).filter(|t| t.status == TaskStatus::Pending) {
-            Some(task) => redispatch(deps, &task, now).await.map(|()| true),
+            Some(task) => redispatch(deps, &task, now).await,
             None => Ok(false),
         }
     }

@@ -5,19 +5,15 @@
 use chrono::{DateTime, Utc};
 
 use super::{Service, task_of};
-use crate::domain::{AfterFailure, Task, TaskStatus};
+use crate::domain::TaskStatus;
 use crate::ports::Item;
-use crate::service::worker::{After, apply, invalid_transition};
+use crate::service::worker::{lapsed, rescue};
 use crate::service::{Deps, ServiceError};
 use crate::table::tasks::from_item;
 use crate::table::timers::{Due, Kind};
 
 /// Running tasks past their lease.
 pub struct RescueLeases;
-
-fn lapsed(task: &Task, now: DateTime<Utc>) -> bool {
-    task.status == TaskStatus::Running && task.lease_until.is_some_and(|l| l <= now)
-}
 
 impl Service for RescueLeases {
     const NAME: &'static str = "rescue-leases";
@@ -36,24 +32,4 @@ impl Service for RescueLeases {
             None => Ok(false),
         }
     }
-}
-
-/// Count a lost attempt as failed and retry or fail the task, as the
-/// worker would.
-pub async fn rescue(
-    deps: &Deps,
-    task: &Task,
-    now: DateTime<Utc>,
-    why: &str,
-) -> Result<(), ServiceError> {
-    let after = task
-        .fail(now, why.to_string(), true, deps.clock.jitter())
-        .map_err(invalid_transition)?;
-    tracing::warn!(task_id = %task.id, attempt = task.attempts, "{why}");
-    let next = match after {
-        AfterFailure::Retry(t, _) => After::Retry(t),
-        AfterFailure::Failed(t) => After::Done(t),
-    };
-    // The scheduler's next sweep tries again: no waiting here.
-    apply(deps, task, next, now).await
 }
