@@ -29,8 +29,7 @@ use crate::domain::pipeline::{Pipeline, SchemaViolation, Step, StepKind};
 use crate::handlers::TaskContext;
 use crate::json::MAX_OUTPUT_DEPTH;
 use crate::messages::TaskMessage;
-use crate::ports::{HttpError, HttpRequest, Item, OutgoingMessage, StoreError, WriteOp};
-use crate::table::timers::{self, Owner};
+use crate::ports::{HttpError, HttpRequest, Item, Key, OutgoingMessage, StoreError, WriteOp};
 use crate::table::{events, executions as table};
 use crate::trace::{Span, SpanKind};
 
@@ -725,45 +724,41 @@ async fn resend(deps: &Deps, e: &Execution, now: DateTime<Utc>) -> Result<(), Se
     Ok(())
 }
 
-/// At the start of a runtime whose queue does not outlive the process and
-/// which holds the store exclusively (the embedded one): every running
-/// execution lost its message or its worker, so re-send them all now
-/// instead of when their timers fire. They are found in the timer index,
-/// where a running execution's entry lies at most one lease (or one
-/// re-dispatch window) ahead; entries overdue by more than the lookback are
-/// left to the scheduler's sweep.
-pub async fn recover_exclusive(
-    deps: &Deps,
-    lookback: chrono::Duration,
-) -> Result<usize, ServiceError> {
+/// How far ahead of now a running execution's timer can lie: one lease
+/// (the longest a step may take, with its retries) or one re-dispatch
+/// window. Start-up recovery looks this far ahead.
+pub(crate) fn furthest_timer(deps: &Deps) -> chrono::Duration {
     use crate::domain::pipeline::{MAX_STEP_RETRIES, MAX_STEP_TIMEOUT_SECONDS};
-    let now = deps.now();
     let longest_lease = lease_budget(
         deps,
         Duration::from_secs(MAX_STEP_TIMEOUT_SECONDS),
         MAX_STEP_RETRIES,
     );
-    let horizon = now + longest_lease.max(redispatch_window(deps));
-    let mut resent = 0;
-    for due in timers::between(&*deps.store, now - lookback, horizon).await? {
-        if !matches!(due.owner, Owner::Execution(_)) {
-            continue;
+    longest_lease.max(redispatch_window(deps))
+}
+
+/// At the start of a runtime whose queue does not outlive the process and
+/// which holds the store exclusively (the embedded one): the execution
+/// whose timer entry is `key` lost its message or its worker if it is
+/// still running, so re-send it now instead of when its timer fires.
+/// Whether it was re-sent; one that cannot be is logged and left to the
+/// scheduler (its timer is still due), never a reason not to start.
+pub(crate) async fn resume_at_start(deps: &Deps, key: &Key, now: DateTime<Utc>) -> bool {
+    let e = match deps.store.get(key).await {
+        Ok(item) => item.as_ref().and_then(table::from_item),
+        Err(err) => {
+            tracing::error!(pk = %key.pk, error = %err, "could not read an execution at start; the scheduler will resume it");
+            return false;
         }
-        let current = deps.store.get(due.owner.key()).await?;
-        let Some(e) = current.as_ref().and_then(table::from_item) else {
-            continue;
-        };
-        if e.next_step().is_none() {
-            continue;
-        }
-        // One execution that cannot be re-sent must not keep warren
-        // from starting: its timer is still due for the scheduler.
-        match resend(deps, &e, now).await {
-            Ok(()) => resent += 1,
-            Err(err) => {
-                tracing::error!(execution_id = %e.id, error = %err, "could not resume an execution at start; the scheduler will")
-            }
+    };
+    let Some(e) = e.filter(|e| e.next_step().is_some()) else {
+        return false;
+    };
+    match resend(deps, &e, now).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::error!(execution_id = %e.id, error = %err, "could not resume an execution at start; the scheduler will");
+            false
         }
     }
-    Ok(resent)
 }

@@ -33,6 +33,7 @@ fn hidden_for(
     let (deps, clock) = setup(registry);
     let config = Config {
         visibility,
+        send_first: true,
         ..(*deps.config).clone()
     };
     let deps = Deps {
@@ -110,4 +111,25 @@ async fn a_lease_longer_than_the_message_stays_hidden_keeps_its_timer() {
     process(&deps, &message).await.unwrap();
     clock.advance(chrono::Duration::seconds(61));
     assert_eq!(super::maintenance::tick(&deps).await.unwrap().rescued, 1);
+}
+
+#[tokio::test]
+async fn where_the_queue_dies_with_the_process_a_running_task_keeps_its_timer() {
+    // GIVEN messages hidden 960 s by a queue that does not outlive the
+    // process (the embedded runtime's)
+    let (deps, _, starts) = hidden_for(Duration::from_secs(960));
+    let config = Config {
+        send_first: false,
+        ..(*deps.config).clone()
+    };
+    let deps = Deps {
+        config: Arc::new(config),
+        ..deps
+    };
+    // WHEN a worker starts a task and dies
+    let (id, _) = started_then_lost(&deps, &starts).await;
+    // THEN the task has its lease timer, by which start-up recovery finds it
+    let (task, timer) = deps.tasks().get_with_timer(id).await.unwrap().unwrap();
+    assert!(timer.is_some());
+    assert_eq!(timer, task.lease_until);
 }

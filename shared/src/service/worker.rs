@@ -151,12 +151,16 @@ async fn held_by_its_message(deps: &Deps, task: &Task) -> Result<(), ServiceErro
 /// ([`held_by_its_message`]). Then the task needs no lease timer, which
 /// saves the index writes of one on every attempt (docs/COST.md). A lease
 /// longer than that keeps its timer: the message would come back while the
-/// attempt runs, again and again, until the queue dead-letters it.
+/// attempt runs, again and again, until the queue dead-letters it. Only
+/// where the queue outlives the process ([`crate::Config::send_first`]):
+/// elsewhere the message dies with it, and start-up recovery finds the
+/// attempts it must take over by their timers.
 fn message_holds_lease(deps: &Deps, running: &Task, now: DateTime<Utc>) -> bool {
     let hidden = chrono::Duration::from_std(deps.config.visibility).unwrap_or_default();
-    running
-        .lease_until
-        .is_some_and(|lease| lease <= now + hidden - RECEIVED_WITHIN)
+    deps.config.send_first
+        && running
+            .lease_until
+            .is_some_and(|lease| lease <= now + hidden - RECEIVED_WITHIN)
 }
 
 /// How long before an attempt starts its message may have been received

@@ -151,11 +151,58 @@ pub struct Due {
 /// The due entries of one index from one cursor on, and how far that
 /// cursor may move once they are handled.
 pub struct Sweep {
-    cursor_key: Key,
-    old_cursor: Option<String>,
+    cursor: String,
+    old_cursor: String,
     /// The first minute not swept completely (or swept again for slack).
     swept_to: DateTime<Utc>,
     pub due: Vec<Due>,
+}
+
+fn cursor_key(name: &str) -> Key {
+    Key::new("SCHED", name)
+}
+
+async fn read_cursor(store: &dyn Store, key: &Key) -> Result<Option<String>, StoreError> {
+    Ok(store.get(key).await?.and_then(|i| {
+        i.attrs
+            .get("minute")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }))
+}
+
+/// Where the next sweep with the cursor named `cursor` starts (every entry
+/// before it has been handled), and that cursor as stored. One not stored
+/// yet is pinned an hour before `now` before anything reads or acts: if
+/// the first sweep fails, the next starts there too, instead of an hour
+/// before its own now, past the entries written meanwhile; and a process
+/// that pins its cursors before it writes anything (start-up recovery)
+/// leaves none of its entries behind them.
+pub async fn sweep_start(
+    store: &dyn Store,
+    cursor: &str,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, String), StoreError> {
+    let key = cursor_key(cursor);
+    let stored = read_cursor(store, &key).await?;
+    if let Some((start, minute)) = stored.and_then(|m| Some((parse_minute(&m)?, m))) {
+        return Ok((start, minute));
+    }
+    let start = now - Duration::minutes(FIRST_LOOKBACK_MINUTES);
+    let first = minute_bucket(start);
+    let mut attrs = Map::new();
+    attrs.insert("minute".into(), Value::from(first.clone()));
+    let pin = WriteOp::Put {
+        item: Item::new(key, attrs),
+        cond: Condition::Absent {
+            now: now.timestamp(),
+        },
+    };
+    match store.transact(vec![pin]).await {
+        // Another sweeper pinned it first: its start is as good.
+        Ok(()) | Err(StoreError::Conflict { .. }) => Ok((start, first)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Read the entries of `kind` due by `now`, oldest first, from the cursor
@@ -166,38 +213,7 @@ pub async fn sweep(
     cursor: &str,
     now: DateTime<Utc>,
 ) -> Result<Sweep, StoreError> {
-    let cursor_key = Key::new("SCHED", cursor);
-    let mut old_cursor = store.get(&cursor_key).await?.and_then(|i| {
-        i.attrs
-            .get("minute")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
-    let start = match old_cursor.as_deref().and_then(parse_minute) {
-        Some(start) => start,
-        None => {
-            // The first sweep pins where it starts before it reads or acts:
-            // if it fails, the next one starts there too, instead of an hour
-            // before its own now, past the entries written meanwhile.
-            let start = now - Duration::minutes(FIRST_LOOKBACK_MINUTES);
-            let first = minute_bucket(start);
-            let mut attrs = Map::new();
-            attrs.insert("minute".into(), Value::from(first.clone()));
-            let pin = WriteOp::Put {
-                item: Item::new(cursor_key.clone(), attrs),
-                cond: Condition::Absent {
-                    now: now.timestamp(),
-                },
-            };
-            match store.transact(vec![pin]).await {
-                // Another sweeper pinned it first: its start is as good.
-                Ok(()) | Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            old_cursor = Some(first);
-            start
-        }
-    };
+    let (start, old_cursor) = sweep_start(store, cursor, now).await?;
     let until = format!("{}~", sort_time(now)); // every sort key at or before now
     let index = kind.index();
     let mut due = Vec::new();
@@ -242,7 +258,7 @@ pub async fn sweep(
         minute
     };
     Ok(Sweep {
-        cursor_key,
+        cursor: cursor.to_string(),
         old_cursor,
         swept_to: swept_to.max(start),
         due,
@@ -256,13 +272,13 @@ impl Sweep {
         let retry_from = retry.iter().map(|d| d.minute).min();
         let to = retry_from.map_or(self.swept_to, |r| r.min(self.swept_to));
         let new_cursor = minute_bucket(to);
-        if self.old_cursor.as_deref() == Some(new_cursor.as_str()) {
+        if self.old_cursor == new_cursor {
             return Ok(());
         }
         let mut attrs = Map::new();
         attrs.insert("minute".into(), Value::from(new_cursor));
         let op = WriteOp::Put {
-            item: Item::new(self.cursor_key, attrs),
+            item: Item::new(cursor_key(&self.cursor), attrs),
             cond: Condition::None,
         };
         store.transact(vec![op]).await
