@@ -123,3 +123,86 @@ async fn a_status_read_from_the_table_pages_past_its_read_budget() {
     let page = deps.tasks().list(&cancelled, 500).await.unwrap();
     assert_eq!(page.tasks.len(), 500);
 }
+
+/// A store that notes how many queries are in flight at once.
+struct Overlap {
+    inner: std::sync::Arc<dyn crate::ports::Store>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl crate::ports::Store for Overlap {
+    async fn get(
+        &self,
+        key: &crate::ports::Key,
+    ) -> Result<Option<crate::ports::Item>, crate::ports::StoreError> {
+        self.inner.get(key).await
+    }
+
+    async fn transact(
+        &self,
+        ops: Vec<crate::ports::WriteOp>,
+    ) -> Result<(), crate::ports::StoreError> {
+        self.inner.transact(ops).await
+    }
+
+    async fn put_batch(
+        &self,
+        items: Vec<crate::ports::Item>,
+    ) -> Result<(), crate::ports::StoreError> {
+        self.inner.put_batch(items).await
+    }
+
+    async fn query(
+        &self,
+        query: &crate::ports::Query,
+    ) -> Result<Vec<crate::ports::Item>, crate::ports::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        // A round trip: the others of a concurrent read start meanwhile.
+        tokio::task::yield_now().await;
+        let out = self.inner.query(query).await;
+        self.in_flight.fetch_sub(1, SeqCst);
+        out
+    }
+
+    async fn increment(
+        &self,
+        key: &crate::ports::Key,
+        attr: &str,
+        limit: i64,
+        ttl: Option<i64>,
+    ) -> Result<Option<i64>, crate::ports::StoreError> {
+        self.inner.increment(key, attr, limit, ttl).await
+    }
+}
+
+#[tokio::test]
+async fn a_list_reads_its_partitions_at_once_not_one_after_another() {
+    // GIVEN tasks in two queues, read through a store that notes overlaps
+    let (deps, _) = setup(Registry::standard());
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let mut t = new_task("echo");
+        t.queue_name = ["a", "b"][i % 2].into();
+        ids.push(created(&deps, t).await);
+    }
+    let overlap = std::sync::Arc::new(Overlap {
+        inner: deps.store.clone(),
+        in_flight: Default::default(),
+        most: Default::default(),
+    });
+    let deps = Deps {
+        store: overlap.clone(),
+        ..deps
+    };
+    // WHEN every task is listed
+    let (listed, _) = all_pages(&deps, TaskFilter::default(), 100).await;
+    // THEN all are there, and the 8 partitions were read at once: a page
+    // costs one round trip, not eight
+    assert_eq!(listed, newest_first(ids));
+    let most = overlap.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 8, "queries in flight at once");
+}

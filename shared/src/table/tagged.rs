@@ -113,6 +113,10 @@ pub fn live<T: serde::de::DeserializeOwned>(item: &Item, now: i64) -> Option<T> 
     (!item.is_expired(now)).then(|| from_attrs(item)).flatten()
 }
 
+/// How many partitions a list reads at once: a page costs about one round
+/// trip, not one per partition (4 per queue on DynamoDB).
+const CONCURRENT_READS: usize = 16;
+
 /// Up to `want` items, newest first, with their sort keys, from several
 /// partitions merged by sort key (all are ids, so `before` is a cursor
 /// valid across every partition), and whether every partition is read to
@@ -129,16 +133,23 @@ async fn merged_page(
         0 | 1 => want,
         n => (want.div_ceil(n) * 2).max(10).min(want),
     };
-    let mut all = Vec::new();
-    let mut complete_to: Option<String> = None;
-    for source in sources {
-        let q = Query {
+    let queries: Vec<Query> = sources
+        .iter()
+        .map(|source| Query {
             before: before.map(str::to_string),
             descending: true,
             limit: share,
             ..source.clone()
-        };
-        let page = store.query(&q).await?;
+        })
+        .collect();
+    let mut pages = Vec::with_capacity(queries.len());
+    for at_once in queries.chunks(CONCURRENT_READS) {
+        let read = futures_util::future::try_join_all(at_once.iter().map(|q| store.query(q)));
+        pages.extend(at_once.iter().zip(read.await?));
+    }
+    let mut all = Vec::new();
+    let mut complete_to: Option<String> = None;
+    for (q, page) in pages {
         let full = page.len() == share;
         let keyed: Vec<(String, Item)> = page
             .into_iter()
