@@ -268,18 +268,22 @@ pub async fn deliver_stored(deps: &Deps, id: Uuid, attempt_no: u32) -> Result<()
     Ok(())
 }
 
-/// Write the webhook outcome, re-reading if the task changed meanwhile.
+/// Write the webhook outcome, re-reading if the task changed meanwhile:
+/// onto the same final state only. A task requeued and finished again since
+/// is in another final state, whose own webhook is still owed.
 async fn record(
     deps: &Deps,
     mut task: Task,
     outcome: WebhookOutcome,
     timer: Option<DateTime<Utc>>,
 ) -> Result<(), ServiceError> {
+    let state = |t: &Task| (t.status, t.attempts, t.started_at, t.completed_at);
+    let announced = state(&task);
     for _ in 0..5 {
         let next = task.with_webhook(outcome.clone());
         match deps.tasks().save(&task, &next, timer).await {
             Err(e) if e.is_conflict() => match deps.tasks().get(task.id).await? {
-                Some(t) if t.status.is_final() => task = t,
+                Some(t) if state(&t) == announced => task = t,
                 _ => return Ok(()),
             },
             other => return other.map_err(Into::into),
