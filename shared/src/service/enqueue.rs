@@ -322,11 +322,42 @@ async fn send_then_store(
             vec![dispatch::message(deps, &task, delay)],
         )
         .await?;
-    deps.store
-        .transact(deps.tasks().write(None, &task, None))
-        .await?;
+    let write = deps.store.transact(deps.tasks().write(None, &task, None));
+    store_in_time(deps, task.created_at, write).await?;
     deps.metrics.enqueued(&task.queue_name, 1);
     Ok(Enqueued::Created(task.id))
+}
+
+/// How long after a task is made a write that follows its message may be
+/// tried. A worker that meets the message first waits for the record until
+/// [`RECORD_MAY_LAND_FOR`] after, then drops the message, so a write must
+/// never land later than that: a process stalled between the send and the
+/// write (suspended, or its call retried for minutes) would leave a pending
+/// task that nothing sends. Stopped here, the write leaves a minute's margin
+/// for clocks and eventually consistent reads.
+const STORE_WITHIN: chrono::Duration = chrono::Duration::minutes(4);
+/// See [`STORE_WITHIN`].
+pub(crate) const RECORD_MAY_LAND_FOR: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Run `write`, the write of tasks whose messages were sent first, made at
+/// `created_at`, only until [`STORE_WITHIN`] after: past that it is
+/// abandoned (a call not yet made is not made) and the enqueue fails.
+async fn store_in_time<E: Into<ServiceError>>(
+    deps: &Deps,
+    created_at: DateTime<Utc>,
+    write: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), ServiceError> {
+    let left = (created_at + STORE_WITHIN - deps.now())
+        .to_std()
+        .unwrap_or_default();
+    match tokio::time::timeout(left, write).await {
+        Ok(written) => written.map_err(Into::into),
+        Err(_) => Err(ServiceError::Unavailable {
+            message: "the task store did not answer in time; the tasks were not enqueued: retry"
+                .into(),
+            code: "unavailable",
+        }),
+    }
 }
 
 /// A repeated enqueue found its key's first task. The request that made it
@@ -473,7 +504,10 @@ impl Chunk {
             deps.queue
                 .send_batch(&deps.config.task_queue, self.messages)
                 .await?;
-            return store(deps, self.ops).await;
+            let Some(made) = self.sent.first().map(|t| t.created_at) else {
+                return store(deps, self.ops).await;
+            };
+            return store_in_time(deps, made, store(deps, self.ops)).await;
         }
         store(deps, self.ops).await?;
         let sent = self.sent;

@@ -133,3 +133,35 @@ async fn where_the_queue_dies_with_the_process_a_running_task_keeps_its_timer() 
     assert!(timer.is_some());
     assert_eq!(timer, task.lease_until);
 }
+
+#[tokio::test]
+async fn a_task_whose_record_may_be_gone_when_its_message_returns_keeps_its_timer() {
+    // GIVEN messages hidden 960 s, and a task with a 10 s TTL whose expired
+    // record is kept 60 s: gone before its message could come back
+    let (deps, _, starts) = hidden_for(Duration::from_secs(960));
+    let config = Config {
+        expired_retention: chrono::Duration::seconds(60),
+        ..(*deps.config).clone()
+    };
+    let deps = Deps {
+        config: Arc::new(config),
+        ..deps
+    };
+    let mut task = new_task("hang");
+    task.ttl_seconds = Some(10.0);
+    let id = created(&deps, task).await;
+    let message = receive_all(&deps).await.remove(0);
+    // WHEN a worker starts it and dies
+    let worker = {
+        let deps = deps.clone();
+        tokio::spawn(async move { process(&deps, &message.body).await })
+    };
+    while starts.load(Ordering::SeqCst) == 0 {
+        tokio::task::yield_now().await;
+    }
+    worker.abort();
+    // THEN its lease has a timer: the scheduler, not the message, takes over
+    let (task, timer) = deps.tasks().get_with_timer(id).await.unwrap().unwrap();
+    assert!(timer.is_some());
+    assert_eq!(timer, task.lease_until);
+}

@@ -105,7 +105,7 @@ async fn a_message_whose_record_never_comes_is_dropped_once_its_write_cannot_lan
         "{early:?}"
     );
     // AND once the write can no longer land, it is done with, unrun
-    clock.advance(chrono::Duration::minutes(3));
+    clock.advance(super::enqueue::RECORD_MAY_LAND_FOR);
     process(&deps, &message).await.unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 0);
 }
@@ -154,4 +154,35 @@ async fn a_message_early_for_its_due_time_and_its_record_is_sent_again_once_stor
     // (sent with what is left of its half second)
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(receive_all(&deps).await.len(), 1, "its message, sent again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_that_cannot_land_before_its_message_is_given_up_is_abandoned() {
+    // GIVEN a store whose writes never answer (a process stalled between
+    // the send and the write, or a call retried for minutes)
+    use crate::testing::intercept::{InterceptStore, Intercepted};
+    let (deps, _) = sending_first(Registry::standard());
+    let deps = Deps {
+        store: InterceptStore::new(deps.store.clone(), |_| Intercepted::Hang),
+        ..deps
+    };
+    // WHEN a task and a batch are enqueued
+    // THEN each fails, and gives its write up before a worker that met the
+    // message first can drop it: the write never lands after that
+    let began = tokio::time::Instant::now();
+    let single = super::enqueue::enqueue(&deps, new_task("echo")).await;
+    let single_waited = began.elapsed();
+    let began = tokio::time::Instant::now();
+    let batch = super::enqueue::enqueue_batch(&deps, vec![new_task("echo")]).await;
+    let batch_waited = began.elapsed();
+    for outcome in [single.map(|_| ()), batch.map(|_| ())] {
+        assert!(
+            matches!(outcome, Err(ServiceError::Unavailable { .. })),
+            "{outcome:?}"
+        );
+    }
+    let deadline = super::enqueue::RECORD_MAY_LAND_FOR.to_std().unwrap();
+    assert!(single_waited < deadline, "{single_waited:?}");
+    assert!(batch_waited < deadline, "{batch_waited:?}");
+    assert_eq!(receive_all(&deps).await.len(), 2, "both messages were sent");
 }

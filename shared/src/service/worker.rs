@@ -61,9 +61,9 @@ fn created_at_of(id: Uuid) -> Option<DateTime<Utc>> {
 }
 
 /// How long after a task was made its enqueue's write may still land: the
-/// write follows the send at once and the SDK's retries of it end within
-/// seconds; this is a wide margin.
-const WRITE_MAY_LAND_FOR: chrono::Duration = chrono::Duration::minutes(2);
+/// write follows the send at once, and is abandoned if it has not been
+/// made a minute before this ([`super::enqueue::RECORD_MAY_LAND_FOR`]).
+const WRITE_MAY_LAND_FOR: chrono::Duration = super::enqueue::RECORD_MAY_LAND_FOR;
 /// How long a worker waits for the record of a message that came first,
 /// and how often it looks.
 const RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -154,13 +154,19 @@ async fn held_by_its_message(deps: &Deps, task: &Task) -> Result<(), ServiceErro
 /// attempt runs, again and again, until the queue dead-letters it. Only
 /// where the queue outlives the process ([`crate::Config::send_first`]):
 /// elsewhere the message dies with it, and start-up recovery finds the
-/// attempts it must take over by their timers.
+/// attempts it must take over by their timers. Nor where the record may be
+/// gone when the message comes back (its TTL and the expired record's
+/// retention over): a worker would then find nothing to take over.
 fn message_holds_lease(deps: &Deps, running: &Task, now: DateTime<Utc>) -> bool {
     let hidden = chrono::Duration::from_std(deps.config.visibility).unwrap_or_default();
+    let back = now + hidden;
     deps.config.send_first
         && running
             .lease_until
-            .is_some_and(|lease| lease <= now + hidden - RECEIVED_WITHIN)
+            .is_some_and(|lease| lease <= back - RECEIVED_WITHIN)
+        && running
+            .expires_at()
+            .is_none_or(|at| at + deps.config.expired_retention > back)
 }
 
 /// How long before an attempt starts its message may have been received
