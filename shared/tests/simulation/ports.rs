@@ -333,11 +333,12 @@ impl Store for SimStore {
 
 pub struct SimQueue {
     pub inner: Arc<MemoryQueue>,
-    /// The queue whose accepted messages are never lost: the topic queue,
+    /// The queues whose accepted messages are never lost: the topic queue,
     /// whose messages are stored nowhere else, so it rests on SQS's own
-    /// promise (an accepted message is delivered). Every other fault
-    /// strikes it as it strikes the task queue.
-    pub lossless: String,
+    /// promise (an accepted message is delivered), and the task queue
+    /// where enqueues send first (the message is the outbox). Every other
+    /// fault strikes them as it strikes the rest.
+    pub lossless: Vec<String>,
     pub clock: Arc<dyn Clock>,
     pub step: Arc<Step>,
     pub faults: Arc<Faults>,
@@ -356,7 +357,7 @@ impl Queue for SimQueue {
         f.queue_error(r.send_error_before)?;
         let mut out = Vec::with_capacity(messages.len());
         for mut m in messages {
-            if queue != self.lossless && f.strikes(r.loss) {
+            if !self.lossless.iter().any(|q| q == queue) && f.strikes(r.loss) {
                 f.count(|t| t.lost += 1);
                 continue;
             }

@@ -80,6 +80,12 @@ pub struct Plan {
     /// while): every sweep has its cursor from the start, so the clock may
     /// jump. Else the first tick pins them, under the faults.
     pub warm: bool,
+    /// Enqueues send first and store after (`Config::send_first`, the AWS
+    /// runtimes), the task queue then losing no accepted message, as SQS;
+    /// and how long a received task message stays hidden (with a long
+    /// one, a running task's lease is held by its message, not a timer).
+    pub send_first: bool,
+    pub visibility: Duration,
 }
 
 impl Plan {
@@ -103,7 +109,7 @@ impl Plan {
             store_error_before: p(&mut rng, 5),
             store_error_after: p(&mut rng, 5),
         };
-        Plan {
+        let mut plan = Plan {
             workers: rng.range(1, 4) as usize,
             tasks: rng.range(3, 12),
             messages: rng.range(0, 6),
@@ -122,7 +128,15 @@ impl Plan {
             hooks: *rng.pick(&[0, 400, 1000]),
             hook_fail: p(&mut rng, 150),
             warm: rng.chance(500),
-        }
+            // Drawn last, so the other draws of a seed stay as they were.
+            send_first: rng.chance(400),
+            visibility: Duration::from_secs(*rng.pick(&[60, 960])),
+        };
+        // As the AWS runtimes, which send first, always do: a message by
+        // id alone has the worker read the task's age from its id, whose
+        // time is the system's, not the simulated clock's.
+        plan.snapshot_messages |= plan.send_first;
+        plan
     }
 }
 
@@ -462,6 +476,8 @@ impl Sim {
                 cpu_inline: true,
                 snapshot_messages: plan.snapshot_messages,
                 redispatch_after: plan.redispatch_after,
+                send_first: plan.send_first,
+                visibility: plan.visibility,
                 expired_retention: chrono::Duration::from_std(plan.expired_retention)
                     .expect("a short retention"),
                 ..Config::default()
@@ -769,6 +785,11 @@ impl Sim {
 
     /// The deps one step sees: every store and queue call passes its gate.
     fn step_deps(&self, step: &Arc<Step>) -> Deps {
+        let config = &self.base.config;
+        let mut lossless = vec![config.topic_queue.clone()];
+        if config.send_first {
+            lossless.push(config.task_queue.clone());
+        }
         Deps {
             store: Arc::new(SimStore {
                 inner: self.store.clone() as Arc<dyn Store>,
@@ -779,7 +800,7 @@ impl Sim {
             }),
             queue: Arc::new(SimQueue {
                 inner: self.queue.clone(),
-                lossless: self.base.config.topic_queue.clone(),
+                lossless,
                 clock: self.base.clock.clone(),
                 step: step.clone(),
                 faults: self.faults.clone(),
@@ -1105,7 +1126,13 @@ const TOPIC_VISIBILITY: Duration = Duration::from_secs(360);
 /// What the function for `inbox` does with one message; `Ok` deletes it.
 async fn handle(deps: &Deps, inbox: Inbox, d: &Delivery) -> Result<(), ServiceError> {
     match inbox {
-        Inbox::Tasks => worker::process(deps, &d.body).await,
+        Inbox::Tasks => {
+            let out = worker::process(deps, &d.body).await;
+            if tracing() {
+                eprintln!("  message {} -> {out:?}", &d.body[..d.body.len().min(120)]);
+            }
+            out
+        }
         Inbox::Topic => topics::dispatch(deps, d).await.map(|_| ()),
     }
 }
