@@ -265,6 +265,12 @@ struct NotFinished {
 }
 
 /// One object per queue: `queue_name` and a count per status.
+///
+/// Where the deployment counts from its table's change stream
+/// (`Counts=stream`, the AWS template's default), the counts follow the
+/// tasks by the stream's batch window: a change shows within a few
+/// seconds. `warren dev` and `Counts=inline` count in each change's own
+/// write.
 #[utoipa::path(
     get,
     path = "/api/v1/queues",
