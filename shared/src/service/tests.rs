@@ -560,3 +560,105 @@ async fn stored_task_leaves_out_its_nulls_and_reads_back_whole() {
 pub(super) fn admin() -> crate::domain::identity::Principal {
     crate::domain::identity::Principal::deployment(crate::domain::identity::Credential::Open)
 }
+
+/// Found by the simulator (seed 336, with the AWS data path): a webhook of
+/// a task's first final state (failed), delivered while the task was
+/// requeued and completed, was recorded as delivered on the completion,
+/// whose own webhook was then never sent.
+#[tokio::test]
+async fn a_webhook_outcome_is_recorded_on_the_state_it_announced_only() {
+    use crate::ports::{HttpClient, HttpError, HttpRequest, HttpResponse};
+
+    /// An endpoint that, on its first delivery, has the task requeued and
+    /// run to completion before it answers 200; it keeps every body.
+    struct Racing {
+        deps: std::sync::OnceLock<Deps>,
+        task: std::sync::OnceLock<uuid::Uuid>,
+        bodies: std::sync::Mutex<Vec<serde_json::Value>>,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for Racing {
+        async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+            let first = {
+                let mut bodies = self.bodies.lock().unwrap();
+                bodies.push(serde_json::from_slice(&request.body).unwrap());
+                bodies.len() == 1
+            };
+            if first {
+                let deps = self.deps.get().unwrap();
+                let id = *self.task.get().unwrap();
+                super::control::requeue(deps, id, &admin()).await.unwrap();
+                for m in receive_all(deps).await {
+                    let message = crate::messages::TaskMessage::decode(&m.body).unwrap();
+                    if !matches!(message, crate::messages::TaskMessage::Webhook { .. }) {
+                        process(deps, &m.body).await.unwrap();
+                    }
+                }
+            }
+            Ok(HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+        }
+    }
+
+    // GIVEN a task that fails on its first run and succeeds on its second,
+    // with a webhook
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = Registry::standard();
+    let counted = runs.clone();
+    registry.register("second_time", move |_| {
+        let first = counted.fetch_add(1, Ordering::SeqCst) == 0;
+        async move {
+            match first {
+                true => Err(crate::handlers::TaskFailure::retry("first run")),
+                false => Ok(json!("fine")),
+            }
+        }
+    });
+    let (deps, _) = setup(registry);
+    let racing = Arc::new(Racing {
+        deps: Default::default(),
+        task: Default::default(),
+        bodies: Default::default(),
+    });
+    let deps = Deps {
+        http: racing.clone(),
+        ..deps
+    };
+    racing.deps.set(deps.clone()).ok();
+    let mut t = new_task("second_time");
+    t.max_retries = 0;
+    t.webhook_url = Some("https://hooks.example.com/done".into());
+    let id = created(&deps, t).await;
+    racing.task.set(id).ok();
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    assert_eq!(
+        deps.tasks().get(id).await.unwrap().unwrap().status,
+        TaskStatus::Failed
+    );
+    // WHEN its failure's webhook is delivered while it is requeued and
+    // completes
+    let failure_hook = receive_all(&deps).await.remove(0);
+    process(&deps, &failure_hook.body).await.unwrap();
+    // THEN the completion still owes its webhook, and gets it
+    let task = deps.tasks().get(id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Completed);
+    assert!(task.owes_webhook(), "{:?}", task.webhook);
+    for m in receive_all(&deps).await {
+        process(&deps, &m.body).await.unwrap();
+    }
+    let statuses: Vec<serde_json::Value> = racing
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!("failed"), json!("completed")]);
+    assert!(!deps.tasks().get(id).await.unwrap().unwrap().owes_webhook());
+}
