@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::ServiceError;
-use super::tests::{created, new_task, receive_all, setup};
+use super::tests::{created, new_task, receive_all, reconfigured, setup};
 use super::worker::process;
+use crate::Deps;
 use crate::domain::TaskStatus;
 use crate::handlers::Registry;
-use crate::{Config, Deps};
 
 /// Deps whose task messages stay hidden `visibility` once received, with a
 /// `hang` handler that never returns (counting its starts).
@@ -31,15 +31,10 @@ fn hidden_for(
         std::future::pending()
     });
     let (deps, clock) = setup(registry);
-    let config = Config {
-        visibility,
-        send_first: true,
-        ..(*deps.config).clone()
-    };
-    let deps = Deps {
-        config: Arc::new(config),
-        ..deps
-    };
+    let deps = reconfigured(deps, |c| {
+        c.visibility = visibility;
+        c.send_first = true;
+    });
     (deps, clock, starts)
 }
 
@@ -118,14 +113,7 @@ async fn where_the_queue_dies_with_the_process_a_running_task_keeps_its_timer() 
     // GIVEN messages hidden 960 s by a queue that does not outlive the
     // process (the embedded runtime's)
     let (deps, _, starts) = hidden_for(Duration::from_secs(960));
-    let config = Config {
-        send_first: false,
-        ..(*deps.config).clone()
-    };
-    let deps = Deps {
-        config: Arc::new(config),
-        ..deps
-    };
+    let deps = reconfigured(deps, |c| c.send_first = false);
     // WHEN a worker starts a task and dies
     let (id, _) = started_then_lost(&deps, &starts).await;
     // THEN the task has its lease timer, by which start-up recovery finds it
@@ -139,14 +127,9 @@ async fn a_task_whose_record_may_be_gone_when_its_message_returns_keeps_its_time
     // GIVEN messages hidden 960 s, and a task with a 10 s TTL whose expired
     // record is kept 60 s: gone before its message could come back
     let (deps, _, starts) = hidden_for(Duration::from_secs(960));
-    let config = Config {
-        expired_retention: chrono::Duration::seconds(60),
-        ..(*deps.config).clone()
-    };
-    let deps = Deps {
-        config: Arc::new(config),
-        ..deps
-    };
+    let deps = reconfigured(deps, |c| {
+        c.expired_retention = chrono::Duration::seconds(60)
+    });
     let mut task = new_task("hang");
     task.ttl_seconds = Some(10.0);
     let id = created(&deps, task).await;

@@ -8,24 +8,16 @@ use std::time::Duration;
 
 use super::ServiceError;
 use super::dispatch;
-use super::tests::{counting, created, new_task, receive_all, setup};
+use super::tests::{counting, created, new_task, receive_all, reconfigured, setup};
 use super::worker::process;
+use crate::Deps;
 use crate::adapters::clock::ManualClock;
 use crate::domain::{Task, TaskStatus};
 use crate::handlers::Registry;
-use crate::{Config, Deps};
 
 fn sending_first(registry: Registry) -> (Deps, Arc<ManualClock>) {
     let (deps, clock) = setup(registry);
-    let config = Config {
-        send_first: true,
-        ..(*deps.config).clone()
-    };
-    let deps = Deps {
-        config: Arc::new(config),
-        ..deps
-    };
-    (deps, clock)
+    (reconfigured(deps, |c| c.send_first = true), clock)
 }
 
 /// A `count` task's message on the queue, its record not written.

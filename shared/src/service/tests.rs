@@ -85,6 +85,16 @@ fn nth_write_of(
     }
 }
 
+/// `deps` with its settings changed by `change`.
+pub(super) fn reconfigured(deps: Deps, change: impl FnOnce(&mut crate::Config)) -> Deps {
+    let mut config = (*deps.config).clone();
+    change(&mut config);
+    Deps {
+        config: Arc::new(config),
+        ..deps
+    }
+}
+
 pub(super) async fn receive_all(deps: &Deps) -> Vec<Delivery> {
     receive_now(deps, &deps.config.task_queue, Duration::from_secs(30)).await
 }
