@@ -151,7 +151,7 @@ pub struct Due {
 /// The due entries of one index from one cursor on, and how far that
 /// cursor may move once they are handled.
 pub struct Sweep {
-    cursor: String,
+    cursor_key: Key,
     old_cursor: String,
     /// The first minute not swept completely (or swept again for slack).
     swept_to: DateTime<Utc>,
@@ -160,15 +160,6 @@ pub struct Sweep {
 
 fn cursor_key(name: &str) -> Key {
     Key::new("SCHED", name)
-}
-
-async fn read_cursor(store: &dyn Store, key: &Key) -> Result<Option<String>, StoreError> {
-    Ok(store.get(key).await?.and_then(|i| {
-        i.attrs
-            .get("minute")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    }))
 }
 
 /// Where the next sweep with the cursor named `cursor` starts (every entry
@@ -184,9 +175,14 @@ pub async fn sweep_start(
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, String), StoreError> {
     let key = cursor_key(cursor);
-    let stored = read_cursor(store, &key).await?;
-    if let Some((start, minute)) = stored.and_then(|m| Some((parse_minute(&m)?, m))) {
-        return Ok((start, minute));
+    let stored = store.get(&key).await?;
+    let minute = stored
+        .as_ref()
+        .and_then(|i| i.attrs.get("minute")?.as_str());
+    if let Some(m) = minute
+        && let Some(start) = parse_minute(m)
+    {
+        return Ok((start, m.to_string()));
     }
     let start = now - Duration::minutes(FIRST_LOOKBACK_MINUTES);
     let first = minute_bucket(start);
@@ -258,7 +254,7 @@ pub async fn sweep(
         minute
     };
     Ok(Sweep {
-        cursor: cursor.to_string(),
+        cursor_key: cursor_key(cursor),
         old_cursor,
         swept_to: swept_to.max(start),
         due,
@@ -278,7 +274,7 @@ impl Sweep {
         let mut attrs = Map::new();
         attrs.insert("minute".into(), Value::from(new_cursor));
         let op = WriteOp::Put {
-            item: Item::new(cursor_key(&self.cursor), attrs),
+            item: Item::new(self.cursor_key, attrs),
             cond: Condition::None,
         };
         store.transact(vec![op]).await
