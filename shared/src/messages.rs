@@ -17,6 +17,14 @@ pub enum TaskMessage {
     Snapshot { snapshot: Box<Task> },
     /// Run the stored task with this id (a task too large to carry).
     Stored { id: Uuid },
+    /// Run the tasks of the chunk with this base id
+    /// ([`crate::table::tasks::chunks`]): a batch's tasks, up to ten to a message.
+    /// It carries when the tasks were made: the worker waits for the
+    /// chunk's record while its write may still land.
+    Chunk {
+        chunk: Uuid,
+        created_at: chrono::DateTime<chrono::Utc>,
+    },
     /// Run a task that is not stored (`ttl_seconds: 0`); it carries itself.
     Inline { task: Box<Task> },
     /// Deliver the webhook of a finished task (`attempt` from 1).

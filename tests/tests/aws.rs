@@ -30,8 +30,11 @@ async fn dev_backend_aws_runs_tasks_from_sqs_and_reads_results_from_dynamodb() {
     runs_tasks_on_aws("inline").await;
 }
 
-/// The same with the queue counts kept from the table's change stream
-/// (`WARREN_COUNTS=stream`): single-item writes, the same counts a moment later.
+/// The same as template.yaml configures the functions: the queue counts
+/// kept from the table's change stream (`WARREN_COUNTS=stream`: single-item
+/// writes, the same counts a moment later), and the task queue's messages
+/// hidden for 960 s, so a message holds its task's lease and a batch's
+/// tasks share chunks (ten to an item and a message).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_backend_aws_keeps_queue_counts_from_the_tables_stream() {
     runs_tasks_on_aws("stream").await;
@@ -39,7 +42,13 @@ async fn dev_backend_aws_keeps_queue_counts_from_the_tables_stream() {
 
 async fn runs_tasks_on_aws(counts: &str) {
     let aws = provision();
-    let w = Warren::start(aws.dev().env("WARREN_COUNTS", counts)).await;
+    let visibility = if counts == "stream" { "960" } else { "60" };
+    let w = Warren::start(
+        aws.dev()
+            .env("WARREN_COUNTS", counts)
+            .env("WARREN_VISIBILITY", visibility),
+    )
+    .await;
 
     let id = w
         .enqueue(&json!({"task_name": "echo", "args": [1, "two"], "kwargs": {"k": true}}))
@@ -332,7 +341,8 @@ async fn enqueue_functions_answer_function_url_requests_as_behind_the_api() {
     assert_eq!(ids, 3, "{created}");
 
     // Stored as through the API: the task reads back pending, and its message
-    // is on the task queue with the batch's three.
+    // is on the task queue with the batch's (one: its three tasks share a
+    // chunk).
     let mut query = LambdaFunction::start("task-query", &env).await;
     let got = query
         .invoke(http_event(
@@ -345,8 +355,9 @@ async fn enqueue_functions_answer_function_url_requests_as_behind_the_api() {
         .expect("task-query answers");
     assert_eq!(answer(&got, 200)["queue_name"], "url");
     let sqs = AwsClients::new(&sdk_config().await, None).queue();
-    let bodies = receive_at_least(&*sqs, &aws.task_queue, 4).await;
+    let bodies = receive_at_least(&*sqs, &aws.task_queue, 2).await;
     assert!(bodies.iter().any(|b| b.contains(&id)), "{bodies:?}");
+    assert!(bodies.iter().any(|b| b.contains("\"chunk\"")), "{bodies:?}");
 }
 
 /// `Counts=stream` on AWS: the tasks' writes leave the counters out, and the

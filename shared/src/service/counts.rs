@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 
 use super::{Deps, ServiceError};
-use crate::domain::TaskStatus;
 use crate::domain::execution::{Execution, ExecutionStatus};
+use crate::domain::{Task, TaskStatus};
 use crate::ports::{Item, ItemChange, Key, MAX_TRANSACT_OPS, StoreError, WriteOp};
+use crate::table::tasks::chunks::Chunk;
 use crate::table::{executions, pipelines, tasks};
 
 /// How long a batch's mark is kept: beyond the stream's 24 hours, after
@@ -36,6 +37,13 @@ impl Counted {
     pub fn of(item: &Item) -> Option<Counted> {
         let (queue, status) = tasks::queue_and_status(item)?;
         Some(Counted { queue, status })
+    }
+
+    fn task(task: &Task) -> Counted {
+        Counted {
+            queue: task.queue_name.clone(),
+            status: task.status,
+        }
     }
 }
 
@@ -61,6 +69,42 @@ fn finished(change: &ItemChange) -> Option<Box<Execution>> {
     (was_running && after.status != ExecutionStatus::Running).then(|| Box::new(after))
 }
 
+/// What one change of the table changed: one [`Change`], or one per task
+/// of a chunk, each named by the change and the task's number in it (in
+/// the same order each time the change is delivered).
+fn changes_of(change: &ItemChange) -> Vec<Change> {
+    let chunk = |item: &Option<Item>| item.as_ref().and_then(Chunk::from_item);
+    let (before, after) = (chunk(&change.before), chunk(&change.after));
+    if before.is_none() && after.is_none() {
+        return vec![Change {
+            id: change.id.clone(),
+            before: change.before.as_ref().and_then(Counted::of),
+            after: change.after.as_ref().and_then(Counted::of),
+            finished: finished(change),
+        }];
+    }
+    let member = |chunk: &Option<Chunk>, n: &u8| {
+        chunk
+            .as_ref()
+            .and_then(|c| c.members.get(n))
+            .map(Counted::task)
+    };
+    let numbers: std::collections::BTreeSet<u8> = [&before, &after]
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c.members.keys().copied())
+        .collect();
+    numbers
+        .iter()
+        .map(|n| Change {
+            id: format!("{}/{n}", change.id),
+            before: member(&before, n),
+            after: member(&after, n),
+            finished: None,
+        })
+        .collect()
+}
+
 /// Count a batch of the table's changes (one stream shard's, in order) into
 /// the queue counters, exactly once.
 pub async fn count_changes(deps: &Deps, changes: &[ItemChange]) -> Result<(), ServiceError> {
@@ -68,12 +112,7 @@ pub async fn count_changes(deps: &Deps, changes: &[ItemChange]) -> Result<(), Se
     // them) are not counted, and mark nothing: a batch of them writes nothing.
     let changes: Vec<Change> = changes
         .iter()
-        .map(|c| Change {
-            id: c.id.clone(),
-            before: c.before.as_ref().and_then(Counted::of),
-            after: c.after.as_ref().and_then(Counted::of),
-            finished: finished(c),
-        })
+        .flat_map(changes_of)
         .filter(|c| c.before.is_some() || c.after.is_some() || c.finished.is_some())
         .collect();
     count(deps, &changes).await

@@ -93,6 +93,51 @@ pub fn message(deps: &Deps, task: &Task, delay: Duration) -> OutgoingMessage {
     crate::trace::tag(message, task.traceparent.as_deref())
 }
 
+/// Whether a running task's lease ends before its message can come back:
+/// received just now (within [`RECEIVED_WITHIN`]) and hidden for the
+/// queue's visibility timeout, the message returns only once the lease is
+/// over, and a worker that receives it then takes the lost attempt over
+/// ([`crate::service::worker`]). Then the task needs no lease timer, which
+/// saves the index writes of one on every attempt (docs/COST.md). A lease
+/// longer than that keeps its timer: the message would come back while the
+/// attempt runs, again and again, until the queue dead-letters it. Only
+/// where the queue outlives the process ([`crate::Config::send_first`]):
+/// elsewhere the message dies with it, and start-up recovery finds the
+/// attempts it must take over by their timers. Nor where the record may be
+/// gone when the message comes back (its TTL and the expired record's
+/// retention over): a worker would then find nothing to take over.
+pub fn message_holds_lease(deps: &Deps, running: &Task, now: DateTime<Utc>) -> bool {
+    let hidden = chrono::Duration::from_std(deps.config.visibility).unwrap_or_default();
+    let back = now + hidden;
+    deps.config.send_first
+        && running
+            .lease_until
+            .is_some_and(|lease| lease <= back - RECEIVED_WITHIN)
+        && running
+            .expires_at()
+            .is_none_or(|at| at + deps.config.expired_retention > back)
+}
+
+/// How long before an attempt starts its message may have been received
+/// (a batch waits for its slots before it is received, so this is the time
+/// a message waits for the tasks of its batch ahead of it to start).
+const RECEIVED_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
+
+/// The message of a chunk's tasks ([`crate::table::tasks::chunks`]), sent at once,
+/// with `first`'s priority and trace (a batch's tasks share its trace).
+pub fn chunk_message(base: uuid::Uuid, first: &Task) -> OutgoingMessage {
+    let message = OutgoingMessage {
+        body: TaskMessage::Chunk {
+            chunk: base,
+            created_at: first.created_at,
+        }
+        .encode(),
+        priority: first.priority,
+        ..Default::default()
+    };
+    crate::trace::tag(message, first.traceparent.as_deref())
+}
+
 /// The writes that bring a pending task's timer forward to `soon`, at the
 /// same version: a message sent meanwhile (whose send only seemed to fail)
 /// still starts it.

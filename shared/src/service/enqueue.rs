@@ -15,7 +15,8 @@ use crate::domain::task::valid_queue_name;
 use crate::domain::{Task, TaskStatus};
 use crate::messages::TaskMessage;
 use crate::ports::{MAX_DELAY, MAX_TRANSACT_OPS, OutgoingMessage, StoreError, WriteOp};
-use crate::table::{idempotency, tasks};
+use crate::table::idempotency;
+use crate::table::tasks::{self, chunks};
 
 /// How long an idempotency key keeps answering with its first task.
 pub const IDEMPOTENCY_WINDOW: chrono::Duration = chrono::Duration::hours(24);
@@ -406,10 +407,14 @@ pub async fn enqueue_batch(
     }
     let mut ephemeral = Vec::new();
     let mut ids = Vec::with_capacity(tasks.len());
-    let mut chunks = Vec::new();
-    let mut chunk = Chunk::default();
+    let mut parts = Vec::new();
+    let mut part = Part::default();
     let mut counters: std::collections::BTreeMap<(u32, String), i64> = Default::default();
     let mut per_queue: std::collections::BTreeMap<String, u64> = Default::default();
+    // Tasks of a queue and priority that may share a chunk, with their
+    // places in `ids`.
+    let mut groups: std::collections::BTreeMap<(String, i32), Vec<(usize, Task)>> =
+        Default::default();
     let table = deps.tasks();
     for task in tasks {
         *per_queue.entry(task.queue_name.clone()).or_default() += 1;
@@ -418,30 +423,45 @@ pub async fn enqueue_batch(
             ids.push(None);
             continue;
         }
+        if chunkable(deps, &task, now) {
+            let group = groups
+                .entry((task.queue_name.clone(), task.priority))
+                .or_default();
+            group.push((ids.len(), task));
+            ids.push(None);
+            if group.len() == chunks::CHUNK_TASKS {
+                let group = std::mem::take(group);
+                part = part.or_full(&mut parts, &mut counters, 2);
+                part.add_chunk(deps, group, &mut ids, &mut counters);
+            }
+            continue;
+        }
         ids.push(Some(task.id));
-        // Counters are summed per chunk: one add per (shard, queue), not per
+        // Counters are summed per part: one add per (shard, queue), not per
         // task (none where the change stream counts).
         let shard_key = (tasks::counter_shard(&task), task.queue_name.clone());
-        if chunk.ops.len() + counters.len() + 2 > MAX_TRANSACT_OPS {
-            chunks.push(chunk.close(&mut counters));
-        }
+        part = part.or_full(&mut parts, &mut counters, 2);
         let plan = dispatch::plan(deps, &task, now);
         // A task sent before it is stored needs no timer (`send_then_store`).
         let timer = match plan {
             Dispatch::Send { .. } if deps.config.send_first => None,
             _ => Some(plan.timer()),
         };
-        chunk.ops.push(table.put(None, &task, timer));
+        part.ops.push(table.put(None, &task, timer));
         if let Dispatch::Send { delay, .. } = plan {
-            chunk.messages.push(dispatch::message(deps, &task, delay));
-            chunk.sent.push(task);
+            part.messages.push(dispatch::message(deps, &task, delay));
+            part.sent.push(task);
         }
         if !deps.config.counts_from_stream {
             *counters.entry(shard_key).or_default() += 1;
         }
     }
-    if !chunk.ops.is_empty() {
-        chunks.push(chunk.close(&mut counters));
+    for group in groups.into_values().filter(|g| !g.is_empty()) {
+        part = part.or_full(&mut parts, &mut counters, 2);
+        part.add_chunk(deps, group, &mut ids, &mut counters);
+    }
+    if !part.ops.is_empty() {
+        parts.push(part.close(&mut counters));
     }
     // Tasks that are not stored exist only as messages: if they cannot be
     // sent, the request fails before anything is written.
@@ -452,13 +472,13 @@ pub async fn enqueue_batch(
     }
     let deps = deps.clone();
     dispatch::detached(async move {
-        // Chunks are written concurrently so they share group commits (one
-        // fsync for the lot, not one per chunk); each chunk stays atomic and
+        // Parts are written concurrently so they share group commits (one
+        // fsync for the lot, not one per part); each part stays atomic and
         // sends its own messages once written.
         let mut writes = tokio::task::JoinSet::new();
-        for chunk in chunks {
+        for part in parts {
             let deps = deps.clone();
-            writes.spawn(async move { chunk.store_and_send(&deps).await }.in_current_span());
+            writes.spawn(async move { part.store_and_send(&deps).await }.in_current_span());
         }
         let mut outcome = Ok(());
         while let Some(done) = writes.join_next().await {
@@ -480,22 +500,69 @@ pub async fn enqueue_batch(
 /// tasks it stores (with those tasks, to bring their timers forward if the
 /// messages are lost).
 #[derive(Default)]
-struct Chunk {
+struct Part {
     ops: Vec<WriteOp>,
     messages: Vec<OutgoingMessage>,
     sent: Vec<Task>,
 }
 
-impl Chunk {
-    /// The chunk with one counter add per (shard, queue) it touches.
-    fn close(&mut self, counters: &mut std::collections::BTreeMap<(u32, String), i64>) -> Chunk {
+impl Part {
+    /// The part with one counter add per (shard, queue) it touches.
+    fn close(&mut self, counters: &mut std::collections::BTreeMap<(u32, String), i64>) -> Part {
         for ((shard, queue), n) in std::mem::take(counters) {
             self.ops.push(tasks::pending_added(shard, &queue, n));
         }
         std::mem::take(self)
     }
 
-    /// Store the chunk and send its messages: in that order, with timers
+    /// This part, or, where `more` operations would not fit one
+    /// transaction with its counter adds, a new one (this one closed into
+    /// `parts`).
+    fn or_full(
+        mut self,
+        parts: &mut Vec<Part>,
+        counters: &mut std::collections::BTreeMap<(u32, String), i64>,
+        more: usize,
+    ) -> Part {
+        if self.ops.len() + counters.len() + more > MAX_TRANSACT_OPS {
+            parts.push(self.close(counters));
+        }
+        self
+    }
+
+    /// Add a chunk of `group`'s tasks (one item, one message), giving each
+    /// its id in the chunk, in its place in `ids`.
+    fn add_chunk(
+        &mut self,
+        deps: &Deps,
+        group: Vec<(usize, Task)>,
+        ids: &mut [Option<Uuid>],
+        counters: &mut std::collections::BTreeMap<(u32, String), i64>,
+    ) {
+        let Some((_, first)) = group.first() else {
+            return;
+        };
+        let (base, members) = chunks::new_ids(&first.queue_name, group.len());
+        if !deps.config.counts_from_stream {
+            let shard = crate::table::tagged::shard_of(base);
+            *counters
+                .entry((shard, first.queue_name.clone()))
+                .or_default() += group.len() as i64;
+        }
+        let mut tasks = Vec::with_capacity(group.len());
+        for ((at, mut task), id) in group.into_iter().zip(members) {
+            task.id = id;
+            ids[at] = Some(id);
+            tasks.push(task);
+        }
+        let message = dispatch::chunk_message(base, &tasks[0]);
+        let chunk = chunks::Chunk::new(base, tasks);
+        self.ops.push(deps.tasks().new_chunk(&chunk));
+        self.messages.push(message);
+        self.sent.extend(chunk.members.into_values());
+    }
+
+    /// Store the part and send its messages: in that order, with timers
     /// that re-send a lost message, or, where enqueues send first
     /// ([`send_then_store`]), the messages first and nothing stored if they
     /// cannot be sent.
@@ -521,7 +588,7 @@ impl Chunk {
     }
 }
 
-/// Write a chunk's operations: atomically with its counter adds, or, where
+/// Write a part's operations: atomically with its counter adds, or, where
 /// the change stream counts and nothing else must change with them, as
 /// plain batch writes of new tasks (fresh ids), half the units of a
 /// transaction.
@@ -545,6 +612,27 @@ fn at_index(i: usize, e: ServiceError) -> ServiceError {
         other => other,
     }
 }
+
+/// Whether a task of a batch may share a chunk (and its writes) with
+/// others ([`crate::table::tasks::chunks`]): only where the message is the
+/// outbox, and only a task due now that is
+/// small, needs no timer, index or webhook, and whose lease its message
+/// can hold. Every other task is stored alone.
+fn chunkable(deps: &Deps, task: &Task, now: DateTime<Utc>) -> bool {
+    deps.config.send_first
+        && task.webhook_url.is_none()
+        && matches!(dispatch::plan(deps, task, now), Dispatch::Send { delay, .. } if delay.is_zero())
+        && deps.tasks().fits_a_chunk(task, None)
+        && task
+            .start(now, deps.config.lease_grace)
+            .is_ok_and(|running| dispatch::message_holds_lease(deps, &running, now))
+        && serde_json::to_vec(task).is_ok_and(|v| v.len() <= CHUNKED_TASK_BYTES)
+}
+
+/// The largest task a chunk takes: ten of them stay far below an item's
+/// 400 KB, and a write of one task of a chunk costs little more than its
+/// own would.
+const CHUNKED_TASK_BYTES: usize = 2048;
 
 /// A task must fit in one queue message and one table item.
 fn check_size(task: &Task) -> Result<(), ServiceError> {

@@ -20,6 +20,8 @@ pub mod webhook;
 pub mod worker;
 
 #[cfg(test)]
+mod chunk_tests;
+#[cfg(test)]
 mod lease_tests;
 #[cfg(test)]
 mod list_tests;

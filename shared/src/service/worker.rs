@@ -18,6 +18,7 @@ use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
 use crate::ports::{OutgoingMessage, StoreError};
+use crate::table::tasks::chunks::{self, Chunk};
 use crate::trace::SpanKind;
 
 /// Handle one message. `Ok` means the message is done with (delete it);
@@ -34,6 +35,7 @@ pub async fn process(deps: &Deps, body: &str) -> Result<(), ServiceError> {
     };
     match message {
         TaskMessage::Stored { id } => run_stored(deps, id, created_at_of(id)).await,
+        TaskMessage::Chunk { chunk, created_at } => run_chunk(deps, chunk, created_at).await,
         TaskMessage::Snapshot { snapshot } => {
             let (id, created_at) = (snapshot.id, snapshot.created_at);
             match run_pending(deps, *snapshot).await? {
@@ -84,24 +86,39 @@ async fn run_stored(
     run_pending(deps, task).await.map(|_| ())
 }
 
-/// The task and its timer. Where enqueues send before they store
-/// ([`crate::Config::send_first`]), a message may come before its record:
-/// while the write may still land, wait a little for it, then have the
-/// message come back later; after that, no record means the enqueue failed
-/// (and said so) or the task was deleted, and the message is done with.
+/// The task and its timer, waited for as [`wait_for_record`] says.
 async fn read_stored(
     deps: &Deps,
     id: Uuid,
     created_at: Option<DateTime<Utc>>,
 ) -> Result<Option<(Task, Option<DateTime<Utc>>)>, ServiceError> {
+    wait_for_record(deps, id, created_at, || async move {
+        deps.tasks().get_with_timer(id).await
+    })
+    .await
+}
+
+/// The record `read` reads, made at `created_at`. Where enqueues send
+/// before they store ([`crate::Config::send_first`]), a message may come
+/// before its record: while the write may still land, wait a little for
+/// it, then have the message come back later; after that, no record means
+/// the enqueue failed (and said so) or the record was deleted, and the
+/// message is done with.
+async fn wait_for_record<T, F, Fut>(
+    deps: &Deps,
+    id: Uuid,
+    created_at: Option<DateTime<Utc>>,
+    read: F,
+) -> Result<Option<T>, ServiceError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+{
     let until = hold_until(deps, deps.now());
     let mut waited = Duration::ZERO;
     loop {
-        let (read, _) = while_unavailable(deps, until, id, || async move {
-            deps.tasks().get_with_timer(id).await
-        })
-        .await;
-        let found = read?;
+        let (found, _) = while_unavailable(deps, until, id, &read).await;
+        let found = found?;
         let may_land = deps.config.send_first
             && created_at.is_some_and(|at| deps.now() - at < WRITE_MAY_LAND_FOR);
         if found.is_some() || !may_land {
@@ -118,8 +135,182 @@ async fn read_stored(
     }
 }
 
+/// Run the tasks of a chunk ([`crate::table::tasks::chunks`]): start every one
+/// this message may start in one write, run them together, and record
+/// their completions in one write. The others (a task whose lease the
+/// message cannot hold, or left running by a worker that died) go as a
+/// task of its own would, and so does a failed attempt: a retry needs a
+/// timer and a failure an index, so [`crate::table::tasks::Tasks::save`]
+/// moves the task out of its chunk.
+async fn run_chunk(deps: &Deps, base: Uuid, created_at: DateTime<Utc>) -> Result<(), ServiceError> {
+    let created_at = Some(created_at);
+    let read = || async move { deps.tasks().chunk(base).await };
+    let Some(chunk) = wait_for_record(deps, base, created_at, read).await? else {
+        tracing::debug!(chunk = %base, "message for a chunk that is gone");
+        return Ok(());
+    };
+    let (chunk, started, others) = start_chunk(deps, chunk).await?;
+    let alone = futures_util::future::join_all(
+        others
+            .into_iter()
+            .map(|id| run_stored(deps, id, created_at)),
+    );
+    let (alone, together) = tokio::join!(alone, run_together(deps, chunk, started));
+    alone.into_iter().chain([together]).collect()
+}
+
+/// Start every task of `chunk` this message may start, in one write
+/// (read again and tried again while another write moves the chunk on).
+/// Returns the chunk as written, the tasks started, and the ids of those
+/// left to go alone: pending ones it may not start, and running ones.
+async fn start_chunk(
+    deps: &Deps,
+    mut chunk: Chunk,
+) -> Result<(Chunk, Vec<Task>, Vec<Uuid>), ServiceError> {
+    let until = hold_until(deps, deps.now());
+    loop {
+        let now = deps.now();
+        let claim = claim_token(deps);
+        let (mut started, mut others) = (Vec::new(), Vec::new());
+        for task in chunk.members.values() {
+            match startable(deps, task, now) {
+                Some(mut running) => {
+                    running.claim = Some(claim);
+                    started.push(running);
+                }
+                None if !task.status.is_final() => others.push(task.id),
+                None => {}
+            }
+        }
+        if started.is_empty() {
+            return Ok((chunk, started, others));
+        }
+        let next = chunk.changed(|members| {
+            for t in &started {
+                if let Some((_, number)) = chunks::member_of(t.id) {
+                    members.insert(number, t.clone());
+                }
+            }
+        });
+        match save_chunk_until(deps, &chunk, &next, until).await {
+            Ok(()) => {
+                for t in &started {
+                    count_start(deps, t, now);
+                }
+                return Ok((next, started, others));
+            }
+            Err(e) if e.is_conflict() => match deps.tasks().chunk(chunk.base).await? {
+                Some(read) => chunk = read,
+                None => return Ok((chunk, Vec::new(), Vec::new())),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// `task` started at `now`, if this message may start it in its chunk:
+/// pending, due, within its TTL, and with a lease its message holds.
+fn startable(deps: &Deps, task: &Task, now: DateTime<Utc>) -> Option<Task> {
+    if task.status != TaskStatus::Pending
+        || !task.is_due(now)
+        || task.expires_at().is_some_and(|at| at <= now)
+    {
+        return None;
+    }
+    let running = task.start(now, deps.config.lease_grace).ok()?;
+    dispatch::message_holds_lease(deps, &running, now).then_some(running)
+}
+
+/// Run the tasks started in `chunk` together, then record their outcomes:
+/// the completions in one write, each failure as its own task's.
+async fn run_together(deps: &Deps, chunk: Chunk, started: Vec<Task>) -> Result<(), ServiceError> {
+    let outcomes =
+        futures_util::future::join_all(started.iter().map(|t| run_attempt(deps, t))).await;
+    let mut completed = Vec::new();
+    let mut alone = Vec::new();
+    for (task, outcome) in started.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(value) if task.webhook_url.is_none() => completed.push((task, value)),
+            other => alone.push(finish(deps, task, other)),
+        }
+    }
+    let (together, alone) = tokio::join!(
+        complete_together(deps, chunk, completed),
+        futures_util::future::join_all(alone)
+    );
+    [together].into_iter().chain(alone).collect()
+}
+
+/// Record the completions of attempts of `chunk`'s tasks in one write,
+/// over the chunk as it is then (a progress report may have moved a task
+/// on): each onto its task if the attempt was not taken over meanwhile.
+async fn complete_together(
+    deps: &Deps,
+    mut chunk: Chunk,
+    completed: Vec<(Task, Value)>,
+) -> Result<(), ServiceError> {
+    let Some(until) = completed.iter().filter_map(|(t, _)| t.lease_until).min() else {
+        return Ok(());
+    };
+    loop {
+        let now = deps.now();
+        let mut done = Vec::new();
+        let next = chunk.changed(|members| {
+            for (ran, value) in &completed {
+                let Some((_, number)) = chunks::member_of(ran.id) else {
+                    continue;
+                };
+                let current = members
+                    .get(&number)
+                    .filter(|t| t.status == TaskStatus::Running && t.attempts == ran.attempts);
+                if let Some(t) = current.and_then(|t| complete(t, now, value).ok()) {
+                    done.push(t.clone());
+                    members.insert(number, t);
+                }
+            }
+        });
+        if done.len() < completed.len() {
+            tracing::info!(chunk = %chunk.base, taken_over = completed.len() - done.len(), "attempts were taken over; their outcomes are dropped");
+        }
+        if done.is_empty() {
+            return Ok(());
+        }
+        match save_chunk_until(deps, &chunk, &next, until).await {
+            Ok(()) => {
+                for t in &done {
+                    deps.metrics.finished(&t.queue_name, true);
+                }
+                return Ok(());
+            }
+            Err(e) if e.is_conflict() => match deps.tasks().chunk(chunk.base).await? {
+                Some(read) => chunk = read,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Write `next` over `prev`, held while the store is unavailable until
+/// `until` (see [`write_while_unavailable`]).
+async fn save_chunk_until(
+    deps: &Deps,
+    prev: &Chunk,
+    next: &Chunk,
+    until: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    write_while_unavailable(
+        deps,
+        until,
+        (next.base, next),
+        || async move { deps.tasks().save_chunk(prev, next).await },
+        || async move { deps.tasks().chunk(next.base).await },
+    )
+    .await
+}
+
 /// A message for a running task whose lease its own message holds (it has
-/// no timer: see [`message_holds_lease`]): that message back after its
+/// no timer: see [`dispatch::message_holds_lease`]): that message back after its
 /// worker died, or a duplicate. Past the lease, the attempt is lost: take
 /// it over, as the scheduler does with a lease timer. Before, the attempt
 /// may still run: the message must come back later, not go, since it may
@@ -143,36 +334,6 @@ async fn held_by_its_message(deps: &Deps, task: &Task) -> Result<(), ServiceErro
         other => other,
     }
 }
-
-/// Whether a running task's lease ends before its message can come back:
-/// received just now (within [`RECEIVED_WITHIN`]) and hidden for the
-/// queue's visibility timeout, the message returns only once the lease is
-/// over, and a worker that receives it then takes the lost attempt over
-/// ([`held_by_its_message`]). Then the task needs no lease timer, which
-/// saves the index writes of one on every attempt (docs/COST.md). A lease
-/// longer than that keeps its timer: the message would come back while the
-/// attempt runs, again and again, until the queue dead-letters it. Only
-/// where the queue outlives the process ([`crate::Config::send_first`]):
-/// elsewhere the message dies with it, and start-up recovery finds the
-/// attempts it must take over by their timers. Nor where the record may be
-/// gone when the message comes back (its TTL and the expired record's
-/// retention over): a worker would then find nothing to take over.
-fn message_holds_lease(deps: &Deps, running: &Task, now: DateTime<Utc>) -> bool {
-    let hidden = chrono::Duration::from_std(deps.config.visibility).unwrap_or_default();
-    let back = now + hidden;
-    deps.config.send_first
-        && running
-            .lease_until
-            .is_some_and(|lease| lease <= back - RECEIVED_WITHIN)
-        && running
-            .expires_at()
-            .is_none_or(|at| at + deps.config.expired_retention > back)
-}
-
-/// How long before an attempt starts its message may have been received
-/// (a batch waits for its slots before it is received, so this is the time
-/// a message waits for the tasks of its batch ahead of it to start).
-const RECEIVED_WITHIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Whether `task`'s attempt is lost: running past its lease.
 pub(crate) fn lapsed(task: &Task, now: DateTime<Utc>) -> bool {
@@ -239,7 +400,7 @@ async fn run_pending(deps: &Deps, task: Task) -> Result<Start, ServiceError> {
     let until = hold_until(deps, now);
     let timer = running
         .lease_until
-        .filter(|_| !message_holds_lease(deps, &running, now));
+        .filter(|_| !dispatch::message_holds_lease(deps, &running, now));
     match save_until(deps, &task, &running, timer, until).await {
         Err(e) if e.is_conflict() => return Ok(Start::Stale),
         other => other?,

@@ -117,8 +117,9 @@ pub async fn list(
         .map(|pk| Query::table(pk, 1))
         .collect();
     let budget = (limit * 20).max(1000);
-    tagged::list(store, &sources, before, limit, budget, |item| {
-        tagged::live::<Execution>(item, now).filter(|e| e.pipeline_id == pipeline)
+    tagged::list(store, &sources, before, limit, budget, |sort_key, item| {
+        let live = tagged::live::<Execution>(item, now).filter(|e| e.pipeline_id == pipeline);
+        tagged::one(sort_key, live)
     })
     .await
 }

@@ -9,6 +9,7 @@
 //! | record         | pk                    | sk           | indexes |
 //! |----------------|-----------------------|--------------|---------|
 //! | task           | `TQ#<queue hash, shard>` | `<id>`    | gsi1 once failed, cancelled or expired; gsi5 timer, gsi6 expiry |
+//! | chunk of a batch's tasks | `TQ#<queue hash, shard>` | `<base id>` | none (a task that needs an index leaves it: [`tasks::chunks`]) |
 //! | queue counters | `QSTATS#<shard>`      | `<queue>`    | none |
 //! | idempotency    | `IDEM#<key>`          | `IDEM`       | gsi6 expiry |
 //! | pipeline       | `PIPE#<id>`           | `HEAD`, `V#<version>` | gsi2 `PIPES` (the head) |

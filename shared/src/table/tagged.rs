@@ -68,15 +68,18 @@ pub type Sources = Vec<Query>;
 
 /// One page of the records `pick` keeps, newest first, read from `sources`
 /// merged by id, from the cursor `before` on, and the cursor of the next
-/// page. Records `pick` drops are read all the same: at most `budget` items
-/// a page (a page may come back short, with a cursor where it stopped).
+/// page. `pick` gives an item's records with their positions, highest
+/// first: an item holds one record at its sort key, or several (a chunk of
+/// tasks) at positions above its sort key and below the next item's.
+/// Records `pick` drops are read all the same: at most `budget` items a
+/// page (a page may come back short, with a cursor where it stopped).
 pub async fn list<T>(
     store: &dyn Store,
     sources: &[Query],
     before: Option<String>,
     limit: usize,
     budget: usize,
-    mut pick: impl FnMut(&Item) -> Option<T>,
+    mut pick: impl FnMut(&str, &Item) -> Vec<(String, T)>,
 ) -> Result<(Vec<T>, Option<String>), StoreError> {
     let mut found = Vec::with_capacity(limit);
     let mut cursor = before;
@@ -85,16 +88,28 @@ pub async fn list<T>(
     let mut want = 0;
     loop {
         want = (limit - found.len()).max(want * 2).max(1).min(budget);
-        let (page, exhausted) = merged_page(store, sources, cursor.as_deref(), want).await?;
+        let read_before = cursor.clone();
+        let (page, exhausted) = merged_page(store, sources, read_before.as_deref(), want).await?;
         budget = budget.saturating_sub(page.len());
         let mut unread = page.len();
-        for (sort_key, item) in page {
+        'items: for (sort_key, item) in page {
             unread -= 1;
-            cursor = Some(sort_key);
-            if let Some(record) = pick(&item) {
+            cursor = Some(sort_key.clone());
+            let records = pick(&sort_key, &item);
+            let mut left = records.len();
+            for (position, record) in records {
+                left -= 1;
+                // Listed by the page that ended within this item.
+                if read_before.as_ref().is_some_and(|b| &position >= b) {
+                    continue;
+                }
                 found.push(record);
                 if found.len() == limit {
-                    break;
+                    if left > 0 {
+                        cursor = Some(position);
+                        unread += 1;
+                    }
+                    break 'items;
                 }
             }
         }
@@ -105,6 +120,13 @@ pub async fn list<T>(
             return Ok((found, next));
         }
     }
+}
+
+/// An item's one record, at its sort key, if it has one.
+pub fn one<T>(sort_key: &str, record: Option<T>) -> Vec<(String, T)> {
+    record
+        .map(|r| vec![(sort_key.to_string(), r)])
+        .unwrap_or_default()
 }
 
 /// The live record of type `T` in an item, `None` when it has expired (at

@@ -96,9 +96,7 @@ pub async fn pending_have_timers(sim: &mut Sim) {
         if t.status.is_final() || message_holds {
             continue;
         }
-        let item = sim
-            .store()
-            .get(&tasks::key(t.id))
+        let (_, item) = tasks::stored(sim.store(), t.id)
             .await
             .expect("the store answers")
             .expect("a listed task exists");
@@ -426,7 +424,11 @@ pub async fn at_end(sim: &mut Sim) {
             )),
         }
         if t.status.is_final() && !removed {
-            let item = sim.store().get(&tasks::key(t.id)).await.ok().flatten();
+            let item = tasks::stored(sim.store(), t.id)
+                .await
+                .ok()
+                .flatten()
+                .map(|(_, item)| item);
             if item.as_ref().and_then(timer_of).is_some() {
                 found.push(format!("stale timer: finished {who} keeps a timer"));
             }

@@ -58,6 +58,7 @@ fn run_all(seeds: &[u64]) -> (Vec<(u64, world::Report)>, Totals) {
                     let mut t = totals.lock().unwrap();
                     t.tally += report.tally;
                     t.tasks += report.tasks as u64;
+                    t.chunked += report.chunked as u64;
                     t.attempts += report.attempts;
                     t.executions += report.executions as u64;
                     t.step_runs += report.step_runs as u64;
@@ -85,6 +86,7 @@ fn run_all(seeds: &[u64]) -> (Vec<(u64, world::Report)>, Totals) {
 struct Totals {
     tally: Tally,
     tasks: u64,
+    chunked: u64,
     attempts: u64,
     executions: u64,
     step_runs: u64,
@@ -137,10 +139,11 @@ fn every_seed_keeps_the_invariants() {
     let began = Instant::now();
     let (failed, t) = run_all(&seeds);
     eprintln!(
-        "simulation: {} seeds in {:.1} s: {} tasks, {} handler runs, {} executions, {} pipeline step runs, {} cancels, {} keyed enqueues, {} requeues, {} expired and {} removed at their TTL, {} webhook deliveries, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} failed webhook deliveries, {} clock jumps",
+        "simulation: {} seeds in {:.1} s: {} tasks ({} in chunks), {} handler runs, {} executions, {} pipeline step runs, {} cancels, {} keyed enqueues, {} requeues, {} expired and {} removed at their TTL, {} webhook deliveries, {:.0} simulated hours; injected {} crashes, {} lost, {} duplicated, {} delayed messages, {} queue and {} store errors, {} failed webhook deliveries, {} clock jumps",
         seeds.len(),
         began.elapsed().as_secs_f64(),
         t.tasks,
+        t.chunked,
         t.attempts,
         t.executions,
         t.step_runs,

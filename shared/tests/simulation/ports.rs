@@ -16,6 +16,7 @@ use warren::ports::{
     Clock, Delivery, HttpClient, HttpError, HttpRequest, HttpResponse, Item, Key, MAX_DELAY,
     OutgoingMessage, Query, Queue, QueueError, Store, StoreError, WriteOp,
 };
+use warren::table::tasks::chunks::{self, Chunk};
 
 use crate::gate::Step;
 use crate::rng::Rng;
@@ -152,7 +153,17 @@ pub struct Version {
 /// invariants about a task's past (its lives, its expiry, its deletion,
 /// the states its webhook may announce) are checked against.
 #[derive(Default)]
-pub struct History(Mutex<BTreeMap<Uuid, Vec<Version>>>);
+pub struct History(
+    Mutex<BTreeMap<Uuid, Vec<Version>>>,
+    /// The members each chunk held at its last write.
+    Mutex<BTreeMap<Uuid, BTreeSet<u8>>>,
+);
+
+fn lock_chunks(
+    chunks: &Mutex<BTreeMap<Uuid, BTreeSet<u8>>>,
+) -> std::sync::MutexGuard<'_, BTreeMap<Uuid, BTreeSet<u8>>> {
+    chunks.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The task id of a task item's key.
 fn task_id(key: &Key) -> Option<Uuid> {
@@ -169,14 +180,40 @@ impl History {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Record the task writes among `ops`, which landed at `at`.
+    /// Record the task writes among `ops`, which landed at `at`. A write of
+    /// a chunk is a write of each task it holds that changed, and a
+    /// deletion of each it held before that the same writes did not move
+    /// to an item of its own.
     fn landed<'a>(
         &self,
         at: DateTime<Utc>,
         ops: impl Iterator<Item = (&'a Key, Option<&'a Item>)>,
     ) {
+        let ops: Vec<_> = ops.collect();
+        let own: BTreeSet<Uuid> = ops.iter().filter_map(|(key, _)| task_id(key)).collect();
         let mut all = self.lock();
+        // A chunk's write holds its members that did not change too.
+        let mut record = |id: Uuid, task: Option<Task>| {
+            let versions = all.entry(id).or_default();
+            if versions.last().is_none_or(|v| v.task != task) {
+                versions.push(Version { at, task });
+            }
+        };
         for (key, item) in ops {
+            if let Some(chunk) = item.and_then(Chunk::from_item) {
+                let members: BTreeSet<u8> = chunk.members.keys().copied().collect();
+                let held = lock_chunks(&self.1).insert(chunk.base, members.clone());
+                for number in held.unwrap_or_default().difference(&members) {
+                    let id = chunks::member_id(chunk.base, *number);
+                    if !own.contains(&id) {
+                        record(id, None);
+                    }
+                }
+                for task in chunk.members.into_values() {
+                    record(task.id, Some(task));
+                }
+                continue;
+            }
             let Some(id) = task_id(key) else { continue };
             let task = match item {
                 Some(item) => match warren::table::tasks::from_item(item) {
@@ -185,7 +222,7 @@ impl History {
                 },
                 None => None,
             };
-            all.entry(id).or_default().push(Version { at, task });
+            record(id, task);
         }
     }
 

@@ -86,6 +86,10 @@ pub struct Plan {
     /// one, a running task's lease is held by its message, not a timer).
     pub send_first: bool,
     pub visibility: Duration,
+    /// Where enqueues send first, a batch's tasks are plain (no TTL,
+    /// webhook or due time), so that where the message holds the lease
+    /// too, they share chunks (`table::tasks::chunks`).
+    pub plain_batches: bool,
 }
 
 impl Plan {
@@ -131,6 +135,7 @@ impl Plan {
             // Drawn last, so the other draws of a seed stay as they were.
             send_first: rng.chance(400),
             visibility: Duration::from_secs(*rng.pick(&[60, 960])),
+            plain_batches: rng.chance(500),
         };
         // As the AWS runtimes, which send first, always do: a message by
         // id alone has the worker read the task's age from its id, whose
@@ -326,6 +331,8 @@ pub struct Report {
     pub violations: Vec<String>,
     pub tally: Tally,
     pub tasks: usize,
+    /// Tasks stored in chunks (a batch's, sent first).
+    pub chunked: usize,
     pub attempts: u64,
     pub executions: usize,
     pub step_runs: usize,
@@ -666,6 +673,10 @@ impl Sim {
                 .map(|(id, _, _)| *id)
                 .collect::<BTreeSet<_>>()
                 .len(),
+            chunked: history
+                .keys()
+                .filter(|id| warren::table::tasks::chunks::member_of(**id).is_some())
+                .count(),
             attempts: runs.values().map(|at| at.len() as u64).sum(),
             executions,
             step_runs,
@@ -850,6 +861,11 @@ impl Sim {
                 };
                 let mut batch: Vec<NewTask> = (0..count).map(|_| self.new_task()).collect();
                 let single = count == 1 && self.rng.chance(600);
+                if !single && self.plan.plain_batches && self.plan.send_first {
+                    for t in &mut batch {
+                        (t.ttl_seconds, t.webhook_url, t.scheduled_at) = (None, None, None);
+                    }
+                }
                 if single && self.rng.chance(self.plan.keyed) {
                     batch[0].idempotency_key = Some(format!("key{}", self.rng.below(3)));
                     self.keyed_sends += 1;
@@ -993,10 +1009,7 @@ impl Sim {
         let now = self.now();
         let mut timers = Vec::new();
         for id in self.ledger.history.stored() {
-            let Some(item) = self.store.get(&tasks::key(id)).await.ok().flatten() else {
-                continue;
-            };
-            let Some(t) = tasks::from_item(&item) else {
+            let Some((t, item)) = tasks::stored(&*self.store, id).await.ok().flatten() else {
                 continue;
             };
             match timer_of(&item) {
@@ -1065,7 +1078,11 @@ impl Sim {
             if t.status.is_final() {
                 continue;
             }
-            let item = self.store.get(&tasks::key(t.id)).await.ok().flatten();
+            let item = tasks::stored(&*self.store, t.id)
+                .await
+                .ok()
+                .flatten()
+                .map(|(_, item)| item);
             open.push(format!(
                 "task {} {} (attempt {}) timer {:?}",
                 t.id,
