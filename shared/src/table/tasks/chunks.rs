@@ -119,8 +119,10 @@ impl Chunk {
 
     /// The chunk an item holds; `None` for any other item.
     pub fn from_item(item: &Item) -> Option<Chunk> {
+        // Checked first: lists try every item they read.
+        let stored = item.attrs.get("members")?.as_object()?;
         let base = super::id_of(&item.key)?;
-        if member_of(base).is_some() || item.attrs.get("members").is_none() {
+        if member_of(base).is_some() {
             return None;
         }
         let version = item.attrs.get("chunk_version")?.as_u64()?;
@@ -129,7 +131,7 @@ impl Chunk {
             None => Map::new(),
         };
         let mut members = BTreeMap::new();
-        for (number, own) in item.attrs.get("members")?.as_object()? {
+        for (number, own) in stored {
             let number: u8 = number.parse().ok()?;
             let mut attrs = common.clone();
             attrs.extend(own.as_object()?.clone());
