@@ -402,9 +402,11 @@ pub async fn enqueue_batch(
     }
     let now = deps.now();
     let tasks: Vec<Task> = batch.into_iter().map(|n| n.into_task(deps, now)).collect();
-    for (i, t) in tasks.iter().enumerate() {
-        check_size(t).map_err(|e| at_index(i, e))?;
-    }
+    let sizes = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| check_size(t).map_err(|e| at_index(i, e)))
+        .collect::<Result<Vec<usize>, _>>()?;
     let mut ephemeral = Vec::new();
     let mut ids = Vec::with_capacity(tasks.len());
     let mut parts = Vec::new();
@@ -416,14 +418,14 @@ pub async fn enqueue_batch(
     let mut groups: std::collections::BTreeMap<(String, i32), Vec<(usize, Task)>> =
         Default::default();
     let table = deps.tasks();
-    for task in tasks {
+    for (task, size) in tasks.into_iter().zip(sizes) {
         *per_queue.entry(task.queue_name.clone()).or_default() += 1;
         if task.ttl_seconds == Some(0.0) {
             ephemeral.push(ephemeral_message(&task)?);
             ids.push(None);
             continue;
         }
-        if chunkable(deps, &task, now) {
+        if chunkable(deps, &task, size, now) {
             let group = groups
                 .entry((task.queue_name.clone(), task.priority))
                 .or_default();
@@ -431,7 +433,7 @@ pub async fn enqueue_batch(
             ids.push(None);
             if group.len() == chunks::CHUNK_TASKS {
                 let group = std::mem::take(group);
-                part = part.or_full(&mut parts, &mut counters, 2);
+                part.make_room(&mut parts, &mut counters, 2);
                 part.add_chunk(deps, group, &mut ids, &mut counters);
             }
             continue;
@@ -440,7 +442,7 @@ pub async fn enqueue_batch(
         // Counters are summed per part: one add per (shard, queue), not per
         // task (none where the change stream counts).
         let shard_key = (tasks::counter_shard(&task), task.queue_name.clone());
-        part = part.or_full(&mut parts, &mut counters, 2);
+        part.make_room(&mut parts, &mut counters, 2);
         let plan = dispatch::plan(deps, &task, now);
         // A task sent before it is stored needs no timer (`send_then_store`).
         let timer = match plan {
@@ -457,7 +459,7 @@ pub async fn enqueue_batch(
         }
     }
     for group in groups.into_values().filter(|g| !g.is_empty()) {
-        part = part.or_full(&mut parts, &mut counters, 2);
+        part.make_room(&mut parts, &mut counters, 2);
         part.add_chunk(deps, group, &mut ids, &mut counters);
     }
     if !part.ops.is_empty() {
@@ -515,19 +517,17 @@ impl Part {
         std::mem::take(self)
     }
 
-    /// This part, or, where `more` operations would not fit one
-    /// transaction with its counter adds, a new one (this one closed into
-    /// `parts`).
-    fn or_full(
-        mut self,
+    /// Where `more` operations would not fit one transaction with this
+    /// part's counter adds, close it into `parts` and start a new one.
+    fn make_room(
+        &mut self,
         parts: &mut Vec<Part>,
         counters: &mut std::collections::BTreeMap<(u32, String), i64>,
         more: usize,
-    ) -> Part {
+    ) {
         if self.ops.len() + counters.len() + more > MAX_TRANSACT_OPS {
             parts.push(self.close(counters));
         }
-        self
     }
 
     /// Add a chunk of `group`'s tasks (one item, one message), giving each
@@ -615,18 +615,18 @@ fn at_index(i: usize, e: ServiceError) -> ServiceError {
 
 /// Whether a task of a batch may share a chunk (and its writes) with
 /// others ([`crate::table::tasks::chunks`]): only where the message is the
-/// outbox, and only a task due now that is
-/// small, needs no timer, index or webhook, and whose lease its message
+/// outbox, and only a task due now that is small (`size`: its JSON's
+/// bytes), needs no timer, index or webhook, and whose lease its message
 /// can hold. Every other task is stored alone.
-fn chunkable(deps: &Deps, task: &Task, now: DateTime<Utc>) -> bool {
+fn chunkable(deps: &Deps, task: &Task, size: usize, now: DateTime<Utc>) -> bool {
     deps.config.send_first
+        && size <= CHUNKED_TASK_BYTES
         && task.webhook_url.is_none()
         && matches!(dispatch::plan(deps, task, now), Dispatch::Send { delay, .. } if delay.is_zero())
         && deps.tasks().fits_a_chunk(task, None)
         && task
             .start(now, deps.config.lease_grace)
             .is_ok_and(|running| dispatch::message_holds_lease(deps, &running, now))
-        && serde_json::to_vec(task).is_ok_and(|v| v.len() <= CHUNKED_TASK_BYTES)
 }
 
 /// The largest task a chunk takes: ten of them stay far below an item's
@@ -634,12 +634,13 @@ fn chunkable(deps: &Deps, task: &Task, now: DateTime<Utc>) -> bool {
 /// own would.
 const CHUNKED_TASK_BYTES: usize = 2048;
 
-/// A task must fit in one queue message and one table item.
-fn check_size(task: &Task) -> Result<(), ServiceError> {
+/// A task must fit in one queue message and one table item: its size in
+/// bytes of JSON, if it does.
+fn check_size(task: &Task) -> Result<usize, ServiceError> {
     let size = serde_json::to_vec(task)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
-    ServiceError::check_message_size("task", size)
+    ServiceError::check_message_size("task", size).map(|()| size)
 }
 
 fn ephemeral_message(task: &Task) -> Result<OutgoingMessage, ServiceError> {

@@ -18,7 +18,7 @@ use crate::domain::{AfterFailure, Task, TaskStatus, TransitionError};
 use crate::handlers::{TaskContext, TaskFailure};
 use crate::messages::TaskMessage;
 use crate::ports::{OutgoingMessage, StoreError};
-use crate::table::tasks::chunks::{self, Chunk};
+use crate::table::tasks::chunks::Chunk;
 use crate::trace::SpanKind;
 
 /// Handle one message. `Ok` means the message is done with (delete it);
@@ -149,27 +149,8 @@ async fn run_chunk(deps: &Deps, base: Uuid, created_at: DateTime<Utc>) -> Result
         tracing::debug!(chunk = %base, "message for a chunk that is gone");
         return Ok(());
     };
-    let (chunk, started, others) = start_chunk(deps, chunk).await?;
-    let alone = futures_util::future::join_all(
-        others
-            .into_iter()
-            .map(|id| run_stored(deps, id, created_at)),
-    );
-    let (alone, together) = tokio::join!(alone, run_together(deps, chunk, started));
-    alone.into_iter().chain([together]).collect()
-}
-
-/// Start every task of `chunk` this message may start, in one write
-/// (read again and tried again while another write moves the chunk on).
-/// Returns the chunk as written, the tasks started, and the ids of those
-/// left to go alone: pending ones it may not start, and running ones.
-async fn start_chunk(
-    deps: &Deps,
-    mut chunk: Chunk,
-) -> Result<(Chunk, Vec<Task>, Vec<Uuid>), ServiceError> {
     let until = hold_until(deps, deps.now());
-    loop {
-        let now = deps.now();
+    let started = change_chunk(deps, chunk, until, |chunk, now| {
         let claim = claim_token(deps);
         let (mut started, mut others) = (Vec::new(), Vec::new());
         for task in chunk.members.values() {
@@ -182,26 +163,46 @@ async fn start_chunk(
                 None => {}
             }
         }
-        if started.is_empty() {
-            return Ok((chunk, started, others));
-        }
-        let next = chunk.changed(|members| {
-            for t in &started {
-                if let Some((_, number)) = chunks::member_of(t.id) {
-                    members.insert(number, t.clone());
-                }
-            }
-        });
+        let next = (!started.is_empty()).then(|| chunk.with(&started));
+        (next, (started, others, now))
+    })
+    .await?;
+    let Some((chunk, (started, others, now))) = started else {
+        return Ok(());
+    };
+    for t in &started {
+        count_start(deps, t, now);
+    }
+    let alone = futures_util::future::join_all(
+        others
+            .into_iter()
+            .map(|id| run_stored(deps, id, created_at)),
+    );
+    let (alone, together) = tokio::join!(alone, run_together(deps, chunk, started));
+    alone.into_iter().chain([together]).collect()
+}
+
+/// Write the chunk `change` makes of `chunk` at `now` (`None`: nothing to
+/// write), held while the store is unavailable until `until`; where
+/// another write moved the chunk on, read it again and change that. Returns
+/// the chunk as written (or as read, where nothing was) with what the
+/// change that stuck said; `None` once the chunk is gone.
+async fn change_chunk<T>(
+    deps: &Deps,
+    mut chunk: Chunk,
+    until: DateTime<Utc>,
+    mut change: impl FnMut(&Chunk, DateTime<Utc>) -> (Option<Chunk>, T),
+) -> Result<Option<(Chunk, T)>, ServiceError> {
+    loop {
+        let (next, said) = change(&chunk, deps.now());
+        let Some(next) = next else {
+            return Ok(Some((chunk, said)));
+        };
         match save_chunk_until(deps, &chunk, &next, until).await {
-            Ok(()) => {
-                for t in &started {
-                    count_start(deps, t, now);
-                }
-                return Ok((next, started, others));
-            }
+            Ok(()) => return Ok(Some((next, said))),
             Err(e) if e.is_conflict() => match deps.tasks().chunk(chunk.base).await? {
                 Some(read) => chunk = read,
-                None => return Ok((chunk, Vec::new(), Vec::new())),
+                None => return Ok(None),
             },
             Err(e) => return Err(e.into()),
         }
@@ -246,49 +247,36 @@ async fn run_together(deps: &Deps, chunk: Chunk, started: Vec<Task>) -> Result<(
 /// on): each onto its task if the attempt was not taken over meanwhile.
 async fn complete_together(
     deps: &Deps,
-    mut chunk: Chunk,
+    chunk: Chunk,
     completed: Vec<(Task, Value)>,
 ) -> Result<(), ServiceError> {
     let Some(until) = completed.iter().filter_map(|(t, _)| t.lease_until).min() else {
         return Ok(());
     };
-    loop {
-        let now = deps.now();
-        let mut done = Vec::new();
-        let next = chunk.changed(|members| {
-            for (ran, value) in &completed {
-                let Some((_, number)) = chunks::member_of(ran.id) else {
-                    continue;
-                };
-                let current = members
-                    .get(&number)
-                    .filter(|t| t.status == TaskStatus::Running && t.attempts == ran.attempts);
-                if let Some(t) = current.and_then(|t| complete(t, now, value).ok()) {
-                    done.push(t.clone());
-                    members.insert(number, t);
-                }
-            }
-        });
-        if done.len() < completed.len() {
-            tracing::info!(chunk = %chunk.base, taken_over = completed.len() - done.len(), "attempts were taken over; their outcomes are dropped");
-        }
-        if done.is_empty() {
-            return Ok(());
-        }
-        match save_chunk_until(deps, &chunk, &next, until).await {
-            Ok(()) => {
-                for t in &done {
-                    deps.metrics.finished(&t.queue_name, true);
-                }
-                return Ok(());
-            }
-            Err(e) if e.is_conflict() => match deps.tasks().chunk(chunk.base).await? {
-                Some(read) => chunk = read,
-                None => return Ok(()),
-            },
-            Err(e) => return Err(e.into()),
-        }
+    let written = change_chunk(deps, chunk, until, |chunk, now| {
+        let done: Vec<Task> = completed
+            .iter()
+            .filter_map(|(ran, value)| {
+                let current = chunk.get(ran.id)?;
+                let same_attempt =
+                    current.status == TaskStatus::Running && current.attempts == ran.attempts;
+                same_attempt.then(|| complete(current, now, value).ok())?
+            })
+            .collect();
+        ((!done.is_empty()).then(|| chunk.with(&done)), done)
+    })
+    .await?;
+    let done = written.map(|(_, done)| done).unwrap_or_default();
+    if done.len() < completed.len() {
+        tracing::info!(
+            taken_over = completed.len() - done.len(),
+            "attempts of a chunk were taken over; their outcomes are dropped"
+        );
     }
+    for t in &done {
+        deps.metrics.finished(&t.queue_name, true);
+    }
+    Ok(())
 }
 
 /// Write `next` over `prev`, held while the store is unavailable until

@@ -137,15 +137,10 @@ impl<'a> Tasks<'a> {
         &self,
         id: Uuid,
     ) -> Result<Option<(Task, Option<DateTime<Utc>>)>, StoreError> {
-        if let Some((base, _)) = chunks::member_of(id)
-            && let Some(task) = self.chunk(base).await?.and_then(|c| c.get(id).cloned())
-        {
-            return Ok(Some((task, None)));
-        }
-        let item = self.store.get(&key(id)).await?;
-        Ok(item
-            .filter(|i| !i.is_expired(self.now.timestamp()))
-            .and_then(|item| from_item(&item).map(|task| (task, timer_of(&item)))))
+        Ok(stored(self.store, id)
+            .await?
+            .filter(|(_, item)| !item.is_expired(self.now.timestamp()))
+            .map(|(task, item)| (task, timer_of(&item))))
     }
 
     /// The chunk with this base id, as stored.
@@ -158,7 +153,7 @@ impl<'a> Tasks<'a> {
             .and_then(Chunk::from_item))
     }
 
-    /// Write the chunks of a batch, new: in one item each.
+    /// The write that stores a new chunk (a batch's tasks, just made).
     pub fn new_chunk(&self, chunk: &Chunk) -> WriteOp {
         WriteOp::Put {
             item: chunk.item(),
@@ -237,9 +232,9 @@ impl<'a> Tasks<'a> {
 
     /// Whether `task` with this timer may stay in a chunk: its item would
     /// be in no index and have no TTL.
+    /// (What [`Tasks::item`] would give it either.)
     pub(crate) fn fits_a_chunk(&self, task: &Task, timer: Option<DateTime<Utc>>) -> bool {
-        let item = self.item(task, timer);
-        item.indexes.is_empty() && item.ttl.is_none()
+        timer.is_none() && !is_indexed(task.status) && self.expiry_check_at(task).is_none()
     }
 
     /// The writes that replace `prev` (the stored version, if any) by
@@ -454,8 +449,8 @@ fn is_indexed(status: TaskStatus) -> bool {
     )
 }
 
-/// Task `id` and the item that holds it (its own, or its chunk's), past
-/// its TTL or not: what tests look at beneath the records.
+/// Task `id` and the item that holds it (its own, or its chunk's, which
+/// has no timer and no TTL), past its TTL or not.
 pub async fn stored(store: &dyn Store, id: Uuid) -> Result<Option<(Task, Item)>, StoreError> {
     if let Some((base, _)) = chunks::member_of(id)
         && let Some(item) = store.get(&key(base)).await?

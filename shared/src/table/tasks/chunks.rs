@@ -117,6 +117,18 @@ impl Chunk {
         next
     }
 
+    /// The same chunk at its next version, `tasks` (its members) in their
+    /// places.
+    pub fn with(&self, tasks: &[Task]) -> Chunk {
+        self.changed(|members| {
+            for task in tasks {
+                if let Some((_, number)) = member_of(task.id) {
+                    members.insert(number, task.clone());
+                }
+            }
+        })
+    }
+
     /// The chunk an item holds; `None` for any other item.
     pub fn from_item(item: &Item) -> Option<Chunk> {
         // Checked first: lists try every item they read.
